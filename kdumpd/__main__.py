@@ -1,0 +1,3 @@
+from kdumpd.cli import main
+
+raise SystemExit(main())
