@@ -1,0 +1,231 @@
+"""Configuration: TOML at /etc/kdumpd/kdumpd.toml, validated into frozen dataclasses.
+
+A missing file means defaults. Every problem is a :class:`ConfigError` naming the key
+(``reload.timeout_s``) and what was expected, so the CLI can print one line and exit 78.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Union
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python < 3.11 only
+    import tomli as tomllib
+
+DEFAULT_PATH = Path("/etc/kdumpd/kdumpd.toml")
+
+EVENT_SOURCES = ("auto", "udev", "kernel")
+BACKENDS = ("auto", "kexec", "kdumpctl", "kdump-config", "fake")
+LOAD_MODES = ("auto", "file", "hotplug", "plain")
+RULE_STATES = ("present", "absent", "ignore")
+
+
+class ConfigError(Exception):
+    """A configuration value is missing, unknown, mistyped or out of range.
+
+    ``str(error)`` is one line that names the file (when known) and the key.
+    """
+
+    def __init__(self, key: str, problem: str, path: Path | None = None) -> None:
+        self.key = key
+        self.problem = problem
+        self.path = path
+        where = f"{path}: " if path else ""
+        what = f"{key}: " if key else ""
+        super().__init__(f"{where}{what}{problem}")
+
+
+@dataclass(frozen=True)
+class SysfsConfig:
+    root: Path = Path("/")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    source: str = "auto"
+    quiet_ms: int = 250
+    max_delay_ms: int = 3000
+
+
+@dataclass(frozen=True)
+class FakeConfig:
+    log: Path = Path("/run/kdumpd/fake-kexec.log")
+    delay_ms: int = 0
+    fail: int = 0
+    hotplug_after_load: bool = False
+
+
+@dataclass(frozen=True)
+class ReloadConfig:
+    backend: str = "auto"
+    kernel: str = ""
+    initrd: str = ""
+    append: str = ""
+    load: str = "auto"
+    timeout_s: int = 120
+    retries: int = 3
+    fake: FakeConfig = field(default_factory=FakeConfig)
+
+
+@dataclass(frozen=True)
+class RuleConfig:
+    state: str = "present"
+    path: str = "auto"
+    root: Path = Path("/")
+    handover: Path = Path("/run/kdumpd/handles-reload")
+
+
+@dataclass(frozen=True)
+class Config:
+    sysfs: SysfsConfig = field(default_factory=SysfsConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
+    reload: ReloadConfig = field(default_factory=ReloadConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+
+
+Check = Callable[[Any], Union[str, None]]
+
+
+def _one_of(choices: tuple[str, ...]) -> Check:
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return "expected one of " + ", ".join(f'"{c}"' for c in choices)
+
+    return check
+
+
+def _between(low: int, high: int) -> Check:
+    def check(value: Any) -> str | None:
+        if low <= value <= high:
+            return None
+        return f"expected an integer from {low} to {high}"
+
+    return check
+
+
+def _absolute(value: Any) -> str | None:
+    return None if Path(value).is_absolute() else "expected an absolute path"
+
+
+def _absolute_or_empty(value: Any) -> str | None:
+    return None if value == "" else _absolute(value)
+
+
+def _no_nul(value: Any) -> str | None:
+    return "must not contain NUL characters" if "\0" in value else None
+
+
+# key -> extra check beyond the type; types come from the dataclasses themselves.
+_CHECKS: dict[str, Check] = {
+    "sysfs.root": _absolute,
+    "events.source": _one_of(EVENT_SOURCES),
+    "events.quiet_ms": _between(0, 600_000),
+    "events.max_delay_ms": _between(1, 3_600_000),
+    "reload.backend": _one_of(BACKENDS),
+    "reload.kernel": _absolute_or_empty,
+    "reload.initrd": _absolute_or_empty,
+    "reload.append": _no_nul,
+    "reload.load": _one_of(LOAD_MODES),
+    "reload.timeout_s": _between(1, 3600),
+    "reload.retries": _between(0, 100),
+    "reload.fake.log": _absolute,
+    "reload.fake.delay_ms": _between(0, 600_000),
+    "reload.fake.fail": _between(0, 1_000_000),
+    "rule.state": _one_of(RULE_STATES),
+    "rule.path": lambda v: None if v == "auto" else _absolute(v),
+    "rule.root": _absolute,
+    "rule.handover": _absolute,
+}
+
+_TYPE_NAMES = {int: "an integer", str: "a string", bool: "a boolean", Path: "a path string"}
+
+
+def _convert(key: str, expected: Any, value: Any) -> Any:
+    # bool is a subclass of int: "quiet_ms = true" must not pass as 1.
+    if expected is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(key, f"expected an integer, got {_describe(value)}")
+    if expected is bool and not isinstance(value, bool):
+        raise ConfigError(key, f"expected a boolean, got {_describe(value)}")
+    if expected in (str, Path):
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected {_TYPE_NAMES[expected]}, got {_describe(value)}")
+        if "\0" in value:
+            raise ConfigError(key, "must not contain NUL characters")
+    check = _CHECKS.get(key)
+    problem = check(value) if check else None
+    if problem:
+        raise ConfigError(key, f"{problem}, got {value!r}")
+    return Path(value) if expected is Path else value
+
+
+def _describe(value: Any) -> str:
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string",
+             list: "an array", dict: "a table"}
+    return kinds.get(type(value), type(value).__name__)
+
+
+def _build(cls: Any, table: Mapping[str, Any], prefix: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    for key in table:
+        if key not in known:
+            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    for name, f in known.items():
+        if name not in table:
+            continue
+        key = f"{prefix}{name}"
+        value = table[name]
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(key, f"expected a table, got {_describe(value)}")
+            values[name] = _build(type(default), value, f"{key}.")
+        else:
+            values[name] = _convert(key, type(default), value)
+    return cls(**values)
+
+
+def parse(text: str, path: Path | None = None) -> Config:
+    """Parse and validate TOML text. Raises :class:`ConfigError`."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("", f"not valid TOML: {error}", path) from None
+    try:
+        config: Config = _build(Config, document, "")
+    except ConfigError as error:
+        raise ConfigError(error.key, error.problem, path) from None
+    if config.events.quiet_ms > config.events.max_delay_ms:
+        raise ConfigError(
+            "events.quiet_ms",
+            f"must not exceed events.max_delay_ms ({config.events.max_delay_ms}), "
+            f"got {config.events.quiet_ms}",
+            path,
+        )
+    return config
+
+
+def load(path: Path = DEFAULT_PATH, *, must_exist: bool = False) -> Config:
+    """Read the config file; a missing file gives the defaults unless ``must_exist``.
+
+    Raises :class:`ConfigError` for unreadable or invalid files.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        if must_exist:
+            raise ConfigError("", "no such file", path) from None
+        return Config()
+    except OSError as error:
+        raise ConfigError("", f"cannot read: {error.strerror}", path) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError("", f"not UTF-8 at byte {error.start}", path) from None
+    return parse(text, path)
