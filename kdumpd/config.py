@@ -50,6 +50,7 @@ class EventsConfig:
     source: str = "auto"
     quiet_ms: int = 250
     max_delay_ms: int = 3000
+    receive_buffer_bytes: int = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,7 @@ _CHECKS: dict[str, Check] = {
     "events.source": _one_of(EVENT_SOURCES),
     "events.quiet_ms": _between(0, 600_000),
     "events.max_delay_ms": _between(1, 3_600_000),
+    "events.receive_buffer_bytes": _between(4096, 1024**3),
     "reload.backend": _one_of(BACKENDS),
     "reload.kernel": _absolute_or_empty,
     "reload.initrd": _absolute_or_empty,

@@ -1,0 +1,131 @@
+"""The composition root: the one place where real implementations are chosen and wired."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Callable, Optional
+
+from kdumpd.backends import Backend
+from kdumpd.backends import tools as toolbackends
+from kdumpd.backends.fake import FakeBackend
+from kdumpd.backends.kexec import KexecBackend, KexecImage, default_append
+from kdumpd.backends.runner import Runner, run
+from kdumpd.config import Config, ConfigError
+from kdumpd.controller import Controller
+from kdumpd.daemon import Daemon, Parts
+from kdumpd.reloader import Reloader
+from kdumpd.scheduler import ReloadScheduler
+from kdumpd.source import UdevSource, resolve_source
+from kdumpd.sysfs import Sysfs
+
+log = logging.getLogger("kdumpd")
+
+Which = Callable[[str], Optional[str]]
+
+
+def backend_name(cfg: Config, which: Which = shutil.which) -> str:
+    """``auto`` picks the distribution's tool when installed: kdumpctl, kdump-config, kexec."""
+    if cfg.reload.backend != "auto":
+        return cfg.reload.backend
+    for tool in ("kdumpctl", "kdump-config"):
+        if which(tool):
+            return tool
+    return "kexec"
+
+
+def kexec_image(cfg: Config, sysfs_root: Path, release: str | None = None) -> KexecImage:
+    """The crash kernel to load: configured paths, or the running kernel's from /boot."""
+    release = release or os.uname().release
+    kernel = Path(cfg.reload.kernel or f"/boot/vmlinuz-{release}")
+    if cfg.reload.initrd:
+        initrd: Path | None = Path(cfg.reload.initrd)
+    else:
+        candidate = Path(f"/boot/initrd.img-{release}")
+        initrd = candidate if candidate.exists() else None
+    append = cfg.reload.append
+    if not append:
+        try:
+            cmdline = (sysfs_root / "proc/cmdline").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            cmdline = ""
+        append = default_append(cmdline)
+    return KexecImage(kernel, initrd, append)
+
+
+def make_backend(
+    cfg: Config, sysfs: Sysfs, *, runner: Runner = run, which: Which = shutil.which
+) -> Backend:
+    name = backend_name(cfg, which)
+    timeout = float(cfg.reload.timeout_s)
+    if name == "kdumpctl":
+        return toolbackends.kdumpctl(runner, timeout)
+    if name == "kdump-config":
+        return toolbackends.kdump_config(runner, timeout)
+    if name == "fake":
+        fake = cfg.reload.fake
+        return FakeBackend(
+            fake.log, sysfs, delay_ms=fake.delay_ms, fail=fake.fail,
+            hotplug_after_load=fake.hotplug_after_load,
+        )
+    return KexecBackend(kexec_image(cfg, sysfs.root), cfg.reload.load, sysfs, runner, timeout)
+
+
+def make_parts(cfg: Config, backend: Backend | None = None) -> Parts:
+    sysfs = Sysfs(cfg.sysfs.root)
+    backend = backend or make_backend(cfg, sysfs)
+    # SIGTERM waits for the attempt in flight: an unload and up to three loads.
+    stop_wait = 4.0 * cfg.reload.timeout_s + 5.0
+    return Parts(
+        reloader=Reloader(backend, sysfs, cfg.reload.retries),
+        sysfs=sysfs,
+        quiet_s=cfg.events.quiet_ms / 1000,
+        max_delay_s=cfg.events.max_delay_ms / 1000,
+        stop_wait_s=stop_wait,
+    )
+
+
+def make_daemon(
+    cfg: Config,
+    *,
+    dry_run: bool,
+    reconfigure: Callable[[], Parts | None],
+    notify: Callable[[str], None],
+    watchdog_s: float | None,
+) -> Daemon:
+    parts = make_parts(cfg)
+    controller = Controller(
+        ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot, dry_run=dry_run
+    )
+    kind = resolve_source(cfg.events.source)
+    source = UdevSource(kind, cfg.events.receive_buffer_bytes)
+    log.info(
+        "event source %s (receive buffer %d bytes), backend %s%s",
+        kind, source.granted_buffer, parts.reloader.backend.describe(),
+        " (dry run: nothing is reloaded or written)" if dry_run else "",
+    )
+    return Daemon(
+        controller, source, parts,
+        reconfigure=reconfigure, notify=notify,
+        handover=None if dry_run else cfg.rule.handover,
+        watchdog_s=watchdog_s,
+    )
+
+
+def reloading_config(
+    path: Path, on_config: Callable[[Config], None], load: Callable[[Path], Config]
+) -> Callable[[], Parts | None]:
+    """SIGHUP: re-read ``path`` with ``load``; a broken file is logged, the old config kept."""
+
+    def reconfigure() -> Parts | None:
+        try:
+            cfg = load(path)
+            on_config(cfg)
+        except ConfigError as error:
+            log.error("configuration not reloaded, keeping the old one: %s", error)
+            return None
+        return make_parts(cfg)
+
+    return reconfigure

@@ -1,0 +1,218 @@
+"""The `kdumpd` command line. Parsing here; the work happens in the modules it calls.
+
+Exit statuses (also in the man page and README):
+  0   success (or nothing to do)
+  1   the operation failed (a reload, a rule change)
+  2   usage error
+  69  a required service is unavailable (the event socket cannot be opened)
+  78  configuration error (invalid config file or setting; unsafe file ownership)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Callable
+
+from kdumpd import __version__, app, demo, security
+from kdumpd import config as configmod
+from kdumpd.config import Config, ConfigError
+from kdumpd.sysfs import Sysfs
+from kdumpd.systemd import notifier, setup_logging, watchdog_interval
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69
+EXIT_CONFIG = 78
+
+EXIT_STATUS_HELP = """\
+exit status:
+  0   success, or nothing to do
+  1   the operation failed (a reload, a rule change)
+  2   usage error
+  69  a required service is unavailable (the event socket cannot be opened)
+  78  configuration error (invalid setting, unsafe file ownership or mode)
+"""
+
+log = logging.getLogger("kdumpd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line; the man page is generated from it."""
+    parser = argparse.ArgumentParser(
+        prog="kdumpd",
+        description="Keep the kdump crash kernel current across CPU and memory hotplug: "
+        "reload it only when the kernel cannot update it itself (crash_hotplug), "
+        "once per burst of events.",
+        epilog=EXIT_STATUS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"kdumpd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        sub.add_argument(
+            "--config", type=Path, default=configmod.DEFAULT_PATH, metavar="PATH",
+            help=f"configuration file (default {configmod.DEFAULT_PATH}; missing means defaults)",
+        )
+        return sub
+
+    run = with_config(commands.add_parser(
+        "run", help="run the daemon in the foreground",
+        description="Listen for cpu and memory hotplug events and reload the crash kernel "
+        "once per burst when the kernel does not keep it current.",
+    ))
+    run.add_argument("--dry-run", action="store_true",
+                     help="decide and log 'would reload', run no backend, write no file")
+
+    status = with_config(commands.add_parser(
+        "status", help="show crash_hotplug, the crash kernel and the backend",
+    ))
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    reload = with_config(commands.add_parser(
+        "reload", help="decide once now and reload if needed",
+    ))
+    reload.add_argument("--dry-run", action="store_true", help="only say what would be done")
+
+    config = commands.add_parser("config", help="configuration commands")
+    config_commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    with_config(config_commands.add_parser("check", help="validate the configuration file"))
+
+    rule = commands.add_parser(
+        "rule", help="install or remove the crash_hotplug skip block in the kdump udev rules",
+    )
+    rule_commands = rule.add_subparsers(dest="rule_command", metavar="ACTION", required=True)
+    for action, text in (("install", "install or update the managed block"),
+                         ("remove", "remove the managed block")):
+        sub = with_config(rule_commands.add_parser(action, help=text))
+        sub.add_argument("--path", metavar="FILE",
+                         help="rules file to manage (default: [rule] path, \"auto\" discovers)")
+        sub.add_argument("--check", action="store_true", help="compute the change, write nothing")
+        sub.add_argument("--diff", action="store_true", help="print a unified diff")
+        sub.add_argument("--backup", action="store_true", help="keep a timestamped copy")
+        sub.add_argument("--json", action="store_true", help="print an Ansible-style JSON result")
+
+    commands.add_parser(
+        "demo", help="run the real pipeline on a fake sysfs with a simulated event storm",
+    )
+    return parser
+
+
+def _load_config(path: Path) -> Config:
+    """Read and vet the config; raises ConfigError (exit 78)."""
+    security.check_trusted_file(path, "config file")
+    cfg = configmod.load(path)
+    security.check_image_files(cfg)
+    return cfg
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from kdumpd.rules.command import converge
+
+    cfg = _load_config(args.config)
+    converge(cfg, dry_run=args.dry_run)
+
+    def reconfigure_hook(new_cfg: Config) -> None:
+        security.check_image_files(new_cfg)
+        converge(new_cfg, dry_run=args.dry_run)
+
+    try:
+        daemon = app.make_daemon(
+            cfg,
+            dry_run=args.dry_run,
+            reconfigure=app.reloading_config(args.config, reconfigure_hook, _load_config),
+            notify=notifier(),
+            watchdog_s=watchdog_interval(),
+        )
+    except OSError as error:
+        log.error("cannot listen for udev events: %s", error.strerror or error)
+        return EXIT_UNAVAILABLE
+    return daemon.run()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from kdumpd.status import gather
+
+    cfg = _load_config(args.config)
+    sysfs = Sysfs(cfg.sysfs.root)
+    status = gather(sysfs, app.make_backend(cfg, sysfs))
+    print(status.as_json() if args.json else status.as_text())
+    return EXIT_OK
+
+
+def cmd_reload(args: argparse.Namespace) -> int:
+    from kdumpd.controller import Controller
+    from kdumpd.events import SUBSYSTEMS, Event
+    from kdumpd.scheduler import ReloadScheduler
+
+    cfg = _load_config(args.config)
+    parts = app.make_parts(cfg)
+    controller = Controller(ReloadScheduler(0.0, 1.0), parts.sysfs.snapshot, dry_run=args.dry_run)
+    for subsystem in SUBSYSTEMS:
+        controller.on_event(Event(subsystem, "reload", "(kdumpd reload)"), 0.0)
+    burst = controller.poll(0.0)
+    if burst is None:
+        return EXIT_OK
+    controller.reload_finished(burst, parts.reloader.reload(on_retry=_log_retry))
+    return EXIT_OK if controller.stats.failed == 0 else EXIT_FAILURE
+
+
+def _log_retry(attempt: int, error: str, delay_s: float) -> None:
+    log.warning("reload attempt %d failed: %s; retrying in %.0f s", attempt, error, delay_s)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = _load_config(args.config)
+    where = args.config if args.config.exists() else f"{args.config} (absent: defaults)"
+    print(f"{where}: OK (backend {app.backend_name(cfg)}, events {cfg.events.source}, "
+          f"quiet {cfg.events.quiet_ms} ms, max delay {cfg.events.max_delay_ms} ms)")
+    return EXIT_OK
+
+
+def cmd_rule(args: argparse.Namespace) -> int:
+    from kdumpd.rules.command import main as rule_main
+
+    try:
+        cfg = _load_config(args.config)
+    except ConfigError as error:
+        if args.json:
+            import json
+
+            print(json.dumps({"failed": True, "changed": False, "msg": str(error)}))
+        raise
+    return rule_main(
+        args.rule_command, cfg,
+        path=args.path, check=args.check, diff=args.diff, backup=args.backup, json_out=args.json,
+    )
+
+
+def cmd_demo(_args: argparse.Namespace) -> int:
+    return demo.run(sys.stdout)
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": cmd_run,
+    "status": cmd_status,
+    "reload": cmd_reload,
+    "config": cmd_config,
+    "rule": cmd_rule,
+    "demo": cmd_demo,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(verbose=args.verbose)
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as error:
+        print(f"kdumpd: configuration error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,252 @@
+"""The daemon's event loop: one thread owns the event source, a worker runs reloads.
+
+The main thread never blocks on a reload, so the netlink socket keeps being drained while
+kexec runs (a storm during a reload must not overflow it). Signals arrive through a
+wakeup socket; SIGTERM while a reload runs lets that reload finish (bounded), SIGHUP
+re-reads the configuration and keeps the old one when the new one is broken.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import selectors
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Callable
+
+from kdumpd.controller import Controller
+from kdumpd.reloader import Outcome, Reloader
+from kdumpd.scheduler import Burst
+from kdumpd.source import EventsLost, EventSource
+from kdumpd.sysfs import Sysfs
+
+log = logging.getLogger("kdumpd")
+
+Notify = Callable[[str], None]
+STATUS_INTERVAL_S = 1.0
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What the daemon takes from a configuration, rebuilt on SIGHUP."""
+
+    reloader: Reloader
+    sysfs: Sysfs
+    quiet_s: float
+    max_delay_s: float
+    stop_wait_s: float  # how long SIGTERM waits for a running reload
+
+
+class Daemon:
+    def __init__(
+        self,
+        controller: Controller,
+        source: EventSource,
+        parts: Parts,
+        *,
+        reconfigure: Callable[[], Parts | None],
+        notify: Notify,
+        handover: Path | None,
+        clock: Callable[[], float] = time.monotonic,
+        watchdog_s: float | None = None,
+    ) -> None:
+        self.controller = controller
+        self.source = source
+        self.parts = parts
+        self._reconfigure = reconfigure
+        self._notify = notify
+        self._handover = handover
+        self._clock = clock
+        self._watchdog_s = watchdog_s
+        self._done: queue.SimpleQueue[tuple[Burst, Outcome]] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._stop_requested = False
+        self._hup_requested = False
+        self._wake_r, self._wake_w = socket.socketpair()
+        for sock in (self._wake_r, self._wake_w):
+            sock.setblocking(False)
+
+    # -- signals -------------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self._hup_requested = True
+        else:
+            self._stop_requested = True
+
+    def request_stop(self) -> None:
+        """Ask the loop to stop (from any thread), like SIGTERM."""
+        self._stop_requested = True
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"w")
+        except BlockingIOError:
+            pass  # the loop is already due to wake
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status."""
+        previous = {
+            sig: signal.signal(sig, self._on_signal)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+        }
+        old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
+        selector = selectors.DefaultSelector()
+        selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
+        try:
+            self._set_handover(True)
+            self._notify("READY=1\nSTATUS=" + self._status())
+            log.info("listening for cpu and memory events")
+            self._serve(selector)
+            self._notify("STOPPING=1")
+            self._finish_running_reload()
+        finally:
+            self._set_handover(False)
+            selector.close()
+            signal.set_wakeup_fd(old_wakeup)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def _serve(self, selector: selectors.BaseSelector) -> None:
+        last_status = self._status()
+        last_status_at = self._clock()
+        next_watchdog = self._clock()
+        while not self._stop_requested:
+            now = self._clock()
+            if self._watchdog_s and now >= next_watchdog:
+                self._notify("WATCHDOG=1")
+                next_watchdog = now + self._watchdog_s / 2
+            timeout = self._timeout(now, next_watchdog)
+            for key, _ in selector.select(timeout):
+                if key.data == "wake":
+                    self._drain_wakeups()
+                else:
+                    self._drain_source(selector)
+            if self._hup_requested:
+                self._hup_requested = False
+                self._apply_new_config()
+            self._collect_outcomes()
+            self._start_due_reload()
+            status = self._status()
+            now = self._clock()
+            if status != last_status and (now - last_status_at >= STATUS_INTERVAL_S
+                                          or self.controller.scheduler.pending == 0):
+                self._notify("STATUS=" + status)
+                last_status, last_status_at = status, now
+
+    def _timeout(self, now: float, next_watchdog: float) -> float | None:
+        deadlines = [d for d in (self.controller.deadline(),) if d is not None]
+        if self._watchdog_s:
+            deadlines.append(next_watchdog)
+        if self.controller.scheduler.pending:
+            deadlines.append(now + STATUS_INTERVAL_S)  # keep STATUS= moving during a storm
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _drain_wakeups(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _drain_source(self, selector: selectors.BaseSelector) -> None:
+        now = self._clock()
+        try:
+            events = self.source.drain()
+        except EventsLost:
+            self.controller.on_events_lost(now)
+            selector.unregister(self.source.fileno())
+            self.source.reopen()
+            selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
+            return
+        for event in events:
+            self.controller.on_event(event, now)
+
+    # -- reloads -------------------------------------------------------------------------
+
+    def _start_due_reload(self) -> None:
+        if self._worker is not None:
+            return
+        burst = self.controller.poll(self._clock())
+        if burst is None:
+            return
+        reloader = self.parts.reloader
+        self._cancel.clear()
+
+        def work() -> None:
+            outcome = reloader.reload(on_retry=_log_retry, cancel=self._cancel)
+            self._done.put((burst, outcome))
+            self._wake()
+
+        self._worker = threading.Thread(target=work, name="kdumpd-reload", daemon=True)
+        self._worker.start()
+
+    def _collect_outcomes(self) -> None:
+        while True:
+            try:
+                burst, outcome = self._done.get_nowait()
+            except queue.Empty:
+                return
+            if self._worker is not None:
+                self._worker.join()
+                self._worker = None
+            self.controller.reload_finished(burst, outcome)
+
+    def _finish_running_reload(self) -> None:
+        if self._worker is None:
+            return
+        log.info("stopping: waiting for the running reload to finish (no further retries)")
+        self._cancel.set()
+        self._worker.join(self.parts.stop_wait_s)
+        if self._worker.is_alive():
+            log.critical("the running reload did not finish in %.0f s; exiting anyway",
+                         self.parts.stop_wait_s)
+            return
+        self._collect_outcomes()
+
+    # -- configuration and hand-over -----------------------------------------------------
+
+    def _apply_new_config(self) -> None:
+        parts = self._reconfigure()
+        if parts is None:
+            return  # the error was logged; keep serving with the old configuration
+        self.parts = parts
+        self.controller.scheduler.quiet_s = parts.quiet_s
+        self.controller.scheduler.max_delay_s = parts.max_delay_s
+        self.controller.snapshot = parts.sysfs.snapshot
+        log.info("configuration reloaded")
+
+    def _set_handover(self, present: bool) -> None:
+        """Tell the distribution's udev rules that kdumpd handles reloads (see rules.d/)."""
+        path = self._handover
+        if path is None:
+            return
+        try:
+            if present:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(f"{os.getpid()}\n", encoding="ascii")
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as error:
+            log.error("cannot %s hand-over file %s: %s",
+                      "create" if present else "remove", path, error.strerror)
+
+    def _status(self) -> str:
+        return self.controller.stats.status_line()
+
+
+def _log_retry(attempt: int, error: str, delay_s: float) -> None:
+    log.warning("reload attempt %d failed: %s; retrying in %.0f s", attempt, error, delay_s)

@@ -1,0 +1,55 @@
+"""Fake sysfs trees and a fake clock: for tests, the demo, the benchmarks and dry runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kdumpd.events import SUBSYSTEMS
+
+
+def build(
+    root: Path,
+    *,
+    crash_loaded: str | None = "1",
+    crash_hotplug: str | None = "0",
+    crash_size: str = "268435456",
+    elfcorehdr_size: str | None = "4096",
+    cmdline: str = "BOOT_IMAGE=/boot/vmlinuz root=/dev/vda1 ro crashkernel=256M quiet",
+) -> Path:
+    """Create (or update) the files kdumpd reads under ``root``; None leaves a file absent.
+
+    ``crash_hotplug`` applies to both subsystems; write the files directly for mixed cases.
+    Returns ``root``.
+    """
+    files: dict[str, str | None] = {
+        "sys/kernel/kexec_crash_loaded": crash_loaded,
+        "sys/kernel/kexec_crash_size": crash_size,
+        "sys/kernel/crash_elfcorehdr_size": elfcorehdr_size,
+        "proc/cmdline": cmdline,
+    }
+    for subsystem in SUBSYSTEMS:
+        files[f"sys/devices/system/{subsystem}/crash_hotplug"] = crash_hotplug
+    for relative, value in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if value is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(value + "\n", encoding="ascii")
+    return root
+
+
+class FakeClock:
+    """Monotonic time that moves only when told to (trio's MockClock, in small)."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def advance_to(self, when: float) -> None:
+        self.now = max(self.now, when)

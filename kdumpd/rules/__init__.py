@@ -1,0 +1,1 @@
+"""Managing the crash_hotplug skip block in the distribution's kdump udev rules."""

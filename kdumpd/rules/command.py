@@ -1,0 +1,1 @@
+"""Placeholder wiring for `kdumpd rule`; the rule engine lands with issue 3."""

@@ -1,0 +1,148 @@
+"""Where events come from: a pyudev netlink monitor (real) or a pipe-backed fake.
+
+Both expose ``fileno()`` for a selector and ``drain()``, which returns the relevant events
+received so far without blocking and raises :class:`EventsLost` when the kernel dropped
+messages because the socket buffer overflowed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Protocol
+
+from kdumpd.events import SUBSYSTEMS, Event, relevant
+
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+UDEV_CONTROL = Path("/run/udev/control")
+
+
+class EventsLost(Exception):
+    """The netlink socket overflowed (ENOBUFS): events were dropped and are gone."""
+
+
+class EventSource(Protocol):
+    def fileno(self) -> int: ...
+
+    def drain(self, limit: int = 4096) -> list[Event]: ...
+
+    def reopen(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def resolve_source(setting: str, udev_control: Path = UDEV_CONTROL) -> str:
+    """``auto`` means udev when a udevd runs (its control socket exists), else kernel."""
+    if setting != "auto":
+        return setting
+    return "udev" if udev_control.exists() else "kernel"
+
+
+def set_receive_buffer(sock: socket.socket, size: int) -> int:
+    """Ask for a receive buffer of ``size`` bytes; returns what the kernel granted.
+
+    SO_RCVBUFFORCE needs CAP_NET_ADMIN; without it SO_RCVBUF is capped by
+    net.core.rmem_max, which is still better than nothing.
+    """
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, size)
+    except OSError:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF))
+
+
+class UdevSource:
+    """pyudev monitor for cpu and memory devices; libudev objects stay on one thread."""
+
+    def __init__(self, kind: str, receive_buffer: int) -> None:
+        self.kind = kind
+        self._receive_buffer = receive_buffer
+        self.granted_buffer = 0
+        self._monitor: Any = None
+        self._open()
+
+    def _open(self) -> None:
+        import pyudev  # the OS edge: imported where the real source is built
+
+        monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source=self.kind)
+        for subsystem in SUBSYSTEMS:
+            monitor.filter_by(subsystem)
+        monitor.start()
+        # fromfd duplicates the descriptor; options apply to the shared socket.
+        with socket.fromfd(monitor.fileno(), socket.AF_NETLINK, socket.SOCK_RAW) as sock:
+            self.granted_buffer = set_receive_buffer(sock, self._receive_buffer)
+        self._monitor = monitor
+
+    def fileno(self) -> int:
+        return int(self._monitor.fileno())
+
+    def drain(self, limit: int = 4096) -> list[Event]:
+        events: list[Event] = []
+        for _ in range(limit):
+            try:
+                device = self._monitor.poll(timeout=0)
+            except OSError as error:
+                if error.errno == errno.ENOBUFS:
+                    raise EventsLost from None
+                raise
+            if device is None:
+                break
+            action = device.action
+            subsystem = device.subsystem
+            if relevant(subsystem, action):
+                events.append(Event(subsystem, action, device.device_path))
+        return events
+
+    def reopen(self) -> None:
+        """Start over with a fresh socket (after an overflow)."""
+        self.close()
+        self._open()
+
+    def close(self) -> None:
+        self._monitor = None  # libudev closes the socket when the monitor is freed
+
+
+class FakeSource:
+    """Events pushed by a test or the demo; readable through a pipe like a real socket."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        self._queue: list[Event] = []
+        self._lost = False
+        self.reopened = 0
+
+    def push(self, events: Iterable[Event]) -> None:
+        self._queue.extend(events)
+        os.write(self._write, b"x")
+
+    def overflow(self) -> None:
+        self._lost = True
+        os.write(self._write, b"x")
+
+    def fileno(self) -> int:
+        return self._read
+
+    def drain(self, limit: int = 4096) -> list[Event]:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._read, 65536)
+        if self._lost:
+            self._lost = False
+            raise EventsLost
+        taken, self._queue = self._queue[:limit], self._queue[limit:]
+        if self._queue:
+            os.write(self._write, b"x")
+        return [e for e in taken if relevant(e.subsystem, e.action)]
+
+    def reopen(self) -> None:
+        self.reopened += 1
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)

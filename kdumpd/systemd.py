@@ -1,0 +1,73 @@
+"""The systemd edges: journal logging with structured fields, sd_notify, the watchdog."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Callable, TextIO
+
+Notify = Callable[[str], None]
+
+
+def journal_stream_is_stderr(
+    env: dict[str, str] | None = None, stderr: TextIO = sys.stderr
+) -> bool:
+    """True when stderr is connected to the journal (systemd sets JOURNAL_STREAM=dev:ino)."""
+    value = (env if env is not None else os.environ).get("JOURNAL_STREAM", "")
+    try:
+        device, inode = (int(part) for part in value.split(":"))
+        stat = os.fstat(stderr.fileno())
+    except (ValueError, OSError):
+        return False
+    return (stat.st_dev, stat.st_ino) == (device, inode)
+
+
+class PlainFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("kdumpd: %(levelname)s: %(message)s")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Journal with structured fields under systemd, else plain lines on stderr."""
+    root = logging.getLogger("kdumpd")
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+    handler: logging.Handler
+    if journal_stream_is_stderr():
+        from systemd.journal import JournalHandler
+
+        handler = JournalHandler(SYSLOG_IDENTIFIER="kdumpd")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(PlainFormatter())
+    root.addHandler(handler)
+
+
+def notifier(env: dict[str, str] | None = None) -> Notify:
+    """sd_notify when NOTIFY_SOCKET is set, else a no-op."""
+    if not (env if env is not None else os.environ).get("NOTIFY_SOCKET"):
+        return lambda _message: None
+    from systemd import daemon
+
+    def notify(message: str) -> None:
+        daemon.notify(message)
+
+    return notify
+
+
+def watchdog_interval(env: dict[str, str] | None = None, pid: int | None = None) -> float | None:
+    """The watchdog period in seconds from WATCHDOG_USEC (for this process), or None."""
+    env = env if env is not None else dict(os.environ)
+    usec = env.get("WATCHDOG_USEC")
+    if not usec:
+        return None
+    owner = env.get("WATCHDOG_PID")
+    if owner and owner != str(pid if pid is not None else os.getpid()):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        return None
+    return value / 1_000_000 if value > 0 else None
