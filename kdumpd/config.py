@@ -189,7 +189,8 @@ def _build(cls: Any, table: Mapping[str, Any], prefix: str) -> Any:
                 raise ConfigError(key, f"expected a table, got {_describe(value)}")
             values[name] = _build(type(default), value, f"{key}.")
         else:
-            values[name] = _convert(key, type(default), value)
+            expected = Path if isinstance(default, Path) else type(default)
+            values[name] = _convert(key, expected, value)
     return cls(**values)
 
 

@@ -8,6 +8,7 @@ re-reads the configuration and keeps the old one when the new one is broken.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -88,10 +89,8 @@ class Daemon:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        with contextlib.suppress(BlockingIOError):  # full: the loop is already due to wake
             self._wake_w.send(b"w")
-        except BlockingIOError:
-            pass  # the loop is already due to wake
 
     # -- the loop ------------------------------------------------------------------------
 
