@@ -250,6 +250,8 @@ def kernel_package(root: Path, suite: str, mirror: str) -> str:
     options = apt_update(root, suite, mirror)
     out = chroot(root, ["apt-cache", *options, "depends", "linux-image-amd64"], timeout=120)
     for line in out.splitlines():
+        if not line.strip().startswith("Depends:"):
+            continue
         name = line.strip().removeprefix("Depends:").strip()
         if name.startswith("linux-image-") and name.endswith("-amd64"):
             return name

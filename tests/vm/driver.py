@@ -1,0 +1,260 @@
+"""What the scenarios do in a booted guest: load crash kernels, hotplug, read kdumpd.
+
+Functions take the :class:`~tests.vm.guest.Vm` they act on; none keeps hidden state.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .guest import GuestError, Vm, guest_argv
+
+CRASH_APPEND = "root=/dev/vda console=ttyS0 irqpoll nr_cpus=1 reset_devices"
+HOTPLUG_ACTIONS = ("add", "remove", "online", "offline")
+JOURNAL_FIELDS = (
+    "MESSAGE", "MESSAGE_ID", "PRIORITY", "KDUMPD_SUBSYSTEM", "KDUMPD_ACTION",
+    "KDUMPD_DEVPATH", "KDUMPD_CRASH_HOTPLUG", "KDUMPD_EVENTS", "KDUMPD_RELOAD_DURATION_MS",
+)
+
+
+# -- kernel state ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrashState:
+    """What sysfs says about the crash kernel; ``None`` for an absent attribute."""
+
+    loaded: str | None
+    cpu: str | None
+    memory: str | None
+
+    def hotplug(self) -> str:
+        return f"cpu={self.cpu or 'absent'} memory={self.memory or 'absent'}"
+
+
+def crash_state(vm: Vm) -> CrashState:
+    out = vm.sh.run(
+        "for f in /sys/kernel/kexec_crash_loaded /sys/devices/system/cpu/crash_hotplug "
+        "/sys/devices/system/memory/crash_hotplug; do "
+        'if [ -e "$f" ]; then printf "%s\\n" "$(cat "$f")"; else echo -; fi; done'
+    ).output.split()
+    loaded, cpu, memory = (None if v == "-" else v for v in out[:3])
+    return CrashState(loaded, cpu, memory)
+
+
+def kexec_load(vm: Vm, release: str, flags: Iterable[str]) -> float:
+    """Unload, then load the small crash kernel with kexec ``flags``; seconds taken."""
+    argv = ["kexec", "-p", *flags, f"/boot/vmlinuz-{release}",
+            f"--initrd=/boot/initrd-small-{release}.img", f"--append={CRASH_APPEND}"]
+    started = time.monotonic()
+    vm.sh.run("kexec -p -u; " + guest_argv(argv), timeout=120)
+    return time.monotonic() - started
+
+
+def kexec_unload(vm: Vm) -> None:
+    vm.sh.run("kexec -p -u", timeout=60)
+
+
+# -- hotplug -----------------------------------------------------------------------------
+
+
+class Hotplug:
+    """QMP-driven DIMM and CPU hot-add, sysfs-driven CPU offline/online."""
+
+    def __init__(self, vm: Vm) -> None:
+        self.vm = vm
+        self._dimms = 0
+        self._cpus = 0
+
+    def add_dimm(self, size_mib: int = 512) -> str:
+        """Hot-add a DIMM of ``size_mib``; the guest onlines its blocks itself."""
+        self._dimms += 1
+        name = f"dimm{self._dimms}"
+        self.vm.monitor.execute("object-add", **{"qom-type": "memory-backend-ram",
+                                                 "id": f"mem-{name}",
+                                                 "size": size_mib << 20})
+        self.vm.monitor.execute("device_add", driver="pc-dimm", id=name,
+                                memdev=f"mem-{name}")
+        return name
+
+    def add_cpu(self) -> int:
+        """Hot-add one CPU (it stays offline: Debian has no auto-online rule); its number."""
+        before = set(self.online_cpus(present=True))
+        slots = self.vm.monitor.execute("query-hotpluggable-cpus")
+        free = [slot for slot in slots if "qom-path" not in slot]
+        if not free:
+            raise GuestError("no free CPU slot left")
+        slot = free[-1]
+        self._cpus += 1
+        self.vm.monitor.execute("device_add", driver=slot["type"], id=f"hotcpu{self._cpus}",
+                                **slot["props"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            added = set(self.online_cpus(present=True)) - before
+            if added:
+                return added.pop()
+            time.sleep(0.5)
+        raise GuestError("hot-added CPU did not appear in the guest within 30 s")
+
+    def online_cpus(self, present: bool = False) -> list[int]:
+        """CPU numbers online (or present) in the guest."""
+        which = "present" if present else "online"
+        text = self.vm.sh.run(f"cat /sys/devices/system/cpu/{which}").output.strip()
+        cpus: list[int] = []
+        for part in text.split(","):
+            low, _, high = part.partition("-")
+            cpus.extend(range(int(low), int(high or low) + 1))
+        return cpus
+
+    def set_cpu_online(self, cpu: int, online: bool) -> None:
+        self.vm.sh.run(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
+
+    def cpu_offline_online(self, cpu: int = 1, pause_s: float = 0.5) -> None:
+        self.set_cpu_online(cpu, False)
+        time.sleep(pause_s)
+        self.set_cpu_online(cpu, True)
+
+
+# -- udev's view ----------------------------------------------------------------------------
+
+MONITOR_LOG = "/run/kdumpd-vm-udev.log"
+MONITOR_LINE = re.compile(r"^UDEV\s+\[[\d.]+\]\s+(\w+)\s+(\S+)\s+\((cpu|memory)\)")
+
+
+def start_udev_monitor(vm: Vm) -> None:
+    """Record udev's cpu/memory events (after rules) until :func:`stop_udev_monitor`."""
+    vm.sh.run(
+        f"rm -f {MONITOR_LOG}; (setsid udevadm monitor --udev -s cpu -s memory "
+        f"> {MONITOR_LOG} 2>&1 & echo $! > /run/kdumpd-vm-udev.pid); sleep 1"
+    )
+
+
+def stop_udev_monitor(vm: Vm) -> list[tuple[str, str]]:
+    """Stop the recorder; the (action, devpath) of each hotplug event it saw."""
+    out = vm.sh.run(
+        f"udevadm settle -t 30; sleep 0.5; kill $(cat /run/kdumpd-vm-udev.pid); cat {MONITOR_LOG}"
+    ).output
+    events = []
+    for line in out.splitlines():
+        match = MONITOR_LINE.match(line.strip())
+        if match and match.group(1) in HOTPLUG_ACTIONS:
+            events.append((match.group(1), match.group(2)))
+    return events
+
+
+# -- kdumpd ---------------------------------------------------------------------------------
+
+
+@dataclass
+class JournalEntry:
+    fields: dict[str, Any]
+
+    def get(self, name: str, default: str = "") -> str:
+        value = self.fields.get(name, default)
+        if isinstance(value, list):  # journalctl gives repeated fields as a list
+            value = value[-1]
+        return str(value) if value is not None else default
+
+    @property
+    def message_id(self) -> str:
+        return self.get("MESSAGE_ID")
+
+    @property
+    def events(self) -> int:
+        text = self.get("KDUMPD_EVENTS", "0")
+        return int(text) if text.isdigit() else 0
+
+
+def journal_cursor(vm: Vm) -> str:
+    """A cursor after the journal's current end (flushes what kdumpd logged so far)."""
+    out = vm.sh.run("journalctl -n 0 --show-cursor -q -u kdumpd; true").output
+    for line in out.splitlines():
+        if line.startswith("-- cursor: "):
+            return line.removeprefix("-- cursor: ").strip()
+    # Empty journal for the unit: the cursor of the last entry of any unit.
+    out = vm.sh.run("journalctl -n 1 -o json --output-fields=MESSAGE").output
+    return str(json.loads(out.strip().splitlines()[-1])["__CURSOR"])
+
+
+def journal_since(vm: Vm, cursor: str) -> list[JournalEntry]:
+    """kdumpd's journal entries after ``cursor`` (structured, ``journalctl -o json``)."""
+    out = vm.sh.run(
+        guest_argv(["journalctl", "-u", "kdumpd", "-o", "json", f"--after-cursor={cursor}",
+                    "--output-fields=" + ",".join(JOURNAL_FIELDS)]),
+        timeout=60,
+    ).output
+    entries = []
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("{"):
+            entries.append(JournalEntry(json.loads(line)))
+    return entries
+
+
+def wait_journal(
+    vm: Vm,
+    cursor: str,
+    done: Callable[[list[JournalEntry]], bool],
+    timeout: float,
+    grace_s: float = 3.0,
+) -> list[JournalEntry]:
+    """Poll the journal until ``done(entries)``, then ``grace_s`` more for late extras.
+
+    Returns what was there at the end; the caller asserts (a timeout is not an error
+    here, so the assertion shows what kdumpd did log).
+    """
+    deadline = time.monotonic() + timeout
+    entries = journal_since(vm, cursor)
+    while not done(entries) and time.monotonic() < deadline:
+        time.sleep(1.0)
+        entries = journal_since(vm, cursor)
+    time.sleep(grace_s)
+    return journal_since(vm, cursor)
+
+
+@dataclass
+class KdumpdConfig:
+    kernel: str
+    initrd: str
+    load: str = "auto"
+    rule_state: str = "ignore"
+    rule_path: str = "auto"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def toml(self) -> str:
+        return (
+            "[events]\nsource = \"auto\"\nquiet_ms = 250\nmax_delay_ms = 3000\n\n"
+            f"[reload]\nbackend = \"kexec\"\nkernel = \"{self.kernel}\"\n"
+            f"initrd = \"{self.initrd}\"\nappend = \"{CRASH_APPEND}\"\n"
+            f"load = \"{self.load}\"\ntimeout_s = 120\nretries = 3\n\n"
+            f"[rule]\nstate = \"{self.rule_state}\"\npath = \"{self.rule_path}\"\n"
+        )
+
+
+def configure_kdumpd(vm: Vm, config: KdumpdConfig) -> None:
+    vm.sh.run("mkdir -p /etc/kdumpd && chmod 0755 /etc/kdumpd")
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", config.toml(), mode="0644")
+
+
+def restart_kdumpd(vm: Vm) -> None:
+    """Restart the unit; Type=notify: returns once kdumpd said READY=1 (bounded)."""
+    vm.sh.run("systemctl restart kdumpd", timeout=90)
+
+
+def stop_kdumpd(vm: Vm) -> None:
+    vm.sh.run("systemctl stop kdumpd", timeout=90)
+
+
+def unit_state(vm: Vm) -> dict[str, str]:
+    out = vm.sh.run("systemctl show -p StatusText,ActiveState,SubState,NRestarts kdumpd").output
+    state = {}
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        if key:
+            state[key.strip()] = value.strip()
+    return state
