@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdumpd import config
+from kdumpd.config import Config, ConfigError
+
+
+def test_missing_file_means_defaults(tmp_path: Path) -> None:
+    assert config.load(tmp_path / "absent.toml") == Config()
+
+
+def test_full_document_is_parsed_into_typed_values() -> None:
+    cfg = config.parse(
+        """
+        [sysfs]
+        root = "/tmp/fake"
+        [events]
+        source = "kernel"
+        quiet_ms = 100
+        max_delay_ms = 2000
+        [reload]
+        backend = "fake"
+        kernel = "/boot/vmlinuz-test"
+        load = "hotplug"
+        retries = 0
+        [reload.fake]
+        log = "/tmp/fake.log"
+        delay_ms = 500
+        fail = 2
+        hotplug_after_load = true
+        [rule]
+        state = "absent"
+        path = "/etc/udev/rules.d/50-kdump-tools.rules"
+        """
+    )
+    assert cfg.sysfs.root == Path("/tmp/fake")
+    assert isinstance(cfg.sysfs.root, Path)
+    assert cfg.events.source == "kernel"
+    assert (cfg.events.quiet_ms, cfg.events.max_delay_ms) == (100, 2000)
+    assert cfg.reload.fake.delay_ms == 500
+    assert cfg.reload.fake.hotplug_after_load is True
+    assert cfg.reload.retries == 0
+    assert cfg.rule.state == "absent"
+    assert isinstance(cfg.rule.handover, Path)
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "fragment"),
+    [
+        ("[events]\nquiet_ms = -1", "events.quiet_ms", "from 0 to"),
+        ("[events]\nquiet_ms = true", "events.quiet_ms", "expected an integer, got a boolean"),
+        ("[events]\nquiet_ms = 1.5", "events.quiet_ms", "expected an integer, got a float"),
+        ("[events]\nsource = \"netlink\"", "events.source", 'one of "auto", "udev", "kernel"'),
+        ("[events]\nfoo = 1", "events.foo", "unknown key"),
+        ("[nonsense]\nx = 1", "nonsense", "unknown key"),
+        ("events = 3", "events", "expected a table"),
+        ("[reload]\nbackend = 3", "reload.backend", "expected a string"),
+        ("[reload]\nkernel = \"vmlinuz\"", "reload.kernel", "absolute path"),
+        ("[reload.fake]\nhotplug_after_load = 1", "reload.fake.hotplug_after_load", "boolean"),
+        ("[reload]\ntimeout_s = 0", "reload.timeout_s", "from 1 to 3600"),
+        ("[rule]\nstate = \"installed\"", "rule.state", '"present"'),
+        ("[events]\nquiet_ms = 5000\nmax_delay_ms = 1000", "events.quiet_ms", "must not exceed"),
+    ],
+)
+def test_bad_values_name_the_key_and_what_was_expected(text: str, key: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text)
+    assert caught.value.key == key
+    assert fragment in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_invalid_toml_is_one_line_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text("[events\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    assert str(caught.value).startswith(f"{path}: not valid TOML")
+    assert "\n" not in str(caught.value)
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_bytes(b"[events]\nsource = \"\xff\"\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        config.load(path)
+
+
+def test_explicit_missing_file_is_an_error_when_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        config.load(tmp_path / "nope.toml", must_exist=True)

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+from kdumpd.policy import decide
+from kdumpd.sysfs import ABSENT, OK, UNREADABLE, Snapshot, Value
+
+LOADED = Value("1")
+
+
+def snap(loaded: Value = LOADED, **hotplug: Value) -> Snapshot:
+    return Snapshot(crash_loaded=loaded, crash_hotplug=dict(hotplug))
+
+
+def test_crash_hotplug_1_means_the_kernel_updates_so_no_reload() -> None:
+    d = decide({"memory"}, snap(memory=Value("1")))
+    assert not d.reload
+    assert "kernel updates" in d.reason
+    assert d.warnings == ()
+
+
+def test_crash_hotplug_0_needs_a_reload() -> None:
+    d = decide({"cpu"}, snap(cpu=Value("0")))
+    assert d.reload
+    assert "cpu: crash_hotplug=0" in d.reason
+
+
+def test_absent_crash_hotplug_needs_a_reload_without_warning() -> None:
+    d = decide({"memory"}, snap(memory=Value("", ABSENT)))
+    assert d.reload
+    assert "absent" in d.reason
+    assert d.warnings == ()
+
+
+@pytest.mark.parametrize("value", [Value("2"), Value("yes"), Value(""), Value("EIO", UNREADABLE)])
+def test_unexpected_or_unreadable_value_reloads_with_a_warning_naming_it(value: Value) -> None:
+    d = decide({"cpu"}, snap(cpu=value))
+    assert d.reload
+    assert len(d.warnings) == 1
+    assert "cpu/crash_hotplug" in d.warnings[0]
+    shown = value.text if value.kind == OK else value.kind
+    assert shown in d.warnings[0]
+
+
+def test_no_crash_kernel_loaded_skips() -> None:
+    d = decide({"cpu", "memory"}, snap(Value("0"), cpu=Value("0"), memory=Value("0")))
+    assert not d.reload
+    assert "no crash kernel loaded" in d.reason
+
+
+def test_no_kexec_support_skips() -> None:
+    d = decide({"cpu"}, snap(Value("", ABSENT), cpu=Value("0")))
+    assert not d.reload
+    assert "no crash kernel support" in d.reason
+
+
+def test_unreadable_kexec_crash_loaded_fails_safe_towards_reloading() -> None:
+    d = decide({"cpu"}, snap(Value("garbage"), cpu=Value("0")))
+    assert d.reload
+    assert "kexec_crash_loaded" in d.warnings[0]
+
+
+def test_one_stale_subsystem_is_enough_to_reload() -> None:
+    d = decide({"cpu", "memory"}, snap(cpu=Value("1"), memory=Value("0")))
+    assert d.reload
+    assert "memory" in d.reason
+    assert "cpu" not in d.reason
+
+
+def test_only_the_subsystems_of_the_burst_count() -> None:
+    d = decide({"cpu"}, snap(cpu=Value("1"), memory=Value("0")))
+    assert not d.reload

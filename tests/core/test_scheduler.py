@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from kdumpd.events import Event
+from kdumpd.fakesysfs import FakeClock
+from kdumpd.scheduler import ReloadScheduler
+
+MEM = Event("memory", "online", "/devices/system/memory/memory1")
+CPU = Event("cpu", "offline", "/devices/system/cpu/cpu1")
+
+
+def test_nothing_pending_has_no_deadline() -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    assert s.deadline() is None
+    assert s.take(10**9) is None
+
+
+def test_burst_is_due_after_the_quiet_window(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(MEM, clock())
+    clock.advance(0.1)
+    s.add(CPU, clock())
+    assert s.deadline() == clock() + 0.25
+    clock.advance(0.2499)
+    assert s.take(clock()) is None
+    clock.advance(0.0001)
+    burst = s.take(clock())
+    assert burst is not None
+    assert burst.events == 2
+    assert burst.subsystems == {"memory", "cpu"}
+    assert (burst.first, burst.last) == (MEM, CPU)
+    assert s.deadline() is None
+
+
+def test_a_never_ending_stream_is_cut_at_max_delay(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    start = clock()
+    taken = []
+    for _ in range(160):  # 16 events/s for 10 s (exact in binary): never quiet for 0.25 s
+        if (burst := s.take(clock())) is not None:
+            taken.append((clock() - start, burst.events))
+        s.add(MEM, clock())
+        clock.advance(0.0625)
+    assert [t for t, _ in taken] == [3.0, 6.0, 9.0]
+    assert [n for _, n in taken] == [48, 48, 48]
+
+
+def test_nothing_is_due_while_a_reload_runs_then_exactly_one_follow_up(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(MEM, clock())
+    clock.advance(0.25)
+    assert s.take(clock()) is not None
+    s.reload_started()
+    for _ in range(100):
+        s.add(MEM, clock())
+        clock.advance(0.01)
+    clock.advance(10)
+    assert s.deadline() is None
+    assert s.take(clock()) is None
+    s.reload_finished()
+    follow_up = s.take(clock())
+    assert follow_up is not None
+    assert follow_up.events == 100
+    assert s.take(clock()) is None
+
+
+def test_resync_schedules_both_subsystems_without_counting_events(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add_resync(clock(), frozenset({"cpu", "memory"}))
+    clock.advance(0.25)
+    burst = s.take(clock())
+    assert burst is not None
+    assert burst.resync
+    assert burst.events == 0
+    assert burst.subsystems == {"cpu", "memory"}
