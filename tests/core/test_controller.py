@@ -166,7 +166,8 @@ def test_retries_used_up_leave_a_critical_message_and_the_status_says_so(
     assert "crash kernel NOT loaded" in stats.status_line()
     critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
     assert [getattr(r, "MESSAGE_ID", "") for r in critical] == [journal_ids.CRASH_KERNEL_UNLOADED]
-    failed = [r for r in caplog.records if getattr(r, "MESSAGE_ID", "") == journal_ids.RELOAD_FAILED]
+    failed = [r for r in caplog.records
+              if getattr(r, "MESSAGE_ID", "") == journal_ids.RELOAD_FAILED]
     assert "fake load failed" in failed[0].getMessage()
 
 

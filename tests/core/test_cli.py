@@ -1,0 +1,119 @@
+"""The command line as a user meets it: subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kdumpd import fakesysfs
+
+
+def kdumpd(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    return subprocess.run([sys.executable, "-m", "kdumpd", *args], capture_output=True,
+                          text=True, timeout=60, check=check, env=env)
+
+
+def write_config(tmp_path: Path, root: Path, extra: str = "", fake: str = "") -> Path:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text(
+        f'[sysfs]\nroot = "{root}"\n[reload]\nbackend = "fake"\nretries = 0\n'
+        f'[reload.fake]\nlog = "{root}/fake.log"\n{fake}\n[rule]\nstate = "ignore"\n{extra}'
+    )
+    path.chmod(0o644)
+    return path
+
+
+def test_version() -> None:
+    done = kdumpd("--version", check=True)
+    assert done.stdout.strip().startswith("kdumpd 0.")
+
+
+def test_help_lists_commands_and_exit_statuses() -> None:
+    out = kdumpd("--help", check=True).stdout
+    for word in ("run", "status", "reload", "config", "rule", "demo", "78"):
+        assert word in out
+
+
+def test_config_error_is_one_line_exit_78_no_traceback(tmp_path: Path, root: Path) -> None:
+    path = write_config(tmp_path, root, "[events]\nquiet_ms = \"fast\"\n")
+    done = kdumpd("config", "check", "--config", str(path))
+    assert done.returncode == 78
+    assert done.stderr.count("\n") == 1
+    assert "events.quiet_ms: expected an integer, got a string" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_config_check_ok(tmp_path: Path, root: Path) -> None:
+    done = kdumpd("config", "check", "--config", str(write_config(tmp_path, root)))
+    assert done.returncode == 0
+    assert "OK (backend fake" in done.stdout
+
+
+def test_usage_error_exits_2() -> None:
+    assert kdumpd("frobnicate").returncode == 2
+
+
+def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
+    (root / "sys/devices/system/cpu/crash_hotplug").write_text("1\n")
+    (root / "sys/devices/system/memory/crash_hotplug").unlink()
+    path = write_config(tmp_path, root)
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    assert "crash kernel: loaded" in text
+    assert "cpu:    crash_hotplug=1; kernel keeps the crash kernel current: yes" in text
+    assert "memory: crash_hotplug=absent; kernel keeps the crash kernel current: no" in text
+    assert "backend: fake" in text
+    data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+    assert data["crash_hotplug"] == {"cpu": "1", "memory": "absent"}
+    assert data["kernel_keeps_current"] == {"cpu": True, "memory": False}
+    assert data["kexec_crash_size"] == "268435456"
+    assert data["crash_elfcorehdr_size"] == "4096"
+    assert data["backend"] == "fake"
+
+
+def test_status_shows_a_missing_crash_kernel(tmp_path: Path, root: Path) -> None:
+    fakesysfs.build(root, crash_loaded="0")
+    text = kdumpd("status", "--config", str(write_config(tmp_path, root)), check=True).stdout
+    assert "crash kernel: NOT loaded" in text
+
+
+def test_reload_runs_the_backend_once(tmp_path: Path, root: Path) -> None:
+    done = kdumpd("reload", "--config", str(write_config(tmp_path, root)))
+    assert done.returncode == 0, done.stderr
+    ops = [json.loads(x)["op"] for x in (root / "fake.log").read_text().splitlines()]
+    assert ops == ["unload", "load"]
+
+
+def test_reload_dry_run_writes_nothing(tmp_path: Path, root: Path) -> None:
+    done = kdumpd("reload", "--dry-run", "--config", str(write_config(tmp_path, root)))
+    assert done.returncode == 0
+    assert "would reload" in done.stderr
+    assert not (root / "fake.log").exists()
+
+
+def test_reload_failure_exits_1(tmp_path: Path, root: Path) -> None:
+    path = write_config(tmp_path, root, fake="fail = 5")
+    done = kdumpd("reload", "--config", str(path))
+    assert done.returncode == 1
+    assert "reload failed" in done.stderr
+    assert "no crash kernel is loaded" in done.stderr
+
+
+def test_demo_shows_one_reload_then_none() -> None:
+    out = kdumpd("demo", check=True).stdout.splitlines()
+    assert out[0].startswith("crash_hotplug=0") and out[0].endswith("-> 1 reload")
+    assert out[1].startswith("crash_hotplug=1") and out[1].endswith("-> 0 reloads")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the ownership check applies to root only")
+def test_world_writable_config_is_refused_as_root(tmp_path: Path, root: Path) -> None:
+    path = write_config(tmp_path, root)
+    path.chmod(0o666)
+    done = kdumpd("status", "--config", str(path))
+    assert done.returncode == 78
+    assert f"{path}: config file is group- or world-writable (mode 0666)" in done.stderr

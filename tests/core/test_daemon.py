@@ -1,0 +1,205 @@
+"""The daemon loop on the real clock with a fake event source and the fake backend.
+
+The loop runs in the main thread (it owns the signal handlers); a driver thread pushes
+events and signals. Assertions are on counts and order, never on elapsed time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from kdumpd import app, fakesysfs
+from kdumpd.backends.fake import FakeBackend
+from kdumpd.config import Config, EventsConfig, ReloadConfig, load
+from kdumpd.controller import Controller
+from kdumpd.daemon import Daemon, Parts
+from kdumpd.events import Event
+from kdumpd.reloader import Reloader
+from kdumpd.scheduler import ReloadScheduler
+from kdumpd.source import FakeSource
+from kdumpd.sysfs import Sysfs
+
+QUIET_S = 0.05
+
+
+def events(n: int, subsystem: str = "memory") -> list[Event]:
+    return [Event(subsystem, "online", f"/devices/system/{subsystem}/{subsystem}{i}")
+            for i in range(n)]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+class Harness:
+    def __init__(self, root: Path, *, delay_ms: int = 0, fail: int = 0, retries: int = 0,
+                 reconfigure: Callable[[], Parts | None] = lambda: None,
+                 watchdog_s: float | None = None) -> None:
+        self.root = root
+        self.sysfs = Sysfs(root)
+        self.log = root / "fake.log"
+        self.handover = root / "run" / "handles-reload"
+        self.source = FakeSource()
+        self.notes: list[str] = []
+        backend = FakeBackend(self.log, self.sysfs, delay_ms=delay_ms, fail=fail)
+        parts = Parts(Reloader(backend, self.sysfs, retries), self.sysfs, QUIET_S, 1.0, 30.0)
+        self.controller = Controller(ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot)
+        self.daemon = Daemon(self.controller, self.source, parts, reconfigure=reconfigure,
+                             notify=self.notes.append, handover=self.handover,
+                             watchdog_s=watchdog_s)
+
+    def ops(self) -> list[str]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line)["op"] for line in self.log.read_text().splitlines()]
+
+    def run(self, script: Callable[[Harness], None]) -> int:
+        failure: list[BaseException] = []
+
+        def drive() -> None:
+            try:
+                wait_for(lambda: "READY=1" in "".join(self.notes))
+                script(self)
+            except BaseException as error:  # reported in the main thread
+                failure.append(error)
+            finally:
+                self.daemon.request_stop()
+
+        thread = threading.Thread(target=drive)
+        thread.start()
+        status = self.daemon.run()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return status
+
+
+def test_a_burst_reloads_once_and_the_unit_protocol_is_followed(root: Path) -> None:
+    h = Harness(root)
+
+    def script(h: Harness) -> None:
+        assert h.handover.exists()
+        h.source.push(events(64))
+        wait_for(lambda: h.controller.stats.reloads == 1)
+        time.sleep(QUIET_S * 4)
+
+    assert h.run(script) == 0
+    assert h.ops() == ["unload", "load"]
+    assert h.notes[0].startswith("READY=1\nSTATUS=events 0")
+    assert "STOPPING=1" in h.notes
+    assert any(n.startswith("STATUS=events 64, skipped 0, reloads 1") for n in h.notes)
+    assert not h.handover.exists()
+
+
+def test_events_arriving_during_a_reload_give_exactly_one_follow_up(root: Path) -> None:
+    h = Harness(root, delay_ms=200)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(10))
+        wait_for(lambda: h.controller.scheduler.running)
+        for _ in range(5):
+            h.source.push(events(20))
+            time.sleep(0.02)
+        wait_for(lambda: h.controller.stats.reloads == 2)
+        time.sleep(QUIET_S * 4)
+
+    h.run(script)
+    assert h.ops() == ["unload", "load"] * 2
+
+
+def test_sigterm_during_a_reload_lets_it_finish(root: Path) -> None:
+    h = Harness(root, delay_ms=300)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.scheduler.running)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    assert h.run(script) == 0
+    assert h.ops() == ["unload", "load"]
+    assert h.controller.stats.reloads == 1
+    assert not h.handover.exists()
+
+
+def test_socket_overflow_recreates_the_source_and_resyncs(root: Path) -> None:
+    h = Harness(root)
+
+    def script(h: Harness) -> None:
+        h.source.overflow()
+        wait_for(lambda: h.controller.stats.reloads == 1)
+
+    h.run(script)
+    assert h.source.reopened == 1
+    assert h.controller.stats.lost == 1
+    assert h.ops() == ["unload", "load"]
+
+
+def test_watchdog_is_petted(root: Path) -> None:
+    h = Harness(root, watchdog_s=0.05)
+    h.run(lambda h: time.sleep(0.3))
+    assert h.notes.count("WATCHDOG=1") >= 3
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text("[events]\nquiet_ms = 10\n")
+    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load))
+
+    def script(h: Harness) -> None:
+        path.write_text("[events]\nquiet_ms = 'soon'\n")
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: any("not reloaded" in r.getMessage() for r in caplog.records))
+        h.source.push(events(5))
+        wait_for(lambda: h.controller.stats.reloads == 1)
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        h.run(script)
+    assert h.controller.scheduler.quiet_s == QUIET_S
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "events.quiet_ms: expected an integer, got a string" in error.getMessage()
+
+
+def test_sighup_applies_a_valid_new_config(root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "kdumpd.toml"
+    cfg = Config(events=EventsConfig(quiet_ms=20, max_delay_ms=500),
+                 reload=ReloadConfig(backend="fake"))
+    path.write_text(
+        f'[sysfs]\nroot = "{root}"\n[events]\nquiet_ms = 20\nmax_delay_ms = 500\n'
+        f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{root}/fake.log"\n'
+    )
+    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load))
+
+    def script(h: Harness) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: h.controller.scheduler.quiet_s == 0.02)
+
+    h.run(script)
+    assert h.controller.scheduler.max_delay_s == cfg.events.max_delay_ms / 1000
+
+
+def test_skipped_burst_writes_nothing(root: Path) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    h = Harness(root)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(64) + events(2, "cpu"))
+        wait_for(lambda: h.controller.stats.skipped == 66)
+
+    h.run(script)
+    assert h.ops() == []
+    assert "kernel updates the elfcorehdr" in h.controller.decisions[-1][1].reason

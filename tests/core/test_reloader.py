@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from kdumpd.backends import BackendError
+from kdumpd.fakesysfs import FakeClock
+from kdumpd.reloader import Reloader, backoff_delays
+from kdumpd.sysfs import Sysfs
+
+
+class Flaky:
+    name = "flaky"
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    def reload(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise BackendError(f"attempt {self.calls} failed", unloaded=True)
+
+    def describe(self) -> str:
+        return "flaky"
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert backoff_delays(7) == [1, 2, 4, 8, 16, 30, 30]
+
+
+def test_retries_with_backoff_until_success(root: Path, clock: FakeClock) -> None:
+    slept: list[float] = []
+    retried: list[tuple[int, str, float]] = []
+
+    def sleep(s: float) -> None:
+        slept.append(s)
+        clock.advance(s)
+
+    outcome = Reloader(Flaky(2), Sysfs(root), 3, sleep=sleep, clock=clock).reload(
+        on_retry=lambda a, e, d: retried.append((a, e, d)))
+    assert outcome.ok
+    assert outcome.attempts == 3
+    assert slept == [1, 2]
+    assert outcome.duration_s == 3
+    assert retried == [(1, "attempt 1 failed", 1), (2, "attempt 2 failed", 2)]
+
+
+def test_gives_up_after_the_retries(root: Path, clock: FakeClock) -> None:
+    backend = Flaky(100)
+    outcome = Reloader(backend, Sysfs(root), 2, sleep=clock.advance, clock=clock).reload()
+    assert not outcome.ok
+    assert backend.calls == 3
+    assert outcome.error == "attempt 3 failed"
+
+
+def test_cancel_stops_further_attempts_but_not_the_running_one(root: Path) -> None:
+    backend = Flaky(100)
+    cancel = threading.Event()
+    cancel.set()
+    outcome = Reloader(backend, Sysfs(root), 5).reload(cancel=cancel)
+    assert backend.calls == 1
+    assert not outcome.ok
