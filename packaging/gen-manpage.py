@@ -1,0 +1,225 @@
+#!/usr/bin/env python3
+"""Write the kdumpd(8) man page (roff) to stdout, generated from the command line itself.
+
+Everything about commands and options comes from ``kdumpd.cli.build_parser()``; the exit
+statuses from its epilog; the configuration keys and their defaults from
+``kdumpd.config.Config``. Only the short FILES / HARDENING / SEE ALSO texts live here.
+
+Usage: packaging/gen-manpage.py [-o FILE]    (run from the source tree, or with kdumpd
+importable). The date is taken from SOURCE_DATE_EPOCH when set (reproducible builds).
+Needs only the standard library and kdumpd itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import os
+import re
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kdumpd import __version__  # noqa: E402
+from kdumpd import config as configmod  # noqa: E402
+from kdumpd.cli import build_parser  # noqa: E402
+
+FILES = (
+    (str(configmod.DEFAULT_PATH),
+     "Configuration (TOML). A missing file means the defaults listed under CONFIGURATION. It must be owned by "
+     "root and not be group- or world-writable, or kdumpd refuses it (exit status 78)."),
+    ("/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
+     "Template of the block that \\fBkdumpd rule install\\fR writes into the "
+     "distribution's kdump udev rules; it is not a live udev rules file."),
+    ("/run/kdumpd/", "Runtime directory of the service."),
+    ("/var/lib/kdumpd/", "State directory of the service."),
+)
+
+HARDENING = (
+    "The shipped unit kdumpd.service runs the daemon with a tight sandbox "
+    "(ProtectSystem=strict, a small capability bounding set, a system call filter): "
+    "enough for the kexec backend, the uevent socket, the journal and the rule writer "
+    "(/etc/udev/rules.d). The kdumpctl and kdump-config backends run the distribution's "
+    "own kdump scripts, which need more (they write crash initrds and state outside those "
+    "paths). Widen the sandbox with a drop-in made with \\fBsystemctl edit kdumpd.service\\fR; "
+    "the README lists the settings."
+)
+
+SEE_ALSO = ("kexec(8)", "kdump-config(8)", "kdumpctl(8)", "systemd.service(5)",
+            "systemd.exec(5)", "udev(7)")
+
+
+def roff(text: str) -> str:
+    """Escape running text for roff: backslashes, and lines starting with . or '."""
+    text = text.replace("\\", "\\e")
+    return "\n".join("\\&" + line if line[:1] in (".", "'") else line
+                     for line in text.split("\n"))
+
+
+def opt(text: str) -> str:
+    """An option or command name: bold, with real minus signs."""
+    return "\\fB" + text.replace("\\", "\\e").replace("-", "\\-") + "\\fR"
+
+
+def arg(text: str) -> str:
+    return "\\fI" + text.replace("\\", "\\e").replace("-", "\\-") + "\\fR"
+
+
+def help_text(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
+    formatter = parser._get_formatter()  # noqa: SLF001 - argparse has no public API for it
+    return formatter._expand_help(action) if action.help else ""  # noqa: SLF001
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
+    """(name, help, parser) of the direct subcommands, in definition order."""
+    found = []
+    for action in parser._actions:  # noqa: SLF001
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            helps = {a.dest: a.help or "" for a in action._choices_actions}  # noqa: SLF001
+            for name, sub in action.choices.items():
+                found.append((name, helps.get(name, ""), sub))
+    return found
+
+
+def options(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    return [a for a in parser._actions  # noqa: SLF001
+            if a.option_strings and a.help != argparse.SUPPRESS]
+
+
+def option_label(action: argparse.Action) -> str:
+    names = ", ".join(opt(s) for s in action.option_strings)
+    if action.nargs == 0:
+        return names
+    metavar = action.metavar or action.dest.upper()
+    return f"{names} {arg(str(metavar))}"
+
+
+def synopsis_option(action: argparse.Action) -> str:
+    name = opt(action.option_strings[-1] if action.option_strings[-1].startswith("--")
+               else action.option_strings[0])
+    if action.nargs == 0:
+        return f"[{name}]"
+    return f"[{name} {arg(str(action.metavar or action.dest.upper()))}]"
+
+
+def leaf_commands(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+                  ) -> list[tuple[tuple[str, ...], str, argparse.ArgumentParser]]:
+    """Every runnable command as (words, help, parser), e.g. (("rule", "install"), ...)."""
+    found = []
+    for name, text, sub in subcommands(parser):
+        nested = subcommands(sub)
+        if nested:
+            found.extend(leaf_commands(sub, (*words, name)))
+        else:
+            found.append(((*words, name), text, sub))
+    return found
+
+
+def exit_statuses(epilog: str) -> list[tuple[str, str]]:
+    return re.findall(r"^\s+(\d+)\s+(.+)$", epilog, flags=re.MULTILINE)
+
+
+def config_keys(obj: object, prefix: str = "") -> list[tuple[str, object]]:
+    keys: list[tuple[str, object]] = []
+    for f in dataclasses.fields(obj):  # type: ignore[arg-type]
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys.extend(config_keys(value, f"{prefix}{f.name}."))
+        else:
+            keys.append((f"{prefix}{f.name}", value))
+    return keys
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    return '"' + str(value) + '"'
+
+
+def build_date() -> str:
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    when = (datetime.datetime.fromtimestamp(int(epoch), tz=datetime.timezone.utc) if epoch
+            else datetime.datetime.now(tz=datetime.timezone.utc))
+    return when.strftime("%Y-%m-%d")
+
+
+def render() -> str:
+    parser = build_parser()
+    prog = parser.prog
+    description = parser.description or ""
+    short = description.split(":")[0].strip()
+    short = short[:1].lower() + short[1:]
+    out = [
+        '.\\" Generated by packaging/gen-manpage.py from kdumpd.cli.build_parser(); do not edit.',
+        f'.TH {prog.upper()} 8 "{build_date()}" "{prog} {__version__}" "System Administration"',
+        ".SH NAME",
+        f"{prog} \\- {roff(short)}",
+        ".SH SYNOPSIS",
+    ]
+    global_opts = " ".join(synopsis_option(a) for a in options(parser) if a.dest != "help")
+    for words, _text, sub in leaf_commands(parser):
+        out += [".HP", f"{opt(prog)} {global_opts} "
+                + " ".join(opt(w) for w in words) + " "
+                + " ".join(synopsis_option(a) for a in options(sub) if a.dest != "help")]
+    out += [".SH DESCRIPTION", roff(description)]
+    out += [".PP", "The systemd unit kdumpd.service runs " + opt(f"{prog} run") + "."]
+    out += [".SH OPTIONS"]
+    for action in options(parser):
+        out += [".TP", option_label(action), roff(help_text(parser, action))]
+    out += [".SH COMMANDS"]
+    for words, text, sub in leaf_commands(parser):
+        out += [".SS " + '"' + " ".join([prog, *words]).replace("-", "\\-") + '"']
+        body = sub.description or text
+        out += [roff(body[:1].upper() + body[1:] + ("" if body.endswith(".") else "."))]
+        for action in options(sub):
+            if action.dest == "help":
+                continue
+            out += [".TP", option_label(action), roff(help_text(sub, action))]
+    out += [".SH CONFIGURATION",
+            "The file " + arg(str(configmod.DEFAULT_PATH)) + " is TOML; every key is "
+            "optional. The keys and their defaults:",
+            ".PP", ".RS", ".nf"]
+    section = None
+    for key, value in config_keys(configmod.Config()):
+        table, name = key.rsplit(".", 1)
+        if table != section:
+            out += [f"[{table}]"]
+            section = table
+        out += [roff(f"{name} = {toml_value(value)}")]
+    out += [".fi", ".RE", ".PP",
+            "Check a file with " + opt(f"{prog} config check") + "; "
+            "send SIGHUP (systemctl reload kdumpd) to apply a change."]
+    out += [".SH EXIT STATUS", ".TP"]
+    statuses = exit_statuses(parser.epilog or "")
+    if not statuses:
+        raise SystemExit("gen-manpage: no exit statuses found in the parser's epilog")
+    out += "\n.TP\n".join(f"{opt(code)}\n{roff(text)}" for code, text in statuses).split("\n")
+    out += [".SH FILES"]
+    for path, text in FILES:
+        out += [".TP", arg(path), text]
+    out += [".SH HARDENING", HARDENING]
+    out += [".SH SEE ALSO", ",\n".join(
+        "\\fB" + page.split("(")[0].replace("-", "\\-") + "\\fR(" + page.split("(")[1]
+        for page in SEE_ALSO)]
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    cli = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    cli.add_argument("-o", "--output", type=Path, help="write here instead of stdout")
+    args = cli.parse_args()
+    page = render()
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(page, encoding="utf-8")
+    else:
+        sys.stdout.write(page)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
