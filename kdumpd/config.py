@@ -6,6 +6,7 @@ A missing file means defaults. Every problem is a :class:`ConfigError` naming th
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -172,11 +173,19 @@ def _describe(value: Any) -> str:
     return kinds.get(type(value), type(value).__name__)
 
 
+def _key_name(prefix: str, key: str) -> str:
+    """A dotted key as TOML would write it: bare where possible, else quoted."""
+    bare = key and all(c.isascii() and (c.isalnum() or c in "-_") for c in key)
+    return f"{prefix}{key}" if bare else f"{prefix}{json.dumps(key)}"
+
+
 def _build(cls: Any, table: Mapping[str, Any], prefix: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     for key in table:
         if key not in known:
-            raise ConfigError(f"{prefix}{key}", f"unknown key (known: {', '.join(sorted(known))})")
+            raise ConfigError(
+                _key_name(prefix, key), f"unknown key (known: {', '.join(sorted(known))})"
+            )
     values: dict[str, Any] = {}
     for name, f in known.items():
         if name not in table:

@@ -65,7 +65,8 @@ class Daemon:
             except socket.timeout:
                 if self.process.poll() is not None:
                     _, err = self.process.communicate()
-                    raise AssertionError(f"kdumpd exited {self.process.returncode}: {err}") from None
+                    raise AssertionError(
+                        f"kdumpd exited {self.process.returncode}: {err}") from None
                 continue
             if word in message:
                 return message

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kdumpd.config import Config, ConfigError, ReloadConfig
+from kdumpd.security import check_image_files, check_trusted_file
+
+UNIT = Path(__file__).resolve().parents[2] / "units" / "kdumpd.service"
+
+
+def test_non_root_callers_are_not_checked(tmp_path: Path) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text("")
+    path.chmod(0o666)
+    check_trusted_file(path, "config file", euid=1000)
+
+
+def test_missing_file_is_not_refused(tmp_path: Path) -> None:
+    check_trusted_file(tmp_path / "absent", "config file", euid=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the file must be owned by root")
+@pytest.mark.parametrize("mode", [0o664, 0o646, 0o777])
+def test_group_or_world_writable_is_refused_for_root(tmp_path: Path, mode: int) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text("")
+    path.chmod(mode)
+    with pytest.raises(ConfigError, match=rf"mode {mode:04o}"):
+        check_trusted_file(path, "config file", euid=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinuz"
+    path.write_bytes(b"kernel")
+    os.chown(path, 65534, 65534)
+    cfg = Config(reload=ReloadConfig(kernel=str(path)))
+    with pytest.raises(ConfigError) as caught:
+        check_image_files(cfg, euid=0)
+    assert caught.value.key == "reload.kernel"
+    assert "owned by uid 65534, not root" in str(caught.value)
+    assert str(path) in str(caught.value)
+
+
+def test_safe_image_files_pass(tmp_path: Path) -> None:
+    path = tmp_path / "vmlinuz"
+    path.write_bytes(b"kernel")
+    path.chmod(0o644)
+    check_image_files(Config(reload=ReloadConfig(kernel=str(path), initrd=str(path))),
+                      euid=os.geteuid())
+
+
+def systemd_analyze_version() -> int:
+    binary = shutil.which("systemd-analyze")
+    if binary is None:
+        return 0
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=30,
+                         check=False).stdout
+    words = out.split()
+    return int(words[1]) if len(words) > 1 and words[1].isdigit() else 0
+
+
+@pytest.mark.skipif(systemd_analyze_version() < 250, reason="needs systemd-analyze >= 250")
+def test_unit_exposure_score_is_at_most_2() -> None:
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    line = next(x for x in done.stdout.splitlines() if "Overall exposure level" in x)
+    score = float(line.split(":")[1].split()[0])
+    assert score <= 2.0, line
+
+
+def test_unit_keeps_what_kdumpd_needs() -> None:
+    text = UNIT.read_text()
+    assert "Type=notify" in text
+    assert "CAP_SYS_BOOT" in text
+    assert "@reboot" in text
+    assert "AF_NETLINK" in text
+    assert "PrivateNetwork" not in text.replace("# No PrivateNetwork=", "")
