@@ -1,0 +1,235 @@
+"""Atomic replacement of a file: temp file in the same directory, fsync, rename, fsync dir.
+
+Readers (udevd) see either the old file or the new one, never a torn one, and a crash at
+any point leaves one of the two. Every OS call goes through :class:`OsHooks`, so tests can
+make each step fail (ENOSPC on write, EACCES on create, EROFS, a failing rename) without
+``mock.patch``: the target keeps its old bytes and no temp file is left behind.
+
+Owner, group and mode of the file being replaced are kept (for a new file they are taken
+from ``like``, e.g. the vendor file an override shadows); the SELinux context too, through
+the ``selinux`` bindings when they can be imported, otherwise the context is left to the
+rename (the new inode gets the directory's default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+Validate = Callable[[Path], None]
+
+
+class WriteError(Exception):
+    """Writing failed; the target is unchanged. ``str()``: ``cannot write P: step: reason``."""
+
+
+def copy_selinux_context(reference: Optional[str], temp: str, final: str) -> None:
+    """Give ``temp`` the context of ``reference`` (or the policy's for ``final``).
+
+    A no-op when the ``selinux`` bindings are missing or SELinux is disabled. Raises OSError.
+    """
+    try:
+        import selinux
+    except ImportError:
+        return
+    if not selinux.is_selinux_enabled():
+        return
+    if reference is not None:
+        _rc, context = selinux.lgetfilecon(reference)
+    else:
+        _rc, context = selinux.matchpathcon(final, stat.S_IFREG | 0o644)
+    selinux.lsetfilecon(temp, context)
+
+
+@dataclass(frozen=True)
+class OsHooks:
+    """The OS calls the writer makes; replace one to inject a fault."""
+
+    open: Callable[[str, int, int], int] = os.open
+    write: Callable[[int, bytes], int] = os.write
+    fsync: Callable[[int], None] = os.fsync
+    close: Callable[[int], None] = os.close
+    fchown: Callable[[int, int, int], None] = os.fchown
+    fchmod: Callable[[int, int], None] = os.fchmod
+    lstat: Callable[[str], os.stat_result] = os.lstat
+    replace: Callable[[str, str], None] = os.replace
+    link: Callable[[str, str], None] = os.link
+    unlink: Callable[[str], None] = os.unlink
+    selinux: Callable[[Optional[str], str, str], None] = copy_selinux_context
+    now: Callable[[], float] = time.time
+    token: Callable[[], str] = field(default=lambda: secrets.token_hex(4))
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    backup: Path | None = None
+    warnings: tuple[str, ...] = ()
+
+
+def temp_name(path: Path, token: str) -> Path:
+    # A leading dot and no ".rules" suffix: udevd ignores the file while it exists.
+    return path.with_name(f".{path.name}.kdumpd-{token}.tmp")
+
+
+def backup_name(path: Path, hooks: OsHooks) -> Path:
+    """``NAME.PID.YYYY-MM-DD@HH:MM:SS~`` like Ansible; never ends in ``.rules``."""
+    stamp = time.strftime("%Y-%m-%d@%H:%M:%S", time.localtime(hooks.now()))
+    candidate = path.with_name(f"{path.name}.{os.getpid()}.{stamp}~")
+    counter = 1
+    while _exists(candidate, hooks):
+        candidate = path.with_name(f"{path.name}.{os.getpid()}.{stamp}.{counter}~")
+        counter += 1
+    return candidate
+
+
+def _exists(path: Path, hooks: OsHooks) -> bool:
+    try:
+        hooks.lstat(str(path))
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def _reason(error: OSError) -> str:
+    if error.errno is not None and error.strerror:
+        return f"{error.strerror} ({errno.errorcode.get(error.errno, error.errno)})"
+    return str(error) or type(error).__name__
+
+
+def _stat(path: Path, hooks: OsHooks) -> os.stat_result | None:
+    try:
+        return hooks.lstat(str(path))
+    except FileNotFoundError:
+        return None
+
+
+def write_file(
+    path: Path,
+    data: bytes,
+    *,
+    like: Path | None = None,
+    validate: Validate | None = None,
+    backup: bool = False,
+    hooks: OsHooks = OsHooks(),  # noqa: B008 - frozen, immutable default
+) -> WriteResult:
+    """Replace ``path`` with ``data`` atomically.
+
+    ``validate(temp_path)`` runs on the complete temp file before the rename; whatever it
+    raises is passed on after the temp file is removed. ``backup`` keeps the old file as a
+    hard link named by :func:`backup_name`. Raises :class:`WriteError` (target unchanged);
+    a failing fsync of the directory after the rename is only a warning (the new file is
+    in place, its directory entry may not be durable yet).
+    """
+    try:
+        old = _stat(path, hooks)
+        reference = old if old is not None else (_stat(like, hooks) if like else None)
+        if reference is not None and not stat.S_ISREG(reference.st_mode):
+            reference = old if old is not None and stat.S_ISREG(old.st_mode) else None
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: stat: {_reason(error)}") from None
+    if old is not None and stat.S_ISLNK(old.st_mode):
+        raise WriteError(f"cannot write {path}: it is a symlink; kdumpd does not write "
+                         "through symlinks")
+    temp = temp_name(path, hooks.token())
+    backup_path: Path | None = None
+    created = False
+    step = "create temp file"
+    try:
+        fd = hooks.open(str(temp), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                        | os.O_NOFOLLOW, 0o600)
+        created = True
+        try:
+            _fill(fd, data, reference, hooks)
+        finally:
+            step = "close"
+            hooks.close(fd)
+        step = "SELinux context"
+        hooks.selinux(str(path) if old is not None else (str(like) if like else None),
+                      str(temp), str(path))
+        if validate is not None:
+            step = "validate"
+            validate(temp)
+        if backup and old is not None:
+            step = "backup"
+            backup_path = backup_name(path, hooks)
+            hooks.link(str(path), str(backup_path))
+        step = "rename"
+        hooks.replace(str(temp), str(path))
+        created = False
+    except _StepFailed as error:
+        raise WriteError(f"cannot write {path}: {error.strerror}") from None
+    except OSError as error:
+        raise WriteError(f"cannot write {path}: {step}: {_reason(error)}") from None
+    finally:
+        if created:
+            _remove_quietly(temp, hooks)
+            if backup_path is not None:
+                _remove_quietly(backup_path, hooks)
+    return WriteResult(backup_path, _sync_directory(path.parent, hooks))
+
+
+class _StepFailed(OSError):
+    pass
+
+
+def _fill(fd: int, data: bytes, reference: os.stat_result | None, hooks: OsHooks) -> None:
+    """Write, chown, chmod, fsync ``fd``. Raises :class:`_StepFailed` naming the step."""
+    step = "write"
+    try:
+        view = memoryview(data)
+        while view:
+            written = hooks.write(fd, view.tobytes())
+            if written <= 0:
+                raise OSError(errno.EIO, "short write")
+            view = view[written:]
+        if reference is not None:
+            step = "set owner"
+            hooks.fchown(fd, reference.st_uid, reference.st_gid)
+        step = "set mode"
+        hooks.fchmod(fd, stat.S_IMODE(reference.st_mode) if reference else 0o644)
+        step = "fsync"
+        hooks.fsync(fd)
+    except OSError as error:
+        raise _StepFailed(error.errno, f"{step}: {_reason(error)}") from None
+
+
+def delete_file(path: Path, *, backup: bool = False,
+                hooks: OsHooks = OsHooks()) -> WriteResult:  # noqa: B008
+    """Delete ``path`` (renamed to a backup name instead when ``backup``).
+
+    Raises :class:`WriteError`; the file is still there when it does.
+    """
+    try:
+        if backup:
+            backup_path: Path | None = backup_name(path, hooks)
+            hooks.replace(str(path), str(backup_path))
+        else:
+            backup_path = None
+            hooks.unlink(str(path))
+    except OSError as error:
+        raise WriteError(f"cannot delete {path}: {_reason(error)}") from None
+    return WriteResult(backup_path, _sync_directory(path.parent, hooks))
+
+
+def _remove_quietly(path: Path, hooks: OsHooks) -> None:
+    with contextlib.suppress(OSError):  # best effort: the original error is what matters
+        hooks.unlink(str(path))
+
+
+def _sync_directory(directory: Path, hooks: OsHooks) -> tuple[str, ...]:
+    try:
+        fd = hooks.open(str(directory), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, 0)
+        try:
+            hooks.fsync(fd)
+        finally:
+            hooks.close(fd)
+    except OSError as error:
+        return (f"the change is in place but fsync of {directory} failed: {_reason(error)}",)
+    return ()

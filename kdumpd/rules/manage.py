@@ -1,0 +1,291 @@
+"""One whole install/remove run over files: read, plan, validate, write, reload udevd.
+
+The Ansible module (and ``kdumpd rule``) call :func:`run`; it returns a dict in Ansible's
+result shape and raises nothing for ordinary failures::
+
+    from kdumpd.rules import manage
+    result = manage.run(state="present", path="auto", root=Path("/"),
+                        handover=Path("/run/kdumpd/handles-reload"),
+                        check=module.check_mode, backup=False)
+    # {"changed": bool, "msg": str, "path": str | None,
+    #  "diff": {"before", "after", "before_header", "after_header"},
+    #  "backup_file": str (only when one was made), "warnings": [str],
+    #  "failed": True (only on failure)}
+
+Several kdump rules files (unusual) give ``results`` (one dict each) and a list ``diff``.
+
+Vendor files (``/usr/lib/udev/rules.d``) are never edited: the result goes to the same
+name in ``/etc/udev/rules.d``, with a note in the block naming the vendor file and the
+SHA-256 of the vendor text it was built from. An override whose rest still matches that
+hash is kdumpd's own: install rebuilds it from the current vendor file (so it follows
+package updates), remove deletes it. An override someone edited is managed in place like
+any admin file.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kdumpd.rules import atomic, discover, planner, snippet, udev
+from kdumpd.rules.discover import Target
+
+ENCODING = ("utf-8", "surrogateescape")  # arbitrary bytes survive a round trip
+
+
+@dataclass
+class Result:
+    """The outcome for one target."""
+
+    path: str
+    changed: bool = False
+    msg: str = ""
+    before: str = ""
+    after: str = ""
+    before_header: str = ""
+    after_header: str = ""
+    backup_file: str | None = None
+    failed: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"changed": self.changed, "msg": self.msg, "path": self.path}
+        out["diff"] = {"before": self.before, "after": self.after,
+                       "before_header": self.before_header, "after_header": self.after_header}
+        if self.backup_file:
+            out["backup_file"] = self.backup_file
+        if self.failed:
+            out["failed"] = True
+        if self.warnings:
+            out["warnings"] = list(self.warnings)
+        return out
+
+    def diff_text(self) -> str:
+        fake = planner.Plan(self.changed, self.before, self.after, self.msg)
+        return planner.unified_diff(fake, self.before_header, self.after_header)
+
+
+@dataclass(frozen=True)
+class Env:
+    """What a run uses from the outside world; tests inject fakes."""
+
+    udev: udev.Udev = field(default_factory=udev.Udev)
+    hooks: atomic.OsHooks = field(default_factory=atomic.OsHooks)
+    template: str | None = None  # None: the packaged template
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode(*ENCODING)
+    except FileNotFoundError:
+        return None
+
+
+def override_note(vendor_shown: str, vendor_text: str) -> str:
+    return (f"{planner.OVERRIDE_PREFIX}{vendor_shown} sha256 {planner.sha256(vendor_text)} "
+            "(kdumpd rule remove deletes it)")
+
+
+@dataclass(frozen=True)
+class _Decision:
+    plan: planner.Plan | None  # None: delete the file
+    msg: str
+
+
+def _decide(state: str, target: Target, *, current: str | None, vendor: str | None,
+            template: str, handover: str) -> _Decision:
+    """Pure: what to do with ``target`` given the texts. Raises planner.PlanError."""
+
+    def make(text: str, wanted: str, header: tuple[str, ...] = ()) -> planner.Plan:
+        return planner.plan(text, state=wanted, snippet=template, handover=handover,
+                            header=header)
+
+    vendor_shown = target.vendor_shown or ""
+    if current is None:
+        if state == "absent" or vendor is None:
+            return _Decision(planner.Plan(False, "", "", ""), "no managed file: nothing to do")
+        built = make(vendor, "present", (override_note(vendor_shown, vendor),))
+        if not built.block:
+            return _Decision(planner.Plan(False, "", "", ""), f"{vendor_shown}: {built.msg}")
+        plan = planner.Plan(True, "", built.after, built.msg, built.label, built.managed_label,
+                            built.block, built.covered, built.written)
+        return _Decision(plan, f"created the override of {vendor_shown}: {built.msg}")
+
+    parsed = planner.parse(current)
+    note = parsed.override_of
+    ours = note is not None and planner.sha256(parsed.base) == note[1]
+    if ours and state == "absent":
+        return _Decision(None, "deleted the override kdumpd had created")
+    if ours and vendor is None:
+        return _Decision(None, f"the vendor file {note[0] if note else ''} is gone: "
+                         "deleted the override kdumpd had created")
+    if ours and vendor is not None:
+        built = make(vendor, "present", (override_note(vendor_shown, vendor),))
+        if not built.block:
+            return _Decision(None, f"{vendor_shown} now holds the lines itself: "
+                             "deleted the override")
+        plan = planner.Plan(built.after != current, current, built.after, built.msg,
+                            built.label, built.managed_label, built.block, built.covered,
+                            built.written)
+        if not plan.changed:
+            return _Decision(plan, f"the override of {vendor_shown} is current: nothing to do")
+        if note and planner.sha256(vendor) != note[1]:
+            return _Decision(plan, f"{vendor_shown} changed: rebuilt the override from it")
+        return _Decision(plan, f"updated the override of {vendor_shown}: {built.msg}")
+    plan = make(current, state)
+    msg = plan.msg
+    if note is not None and plan.changed:
+        msg += " (the override was edited after kdumpd created it: managed in place)"
+    return _Decision(plan, msg)
+
+
+def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bool,
+           env: Env) -> Result:
+    """Converge one target. Never raises for ordinary failures: ``Result.failed``."""
+    result = Result(target.shown, before_header=f"before: {target.shown}",
+                    after_header=f"after: {target.shown}")
+    if target.masked:
+        result.msg = f"{target.shown} masks the rules (symlink to /dev/null): nothing to do"
+        return result
+    try:
+        template = env.template if env.template is not None else snippet.template()
+        if os.path.islink(target.path):
+            raise atomic.WriteError(f"{target.shown} is a symlink; kdumpd does not write "
+                                    "through symlinks (use --path on the real file)")
+        current = _read(target.path)
+        vendor = _read(target.vendor) if target.vendor else None
+        decision = _decide(state, target, current=current, vendor=vendor, template=template,
+                           handover=handover)
+    except (planner.PlanError, snippet.SnippetError, atomic.WriteError) as error:
+        return _failed(result, f"{target.shown}: {error}")
+    except OSError as error:
+        return _failed(result, f"cannot read {error.filename or target.shown}: "
+                       f"{error.strerror or error}")
+
+    result.msg = decision.msg
+    if decision.plan is None:  # delete kdumpd's own override
+        result.changed = True
+        result.before = current or ""
+        result.after_header = f"after: {target.shown} (deleted)"
+        if not check:
+            try:
+                done = atomic.delete_file(target.path, backup=backup, hooks=env.hooks)
+            except atomic.WriteError as error:
+                return _failed(result, str(error))
+            _record(result, done)
+        return result
+
+    plan = decision.plan
+    result.before, result.after, result.changed = plan.before, plan.after, plan.changed
+    if current is None:
+        result.before_header = f"before: {target.shown} (absent)"
+    if not plan.changed or check:
+        return result
+    data = plan.after.encode(*ENCODING)
+
+    checked_with: list[str] = []
+
+    def validate(temp: Path) -> None:
+        checked_with.append(env.udev.validate(plan.after, set(plan.written), temp))
+
+    try:
+        done = atomic.write_file(target.path, data, like=target.vendor, validate=validate,
+                                 backup=backup, hooks=env.hooks)
+    except (atomic.WriteError, udev.ValidationError) as error:
+        return _failed(result, f"{target.shown}: not changed: {error}")
+    _record(result, done)
+    if checked_with:
+        result.msg += f" (checked with {checked_with[0]})"
+    return result
+
+
+def _record(result: Result, done: atomic.WriteResult) -> None:
+    if done.backup is not None:
+        result.backup_file = str(done.backup)
+    result.warnings.extend(done.warnings)
+
+
+def _failed(result: Result, msg: str) -> Result:
+    result.failed, result.changed, result.msg = True, False, msg
+    result.before = result.after = ""
+    return result
+
+
+def run(
+    *,
+    state: str,
+    path: str = "auto",
+    root: Path = Path("/"),
+    handover: Path = Path("/run/kdumpd/handles-reload"),
+    check: bool = False,
+    backup: bool = False,
+    env: Env | None = None,
+) -> dict[str, Any]:
+    """Install (``state="present"``) or remove (``"absent"``) the block; an Ansible result.
+
+    ``path`` is "auto" (discover the known files under ``root``) or an absolute path
+    inside ``root``. After a change (never in check mode) udevd is told to reload its
+    rules, once, when ``root`` is "/" and a udevd runs. Raises nothing for ordinary
+    failures: the dict has ``failed: True`` and ``msg``.
+    """
+    env = env or Env()
+    if state not in planner.STATES:
+        return {"failed": True, "changed": False, "msg": f"state must be one of "
+                f"{', '.join(planner.STATES)}, got {state!r}"}
+    problem = planner.unsafe_value(str(handover))
+    if problem or not handover.is_absolute():
+        why = problem or "must be an absolute path"
+        return {"failed": True, "changed": False, "msg": f"handover {str(handover)!r} {why}"}
+    try:
+        targets = (discover.discover(root) if path == "auto"
+                   else [discover.explicit(root, path)])
+    except discover.DiscoverError as error:
+        return {"failed": True, "changed": False, "msg": str(error), "path": path}
+    if not targets:
+        return {"changed": False, "path": None,
+                "msg": f"no kdump udev rules file found (looked for "
+                       f"{discover.looked_for(root)}): nothing to do"}
+    results = [ensure(t, state=state, handover=str(handover), check=check, backup=backup,
+                      env=env) for t in targets]
+    out = _combine(results)
+    if any(r.changed for r in results) and not check:
+        note = _reload(env.udev, root)
+        if note.startswith("warning: "):
+            out.setdefault("warnings", []).append(note[len("warning: "):])
+        else:
+            out["msg"] += f"; {note}"
+            out["udevd"] = note
+    elif check and out.get("changed"):
+        out["msg"] += " (check mode: nothing written)"
+    return out
+
+
+def _reload(tool: udev.Udev, root: Path) -> str:
+    if root != Path("/"):
+        return f"not reloading udevd: the rules live under {root}, not /"
+    try:
+        return tool.reload()
+    except udev.CommandError as error:
+        # The file is in place; udevd also notices changed rules on its own.
+        return f"warning: the rules changed but udevd did not reload them: {error}"
+
+
+def _combine(results: list[Result]) -> dict[str, Any]:
+    if len(results) == 1:
+        return results[0].as_dict()
+    dicts = [r.as_dict() for r in results]
+    out: dict[str, Any] = {
+        "changed": any(r.changed for r in results),
+        "msg": "; ".join(f"{r.path}: {r.msg}" for r in results),
+        "path": results[0].path,
+        "diff": [d["diff"] for d in dicts],
+        "results": dicts,
+    }
+    if any(r.failed for r in results):
+        out["failed"] = True
+    warnings = [w for r in results for w in r.warnings]
+    if warnings:
+        out["warnings"] = warnings
+    return out
