@@ -1,0 +1,241 @@
+"""The atomic writer: faults injected at every step leave the old bytes and no temp file."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+import stat
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from kdumpd.rules import atomic
+from kdumpd.rules.atomic import OsHooks, WriteError, write_file
+from kdumpd.rules.udev import ValidationError
+
+from .conftest import leftovers
+
+OLD = b"# old\nRUN+=\"/bin/true\"\n"
+NEW = b"# new\n" * 1000
+
+
+def failing(real: Callable[..., Any], code: int, *, when: Callable[..., bool] = lambda *a: True,
+            ) -> Callable[..., Any]:
+    def hook(*args: Any) -> Any:
+        if when(*args):
+            raise OSError(code, os.strerror(code))
+        return real(*args)
+    return hook
+
+
+def is_temp(path: str, *_rest: Any) -> bool:
+    return ".kdumpd-" in path
+
+
+def temp_fd(opened: set[int]) -> Callable[..., bool]:
+    return lambda fd, *_rest: fd in opened
+
+
+def recording_open(opened: set[int]) -> Callable[[str, int, int], int]:
+    def hook(path: str, flags: int, mode: int) -> int:
+        fd = os.open(path, flags, mode)
+        if is_temp(path):
+            opened.add(fd)
+        return fd
+    return hook
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "rules.d" / "50-kdump-tools.rules"
+    path.parent.mkdir()
+    path.write_bytes(OLD)
+    return path
+
+
+def faults() -> dict[str, Callable[[set[int]], OsHooks]]:
+    base = OsHooks()
+    return {
+        "create EACCES": lambda o: dataclasses.replace(
+            base, open=failing(os.open, errno.EACCES, when=is_temp)),
+        "create read-only dir": lambda o: dataclasses.replace(
+            base, open=failing(os.open, errno.EROFS, when=is_temp)),
+        "write ENOSPC": lambda o: dataclasses.replace(
+            base, open=recording_open(o), write=failing(os.write, errno.ENOSPC,
+                                                        when=temp_fd(o))),
+        "short write then ENOSPC": lambda o: dataclasses.replace(
+            base, open=recording_open(o), write=_short_then_enospc()),
+        "chown EPERM": lambda o: dataclasses.replace(
+            base, fchown=failing(os.fchown, errno.EPERM)),
+        "chmod EPERM": lambda o: dataclasses.replace(
+            base, fchmod=failing(os.fchmod, errno.EPERM)),
+        "fsync EIO": lambda o: dataclasses.replace(
+            base, open=recording_open(o), fsync=failing(os.fsync, errno.EIO, when=temp_fd(o))),
+        "close EIO": lambda o: dataclasses.replace(
+            base, open=recording_open(o), close=_close_then_fail(o)),
+        "selinux EACCES": lambda o: dataclasses.replace(
+            base, selinux=failing(lambda *a: None, errno.EACCES)),
+        "rename EXDEV": lambda o: dataclasses.replace(
+            base, replace=failing(os.replace, errno.EXDEV)),
+        "rename EACCES": lambda o: dataclasses.replace(
+            base, replace=failing(os.replace, errno.EACCES)),
+        "rename read-only fs": lambda o: dataclasses.replace(
+            base, replace=failing(os.replace, errno.EROFS)),
+    }
+
+
+def _short_then_enospc() -> Callable[[int, bytes], int]:
+    calls = {"n": 0}
+
+    def hook(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            return os.write(fd, data[:100])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return hook
+
+
+def _close_then_fail(opened: set[int]) -> Callable[[int], None]:
+    def hook(fd: int) -> None:
+        os.close(fd)
+        if fd in opened:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+    return hook
+
+
+@pytest.mark.parametrize("fault", sorted(faults()))
+@pytest.mark.parametrize("backup", [False, True])
+def test_failure_at_any_step_keeps_old_bytes_and_leaves_no_temp(
+        fault: str, backup: bool, target: Path) -> None:
+    hooks = faults()[fault](set())
+    before = os.stat(target)
+    with pytest.raises(WriteError) as caught:
+        write_file(target, NEW, hooks=hooks, backup=backup)
+    message = str(caught.value)
+    assert message.startswith(f"cannot write {target}: ")
+    assert "\n" not in message
+    assert os.strerror(getattr(errno, fault.split()[-1], errno.EROFS))[:5] in message or \
+        "Read-only" in message
+    assert target.read_bytes() == OLD
+    assert os.stat(target).st_ino == before.st_ino
+    assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
+    assert leftovers(target.parent) == []
+
+
+@pytest.mark.parametrize(("fault", "step"), [
+    ("create EACCES", "create temp file"), ("write ENOSPC", "write"), ("fsync EIO", "fsync"),
+    ("rename EXDEV", "rename"), ("chown EPERM", "set owner"), ("close EIO", "close"),
+])
+def test_error_names_the_failing_step(fault: str, step: str, target: Path) -> None:
+    with pytest.raises(WriteError, match=f": {step}: "):
+        write_file(target, NEW, hooks=faults()[fault](set()))
+
+
+def test_validation_failure_keeps_old_bytes(target: Path) -> None:
+    seen: list[bytes] = []
+
+    def validate(temp: Path) -> None:
+        seen.append(temp.read_bytes())
+        raise ValidationError("line 3: nonsense")
+
+    with pytest.raises(ValidationError):
+        write_file(target, NEW, validate=validate, backup=True)
+    assert seen == [NEW]  # the validator saw the complete new text
+    assert target.read_bytes() == OLD
+    assert leftovers(target.parent) == []
+    assert [p.name for p in target.parent.iterdir()] == [target.name]
+
+
+def test_success_replaces_content_atomically(target: Path) -> None:
+    old_inode = os.stat(target).st_ino
+    result = write_file(target, NEW)
+    assert target.read_bytes() == NEW
+    assert os.stat(target).st_ino != old_inode  # a rename, not an in-place rewrite
+    assert result.backup is None and result.warnings == ()
+    assert leftovers(target.parent) == []
+
+
+def test_owner_and_mode_of_the_replaced_file_are_kept(target: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("changing owners needs root")
+    os.chown(target, 1234, 5678)
+    os.chmod(target, 0o640)
+    write_file(target, NEW)
+    info = os.stat(target)
+    assert (info.st_uid, info.st_gid, stat.S_IMODE(info.st_mode)) == (1234, 5678, 0o640)
+
+
+def test_new_file_takes_owner_and_mode_from_like(tmp_path: Path) -> None:
+    vendor = tmp_path / "vendor.rules"
+    vendor.write_bytes(OLD)
+    os.chmod(vendor, 0o604)
+    if os.geteuid() == 0:
+        os.chown(vendor, 4321, 8765)
+    target = tmp_path / "etc.rules"
+    write_file(target, NEW, like=vendor)
+    info = os.stat(target)
+    assert stat.S_IMODE(info.st_mode) == 0o604
+    if os.geteuid() == 0:
+        assert (info.st_uid, info.st_gid) == (4321, 8765)
+
+
+def test_new_file_without_reference_is_0644(tmp_path: Path) -> None:
+    target = tmp_path / "new.rules"
+    write_file(target, NEW)
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o644
+
+
+def test_backup_keeps_the_old_bytes_under_a_name_udev_ignores(target: Path) -> None:
+    hooks = dataclasses.replace(OsHooks(), now=lambda: 1_700_000_000.0)
+    result = write_file(target, NEW, backup=True, hooks=hooks)
+    assert result.backup is not None
+    assert result.backup.read_bytes() == OLD
+    assert result.backup.name.endswith("~") and not result.backup.name.endswith(".rules")
+    assert result.backup.name.startswith(f"{target.name}.{os.getpid()}.")
+    again = write_file(target, NEW + b"x", backup=True, hooks=hooks)
+    assert again.backup != result.backup  # same second: a distinct name
+
+
+def test_selinux_context_is_copied_from_the_file_it_replaces(target: Path) -> None:
+    calls: list[tuple[str | None, str, str]] = []
+    hooks = dataclasses.replace(OsHooks(), selinux=lambda ref, temp, final: calls.append(
+        (ref, temp, final)))
+    write_file(target, NEW, hooks=hooks)
+    [(reference, temp, final)] = calls
+    assert reference == str(target) and final == str(target) and is_temp(temp)
+
+
+def test_symlink_target_is_refused(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.write_bytes(OLD)
+    link = tmp_path / "link.rules"
+    link.symlink_to(real)
+    with pytest.raises(WriteError, match="symlink"):
+        write_file(link, NEW)
+    assert real.read_bytes() == OLD and link.is_symlink()
+
+
+def test_failing_directory_fsync_after_rename_is_a_warning(target: Path) -> None:
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        os.fsync(fd)
+
+    result = write_file(target, NEW, hooks=dataclasses.replace(OsHooks(), fsync=fsync))
+    assert target.read_bytes() == NEW
+    assert len(result.warnings) == 1 and "fsync of" in result.warnings[0]
+
+
+def test_delete_with_backup_renames(target: Path) -> None:
+    result = atomic.delete_file(target, backup=True)
+    assert not target.exists()
+    assert result.backup is not None and result.backup.read_bytes() == OLD
+
+
+def test_failing_delete_keeps_the_file(target: Path) -> None:
+    hooks = dataclasses.replace(OsHooks(), unlink=failing(os.unlink, errno.EROFS))
+    with pytest.raises(WriteError, match="cannot delete .*Read-only file system"):
+        atomic.delete_file(target, hooks=hooks)
+    assert target.read_bytes() == OLD
