@@ -71,13 +71,15 @@ def _print_text(result: dict[str, Any], *, diff: bool, stream: TextIO) -> None:
         print(f"{prefix}{where}{entry['msg']}", file=stream)
         if entry.get("backup_file"):
             print(f"backup: {entry['backup_file']}", file=stream)
+        if entry.get("validated_with"):
+            print(f"checked with {entry['validated_with']}", file=stream)
         if diff and entry.get("changed") and "diff" in entry:
             d = entry["diff"]
             fake = planner.Plan(True, d["before"], d["after"], "")
             print(planner.unified_diff(fake, d["before_header"], d["after_header"]),
                   end="", file=stream)
-    if len(entries) > 1 and result.get("udevd"):
-        print(f"note: {result['udevd']}", file=stream)
+    if result.get("udevd"):
+        print(f"udevd: {result['udevd']}", file=stream)
     for warning in result.get("warnings", []):
         print(f"warning: {warning}", file=stream)
 
@@ -108,7 +110,7 @@ def converge(cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> No
                      extra={"MESSAGE_ID": journal_ids.RULE_CHANGED})
         else:
             log.info("udev rule: %s%s", where, entry["msg"])
-    if len(result.get("results") or ()) > 1 and result.get("udevd"):
+    if result.get("udevd"):
         log.info("udev rule: %s", result["udevd"])
     for warning in result.get("warnings", []):
         log.warning("udev rule: %s", warning)

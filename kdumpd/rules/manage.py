@@ -10,6 +10,8 @@ result shape and raises nothing for ordinary failures::
     # {"changed": bool, "msg": str, "path": str | None,
     #  "diff": {"before", "after", "before_header", "after_header"},
     #  "backup_file": str (only when one was made), "warnings": [str],
+    #  "validated_with": str (how the new text was checked, after a write),
+    #  "udevd": str (what happened to udevd after a change: reloaded, or why not),
     #  "failed": True (only on failure)}
 
 Several kdump rules files (unusual) give ``results`` (one dict each) and a list ``diff``.
@@ -47,6 +49,7 @@ class Result:
     before_header: str = ""
     after_header: str = ""
     backup_file: str | None = None
+    validated_with: str | None = None
     failed: bool = False
     warnings: list[str] = field(default_factory=list)
 
@@ -56,6 +59,8 @@ class Result:
                        "before_header": self.before_header, "after_header": self.after_header}
         if self.backup_file:
             out["backup_file"] = self.backup_file
+        if self.validated_with:
+            out["validated_with"] = self.validated_with
         if self.failed:
             out["failed"] = True
         if self.warnings:
@@ -197,7 +202,7 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
         return _failed(result, f"{target.shown}: not changed: {error}")
     _record(result, done)
     if checked_with:
-        result.msg += f" (checked with {checked_with[0]})"
+        result.validated_with = checked_with[0]
     return result
 
 
@@ -255,7 +260,6 @@ def run(
         if note.startswith("warning: "):
             out.setdefault("warnings", []).append(note[len("warning: "):])
         else:
-            out["msg"] += f"; {note}"
             out["udevd"] = note
     elif check and out.get("changed"):
         out["msg"] += " (check mode: nothing written)"

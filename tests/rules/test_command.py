@@ -1,0 +1,176 @@
+"""`kdumpd rule install|remove` output and exit status, and the daemon's converge step."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kdumpd import cli, journal_ids
+from kdumpd.config import Config, ConfigError, RuleConfig
+from kdumpd.rules import command, planner
+from kdumpd.rules.manage import Env
+
+from .conftest import distro_text, etc, install_vendor
+
+
+def config(root: Path, **rule: object) -> Config:
+    return Config(rule=replace(RuleConfig(root=root), **rule))  # type: ignore[arg-type]
+
+
+def main(action: str, cfg: Config, env: Env, **flags: bool | str | None) -> tuple[int, str]:
+    out = io.StringIO()
+    options: dict[str, bool | str | None] = {"path": None, "check": False, "diff": False,
+                                             "backup": False, "json_out": False}
+    options.update(flags)
+    status = command.main(action, cfg, env=env, out=out, **options)  # type: ignore[arg-type]
+    return status, out.getvalue()
+
+
+def test_install_prints_a_changed_line_and_the_diff(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    status, out = main("install", config(fakeroot), env, diff=True)
+    assert status == 0
+    first = out.splitlines()[0]
+    assert first.startswith("changed: /etc/udev/rules.d/50-kdump-tools.rules: created the override")
+    assert "--- before: /etc/udev/rules.d/50-kdump-tools.rules (absent)" in out
+    assert f"+{planner.BLOCK_BEGIN}" in out
+
+
+def test_second_install_says_ok(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "opensuse")
+    main("install", config(fakeroot), env)
+    status, out = main("install", config(fakeroot), env, diff=True)
+    assert status == 0 and out.startswith("ok: ") and "---" not in out
+
+
+def test_nothing_found_exits_zero(fakeroot: Path, env: Env) -> None:
+    status, out = main("install", config(fakeroot), env)
+    assert status == 0 and "ok: no kdump udev rules file found" in out
+
+
+def test_failure_exits_one_and_json_says_failed(fakeroot: Path, env: Env) -> None:
+    etc(fakeroot, "debian").write_text(planner.BLOCK_END + "\n")
+    status, out = main("install", config(fakeroot), env, json_out=True)
+    assert status == 1
+    result = json.loads(out)
+    assert result["failed"] is True and "line 1:" in result["msg"]
+
+
+def test_json_result_and_check_mode(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "fedora")
+    status, out = main("install", config(fakeroot), env, json_out=True, check=True)
+    result = json.loads(out)
+    assert status == 0 and result["changed"] is True
+    assert result["path"] == "/etc/udev/rules.d/98-kexec.rules"
+    assert result["diff"]["before"] == "" and "kdump_reload_end" in result["diff"]["after"]
+    assert not etc(fakeroot, "fedora").exists()
+
+
+def test_backup_path_is_reported(fakeroot: Path, env: Env) -> None:
+    etc(fakeroot, "debian").write_text(distro_text("debian"))
+    status, out = main("install", config(fakeroot), env, backup=True)
+    assert status == 0
+    [line] = [ln for ln in out.splitlines() if ln.startswith("backup: ")]
+    assert Path(line.split(" ", 1)[1]).read_text() == distro_text("debian")
+
+
+def test_explicit_path_overrides_the_config(fakeroot: Path, env: Env, tmp_path: Path) -> None:
+    status, out = main("install", config(fakeroot), env, path="/etc/udev/rules.d/x.rules")
+    assert status == 1 and "failed: " in out and "no such file" in out
+
+
+def test_unsafe_handover_is_a_config_error(fakeroot: Path, env: Env) -> None:
+    cfg = config(fakeroot, handover=Path('/run/kdumpd/"x'))
+    with pytest.raises(ConfigError) as caught:
+        main("install", cfg, env)
+    assert caught.value.key == "rule.handover"
+    with pytest.raises(ConfigError):
+        command.converge(replace(cfg, rule=replace(cfg.rule, state="present")), dry_run=False,
+                         env=env)
+
+
+def test_cli_prints_one_line_for_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                              ) -> None:
+    conf = tmp_path / "k.toml"
+    conf.write_text('[rule]\nstate = "maybe"\n')
+    conf.chmod(0o600)
+    status = cli.main(["rule", "install", "--config", str(conf)])
+    err = capsys.readouterr().err
+    assert status == 78 and "rule.state" in err and "Traceback" not in err
+
+
+def test_cli_install_on_a_tmp_root(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    (root / "etc/udev/rules.d").mkdir(parents=True)
+    (root / "etc/udev/rules.d/50-kdump-tools.rules").write_text(distro_text("debian"))
+    conf = tmp_path / "k.toml"
+    conf.write_text(f'[rule]\nroot = "{root}"\n')
+    conf.chmod(0o600)
+    assert cli.main(["rule", "install", "--config", str(conf), "--check", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] is True
+    assert cli.main(["rule", "install", "--config", str(conf)]) == 0
+    assert capsys.readouterr().out.startswith("changed: ")
+    assert cli.main(["rule", "remove", "--config", str(conf), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["msg"] == "removed the kdumpd managed block"
+    assert (root / "etc/udev/rules.d/50-kdump-tools.rules").read_text() == distro_text("debian")
+
+
+# -- converge (kdumpd run) -------------------------------------------------------------
+
+
+@pytest.fixture
+def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    logger = logging.getLogger("kdumpd")
+    logger.addHandler(caplog.handler)
+    caplog.set_level(logging.DEBUG, logger="kdumpd")
+    yield caplog
+    logger.removeHandler(caplog.handler)
+
+
+def test_converge_installs_and_logs_rule_changed(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    install_vendor(fakeroot, "debian")
+    command.converge(config(fakeroot), dry_run=False, env=env)
+    assert etc(fakeroot, "debian").exists()
+    [changed] = [r for r in records.records if getattr(r, "MESSAGE_ID", None)]
+    assert changed.MESSAGE_ID == journal_ids.RULE_CHANGED  # type: ignore[attr-defined]
+    assert "udev rule changed" in changed.getMessage()
+    records.clear()
+    command.converge(config(fakeroot), dry_run=False, env=env)
+    assert not [r for r in records.records if getattr(r, "MESSAGE_ID", None)]
+    assert "nothing to do" in records.text
+
+
+def test_converge_dry_run_writes_nothing(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    install_vendor(fakeroot, "debian")
+    command.converge(config(fakeroot), dry_run=True, env=env)
+    assert not etc(fakeroot, "debian").exists()
+    assert "would change" in records.text
+
+
+def test_converge_absent_removes(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    command.converge(config(fakeroot), dry_run=False, env=env)
+    command.converge(config(fakeroot, state="absent"), dry_run=False, env=env)
+    assert not etc(fakeroot, "debian").exists()
+
+
+def test_converge_ignore_touches_nothing(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    command.converge(config(fakeroot, state="ignore"), dry_run=False, env=env)
+    assert not etc(fakeroot, "debian").exists()
+
+
+def test_converge_logs_failures_instead_of_raising(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    etc(fakeroot, "debian").write_text(planner.BLOCK_BEGIN + "\n")
+    command.converge(config(fakeroot), dry_run=False, env=env)
+    errors = [r for r in records.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "line 1:" in errors[0].getMessage()
