@@ -77,7 +77,7 @@ class Udev:
         runner: Runner = run,
         *,
         udevadm: str = "udevadm",
-        timeout_s: float = 30.0,
+        timeout_s: float = 10.0,
         control_socket: Path = CONTROL_SOCKET,
         exists: Callable[[Path], bool] = os.path.exists,
     ) -> None:
