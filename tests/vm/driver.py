@@ -114,16 +114,23 @@ class Hotplug:
     def set_cpu_online(self, cpu: int, online: bool) -> None:
         self.vm.sh.run(f"echo {int(online)} > /sys/devices/system/cpu/cpu{cpu}/online")
 
-    def cpu_offline_online(self, cpu: int = 1, pause_s: float = 0.5) -> None:
-        self.set_cpu_online(cpu, False)
-        time.sleep(pause_s)
-        self.set_cpu_online(cpu, True)
+    def cpu_offline_online(self, cpu: int = 1) -> None:
+        """Offline then online ``cpu`` in one guest command: one burst of two events."""
+        path = f"/sys/devices/system/cpu/cpu{cpu}/online"
+        self.vm.sh.run(f"echo 0 > {path} && echo 1 > {path}")
 
 
 # -- udev's view ----------------------------------------------------------------------------
 
 MONITOR_LOG = "/run/kdumpd-vm-udev.log"
-MONITOR_LINE = re.compile(r"^UDEV\s+\[[\d.]+\]\s+(\w+)\s+(\S+)\s+\((cpu|memory)\)")
+MONITOR_LINE = re.compile(r"^UDEV\s+\[([\d.]+)\]\s+(\w+)\s+(\S+)\s+\((cpu|memory)\)")
+
+
+@dataclass(frozen=True)
+class UdevEvent:
+    monotonic_s: float  # guest CLOCK_MONOTONIC, as udevadm monitor prints it
+    action: str
+    devpath: str
 
 
 def start_udev_monitor(vm: Vm) -> None:
@@ -134,16 +141,16 @@ def start_udev_monitor(vm: Vm) -> None:
     )
 
 
-def stop_udev_monitor(vm: Vm) -> list[tuple[str, str]]:
-    """Stop the recorder; the (action, devpath) of each hotplug event it saw."""
+def stop_udev_monitor(vm: Vm) -> list[UdevEvent]:
+    """Stop the recorder; the hotplug events (add/remove/online/offline) it saw."""
     out = vm.sh.run(
         f"udevadm settle -t 30; sleep 0.5; kill $(cat /run/kdumpd-vm-udev.pid); cat {MONITOR_LOG}"
     ).output
     events = []
     for line in out.splitlines():
         match = MONITOR_LINE.match(line.strip())
-        if match and match.group(1) in HOTPLUG_ACTIONS:
-            events.append((match.group(1), match.group(2)))
+        if match and match.group(2) in HOTPLUG_ACTIONS:
+            events.append(UdevEvent(float(match.group(1)), match.group(2), match.group(3)))
     return events
 
 
@@ -163,6 +170,11 @@ class JournalEntry:
     @property
     def message_id(self) -> str:
         return self.get("MESSAGE_ID")
+
+    @property
+    def monotonic_s(self) -> float:
+        """When it was logged, guest CLOCK_MONOTONIC seconds (same clock as udev's)."""
+        return int(self.get("__MONOTONIC_TIMESTAMP", "0")) / 1e6
 
     @property
     def events(self) -> int:
@@ -190,8 +202,7 @@ def journal_since(vm: Vm, cursor: str) -> list[JournalEntry]:
     ).output
     entries = []
     for line in out.splitlines():
-        line = line.strip()
-        if line.startswith("{"):
+        if line.strip().startswith("{"):
             entries.append(JournalEntry(json.loads(line)))
     return entries
 
@@ -243,7 +254,11 @@ def configure_kdumpd(vm: Vm, config: KdumpdConfig) -> None:
 
 def restart_kdumpd(vm: Vm) -> None:
     """Restart the unit; Type=notify: returns once kdumpd said READY=1 (bounded)."""
-    vm.sh.run("systemctl restart kdumpd", timeout=90)
+    result = vm.sh.run("systemctl restart kdumpd", timeout=90, check=False)
+    if not result.ok:
+        journal = vm.sh.run("journalctl -u kdumpd -n 40 --no-pager -o cat", check=False)
+        raise GuestError(f"systemctl restart kdumpd: exit {result.status}\n"
+                         f"{result.output}\n--- journal:\n{journal.output}")
 
 
 def stop_kdumpd(vm: Vm) -> None:

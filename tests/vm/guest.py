@@ -14,6 +14,7 @@ Every wait has a bound; every subprocess call is an argv list with a timeout.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import shutil
@@ -293,10 +294,8 @@ class Vm:
         if self.process is None:
             return
         if self.qmp is not None and self.process.poll() is None:
-            try:
+            with contextlib.suppress(GuestError, OSError):
                 self.qmp.execute("quit")
-            except (GuestError, OSError):
-                pass
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -304,10 +303,8 @@ class Vm:
             self.process.wait(timeout=10)
         for closer in (self.console, self.qmp):
             if closer is not None:
-                try:
+                with contextlib.suppress(OSError):
                     closer.close()
-                except OSError:
-                    pass
 
     def __enter__(self) -> Vm:
         self.start()

@@ -239,7 +239,7 @@ def download(root: Path, suite: str, mirror: str, package: str) -> Path:
     options = apt_update(root, suite, mirror)
     chroot(root, ["sh", "-c", 'cd /tmp && exec "$@"', "sh", "apt-get", *options, "-q",
                   "download", package], timeout=900)
-    found = sorted((root / "tmp").glob(f"{package.split('=')[0]}_*.deb"))
+    found = sorted((root / "tmp").glob(f"{package.split('=', maxsplit=1)[0]}_*.deb"))
     if not found:
         raise BuildError(f"apt-get download {package} ({suite}) left no .deb")
     return found[-1]

@@ -1,0 +1,124 @@
+"""Collect what each scenario measured and write it to tests/vm/RESULTS.md."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .driver import CrashState
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+@dataclass
+class BurstResult:
+    """One burst of hotplug events and what kdumpd and the kernel made of it."""
+
+    burst: str
+    udev_events: int  # hotplug events udev passed on (udevadm monitor --udev)
+    kdumpd_events: int  # sum of KDUMPD_EVENTS over kdumpd's decisions
+    decisions: int  # reload-done + skipped + failed messages
+    reloads: int
+    failed: int
+    before: CrashState
+    after: CrashState
+    reload_ms: list[int] = field(default_factory=list)
+    latency_s: float | None = None  # first udev event -> kdumpd's last decision logged
+    reasons: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    kernel: str
+    setup: str
+    bursts: list[BurstResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    outcome: str = "not run"
+    duration_s: float = 0.0
+
+
+@dataclass
+class RunResults:
+    started: float = field(default_factory=time.time)
+    build: dict[str, float] = field(default_factory=dict)
+    build_cold: bool = False
+    boots: dict[str, float] = field(default_factory=dict)
+    package: str = ""
+    scenarios: list[ScenarioResult] = field(default_factory=list)
+    total_s: float = 0.0
+
+    def scenario(self, name: str, kernel: str, setup: str) -> ScenarioResult:
+        result = ScenarioResult(name, kernel, setup)
+        self.scenarios.append(result)
+        return result
+
+    def markdown(self) -> str:
+        lines = [
+            "# kdumpd end-to-end results (QEMU, TCG)",
+            "",
+            "Written by `make vm-test` (tests/vm/test_vm.py); this file is the output of a real",
+            "run, committed as evidence. Each burst: the events udev passed on, kdumpd's",
+            "decisions for them (from `journalctl -o json -u kdumpd`), the kernel's",
+            "crash_hotplug (cpu, memory) before and after, `kexec_crash_loaded` after, the",
+            "reload durations kdumpd logged, and the latency from the first udev event to",
+            "kdumpd's last decision message.",
+            "",
+            f"- run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(self.started))}, "
+            f"host {platform.node() or '?'}, {qemu_version()}",
+            f"- package under test: {self.package}",
+            "- guest image: " + ("built in this run (cold)" if self.build_cold else "from cache")
+            + (", " + ", ".join(f"{k} {v:.0f} s" for k, v in self.build.items())
+               if self.build else ""),
+            "- boots to a root shell: "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in self.boots.items()),
+            f"- whole vm-test session: {self.total_s:.0f} s",
+            "",
+        ]
+        for scenario in self.scenarios:
+            lines += [
+                f"## {scenario.name}: {scenario.outcome.upper()} ({scenario.duration_s:.0f} s)",
+                "",
+                f"Kernel {scenario.kernel}. {scenario.setup}",
+                "",
+            ]
+            if scenario.bursts:
+                lines += [
+                    "| burst | udev events | kdumpd events | decisions | reloads | failed "
+                    "| crash_hotplug before | crash_hotplug after | kexec_crash_loaded after "
+                    "| reload ms | latency s |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|",
+                ]
+                for b in scenario.bursts:
+                    latency = f"{b.latency_s:.2f}" if b.latency_s is not None else "-"
+                    lines.append(
+                        f"| {b.burst} | {b.udev_events} | {b.kdumpd_events} | {b.decisions} "
+                        f"| {b.reloads} | {b.failed} | {b.before.hotplug()} "
+                        f"| {b.after.hotplug()} | {b.after.loaded} "
+                        f"| {', '.join(map(str, b.reload_ms)) or '-'} | {latency} |"
+                    )
+                lines.append("")
+                reasons = sorted({r for b in scenario.bursts for r in b.reasons})
+                if reasons:
+                    lines += ["kdumpd's reasons:", ""]
+                    lines += [f"- {r}" for r in reasons]
+                    lines.append("")
+            if scenario.notes:
+                lines += [f"- {note}" for note in scenario.notes]
+                lines.append("")
+        return "\n".join(lines)
+
+    def write(self, path: Path = RESULTS) -> None:
+        path.write_text(self.markdown())
+
+
+def qemu_version() -> str:
+    try:
+        out = subprocess.run(["qemu-system-x86_64", "--version"], capture_output=True,
+                             text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "QEMU ?"
+    return out.splitlines()[0] if out else "QEMU ?"

@@ -1,0 +1,450 @@
+"""End to end: kdumpd from the .deb, as a systemd service, in a real Linux under QEMU.
+
+One guest with Debian 13's kernel 6.12 runs scenarios 1-5 in order (each starts by
+stopping kdumpd and setting up the crash kernel it needs); scenario 6 boots the same image
+with Debian 12's kernel 6.1, which has no crash_hotplug attributes. Every decision is read
+from kdumpd's structured journal, every state from sysfs. tests/vm/RESULTS.md is
+rewritten at the end of the session.
+
+Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. If the Debian
+mirror cannot be reached the image build fails and so does the test: it never passes
+without booting.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from kdumpd import journal_ids
+
+from . import driver as d
+from .guest import GuestError, Vm, VmConfig, make_payload
+from .image import REPO, BuildError, Image, get_image
+from .results import BurstResult, RunResults, ScenarioResult
+
+DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKIPPED,
+             journal_ids.WOULD_RELOAD}
+BURST_TIMEOUT_S = 90.0  # events -> all accounted for in kdumpd's journal
+WORKDIR = Path(os.environ.get("KDUMPD_VM_WORKDIR", "/tmp/kdumpd-vm"))
+DISTRO_RULES = "/root/distro-rules/50-kdump-tools.rules"
+KDUMP_CONFIG_STUB = """#!/bin/sh
+# Stand-in for kdump-tools' kdump-config: records that the distribution's rule ran it.
+echo "$(date +%s.%N) $*" >> /run/kdump-config.calls
+"""
+RUNNING: list[Vm] = []
+STANDIN_WRAPPER = """#!/usr/bin/python3
+import sys
+from kdumpd.cli import main
+sys.exit(main())
+"""
+
+
+# -- session fixtures ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def run_results() -> Iterator[RunResults]:
+    results = RunResults()
+    yield results
+    results.total_s = time.time() - results.started
+    if any(s.outcome != "not run" for s in results.scenarios):
+        results.write()
+
+
+@pytest.fixture(scope="session")
+def image(run_results: RunResults) -> Image:
+    if os.geteuid() != 0:
+        pytest.fail("the VM tests need root (debootstrap, chroot)")
+    try:
+        built = get_image()
+    except BuildError as error:
+        pytest.fail(f"cannot build the guest image: {error}")
+    run_results.build = {k.removesuffix("_s"): v for k, v in built.timings.items()}
+    run_results.build_cold = built.cold
+    return built
+
+
+@dataclass
+class Package:
+    """What gets installed in the guest: the .deb, or (development only) a stand-in."""
+
+    description: str
+    payload: dict[str, Path | bytes]
+    install: str  # guest shell commands, run with the payload mounted at /mnt/payload
+
+
+def build_deb() -> Path:
+    """``make deb`` in the working tree; the newest out/deb/kdumpd_*.deb."""
+    try:
+        done = subprocess.run(["make", "-C", str(REPO), "deb"], capture_output=True,
+                              text=True, timeout=900, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("make deb did not finish in 900 s")
+    debs = sorted(glob.glob(str(REPO / "out" / "deb" / "kdumpd_*.deb")), key=os.path.getmtime)
+    if done.returncode != 0 or not debs:
+        pytest.fail(f"make deb failed (exit {done.returncode}), no out/deb/kdumpd_*.deb:\n"
+                    f"{(done.stdout + done.stderr)[-3000:]}")
+    return Path(debs[-1])
+
+
+@pytest.fixture(scope="session")
+def package(run_results: RunResults) -> Package:
+    if os.environ.get("KDUMPD_VM_STANDIN") == "1":
+        run_results.package = "STAND-IN (working tree copied, not the .deb)"
+        return Package(
+            "stand-in",
+            {"kdumpd": REPO / "kdumpd", "kdumpd.service": REPO / "units" / "kdumpd.service",
+             "kdumpd-wrapper": STANDIN_WRAPPER.encode()},
+            "cp -r /mnt/payload/kdumpd /usr/lib/python3/dist-packages/ && "
+            "install -m 0755 /mnt/payload/kdumpd-wrapper /usr/bin/kdumpd && "
+            "install -m 0644 /mnt/payload/kdumpd.service /usr/lib/systemd/system/ && "
+            "systemctl daemon-reload",
+        )
+    deb = build_deb()
+    run_results.package = f"{deb.name} (make deb), installed with dpkg -i in the guest"
+    return Package(deb.name, {"kdumpd.deb": deb},
+                   "dpkg -i /mnt/payload/kdumpd.deb && systemctl daemon-reload")
+
+
+@dataclass
+class Guest:
+    vm: Vm
+    release: str
+    hotplug: d.Hotplug
+
+    def config(self, **kwargs: str) -> d.KdumpdConfig:
+        return d.KdumpdConfig(kernel=f"/boot/vmlinuz-{self.release}",
+                              initrd=f"/boot/initrd-small-{self.release}.img", **kwargs)
+
+
+def boot_with_kdumpd(
+    image: Image, kernel: str, package: Package, results: RunResults
+) -> Iterator[Guest]:
+    """Boot ``kernel``, install ``package`` in the guest, enable and start kdumpd.
+
+    A guest still running from an earlier fixture is stopped first: two TCG guests on
+    the two cores would slow each other down.
+    """
+    while RUNNING:
+        RUNNING.pop().stop()
+    workdir = WORKDIR / kernel
+    workdir.mkdir(parents=True, exist_ok=True)
+    payload = make_payload(
+        {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode()},
+        workdir / "payload.ext4",
+    )
+    k = image.kernels[kernel]
+    vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, workdir=workdir))
+    RUNNING.append(vm)
+    try:
+        vm.start()
+        results.boots[f"{kernel} ({k.release})"] = vm.boot_s
+        guest = Guest(vm, k.release, d.Hotplug(vm))
+        vm.sh.run("mkdir -p /mnt/payload && mount -o ro /dev/vdb /mnt/payload")
+        d.configure_kdumpd(vm, guest.config(load="plain"))
+        vm.sh.run(package.install, timeout=180)
+        vm.sh.run("systemctl enable kdumpd", timeout=60)
+        d.restart_kdumpd(vm)
+        yield guest
+    except GuestError as error:
+        pytest.fail(f"guest with kernel {k.release}: {error}\n--- serial console tail:\n"
+                    f"{vm.serial_tail()}")
+    finally:
+        vm.stop()
+
+
+@pytest.fixture(scope="module")
+def trixie(image: Image, package: Package, run_results: RunResults) -> Iterator[Guest]:
+    yield from boot_with_kdumpd(image, "trixie", package, run_results)
+
+
+@pytest.fixture()
+def scenario(
+    request: pytest.FixtureRequest, run_results: RunResults
+) -> Iterator[Callable[[str, str, str], ScenarioResult]]:
+    """Make the test's :class:`ScenarioResult`; its outcome is filled in afterwards."""
+    made: list[ScenarioResult] = []
+    started = time.monotonic()
+
+    def make(name: str, kernel: str, setup: str) -> ScenarioResult:
+        made.append(run_results.scenario(name, kernel, setup))
+        return made[-1]
+
+    yield make
+    report = getattr(request.node, "rep_call", None)
+    for result in made:
+        result.duration_s = time.monotonic() - started
+        result.outcome = report.outcome if report is not None else "error"
+
+
+# -- bursts ----------------------------------------------------------------------------------
+
+
+def accounted(entries: list[d.JournalEntry]) -> int:
+    """Events kdumpd has decided on (each decision message says how many)."""
+    return sum(e.events for e in entries if e.message_id in DECISIONS)
+
+
+def run_burst(guest: Guest, name: str, action: Callable[[], object]) -> BurstResult:
+    """Do ``action``; wait until kdumpd decided on every event udev saw; summarise."""
+    vm = guest.vm
+    before = d.crash_state(vm)
+    cursor = d.journal_cursor(vm)
+    d.start_udev_monitor(vm)
+    action()
+    events = d.stop_udev_monitor(vm)
+    entries = d.wait_journal(vm, cursor, lambda es: accounted(es) >= len(events),
+                             timeout=BURST_TIMEOUT_S)
+    after = d.crash_state(vm)
+    decisions = [e for e in entries if e.message_id in DECISIONS]
+    done = [e for e in decisions if e.message_id == journal_ids.RELOAD_DONE]
+    latency = None
+    if events and decisions:
+        latency = decisions[-1].monotonic_s - min(e.monotonic_s for e in events)
+    return BurstResult(
+        burst=name,
+        udev_events=len(events),
+        kdumpd_events=accounted(entries),
+        decisions=len(decisions),
+        reloads=len(done),
+        failed=sum(e.message_id == journal_ids.RELOAD_FAILED for e in decisions),
+        before=before,
+        after=after,
+        reload_ms=[int(e.get("KDUMPD_RELOAD_DURATION_MS", "0")) for e in done],
+        latency_s=latency,
+        reasons=[strip_counts(e.get("MESSAGE")) for e in entries
+                 if e.message_id not in (journal_ids.RELOAD_DONE,)],
+    )
+
+
+def strip_counts(message: str) -> str:
+    """A message with its numbers and device paths generalised, for the reasons list."""
+    return re.sub(r"\d+ event\(s\)", "N event(s)", message)
+
+
+def restart_with(guest: Guest, config: d.KdumpdConfig) -> None:
+    d.configure_kdumpd(guest.vm, config)
+    d.restart_kdumpd(guest.vm)
+
+
+def assert_accounted(burst: BurstResult) -> None:
+    assert burst.udev_events >= 2, f"{burst.burst}: udev saw too few events: {burst}"
+    assert burst.kdumpd_events == burst.udev_events, (
+        f"{burst.burst}: kdumpd decided on {burst.kdumpd_events} of {burst.udev_events} events"
+    )
+
+
+def dimm_burst(guest: Guest) -> Callable[[], object]:
+    return guest.hotplug.add_dimm
+
+
+def cpu_cycle_burst(guest: Guest) -> Callable[[], object]:
+    return lambda: guest.hotplug.cpu_offline_online(1)
+
+
+def cpu_add_burst(guest: Guest) -> Callable[[], object]:
+    def add_and_online() -> None:
+        cpu = guest.hotplug.add_cpu()
+        guest.hotplug.set_cpu_online(cpu, True)
+    return add_and_online
+
+
+# -- scenarios on 6.12 -----------------------------------------------------------------------
+
+
+def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "1. plain kexec_load (crash_hotplug=0): one reload per burst", trixie.release,
+        "Crash kernel loaded with `kexec -p -c` (kexec_load); kdumpd load mode \"plain\" so "
+        "every reload leaves crash_hotplug=0 again.",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_load(trixie.vm, trixie.release, ["-c"])
+    restart_with(trixie, trixie.config(load="plain"))
+    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                         ("CPU1 offline+online", cpu_cycle_burst(trixie)),
+                         ("CPU hot-add (QMP) + online", cpu_add_burst(trixie))):
+        burst = run_burst(trixie, name, action)
+        result.bursts.append(burst)
+    for burst in result.bursts:
+        assert_accounted(burst)
+        assert burst.before.loaded == "1"
+        assert (burst.before.cpu, burst.before.memory) == ("0", "0")
+        assert burst.reloads == 1, f"{burst.burst}: expected one reload: {burst}"
+        assert burst.failed == 0
+        assert burst.after.loaded == "1"
+        assert (burst.after.cpu, burst.after.memory) == ("0", "0")
+
+
+def test_2_own_reload_enables_crash_hotplug(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "2. kdumpd's own reload (load auto) leaves crash_hotplug=1", trixie.release,
+        "Crash kernel loaded with `kexec -p -c`; kdumpd backend kexec, load mode \"auto\".",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_load(trixie.vm, trixie.release, ["-c"])
+    restart_with(trixie, trixie.config(load="auto"))
+    first = run_burst(trixie, "DIMM hot-add 512 MiB", dimm_burst(trixie))
+    result.bursts.append(first)
+    second = run_burst(trixie, "CPU1 offline+online", cpu_cycle_burst(trixie))
+    result.bursts.append(second)
+    assert_accounted(first)
+    assert (first.before.cpu, first.before.memory) == ("0", "0")
+    assert first.reloads == 1 and first.failed == 0, first
+    assert first.after.loaded == "1"
+    assert (first.after.cpu, first.after.memory) == ("1", "1")
+    assert_accounted(second)
+    assert second.reloads == 0 and second.failed == 0, second
+    assert second.after.loaded == "1"
+
+
+def test_3_file_load_needs_no_reload(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "3. crash kernel loaded with kexec_file_load: no reload", trixie.release,
+        "Crash kernel loaded with `kexec -p -s` (kexec_file_load).",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_load(trixie.vm, trixie.release, ["-s"])
+    restart_with(trixie, trixie.config(load="auto"))
+    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                         ("CPU1 offline+online", cpu_cycle_burst(trixie))):
+        result.bursts.append(run_burst(trixie, name, action))
+    for burst in result.bursts:
+        assert_accounted(burst)
+        assert (burst.before.cpu, burst.before.memory) == ("1", "1")
+        assert burst.reloads == 0 and burst.failed == 0, burst
+        assert burst.after.loaded == "1"
+        assert (burst.after.cpu, burst.after.memory) == ("1", "1")
+
+
+def test_4_no_crash_kernel_no_reload(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "4. no crash kernel loaded: no reload", trixie.release,
+        "`kexec -p -u` before kdumpd starts.",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_unload(trixie.vm)
+    restart_with(trixie, trixie.config(load="auto"))
+    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                         ("CPU1 offline+online", cpu_cycle_burst(trixie))):
+        result.bursts.append(run_burst(trixie, name, action))
+    for burst in result.bursts:
+        assert_accounted(burst)
+        assert burst.reloads == 0 and burst.failed == 0, burst
+        assert burst.after.loaded == "0"
+
+
+STATUS_COUNTS = re.compile(r"events (\d+), skipped (\d+), reloads (\d+)")
+
+
+def kdump_config_calls(guest: Guest) -> int:
+    out = guest.vm.sh.run("cat /run/kdump-config.calls 2>/dev/null | wc -l").output
+    return int(out.strip() or "0")
+
+
+def cpu_cycle_calls(guest: Guest) -> int:
+    """CPU1 offline+online with udev settled; how often the distro rule ran kdump-config."""
+    guest.vm.sh.run("rm -f /run/kdump-config.calls")
+    guest.hotplug.cpu_offline_online(1)
+    guest.vm.sh.run("udevadm settle -t 30")
+    return kdump_config_calls(guest)
+
+
+def test_5_status_and_distribution_rule(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "5. READY, STATUS counts, and `kdumpd rule install` on Debian's kdump-tools rule",
+        trixie.release,
+        "Crash kernel loaded with `-s`; Debian's 50-kdump-tools.rules (from the trixie "
+        "kdump-tools package) in /usr/lib/udev/rules.d with a stub kdump-config that "
+        "records its calls.",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-s"])
+    restart_with(trixie, trixie.config(load="auto"))
+    burst = run_burst(trixie, "CPU1 offline+online", cpu_cycle_burst(trixie))
+    result.bursts.append(burst)
+    state = d.unit_state(vm)
+    result.notes.append(f"systemctl show: {state}")
+    assert state.get("ActiveState") == "active", state
+    counts = STATUS_COUNTS.search(state.get("StatusText", ""))
+    assert counts, f"STATUS has no counts: {state}"
+    assert [int(c) for c in counts.groups()] == [burst.udev_events, burst.udev_events, 0]
+
+    # The distribution's rule as shipped: kdump-config on every event, crash_hotplug or not.
+    vm.sh.run(
+        "install -m 0755 /mnt/payload/kdump-config /usr/sbin/kdump-config && "
+        f"install -m 0644 {DISTRO_RULES} /usr/lib/udev/rules.d/50-kdump-tools.rules && "
+        "udevadm control --reload"
+    )
+    d.stop_kdumpd(vm)
+    baseline = cpu_cycle_calls(trixie)
+    result.notes.append(f"shipped rule, kdumpd stopped, crash_hotplug=1: {baseline} "
+                        "kdump-config call(s) for CPU1 offline+online")
+    assert baseline >= 1, "the shipped rule should call kdump-config (test is meaningless)"
+
+    install = vm.sh.run("kdumpd rule install --json", check=False, timeout=60)
+    result.notes.append(f"`kdumpd rule install --json` exit {install.status}: "
+                        f"{install.output.strip()[:600]}")
+    assert install.ok, install.output
+    changed = vm.sh.run(
+        "ls -t /etc/udev/rules.d/*.rules /usr/lib/udev/rules.d/50-kdump-tools.rules "
+        "2>/dev/null | head -1").output.strip()
+    verify = vm.sh.run(f"udevadm verify {changed}", check=False)
+    result.notes.append(f"`udevadm verify {changed}`: exit {verify.status}: "
+                        f"{verify.output.strip()[:300]}")
+    assert verify.ok, verify.output
+    vm.sh.run("udevadm control --reload")
+
+    with_hotplug = cpu_cycle_calls(trixie)
+    result.notes.append(f"rule installed, kdumpd stopped, crash_hotplug=1: {with_hotplug} "
+                        "kdump-config call(s)")
+    d.kexec_load(vm, trixie.release, ["-c"])
+    without_hotplug = cpu_cycle_calls(trixie)
+    result.notes.append(f"rule installed, kdumpd stopped, crash_hotplug=0 (`-c` load): "
+                        f"{without_hotplug} kdump-config call(s)")
+    d.restart_kdumpd(vm)
+    handed_over = cpu_cycle_calls(trixie)
+    result.notes.append(f"rule installed, kdumpd running, crash_hotplug=0: {handed_over} "
+                        "kdump-config call(s) (kdumpd's hand-over file)")
+    assert with_hotplug == 0, "with crash_hotplug=1 the distro rule must not reload"
+    assert without_hotplug >= 1, "with crash_hotplug=0 and no kdumpd the distro rule must run"
+
+
+# -- scenario on 6.1 -------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def bookworm(image: Image, package: Package, run_results: RunResults) -> Iterator[Guest]:
+    yield from boot_with_kdumpd(image, "bookworm", package, run_results)
+
+
+def test_6_old_kernel_without_crash_hotplug(bookworm: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "6. Debian 12 kernel 6.1: crash_hotplug absent means reload, coalesced",
+        bookworm.release,
+        "Same image booted with bookworm's kernel; crash kernel loaded with `kexec -p -c`; "
+        "kdumpd load mode \"auto\".",
+    )
+    d.stop_kdumpd(bookworm.vm)
+    d.kexec_load(bookworm.vm, bookworm.release, ["-c"])
+    restart_with(bookworm, bookworm.config(load="auto"))
+    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(bookworm)),
+                         ("CPU1 offline+online", cpu_cycle_burst(bookworm)),
+                         ("DIMM hot-add 512 MiB (2)", dimm_burst(bookworm))):
+        result.bursts.append(run_burst(bookworm, name, action))
+    for burst in result.bursts:
+        assert_accounted(burst)
+        assert (burst.before.cpu, burst.before.memory) == (None, None)
+        assert burst.reloads == 1 and burst.failed == 0, burst
+        assert burst.after.loaded == "1"
+        assert (burst.after.cpu, burst.after.memory) == (None, None)
