@@ -194,12 +194,20 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
 
     def validate(temp: Path) -> None:
         checked_with.append(env.udev.validate(plan.after, set(plan.written), temp))
+        # Someone (a package update, an admin) may have written the file meanwhile.
+        if _read(target.path) != current:
+            raise udev.ValidationError("the file changed while kdumpd was working on it; "
+                                       "run again")
 
     try:
+        if current is None:
+            target.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         done = atomic.write_file(target.path, data, like=target.vendor, validate=validate,
                                  backup=backup, hooks=env.hooks)
     except (atomic.WriteError, udev.ValidationError) as error:
         return _failed(result, f"{target.shown}: not changed: {error}")
+    except OSError as error:  # the mkdir, or the re-read in validate()
+        return _failed(result, f"{target.shown}: not changed: {error.strerror or error}")
     _record(result, done)
     if checked_with:
         result.validated_with = checked_with[0]

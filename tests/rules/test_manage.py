@@ -265,3 +265,59 @@ def test_several_known_files_are_each_managed(fakeroot: Path, env: Env) -> None:
     result = run(fakeroot, env)
     assert result["changed"] is True and len(result["results"]) == 2  # type: ignore[arg-type]
     assert isinstance(result["diff"], list)
+
+
+def test_missing_etc_rules_dir_is_created_for_an_override(tmp_path: Path, env: Env) -> None:
+    root = tmp_path / "image"
+    (root / "usr/lib/udev/rules.d").mkdir(parents=True)
+    install_vendor(root, "debian")
+    assert run(root, env)["changed"] is True
+    assert etc(root, "debian").is_file()
+
+
+def test_file_changed_during_the_run_is_not_overwritten(
+        fakeroot: Path, control_socket: Path) -> None:
+    path = etc(fakeroot, "debian")
+    path.write_text(distro_text("debian"))
+
+    class Meddling(udev.Udev):
+        def validate(self, text: str, written: set[int], temp: Path) -> str:
+            path.write_text("# the admin was faster\n")
+            return super().validate(text, written, temp)
+
+    result = run(fakeroot, Env(udev=Meddling(FakeUdevadm(), control_socket=control_socket)))
+    assert result["failed"] is True and "changed while kdumpd was working" in str(result["msg"])
+    assert path.read_text() == "# the admin was faster\n"
+    assert leftovers(path.parent) == []
+
+
+def test_override_is_deleted_when_the_vendor_file_goes(fakeroot: Path, env: Env) -> None:
+    vendor = install_vendor(fakeroot, "debian")
+    run(fakeroot, env)
+    vendor.unlink()
+    result = run(fakeroot, env)
+    assert result["changed"] is True and "is gone" in str(result["msg"])
+    assert not etc(fakeroot, "debian").exists()
+
+
+def test_override_is_deleted_when_the_vendor_adopts_the_lines(fakeroot: Path, env: Env) -> None:
+    vendor = install_vendor(fakeroot, "opensuse")
+    run(fakeroot, env)
+    vendor.write_text(distro_text("opensuse").replace(
+        "\nSUBSYSTEM==\"memory\", ACTION==\"add|remove\"",
+        f'\nSUBSYSTEM=="cpu|memory", TEST=="{HANDOVER}", GOTO="kdump_end"\n'
+        'SUBSYSTEM=="memory", ACTION=="add|remove"', 1))
+    result = run(fakeroot, env)
+    assert result["changed"] is True and "holds the lines itself" in str(result["msg"])
+    assert not etc(fakeroot, "opensuse").exists()
+    assert run(fakeroot, env)["changed"] is False
+
+
+def test_vendor_with_every_line_needs_no_override(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "fedora", distro_text("fedora").replace(
+        "\nSUBSYSTEM==\"cpu\", ACTION==\"add\"",
+        f'\nSUBSYSTEM=="cpu|memory", TEST=="{HANDOVER}", GOTO="kdump_reload_end"\n'
+        'SUBSYSTEM=="cpu", ACTION=="add"', 1))
+    result = run(fakeroot, env)
+    assert result["changed"] is False and "equivalent lines" in str(result["msg"])
+    assert not etc(fakeroot, "fedora").exists()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from kdumpd.rules import planner, snippet, syntax
+from kdumpd.rules import manage, planner, snippet, syntax, udev
 from kdumpd.rules.planner import PlanError, plan
 
 TEMPLATE = snippet.template()
@@ -84,3 +88,28 @@ def test_the_lines_kdumpd_writes_pass_its_own_check(text: str) -> None:
         return
     if installed.changed:
         syntax.check_lines(installed.after, set(installed.written))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.one_of(st.binary(max_size=200),
+                      rules_text().map(lambda t: t.encode("utf-8", "surrogatepass"))),
+       state=st.sampled_from(["present", "absent"]))
+def test_any_file_bytes_give_a_result_dict_never_an_exception(data: bytes, state: str) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        path = Path(directory) / "kdump.rules"
+        path.write_bytes(data)
+        env = manage.Env(udev=udev.Udev(_NoUdevadm(), control_socket=Path(directory) / "none"))
+        result = manage.run(state=state, path=str(path), env=env)
+        assert isinstance(result["msg"], str) and "\n" not in result["msg"]
+        if result.get("failed"):
+            assert path.read_bytes() == data
+        elif state == "present" and result["changed"] and not has_marker(
+                data.decode("utf-8", "surrogateescape")):
+            undone = manage.run(state="absent", path=str(path), env=env)
+            assert undone["changed"] is True and path.read_bytes() == data
+        assert [p.name for p in Path(directory).iterdir()] == ["kdump.rules"]
+
+
+class _NoUdevadm:
+    def __call__(self, argv: Sequence[str], timeout: float) -> udev.Completed:
+        return udev.Completed(1, "", "udevadm: not here")
