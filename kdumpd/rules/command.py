@@ -65,7 +65,7 @@ def main(
 def _print_text(result: dict[str, Any], *, diff: bool, stream: TextIO) -> None:
     entries = result.get("results") or [result]
     for entry in entries:
-        where = f"{entry['path']}: " if entry.get("path") else ""
+        where = _where(entry)
         prefix = "failed: " if entry.get("failed") else ("changed: " if entry.get("changed")
                                                           else "ok: ")
         print(f"{prefix}{where}{entry['msg']}", file=stream)
@@ -79,9 +79,15 @@ def _print_text(result: dict[str, Any], *, diff: bool, stream: TextIO) -> None:
             print(planner.unified_diff(fake, d["before_header"], d["after_header"]),
                   end="", file=stream)
     if result.get("udevd"):
-        print(f"udevd: {result['udevd']}", file=stream)
+        print(f"note: {result['udevd']}", file=stream)
     for warning in result.get("warnings", []):
         print(f"warning: {warning}", file=stream)
+
+
+def _where(entry: dict[str, Any]) -> str:
+    """``"PATH: "`` unless the message already starts with the path."""
+    path = entry.get("path")
+    return f"{path}: " if path and not str(entry["msg"]).startswith(f"{path}: ") else ""
 
 
 def converge(cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> None:
@@ -98,15 +104,17 @@ def converge(cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> No
         result = manage.run(state=state, path=cfg.rule.path, root=cfg.rule.root,
                             handover=cfg.rule.handover, check=dry_run, env=env)
     except Exception as error:  # noqa: BLE001 - the daemon must start regardless
-        log.error("udev rule: unexpected error, rule left as it was: %s", error)
+        log.error("udev rule: unexpected %s, rule left as it was: %s",
+                  type(error).__name__, error)
         return
     for entry in result.get("results") or [result]:
-        where = f"{entry['path']}: " if entry.get("path") else ""
+        where = _where(entry)
         if entry.get("failed"):
             log.error("udev rule: %s%s", where, entry["msg"])
+        elif entry.get("changed") and dry_run:
+            log.info("udev rule would change (dry run): %s%s", where, entry["msg"])
         elif entry.get("changed"):
-            verb = "would change" if dry_run else "changed"
-            log.info("udev rule %s: %s%s", verb, where, entry["msg"],
+            log.info("udev rule changed: %s%s", where, entry["msg"],
                      extra={"MESSAGE_ID": journal_ids.RULE_CHANGED})
         else:
             log.info("udev rule: %s%s", where, entry["msg"])

@@ -67,10 +67,6 @@ class Result:
             out["warnings"] = list(self.warnings)
         return out
 
-    def diff_text(self) -> str:
-        fake = planner.Plan(self.changed, self.before, self.after, self.msg)
-        return planner.unified_diff(fake, self.before_header, self.after_header)
-
 
 @dataclass(frozen=True)
 class Env:
