@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -246,3 +247,46 @@ def test_failing_delete_keeps_the_file(target: Path) -> None:
     with pytest.raises(WriteError, match="cannot delete .*Read-only file system"):
         atomic.delete_file(target, hooks=hooks)
     assert target.read_bytes() == OLD
+
+
+class FakeSelinux:
+    """Stands in for the libselinux bindings: records the calls, answers like them."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.set: list[tuple[str, str]] = []
+
+    def is_selinux_enabled(self) -> int:
+        return int(self.enabled)
+
+    def lgetfilecon(self, path: str) -> list[object]:
+        return [30, "system_u:object_r:udev_rules_t:s0"]
+
+    def matchpathcon(self, path: str, mode: int) -> list[object]:
+        return [30, "system_u:object_r:etc_t:s0"]
+
+    def lsetfilecon(self, path: str, context: str) -> int:
+        self.set.append((path, context))
+        return 0
+
+
+@pytest.mark.parametrize(("reference", "expected"), [
+    ("/etc/udev/rules.d/98-kexec.rules", "system_u:object_r:udev_rules_t:s0"),
+    (None, "system_u:object_r:etc_t:s0"),
+])
+def test_selinux_context_uses_the_bindings_when_importable(
+        monkeypatch: pytest.MonkeyPatch, reference: str | None, expected: str) -> None:
+    fake = FakeSelinux(enabled=True)
+    monkeypatch.setitem(sys.modules, "selinux", fake)
+    atomic.copy_selinux_context(reference, "/tmp/.x.tmp", "/etc/udev/rules.d/98-kexec.rules")
+    assert fake.set == [("/tmp/.x.tmp", expected)]
+
+
+def test_selinux_disabled_or_missing_leaves_the_context_alone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = FakeSelinux(enabled=False)
+    monkeypatch.setitem(sys.modules, "selinux", fake)
+    atomic.copy_selinux_context("/a", "/b", "/c")
+    assert fake.set == []
+    monkeypatch.setitem(sys.modules, "selinux", None)  # import fails
+    atomic.copy_selinux_context("/a", "/b", "/c")
