@@ -76,7 +76,8 @@ def _print_text(result: dict[str, Any], *, diff: bool, stream: TextIO) -> None:
         if diff and entry.get("changed") and "diff" in entry:
             d = entry["diff"]
             fake = planner.Plan(True, d["before"], d["after"], "")
-            print(planner.unified_diff(fake, d["before_header"], d["after_header"]),
+            print(planner.unified_diff(fake, f"before: {d['before_header']}",
+                                       f"after: {d['after_header']}"),
                   end="", file=stream)
     if result.get("udevd"):
         print(f"note: {result['udevd']}", file=stream)

@@ -145,8 +145,8 @@ def _decide(state: str, target: Target, *, current: str | None, vendor: str | No
 def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bool,
            env: Env) -> Result:
     """Converge one target. Never raises for ordinary failures: ``Result.failed``."""
-    result = Result(target.shown, before_header=f"before: {target.shown}",
-                    after_header=f"after: {target.shown}")
+    # Plain paths, as Ansible's diff callback prints "before: HEADER" itself.
+    result = Result(target.shown, before_header=target.shown, after_header=target.shown)
     if target.masked:
         result.msg = f"{target.shown} masks the rules (symlink to /dev/null): nothing to do"
         return result
@@ -169,7 +169,7 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
     if decision.plan is None:  # delete kdumpd's own override
         result.changed = True
         result.before = current or ""
-        result.after_header = f"after: {target.shown} (deleted)"
+        result.after_header = f"{target.shown} (deleted)"
         if not check:
             try:
                 done = atomic.delete_file(target.path, backup=backup, hooks=env.hooks)
@@ -181,7 +181,7 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
     plan = decision.plan
     result.before, result.after, result.changed = plan.before, plan.after, plan.changed
     if current is None:
-        result.before_header = f"before: {target.shown} (absent)"
+        result.before_header = f"{target.shown} (absent)"
     if not plan.changed or check:
         return result
     data = plan.after.encode(*ENCODING)

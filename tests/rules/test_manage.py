@@ -321,3 +321,10 @@ def test_vendor_with_every_line_needs_no_override(fakeroot: Path, env: Env) -> N
     result = run(fakeroot, env)
     assert result["changed"] is False and "equivalent lines" in str(result["msg"])
     assert not etc(fakeroot, "fedora").exists()
+
+
+def test_diff_headers_are_plain_paths_like_ansible(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    created = run(fakeroot, env, check=True)["diff"]
+    assert created["before_header"] == "/etc/udev/rules.d/50-kdump-tools.rules (absent)"  # type: ignore[index]
+    assert created["after_header"] == "/etc/udev/rules.d/50-kdump-tools.rules"  # type: ignore[index]
