@@ -28,8 +28,9 @@ from kdumpd.cli import build_parser  # noqa: E402
 
 FILES = (
     (str(configmod.DEFAULT_PATH),
-     "Configuration (TOML). A missing file means the defaults listed under CONFIGURATION. It must be owned by "
-     "root and not be group- or world-writable, or kdumpd refuses it (exit status 78)."),
+     "Configuration (TOML). A missing file means the defaults listed under CONFIGURATION. "
+     "It must be owned by root and not be group- or world-writable, or kdumpd refuses it "
+     "(exit status 78)."),
     ("/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
      "Template of the block that \\fBkdumpd rule install\\fR writes into the "
      "distribution's kdump udev rules; it is not a live udev rules file."),
@@ -44,7 +45,7 @@ HARDENING = (
     "(/etc/udev/rules.d). The kdumpctl and kdump-config backends run the distribution's "
     "own kdump scripts, which need more (they write crash initrds and state outside those "
     "paths). Widen the sandbox with a drop-in made with \\fBsystemctl edit kdumpd.service\\fR; "
-    "the README lists the settings."
+    "the section Hardening of /usr/share/doc/kdumpd/README.md shows one."
 )
 
 SEE_ALSO = ("kexec(8)", "kdump-config(8)", "kdumpctl(8)", "systemd.service(5)",

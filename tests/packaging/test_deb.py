@@ -1,0 +1,170 @@
+"""The .deb: built by packaging/build-deb (lintian-clean of errors), installed with dpkg
+into a Debian bookworm chroot that has only Debian's own Python and libraries, and run
+there; systemd-analyze verify (Debian's systemd 252, in the chroot) accepts its unit and
+rejects broken copies of it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kdumpd import __version__
+
+from . import chroot
+from .helpers import REPO, need_root, need_tool
+
+pytestmark = pytest.mark.packaging
+
+OUT = REPO / "out" / "deb"
+UNIT = "/lib/systemd/system/kdumpd.service"
+
+
+@pytest.fixture(scope="module")
+def deb() -> Path:
+    need_root()
+    need_tool("dpkg-buildpackage", "dpkg-dev")
+    subprocess.run([str(REPO / "packaging" / "build-deb")], check=True, timeout=1800,
+                   stdout=sys.stderr)
+    found = sorted(OUT.glob("kdumpd_*_all.deb"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.fixture(scope="module")
+def installed(deb: Path) -> Iterator[Path]:
+    """A throwaway copy of the cached chroot with the .deb installed by dpkg alone."""
+    need_tool("debootstrap", "debootstrap")
+    need_tool("unshare", "util-linux")
+    with chroot.instance(chroot.base_chroot()) as root:
+        shutil.copy(deb, root / "tmp" / deb.name)
+        chroot.run(root, ["dpkg", "-i", f"/tmp/{deb.name}"])
+        yield root
+
+
+def verify_problems(root: Path, unit: str) -> str:
+    """What systemd-analyze verify says about ``unit`` (empty: accepted, no warnings).
+
+    Its exit status alone is not enough: v252 only warns ("..., ignoring") about many
+    mistakes, such as an invalid Type= value, and still exits 0.
+    """
+    result = chroot.run(root, ["systemd-analyze", "verify", unit], check=False)
+    problems = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
+        problems = f"exit status {result.returncode}\n{problems}"
+    return problems
+
+
+def test_lintian_reports_no_errors(deb: Path) -> None:
+    report = (OUT / "lintian.txt").read_text()
+    assert not re.findall(r"^E: .*", report, flags=re.MULTILINE)
+
+
+def test_lintian_warnings_are_documented(deb: Path) -> None:
+    """Every warning left is listed in docs/packaging.md with why."""
+    report = (OUT / "lintian.txt").read_text()
+    docs = (REPO / "docs" / "packaging.md").read_text()
+    tags = set(re.findall(r"^W: \S+: (\S+)", report, flags=re.MULTILINE))
+    assert {tag for tag in tags if tag not in docs} == set()
+
+
+def test_fields(deb: Path) -> None:
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "Version", "Depends", "Architecture"],
+                            capture_output=True, text=True, check=True).stdout
+    assert f"Version: {__version__}" in fields
+    assert "Architecture: all" in fields
+    depends = [d.strip() for d in fields.split("Depends:")[1].split("\n")[0].split(",")]
+    for package in ("kexec-tools", "python3-pyudev", "python3-systemd", "procps"):
+        assert package in depends
+    # tomli only where Python is older than 3.11 (bookworm has 3.11: not needed there).
+    assert "python3-tomli | python3 (>> 3.11)" in depends
+
+
+def test_installs_with_debian_packages_only(installed: Path) -> None:
+    status = chroot.run(installed, ["dpkg-query", "-W", "-f=${db:Status-Abbrev}", "kdumpd"])
+    assert status.stdout.strip() == "ii"
+    tomli = chroot.run(installed, ["dpkg-query", "-W", "-f=${db:Status-Abbrev}",
+                                   "python3-tomli"], check=False)
+    assert tomli.stdout.strip() != "ii"
+
+
+def test_version(installed: Path) -> None:
+    result = chroot.run(installed, ["kdumpd", "--version"])
+    assert result.stdout.strip() == f"kdumpd {__version__}"
+
+
+def test_status(installed: Path) -> None:
+    text = chroot.run(installed, ["kdumpd", "status"]).stdout
+    assert "crash kernel:" in text
+    assert "backend:" in text
+    document = json.loads(chroot.run(installed, ["kdumpd", "status", "--json"]).stdout)
+    assert set(document["crash_hotplug"]) == {"cpu", "memory"}
+
+
+def test_runs_on_the_distributions_python_and_libraries(installed: Path) -> None:
+    shebang = (installed / "usr/bin/kdumpd").read_text().splitlines()[0]
+    assert shebang == "#!/usr/bin/python3"
+    code = ("import kdumpd, pyudev, systemd.daemon, systemd.journal, sys; "
+            "print(sys.executable); "
+            "print(kdumpd.__file__); print(pyudev.__file__); print(systemd.journal.__file__)")
+    lines = chroot.run(installed, ["/usr/bin/python3", "-c", code]).stdout.split()
+    assert lines[0] == "/usr/bin/python3"
+    for path, package in zip(lines[1:], ("kdumpd", "python3-pyudev", "python3-systemd")):
+        assert path.startswith("/usr/lib/python3/dist-packages/"), path
+        owner = chroot.run(installed, ["dpkg", "-S", path]).stdout
+        assert owner.startswith(f"{package}:"), owner
+
+
+def test_installed_files(installed: Path) -> None:
+    assert (installed / UNIT.lstrip("/")).is_file()
+    assert (installed / "usr/share/kdumpd/kdumpd-crash-hotplug.rules").is_file()
+    assert (installed / "usr/share/man/man8/kdumpd.8.gz").is_file()
+    assert not list((installed / "lib/udev/rules.d").glob("*kdumpd*"))
+    assert not list((installed / "etc/udev/rules.d").glob("*kdumpd*"))
+    conffiles = chroot.run(installed, ["dpkg-query", "-W", "-f=${Conffiles}", "kdumpd"]).stdout
+    assert "/etc/kdumpd/kdumpd.toml" in conffiles
+    # Root-owned 0644: kdumpd (as root here) accepts it.
+    assert "OK" in chroot.run(installed, ["kdumpd", "config", "check"]).stdout
+
+
+def test_enabled_not_started(installed: Path) -> None:
+    """Debian's default (dh_installsystemd): enabled at install; started too on a running
+    system (in the chroot, policy-rc.d and the absence of systemd prevent that)."""
+    wants = installed / "etc/systemd/system/multi-user.target.wants/kdumpd.service"
+    assert wants.is_symlink()
+
+
+def test_systemd_analyze_accepts_the_installed_unit(installed: Path) -> None:
+    assert verify_problems(installed, UNIT) == ""
+
+
+@pytest.mark.parametrize(("name", "old", "new"), [
+    ("missing-binary", "ExecStart=/usr/bin/kdumpd run", "ExecStart=/usr/bin/kdumpd-nope run"),
+    ("bad-type", "Type=notify", "Type=notfy"),
+    ("unknown-key", "ProtectHome=yes", "ProtectHome=yes\nProtectHomes=yes"),
+    ("missing-man-page", "Documentation=man:kdumpd(8)", "Documentation=man:kdumpd-nope(8)"),
+])
+def test_systemd_analyze_rejects_broken_units(installed: Path, name: str, old: str,
+                                              new: str) -> None:
+    text = (installed / UNIT.lstrip("/")).read_text()
+    assert old in text
+    broken = installed / "etc/systemd/system" / f"kdumpd-{name}.service"
+    broken.write_text(text.replace(old, new))
+    try:
+        assert verify_problems(installed, f"/etc/systemd/system/{broken.name}") != ""
+    finally:
+        broken.unlink()
+
+
+def test_purge_removes_everything(installed: Path) -> None:
+    """Last: removes the package from this module's chroot."""
+    chroot.run(installed, ["dpkg", "--purge", "kdumpd"])
+    assert not (installed / "etc/kdumpd").exists()
+    assert not (installed / UNIT.lstrip("/")).exists()
+    assert not (installed / "etc/systemd/system/multi-user.target.wants/kdumpd.service").exists()

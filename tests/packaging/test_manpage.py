@@ -1,0 +1,77 @@
+"""kdumpd(8) is generated from kdumpd.cli.build_parser(): everything the parser defines is
+in it, and groff renders it without a warning."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+from types import ModuleType
+
+import pytest
+
+from kdumpd import __version__
+from kdumpd.cli import EXIT_STATUS_HELP, build_parser
+
+from .helpers import REPO, need_tool
+
+
+@pytest.fixture(scope="module")
+def generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "gen_manpage", REPO / "packaging" / "gen-manpage.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def page(generator: ModuleType) -> str:
+    text: str = generator.render()
+    return text
+
+
+def roff_name(text: str) -> str:
+    return text.replace("-", "\\-")
+
+
+def walk(parser: argparse.ArgumentParser, words: tuple[str, ...] = ()
+         ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    found = [(words, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found.extend(walk(sub, (*words, name)))
+    return found
+
+
+def test_every_command_and_option_is_documented(page: str) -> None:
+    for words, parser in walk(build_parser()):
+        if words and not any(isinstance(a, argparse._SubParsersAction)
+                             for a in parser._actions):
+            assert '.SS "' + roff_name(" ".join(("kdumpd", *words))) + '"' in page
+        for action in parser._actions:
+            for option in action.option_strings:
+                assert "\\fB" + roff_name(option) + "\\fR" in page, (words, option)
+
+
+def test_title_exit_statuses_and_config(page: str) -> None:
+    assert f'"kdumpd {__version__}"' in page.splitlines()[1]
+    for line in EXIT_STATUS_HELP.splitlines()[1:]:
+        code = line.split()[0]
+        assert f".TP\n\\fB{code}\\fR\n" in page
+    assert 'handover = "/run/kdumpd/handles\\-reload"' in page or \
+        'handover = "/run/kdumpd/handles-reload"' in page
+
+
+def test_date_is_reproducible(generator: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "0")
+    assert '"1970-01-01"' in generator.render().splitlines()[1]
+
+
+def test_groff_renders_without_warnings(page: str) -> None:
+    need_tool("groff", "groff-base")
+    result = subprocess.run(["groff", "-man", "-ww", "-z", "-Tutf8"], input=page,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -1,0 +1,79 @@
+"""The binary RPM built by packaging/build-rpm (on Debian, with rpm's rpmbuild): its
+file list, config flags, requirements and scriptlets."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import REPO, need_tool
+
+pytestmark = pytest.mark.packaging
+
+OUT = REPO / "out" / "rpm"
+
+
+@pytest.fixture(scope="module")
+def rpm() -> Path:
+    need_tool("rpmbuild", "rpm")
+    subprocess.run([str(REPO / "packaging" / "build-rpm")], check=True, timeout=1800,
+                   stdout=sys.stderr)
+    found = sorted(OUT.glob("kdumpd-*.noarch.rpm"))
+    assert len(found) == 1, found
+    return found[0]
+
+
+def query(rpm: Path, *args: str) -> str:
+    return subprocess.run(["rpm", "-qp", *args, str(rpm)], capture_output=True, text=True,
+                          check=True, timeout=60).stdout
+
+
+def test_files(rpm: Path) -> None:
+    files = set(query(rpm, "--list").split())
+    for path in ("/usr/bin/kdumpd",
+                 "/usr/lib/systemd/system/kdumpd.service",
+                 "/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
+                 "/etc/kdumpd/kdumpd.toml",
+                 "/usr/share/man/man8/kdumpd.8.gz"):
+        assert path in files
+    # Every module of the package, and the template as package data.
+    modules = [p.relative_to(REPO).as_posix() for p in (REPO / "kdumpd").rglob("*.py")]
+    modules.append("kdumpd/rules/data/kdumpd-crash-hotplug.rules")
+    missing = [m for m in modules if not any(f.endswith("/" + m) for f in files)]
+    assert missing == []
+    assert not [f for f in files if "/udev/rules.d/" in f]
+
+
+def test_config_is_noreplace(rpm: Path) -> None:
+    lines = query(rpm, "--qf", "[%{FILENAMES} %{FILEFLAGS:fflags}\\n]").splitlines()
+    flags = dict(line.rsplit(" ", 1) for line in lines)
+    assert "c" in flags["/etc/kdumpd/kdumpd.toml"]
+    assert "n" in flags["/etc/kdumpd/kdumpd.toml"]
+
+
+def test_requires(rpm: Path) -> None:
+    requires = query(rpm, "--requires").split("\n")
+    for package in ("kexec-tools", "python3-pyudev", "python3-systemd"):
+        assert package in requires
+
+
+def test_scriptlets_handle_the_unit(rpm: Path) -> None:
+    scripts = query(rpm, "--scripts")
+    for section in ("postinstall", "preuninstall", "postuninstall"):
+        assert f"{section} scriptlet" in scripts
+    assert scripts.count("kdumpd.service") >= 3
+
+
+def test_payload_matches_the_sources(rpm: Path, tmp_path: Path) -> None:
+    need_tool("rpm2cpio", "rpm")
+    need_tool("cpio", "cpio")
+    payload = subprocess.run(["rpm2cpio", str(rpm)], capture_output=True, check=True).stdout
+    subprocess.run(["cpio", "-idm", "--quiet"], input=payload, cwd=tmp_path, check=True)
+    for installed, source in (("usr/lib/systemd/system/kdumpd.service", "units/kdumpd.service"),
+                              ("etc/kdumpd/kdumpd.toml", "packaging/kdumpd.toml"),
+                              ("usr/share/kdumpd/kdumpd-crash-hotplug.rules",
+                               "rules.d/kdumpd-crash-hotplug.rules")):
+        assert (tmp_path / installed).read_bytes() == (REPO / source).read_bytes(), installed
