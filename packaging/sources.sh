@@ -3,9 +3,15 @@
 
 # Tracked files plus untracked, not ignored ones (what a clean clone holds once the work
 # in progress is committed), NUL-separated, sorted; a tracked file deleted in the tree
-# is left out.
+# is left out. Outside a git checkout (an unpacked tarball): every file but build output.
 list_sources() {
-    git ls-files -z --cached --others --exclude-standard |
+    if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git ls-files -z --cached --others --exclude-standard
+    else
+        find . \( -name .git -o -name out -o -name '.venv*' -o -name __pycache__ \
+            -o -name '*.egg-info' -o -name build -o -name dist -o -name '.*_cache' \
+            -o -name .hypothesis \) -prune -o \( -type f -o -type l \) -printf '%P\0'
+    fi |
         sort -z -u |
         while IFS= read -r -d '' path; do
             if [ -e "$path" ] || [ -L "$path" ]; then printf '%s\0' "$path"; fi

@@ -87,6 +87,10 @@ def base_chroot(debootstrap: str = "debootstrap") -> Path:
             "debootstrap_s": round(time.monotonic() - started, 1),
         }) + "\n")
         building.rename(target)
+        # Older chroots of this suite (other package lists or script versions) are stale.
+        for stale in cache.glob(f"chroot-{SUITE}-*"):
+            if stale != target and (stale / MARKER).exists():
+                shutil.rmtree(stale, ignore_errors=True)
     return target
 
 

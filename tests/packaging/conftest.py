@@ -28,6 +28,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return
     skip = pytest.mark.skip(reason="builds packages: set KDUMPD_PACKAGING=1 (CI=true runs it)")
     for item in items:
-        if "packaging" in item.keywords:
+        if item.get_closest_marker("packaging") is not None:
             item.add_marker(skip)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, need_tool
+from .helpers import REPO, need_root, need_tool
 
 pytestmark = pytest.mark.packaging
 
@@ -18,6 +18,7 @@ OUT = REPO / "out" / "rpm"
 
 @pytest.fixture(scope="module")
 def rpm() -> Path:
+    need_root()  # build-rpm may have to install build dependencies
     need_tool("rpmbuild", "rpm")
     subprocess.run([str(REPO / "packaging" / "build-rpm")], check=True, timeout=1800,
                    stdout=sys.stderr)
