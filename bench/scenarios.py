@@ -1,0 +1,78 @@
+"""The scenarios: sequences of hotplug events, as a plan of (offset, device kind, action).
+
+Pure: a plan says when each event is due relative to the start and on which kind of
+device; the emitter (real uevents) or the in-process driver picks concrete devices, reusing
+memory blocks in turn when a burst is larger than the machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Wave:
+    """``count`` events starting ``offset_s`` after the scenario starts.
+
+    ``interval_s`` 0 means as fast as possible (a burst); otherwise one event every
+    ``interval_s`` (a paced stream).
+    """
+
+    count: int
+    offset_s: float = 0.0
+    interval_s: float = 0.0
+    kind: str = "memory"  # "memory" | "cpu"
+    action: str = "online"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    waves: tuple[Wave, ...]
+    crash_hotplug: str = "0"  # what the fake sysfs says for both subsystems
+    receive_buffer: int = 128 * 1024 * 1024  # kdumpd's [events] receive_buffer_bytes
+    peers: bool = True  # also run the two peer behaviours (not for kdumpd-only cases)
+    quick: bool = False  # part of --quick
+
+    @property
+    def events(self) -> int:
+        return sum(w.count for w in self.waves)
+
+    @property
+    def needs_reload(self) -> bool:
+        return self.crash_hotplug != "1"
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("1 event", (Wave(1),), quick=True),
+    Scenario("burst 64", (Wave(64),), quick=True),
+    Scenario("burst 192", (Wave(192),)),
+    Scenario("burst 3840", (Wave(3840),)),
+    Scenario("paced 20/s for 10 s", (Wave(200, interval_s=0.05),)),
+    Scenario("burst 64, crash_hotplug=1", (Wave(64),), crash_hotplug="1", quick=True),
+    Scenario("burst 192, crash_hotplug=1", (Wave(192),), crash_hotplug="1"),
+    Scenario("burst 3840, crash_hotplug=1", (Wave(3840),), crash_hotplug="1"),
+    Scenario("two bursts of 64, 2 s apart", (Wave(64), Wave(64, offset_s=2.0))),
+    Scenario("62 memory + 2 cpu add", (Wave(62), Wave(2, kind="cpu", action="add"))),
+    Scenario("overflow: burst 3840, 4 KiB socket buffer", (Wave(3840),),
+             receive_buffer=4096, peers=False, quick=True),
+)
+
+IN_PROCESS_EXTRA: tuple[Scenario, ...] = (
+    # A 16 TiB machine onlining all of its 128 MiB memory blocks.
+    Scenario("burst 131072 (16 TiB in 128 MiB blocks)", (Wave(131072),), quick=True),
+)
+
+
+def plan(scenario: Scenario) -> list[tuple[float, str, str]]:
+    """(offset_s, kind, action) for every event, in order of offset."""
+    steps = [
+        (w.offset_s + i * w.interval_s, w.kind, w.action)
+        for w in scenario.waves
+        for i in range(w.count)
+    ]
+    return sorted(steps, key=lambda s: s[0])  # stable: a burst keeps its order
+
+
+def select(scenarios: tuple[Scenario, ...], *, quick: bool) -> list[Scenario]:
+    return [s for s in scenarios if s.quick or not quick]
