@@ -1,1 +1,14 @@
-"""Managing the crash_hotplug skip block in the distribution's kdump udev rules."""
+"""Managing the crash_hotplug skip block in the distribution's kdump udev rules.
+
+Modules (pure ones first):
+
+- :mod:`~kdumpd.rules.syntax`: udev rule lines: logical lines, tokens, a strict check.
+- :mod:`~kdumpd.rules.planner`: text in, new text and a diff out (``plan``, ``Plan``,
+  ``PlanError``, ``unified_diff``). The Ansible module may import it.
+- :mod:`~kdumpd.rules.snippet`: the template ``rules.d/kdumpd-crash-hotplug.rules``.
+- :mod:`~kdumpd.rules.discover`: which file to manage, under an injected root.
+- :mod:`~kdumpd.rules.atomic`: atomic writes and deletes through injectable OS hooks.
+- :mod:`~kdumpd.rules.udev`: ``udevadm verify`` / ``control --reload`` via a runner.
+- :mod:`~kdumpd.rules.manage`: one whole run, an Ansible-shaped result (``run``).
+- :mod:`~kdumpd.rules.command`: ``kdumpd rule`` (``main``) and ``kdumpd run`` (``converge``).
+"""

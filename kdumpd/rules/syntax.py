@@ -33,10 +33,10 @@ KEYS: dict[str, bool] = {
     "IMPORT": True, "RUN": True, "SECLABEL": True,
 }
 # Keys that only match (never assign) and keys that only assign.
+# (PROGRAM and IMPORT are matches written with "=" as often as with "==": udev accepts both.)
 MATCH_ONLY = {"ACTION", "DEVPATH", "KERNEL", "KERNELS", "SUBSYSTEM", "SUBSYSTEMS", "DRIVERS",
-              "ATTRS", "TAGS", "TEST", "PROGRAM", "RESULT", "CONST", "DEVTYPE", "PARENT"}
-ASSIGN_ONLY = {"GOTO", "LABEL", "RUN", "OWNER", "GROUP", "MODE", "OPTIONS", "SECLABEL",
-               "IMPORT"}
+              "ATTRS", "TAGS", "TEST", "RESULT", "CONST", "DEVTYPE", "PARENT"}
+ASSIGN_ONLY = {"GOTO", "LABEL", "RUN", "OWNER", "GROUP", "MODE", "OPTIONS", "SECLABEL"}
 
 _TOKEN = re.compile(
     r"""\s*(?P<key>[A-Za-z_]+)(?:\{(?P<attr>[^{}"]*)\})?\s*
@@ -170,9 +170,8 @@ def check_rule_line(content: str) -> None:
         problem = check_assignment(item)
         if problem:
             raise RuleSyntaxError(problem)
-    if not any(i.key in ASSIGN_ONLY or i.op in ASSIGN_OPS for i in items) and not any(
-        i.key == "LABEL" for i in items
-    ):
+    if not any(i.key in ASSIGN_ONLY or (i.op in ASSIGN_OPS and i.key not in ("PROGRAM", "IMPORT"))
+               for i in items):
         raise RuleSyntaxError("a rule with matches only does nothing")
 
 
