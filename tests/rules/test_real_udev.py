@@ -41,13 +41,22 @@ def udevadm_test(action: str = "add") -> str:
     return done.stdout + done.stderr
 
 
-@pytest.fixture
-def distro_rules(tmp_path: Path) -> Iterator[tuple[Path, str, str]]:
-    """A Debian-style kdump rules file whose reload is a harmless, recognisable RUN."""
+RELOADS = {  # the distribution's reload, replaced by a harmless RUN
+    "debian": 'PROGRAM="/usr/sbin/kdump-config try-reload"',
+    "fedora": 'RUN+="/bin/sh -c \'/usr/bin/systemctl is-active kdump.service || exit 0; '
+              '/usr/bin/systemd-run --quiet --no-block /usr/lib/udev/kdump-udev-throttler\'"',
+}
+
+
+@pytest.fixture(params=sorted(RELOADS))
+def distro_rules(request: pytest.FixtureRequest) -> Iterator[tuple[Path, str, str]]:
+    """A kdump rules file (Debian's: no labels; Fedora's: kdump_reload_end) whose reload is a
+    harmless, recognisable RUN."""
+    distro = request.param
     token = f"kdumpd-test-{secrets.token_hex(4)}"
     run_line = f"/bin/true {token}"
-    text = distro_text("debian").replace('PROGRAM="/usr/sbin/kdump-config try-reload"',
-                                         f'RUN+="{run_line}"')
+    assert RELOADS[distro] in distro_text(distro)
+    text = distro_text(distro).replace(RELOADS[distro], f'RUN+="{run_line}"')
     path = Path("/etc/udev/rules.d") / f"97-{token}.rules"
     path.write_text(text)
     try:
