@@ -26,9 +26,9 @@ Semantics (like Ansible's ``blockinfile``):
   (SUSE). A file without one (Debian's kdump-tools rules) gets a second managed region at
   its end, ``# BEGIN kdumpd managed label`` ... ``LABEL="kdumpd_end"`` ...
   ``# END kdumpd managed label``, because udev resolves ``GOTO`` only within one file.
-- Snippet lines the file already holds outside the block (same assignments, jumping to the
-  end label: Fedora's two ``crash_hotplug`` lines) are left out of the block; when all are
-  there, nothing is added at all.
+- Snippet lines the file already holds outside the block, among its leading rule lines
+  (same assignments, jumping to the end label: Fedora's and SUSE's two ``crash_hotplug``
+  lines) are left out of the block; when all are there, nothing is added at all.
 - Removing restores the bytes the file had before the install exactly: the install only
   adds whole lines (a missing final newline is recorded by leaving the managed label's END
   marker without one, so remove knows to take the added newline away again).
@@ -228,11 +228,22 @@ def _is_rule(line: str) -> bool:
 def _missing_sections(
     rendered: str, base_logical: list[syntax.LogicalLine], label: str
 ) -> tuple[list[list[str]], list[str]]:
-    """The snippet sections still needed, and the rule lines the file already holds."""
-    own = {_signature(ln.content, label) for ln in base_logical} - {None}
+    """The snippet sections still needed, and the rule lines the file already holds.
+
+    Only the file's leading rule lines count: a skip line after a reload rule comes too late.
+    """
+    sections = _sections(rendered)
+    wanted = {_signature(line, label) for section in sections for line in section
+              if _is_rule(line)} - {None}
+    own: set[frozenset[tuple[str, str | None, str, str]] | None] = set()
+    for line in base_logical:
+        signature = _signature(line.content, label)
+        if signature not in wanted:
+            break
+        own.add(signature)
     kept_sections: list[list[str]] = []
     covered: list[str] = []
-    for section in _sections(rendered):
+    for section in sections:
         rules = [line for line in section if _is_rule(line)]
         missing = [line for line in rules if _signature(line, label) not in own]
         covered.extend(line for line in rules if line not in missing)

@@ -204,3 +204,13 @@ def test_template_notes_are_not_copied(template: str) -> None:
     result = install(distro_text("debian"), template)
     assert "#!" not in result.after
     assert "@END_LABEL@" not in result.after and "@HANDOVER@" not in result.after
+
+
+def test_skip_lines_after_a_reload_rule_come_too_late(template: str) -> None:
+    text = ('SUBSYSTEM=="cpu", ACTION=="add", RUN+="/bin/true"\n'
+            'SUBSYSTEM=="cpu", ATTRS{crash_hotplug}=="1", GOTO="end"\n'
+            'SUBSYSTEM=="memory", ATTRS{crash_hotplug}=="1", GOTO="end"\n'
+            'LABEL="end"\n')
+    result = install(text, template)
+    assert result.covered == ()
+    assert sum("crash_hotplug" in line for line in result.block if not line.startswith("#")) == 2
