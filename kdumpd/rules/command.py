@@ -75,10 +75,8 @@ def _print_text(result: dict[str, Any], *, diff: bool, stream: TextIO) -> None:
             print(f"checked with {entry['validated_with']}", file=stream)
         if diff and entry.get("changed") and "diff" in entry:
             d = entry["diff"]
-            fake = planner.Plan(True, d["before"], d["after"], "")
-            print(planner.unified_diff(fake, f"before: {d['before_header']}",
-                                       f"after: {d['after_header']}"),
-                  end="", file=stream)
+            print(planner.diff_texts(d["before"], d["after"], f"before: {d['before_header']}",
+                                     f"after: {d['after_header']}"), end="", file=stream)
     if result.get("udevd"):
         print(f"note: {result['udevd']}", file=stream)
     for warning in result.get("warnings", []):

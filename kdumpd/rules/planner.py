@@ -353,7 +353,12 @@ def _present_msg(changed: bool, label: str, managed: bool, covered: int, parsed:
 
 def unified_diff(result: Plan, before_header: str, after_header: str) -> str:
     """The change as a unified diff (empty when unchanged)."""
+    return diff_texts(result.before, result.after, before_header, after_header)
+
+
+def diff_texts(before: str, after: str, before_header: str, after_header: str) -> str:
+    """A unified diff of two texts (difflib), empty when they are equal."""
     return "".join(difflib.unified_diff(
-        result.before.splitlines(keepends=True), result.after.splitlines(keepends=True),
+        before.splitlines(keepends=True), after.splitlines(keepends=True),
         before_header, after_header,
     ))
