@@ -357,8 +357,11 @@ def unified_diff(result: Plan, before_header: str, after_header: str) -> str:
 
 
 def diff_texts(before: str, after: str, before_header: str, after_header: str) -> str:
-    """A unified diff of two texts (difflib), empty when they are equal."""
-    return "".join(difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True),
-        before_header, after_header,
-    ))
+    """A unified diff of two texts (difflib), empty when they are equal.
+
+    Like diff(1), a last line without a newline is marked "\\ No newline at end of file".
+    """
+    lines = difflib.unified_diff(syntax.physical_lines(before), syntax.physical_lines(after),
+                                 before_header, after_header)
+    return "".join(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+                   for line in lines)

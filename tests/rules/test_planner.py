@@ -214,3 +214,10 @@ def test_skip_lines_after_a_reload_rule_come_too_late(template: str) -> None:
     result = install(text, template)
     assert result.covered == ()
     assert sum("crash_hotplug" in line for line in result.block if not line.startswith("#")) == 2
+
+
+def test_diff_marks_a_missing_final_newline(template: str) -> None:
+    original = distro_text("debian").rstrip("\n")
+    diff = planner.unified_diff(install(original, template), "a", "b")
+    assert "\n\\ No newline at end of file\n" in diff
+    assert all(line[:1] in "-+ @\\" for line in diff.splitlines())
