@@ -18,10 +18,13 @@ list_sources() {
         done
 }
 
-# Copy the sources into directory $1 (created).
+# Copy the sources into directory $1 (created). The copy belongs to the user building and
+# gets that user's umask, whoever owns the checkout: as root, kdumpd refuses a config file
+# that is not root's or is group-writable, and the package builds check the shipped one.
 copy_sources() {
     mkdir -p "$1"
-    list_sources | tar -c --null -T - -f - | tar -x -f - -C "$1"
+    list_sources | tar -c --null -T - -f - |
+        tar -x --no-same-owner --no-same-permissions -f - -C "$1"
 }
 
 # Paths, modes, symlink targets and contents of everything copied, plus extra words ($@).
