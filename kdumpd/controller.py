@@ -100,7 +100,7 @@ class Controller:
         if burst is None:
             return None
         snapshot = self.snapshot(burst.subsystems)
-        decision = decide(burst.subsystems, snapshot)
+        decision = decide(burst.subsystems, snapshot, owed=self.stats.crash_kernel_missing)
         self.decisions = [*self.decisions[-63:], (burst, decision)]
         fields = burst_fields(burst)
         fields["KDUMPD_CRASH_HOTPLUG"] = ",".join(

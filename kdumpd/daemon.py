@@ -70,6 +70,7 @@ class Daemon:
         self._worker: threading.Thread | None = None
         self._cancel = threading.Event()
         self._stop_requested = False
+        self._holding_handover = False
         self._hup_requested = False
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
@@ -203,6 +204,17 @@ class Daemon:
                 self._worker.join()
                 self._worker = None
             self.controller.reload_finished(burst, outcome)
+            self._hand_over_while_working(outcome.ok)
+
+    def _hand_over_while_working(self, reload_ok: bool) -> None:
+        """Keep the distribution's rules off only while our reloads work: after a reload
+        failed for good, give the next events back to them until one of ours succeeds."""
+        if reload_ok == self._holding_handover:
+            return
+        if not reload_ok:
+            log.warning("handing reloads back to the distribution's udev rules "
+                        "until a reload of ours succeeds")
+        self._set_handover(reload_ok)
 
     def _finish_running_reload(self) -> None:
         if self._worker is None:
@@ -231,6 +243,7 @@ class Daemon:
     def _set_handover(self, present: bool) -> None:
         """Tell the distribution's udev rules that kdumpd handles reloads (see rules.d/)."""
         path = self._handover
+        self._holding_handover = present
         if path is None:
             return
         try:

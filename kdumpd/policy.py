@@ -23,13 +23,19 @@ def kernel_updates(value: Value) -> bool:
     return value.kind == OK and value.text == "1"
 
 
-def decide(subsystems: Collection[str], snapshot: Snapshot) -> Decision:
-    """Decide for a burst of events on ``subsystems`` (a non-empty subset of cpu, memory)."""
+def decide(subsystems: Collection[str], snapshot: Snapshot, *, owed: bool = False) -> Decision:
+    """Decide for a burst of events on ``subsystems`` (a non-empty subset of cpu, memory).
+
+    ``owed``: a failed reload of ours left no crash kernel loaded; we owe one back, so
+    "nothing loaded" is no reason to skip.
+    """
     warnings: list[str] = []
     loaded = snapshot.crash_loaded
     if loaded.kind == ABSENT:
         return Decision(False, "kernel has no crash kernel support (kexec_crash_loaded absent)")
     if loaded.kind == OK and loaded.text == "0":
+        if owed:
+            return Decision(True, "the crash kernel our failed reload unloaded is still missing")
         return Decision(False, "no crash kernel loaded: nothing to keep current")
     if not (loaded.kind == OK and loaded.text == "1"):
         # Fail safe: when we cannot tell, assume a crash kernel is there to keep current.

@@ -171,6 +171,20 @@ def test_retries_used_up_leave_a_critical_message_and_the_status_says_so(
     assert "fake load failed" in failed[0].getMessage()
 
 
+def test_next_burst_retries_a_crash_kernel_our_reload_left_unloaded(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock, fail=3)  # 1 try + 2 retries all fail
+    rig.feed(memory_events(5))
+    rig.settle()
+    assert rig.controller.stats.crash_kernel_missing
+    rig.feed(memory_events(5))
+    rig.settle()
+    assert rig.ops() == ["unload", "load"] * 4
+    assert rig.controller.stats.reloads == 1
+    assert not rig.controller.stats.crash_kernel_missing
+
+
 def test_lost_events_schedule_a_resync_decision(root: Path, clock: FakeClock) -> None:
     rig = Rig(root, clock)
     rig.controller.on_events_lost(clock())

@@ -134,6 +134,23 @@ def test_sigterm_during_a_reload_lets_it_finish(root: Path) -> None:
     assert not h.handover.exists()
 
 
+def test_a_failed_reload_hands_reloads_back_until_one_succeeds(root: Path) -> None:
+    h = Harness(root, fail=1)
+    seen: list[bool] = []
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.stats.failed == 1)
+        seen.append(h.handover.exists())
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.stats.reloads == 1)
+        seen.append(h.handover.exists())
+
+    h.run(script)
+    assert seen == [False, True]
+    assert not h.handover.exists()
+
+
 def test_socket_overflow_recreates_the_source_and_resyncs(root: Path) -> None:
     h = Harness(root)
 

@@ -48,6 +48,12 @@ def test_no_crash_kernel_loaded_skips() -> None:
     assert "no crash kernel loaded" in d.reason
 
 
+def test_a_crash_kernel_we_unloaded_is_owed_back() -> None:
+    d = decide({"cpu"}, snap(Value("0"), cpu=Value("0")), owed=True)
+    assert d.reload
+    assert "still missing" in d.reason
+
+
 def test_no_kexec_support_skips() -> None:
     d = decide({"cpu"}, snap(Value("", ABSENT), cpu=Value("0")))
     assert not d.reload
