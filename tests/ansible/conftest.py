@@ -23,6 +23,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 COLLECTION = REPO / "ansible"
 NAMESPACE, NAME = "kdumpd", "kdumpd"
+CALLBACKS = Path(__file__).resolve().parent / "callback_plugins"
 PLAYBOOK_TIMEOUT_S = 120
 
 
@@ -63,11 +64,12 @@ def collections_path(ansible_core: str, tmp_path_factory: pytest.TempPathFactory
 
 @dataclass(frozen=True)
 class Run:
-    """One ansible-playbook run: its output and the results the playbook saved."""
+    """One ansible-playbook run: its output, and what the recording callback saw."""
 
     returncode: int
     stdout: str
-    results: dict[str, Any]
+    results: dict[str, Any]  # task name -> its (last) result, with "_status"
+    handlers: list[str]  # handlers that ran (their tasks started), in order
 
     def recap(self) -> dict[str, int]:
         """The PLAY RECAP counters for localhost (ok, changed, failed, ...)."""
@@ -77,9 +79,6 @@ class Run:
                 return {key: int(value) for key, value in pairs}
         raise AssertionError(f"no PLAY RECAP in the output:\n{self.stdout}")
 
-    def handler_ran(self, name: str) -> bool:
-        return f"RUNNING HANDLER [{name}]" in self.stdout
-
 
 @dataclass(frozen=True)
 class Ansible:
@@ -88,6 +87,10 @@ class Ansible:
     workdir: Path
     collections: Path
     python: str = sys.executable
+
+    @property
+    def record_file(self) -> Path:
+        return self.workdir / "record.json"
 
     def env(self) -> dict[str, str]:
         home = self.workdir / "ansible-home"
@@ -102,33 +105,21 @@ class Ansible:
             "ANSIBLE_COLLECTIONS_PATH": str(self.collections),
             "ANSIBLE_COLLECTIONS_SCAN_SYS_PATH": "false",
             "ANSIBLE_ROLES_PATH": str(self.workdir / "roles"),
+            "ANSIBLE_CALLBACK_PLUGINS": str(CALLBACKS),
+            "ANSIBLE_CALLBACKS_ENABLED": "kdumpd_record",
+            "ANSIBLE_STDOUT_CALLBACK": "default",
             "ANSIBLE_NOCOLOR": "1",
             "ANSIBLE_RETRY_FILES_ENABLED": "false",
             "ANSIBLE_LOCALHOST_WARNING": "false",
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
-            "ANSIBLE_STDOUT_CALLBACK": "default",
+            "KDUMPD_RECORD_FILE": str(self.record_file),
             "PYTHONDONTWRITEBYTECODE": "1",
         })
         return env
 
-    def playbook(self, tasks: list[dict[str, Any]] | None = None, *,
-                 save: tuple[str, ...] = (), check: bool = False, diff: bool = False,
-                 play: dict[str, Any] | None = None) -> Run:
-        """Run ``tasks`` (or the ``roles`` in ``play``) on localhost.
-
-        The registered variables named in ``save`` come back in :attr:`Run.results`: a
-        last task writes them to a file, even in check mode.
-        """
-        results_file = self.workdir / "results.json"
-        results_file.unlink(missing_ok=True)
-        saved = "{{ {" + ", ".join(f"'{n}': {n} | default(None)" for n in save) + "} | to_json }}"
-        dump = {
-            "name": "Save the results for the test",
-            "ansible.builtin.copy": {"content": saved, "dest": str(results_file), "mode": "0600"},
-            "check_mode": False,
-            "diff": False,
-            "changed_when": False,
-        }
+    def playbook(self, tasks: list[dict[str, Any]] | None = None, *, check: bool = False,
+                 diff: bool = False, play: dict[str, Any] | None = None) -> Run:
+        """Run ``tasks`` (and whatever ``play`` adds: roles, vars) on localhost."""
         body: dict[str, Any] = {
             "name": "kdumpd test play",
             "hosts": "localhost",
@@ -136,7 +127,6 @@ class Ansible:
             "gather_facts": False,
             "vars": {"ansible_python_interpreter": self.python},
             "tasks": list(tasks or ()),
-            "post_tasks": [dump],
         }
         for key, value in (play or {}).items():
             if key == "vars":
@@ -144,18 +134,19 @@ class Ansible:
             else:
                 body[key] = value
         path = self.workdir / "playbook.yml"
-        # JSON is YAML: no need for a YAML writer.
-        path.write_text(json.dumps([body], indent=2))
+        path.write_text(json.dumps([body], indent=2))  # JSON is YAML
         argv = [sys.executable, "-m", "ansible", "playbook", "-i", "localhost,", str(path)]
         if check:
             argv.append("--check")
         if diff:
             argv.append("--diff")
+        self.record_file.unlink(missing_ok=True)
         done = subprocess.run(argv, cwd=self.workdir, env=self.env(), capture_output=True,
                               text=True, timeout=PLAYBOOK_TIMEOUT_S, check=False)
         output = done.stdout + done.stderr
-        results = json.loads(results_file.read_text()) if results_file.exists() else {}
-        return Run(done.returncode, output, results)
+        assert self.record_file.exists(), f"the playbook did not run:\n{output}"
+        record = json.loads(self.record_file.read_text())
+        return Run(done.returncode, output, record["results"], record["handlers"])
 
 
 @pytest.fixture

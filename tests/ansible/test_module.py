@@ -53,7 +53,7 @@ def rule_task(root_dir: Path, **options: Any) -> dict[str, Any]:
     args: dict[str, Any] = {"root": str(root_dir), "config": str(root_dir / "no-such.toml")}
     args.update(options)
     args = {key: value for key, value in args.items() if value is not None}
-    return {"name": "The rule", MODULE: args, "register": "rule", "ignore_errors": True}
+    return {"name": "rule", MODULE: args, "ignore_errors": True}
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -66,7 +66,7 @@ def test_check_mode_reports_changed_and_writes_nothing(ansible: Ansible, target:
     (target / FEDORA_VENDOR).write_text(FEDORA)
     before = files(target)
 
-    run = ansible.playbook([rule_task(target)], save=("rule",), check=True)
+    run = ansible.playbook([rule_task(target)], check=True)
 
     assert run.returncode == 0, run.stdout
     assert run.results["rule"]["changed"] is True
@@ -78,8 +78,8 @@ def test_check_mode_reports_changed_and_writes_nothing(ansible: Ansible, target:
 def test_first_run_changes_and_second_run_is_ok(ansible: Ansible, target: Path) -> None:
     (target / FEDORA_VENDOR).write_text(FEDORA)
 
-    first = ansible.playbook([rule_task(target)], save=("rule",))
-    second = ansible.playbook([rule_task(target)], save=("rule",))
+    first = ansible.playbook([rule_task(target)])
+    second = ansible.playbook([rule_task(target)])
 
     assert first.returncode == 0, first.stdout
     assert first.results["rule"]["changed"] is True
@@ -98,7 +98,7 @@ def test_first_run_changes_and_second_run_is_ok(ansible: Ansible, target: Path) 
 def test_diff_mode_shows_the_block(ansible: Ansible, target: Path) -> None:
     (target / DEBIAN_ADMIN).write_text(DEBIAN)
 
-    run = ansible.playbook([rule_task(target)], save=("rule",), check=True, diff=True)
+    run = ansible.playbook([rule_task(target)], check=True, diff=True)
 
     assert run.returncode == 0, run.stdout
     # Ansible renders the module's diff as a unified diff with kdumpd's headers.
@@ -116,7 +116,7 @@ def test_diff_mode_shows_the_block(ansible: Ansible, target: Path) -> None:
 def test_without_diff_mode_the_result_carries_no_diff(ansible: Ansible, target: Path) -> None:
     (target / DEBIAN_ADMIN).write_text(DEBIAN)
 
-    run = ansible.playbook([rule_task(target)], save=("rule",), check=True)
+    run = ansible.playbook([rule_task(target)], check=True)
 
     assert run.results["rule"]["changed"] is True
     assert "diff" not in run.results["rule"]
@@ -126,10 +126,10 @@ def test_without_diff_mode_the_result_carries_no_diff(ansible: Ansible, target: 
 def test_remove_restores_the_file_byte_for_byte(ansible: Ansible, target: Path) -> None:
     (target / DEBIAN_ADMIN).write_text(DEBIAN)
 
-    install = ansible.playbook([rule_task(target, path="/" + DEBIAN_ADMIN)], save=("rule",))
+    install = ansible.playbook([rule_task(target, path="/" + DEBIAN_ADMIN)])
     installed = (target / DEBIAN_ADMIN).read_text()
-    remove = ansible.playbook([rule_task(target, state="absent")], save=("rule",), diff=True)
-    again = ansible.playbook([rule_task(target, state="absent")], save=("rule",))
+    remove = ansible.playbook([rule_task(target, state="absent")], diff=True)
+    again = ansible.playbook([rule_task(target, state="absent")])
 
     assert install.results["rule"]["changed"] is True, install.stdout
     assert BEGIN in installed and 'LABEL="kdumpd_end"' in installed
@@ -145,7 +145,7 @@ def test_remove_deletes_the_override_it_created(ansible: Ansible, target: Path) 
 
     ansible.playbook([rule_task(target)])
     assert (target / FEDORA_OVERRIDE).exists()
-    run = ansible.playbook([rule_task(target, state="absent")], save=("rule",))
+    run = ansible.playbook([rule_task(target, state="absent")])
 
     assert run.results["rule"]["changed"] is True, run.stdout
     assert files(target) == before
@@ -154,7 +154,7 @@ def test_remove_deletes_the_override_it_created(ansible: Ansible, target: Path) 
 def test_backup_keeps_the_old_file_and_returns_its_name(ansible: Ansible, target: Path) -> None:
     (target / DEBIAN_ADMIN).write_text(DEBIAN)
 
-    run = ansible.playbook([rule_task(target, backup=True)], save=("rule",))
+    run = ansible.playbook([rule_task(target, backup=True)])
 
     backup_file = run.results["rule"]["backup_file"]
     assert backup_file.startswith(str(target / DEBIAN_ADMIN) + ".")
@@ -168,7 +168,7 @@ def test_defaults_come_from_the_kdumpd_config(ansible: Ansible, target: Path) ->
     config.write_text(f'[rule]\nroot = "{target}"\nhandover = "/run/elsewhere/handover"\n')
 
     run = ansible.playbook(
-        [{MODULE: {"config": str(config)}, "register": "rule"}], save=("rule",))
+        [{"name": "rule", MODULE: {"config": str(config)}}])
 
     assert run.returncode == 0, run.stdout
     assert 'TEST=="/run/elsewhere/handover"' in (target / DEBIAN_ADMIN).read_text()
@@ -178,9 +178,9 @@ def test_an_invalid_kdumpd_config_fails_naming_the_key(ansible: Ansible, target:
     config = target / "kdumpd.toml"
     config.write_text('[rule]\nroot = "relative"\n')
 
-    run = ansible.playbook([rule_task(target, root=None, config=str(config))], save=("rule",))
+    run = ansible.playbook([rule_task(target, root=None, config=str(config))])
 
-    assert run.results["rule"]["failed"] is True
+    assert run.results["rule"]["_status"] == "failed"
     assert "rule.root" in run.results["rule"]["msg"]
 
 
@@ -189,16 +189,16 @@ def test_malformed_markers_fail_and_leave_the_file_alone(ansible: Ansible,
     broken = BEGIN + "\n" + DEBIAN
     (target / DEBIAN_ADMIN).write_text(broken)
 
-    run = ansible.playbook([rule_task(target)], save=("rule",))
+    run = ansible.playbook([rule_task(target)])
 
-    assert run.results["rule"]["failed"] is True
+    assert run.results["rule"]["_status"] == "failed"
     assert "line 1" in run.results["rule"]["msg"]
     assert run.results["rule"]["changed"] is False
     assert (target / DEBIAN_ADMIN).read_text() == broken
 
 
 def test_no_kdump_rules_file_is_ok_with_a_message(ansible: Ansible, target: Path) -> None:
-    run = ansible.playbook([rule_task(target)], save=("rule",))
+    run = ansible.playbook([rule_task(target)])
 
     assert run.returncode == 0, run.stdout
     assert run.results["rule"]["changed"] is False
@@ -217,10 +217,10 @@ def test_without_kdumpd_on_the_target_it_fails_saying_so(ansible: Ansible,
     task = rule_task(target)
     task["vars"] = {"ansible_python_interpreter": str(python)}
 
-    run = ansible.playbook([task], save=("rule",))
+    run = ansible.playbook([task])
 
     result = run.results["rule"]
-    assert result["failed"] is True
+    assert result["_status"] == "failed"
     assert "Failed to import the required Python library (kdumpd)" in result["msg"]
     assert "install kdumpd on the target first" in result["msg"]
     assert (target / DEBIAN_ADMIN).read_text() == DEBIAN

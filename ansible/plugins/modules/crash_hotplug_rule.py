@@ -88,7 +88,7 @@ notes:
 seealso:
   - module: ansible.builtin.blockinfile
 author:
-  - kdumpd developers
+  - kdumpd developers (@kdumpd)
 """
 
 EXAMPLES = r"""

@@ -1,0 +1,87 @@
+"""The collection's documentation agrees with its code; ansible-test sanity (opt-in).
+
+The doc checks are a fast subset of what ``ansible-test sanity`` (validate-modules)
+checks, and run everywhere. The full sanity run needs PyPI (ansible-test fills one
+virtualenv per sanity test) and a minute or two: it runs with KDUMPD_ANSIBLE_SANITY=1.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ansible import sanity
+from tests.ansible.conftest import COLLECTION, Ansible
+
+MODULE_FILE = COLLECTION / "plugins/modules/crash_hotplug_rule.py"
+ROLE_DIR = COLLECTION / "roles/kdumpd"
+
+
+def ansible_doc(ansible: Ansible, *args: str) -> dict[str, Any]:
+    done = subprocess.run([sys.executable, "-m", "ansible", "doc", "--json", *args],
+                          cwd=ansible.workdir, env=ansible.env(), capture_output=True,
+                          text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def module_argument_spec() -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location("kdumpd_crash_hotplug_rule", MODULE_FILE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    argument_spec: dict[str, Any] = module.ARGUMENT_SPEC
+    return argument_spec
+
+
+def test_module_documentation_matches_its_argument_spec(ansible: Ansible) -> None:
+    doc = ansible_doc(ansible, "kdumpd.kdumpd.crash_hotplug_rule")
+    entry = doc["kdumpd.kdumpd.crash_hotplug_rule"]
+    options = entry["doc"]["options"]
+    spec = module_argument_spec()
+
+    assert set(options) == set(spec)
+    for name, option in spec.items():
+        assert options[name]["type"] == option["type"], name
+        assert options[name].get("default") == option.get("default"), name
+        assert options[name].get("choices") == option.get("choices"), name
+    assert entry["doc"]["attributes"]["check_mode"]["support"] == "full"
+    assert entry["doc"]["attributes"]["diff_mode"]["support"] == "full"
+    assert {"changed", "msg", "diff", "backup_file"} <= set(entry["return"])
+
+
+def test_role_argument_spec_matches_its_defaults(ansible: Ansible) -> None:
+    import yaml  # PyYAML comes with ansible-core
+
+    doc = ansible_doc(ansible, "-t", "role", "kdumpd.kdumpd.kdumpd")
+    options = doc["kdumpd.kdumpd.kdumpd"]["entry_points"]["main"]["options"]
+    defaults = yaml.safe_load((ROLE_DIR / "defaults/main.yml").read_text())
+
+    assert set(options) == set(defaults)
+    for name, value in defaults.items():
+        assert options[name]["default"] == value, name
+
+
+@pytest.mark.skipif(os.environ.get("KDUMPD_ANSIBLE_SANITY") != "1",
+                    reason="ansible-test sanity needs PyPI and minutes: "
+                           "set KDUMPD_ANSIBLE_SANITY=1 (or run python -m tests.ansible.sanity)")
+def test_ansible_test_sanity_passes(ansible_core: str) -> None:
+    done = sanity.run([], capture=True)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_sanity_runs_on_a_copy_shaped_like_a_collection(tmp_path: Path) -> None:
+    dest = sanity.copy_collection(tmp_path)
+
+    assert dest.parts[-3:] == ("ansible_collections", "kdumpd", "kdumpd")
+    assert (dest / "galaxy.yml").is_file()
+    assert (dest / "plugins/modules/crash_hotplug_rule.py").is_file()
