@@ -162,8 +162,32 @@ def test_systemd_analyze_rejects_broken_units(installed: Path, name: str, old: s
         broken.unlink()
 
 
+VENDOR_RULES = """\
+SUBSYSTEM=="cpu", ACTION=="add", RUN+="/usr/sbin/kdump-config try-reload"
+SUBSYSTEM=="memory", ACTION=="online", RUN+="/usr/sbin/kdump-config try-reload"
+"""
+
+
+def test_remove_takes_the_managed_block_out(installed: Path) -> None:
+    """Next to last: removes the package. Its override of the kdump-tools rules must not
+    outlive it (it would shadow the vendor file's future updates)."""
+    vendor = installed / "lib/udev/rules.d/50-kdump-tools.rules"
+    vendor.parent.mkdir(parents=True, exist_ok=True)
+    vendor.write_text(VENDOR_RULES)
+    override = installed / "etc/udev/rules.d/50-kdump-tools.rules"
+    try:
+        chroot.run(installed, ["kdumpd", "rule", "install"])
+        assert "kdumpd" in override.read_text()
+        removal = chroot.run(installed, ["dpkg", "--remove", "kdumpd"])
+        assert not override.exists()
+        assert "not empty" not in removal.stderr
+        assert not (installed / "usr/lib/python3/dist-packages/kdumpd").exists()
+    finally:
+        vendor.unlink()
+
+
 def test_purge_removes_everything(installed: Path) -> None:
-    """Last: removes the package from this module's chroot."""
+    """Last: purges the (removed) package from this module's chroot."""
     chroot.run(installed, ["dpkg", "--purge", "kdumpd"])
     assert not (installed / "etc/kdumpd").exists()
     assert not (installed / UNIT.lstrip("/")).exists()
