@@ -6,9 +6,12 @@ temp root given to the module's ``root`` option.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from tests.ansible.conftest import Ansible
 
@@ -182,6 +185,20 @@ def test_an_invalid_kdumpd_config_fails_naming_the_key(ansible: Ansible, target:
 
     assert run.results["rule"]["_status"] == "failed"
     assert "rule.root" in run.results["rule"]["msg"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="kdumpd trusts any config file when not root")
+def test_a_world_writable_kdumpd_config_is_refused(ansible: Ansible, target: Path) -> None:
+    (target / DEBIAN_ADMIN).write_text(DEBIAN)
+    config = target / "kdumpd.toml"
+    config.write_text('[rule]\npath = "/etc/udev/rules.d/50-kdump-tools.rules"\n')
+    config.chmod(0o666)  # anyone could point root's Ansible run at any file
+
+    run = ansible.playbook([rule_task(target, config=str(config))])
+
+    assert run.results["rule"]["_status"] == "failed"
+    assert "world-writable" in run.results["rule"]["msg"]
+    assert (target / DEBIAN_ADMIN).read_text() == DEBIAN
 
 
 def test_malformed_markers_fail_and_leave_the_file_alone(ansible: Ansible,

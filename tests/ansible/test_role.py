@@ -71,7 +71,7 @@ def test_role_writes_a_config_kdumpd_accepts_installs_the_rule_and_notifies_the_
     assert HANDLER in first.handlers
     assert second.returncode == 0, second.stdout
     assert second.recap()["changed"] == 0
-    assert not HANDLER in second.handlers
+    assert HANDLER not in second.handlers
 
 
 def test_role_config_change_notifies_the_handler_and_rule_absent_removes_the_block(

@@ -63,6 +63,9 @@ options:
     description:
       - The kdumpd configuration file that supplies the defaults of O(path), O(root) and
         O(handover). A missing file means kdumpd's built-in defaults.
+      - Read only when one of those options is not given. Run as root, the module refuses
+        it (like the daemon does) unless it is owned by root and not group- or
+        world-writable.
     type: path
     default: /etc/kdumpd/kdumpd.toml
   backup:
@@ -135,6 +138,16 @@ backup_file:
   returned: when a backup was made
   type: str
   sample: /etc/udev/rules.d/98-kexec.rules.4242.2026-11-24@20:18:39~
+validated_with:
+  description: How the new text was checked before it replaced the file.
+  returned: after a write
+  type: str
+  sample: udevadm verify
+udevd:
+  description: What happened to udevd after a change (reloaded, or why not).
+  returned: after a change, outside check mode
+  type: str
+  sample: udevd reloaded its rules
 results:
   description: One result (C(changed), C(msg), C(path), ...) per file managed.
   returned: when several kdump rules files were found
@@ -151,6 +164,7 @@ try:
     from kdumpd.config import ConfigError
     from kdumpd.config import load as load_config
     from kdumpd.rules import manage
+    from kdumpd.security import check_trusted_file
 except ImportError:
     KDUMPD_IMPORT_ERROR = traceback.format_exc()
 else:
@@ -169,24 +183,19 @@ ARGUMENT_SPEC = dict(
 def settings(params):
     """path, root and handover: the options given, else the [rule] settings of the config.
 
-    Raises kdumpd's ConfigError for an invalid config file.
+    Raises kdumpd's ConfigError for an invalid or untrusted config file: like the daemon,
+    the module (run as root) refuses a config someone other than root could have written,
+    since it names the file to edit.
     """
-    needed = [params["path"], params["root"], params["handover"]]
-    rule = load_config(Path(params["config"])).rule if None in needed else None
+    rule = None
+    if None in (params["path"], params["root"], params["handover"]):
+        config = Path(params["config"])
+        check_trusted_file(config, "config file")
+        rule = load_config(config).rule
     path = params["path"] if params["path"] is not None else rule.path
     root = Path(params["root"]) if params["root"] is not None else rule.root
     handover = Path(params["handover"]) if params["handover"] is not None else rule.handover
     return path, root, handover
-
-
-def ansible_headers(diff):
-    """kdumpd's headers read "before: PATH"; Ansible prints "before: " itself."""
-    diff = dict(diff)
-    for key, word in (("before_header", "before: "), ("after_header", "after: ")):
-        header = diff.get(key)
-        if isinstance(header, str) and header.startswith(word):
-            diff[key] = header[len(word):]
-    return diff
 
 
 def shape(result, diff_mode):
@@ -199,10 +208,6 @@ def shape(result, diff_mode):
         result.pop("diff", None)
         for entry in entries:
             entry.pop("diff", None)
-    elif isinstance(result.get("diff"), list):
-        result["diff"] = [ansible_headers(diff) for diff in result["diff"]]
-    elif "diff" in result:
-        result["diff"] = ansible_headers(result["diff"])
     if entries:
         result["results"] = entries
     return warnings, failed, result
