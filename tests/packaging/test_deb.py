@@ -168,15 +168,18 @@ SUBSYSTEM=="memory", ACTION=="online", RUN+="/usr/sbin/kdump-config try-reload"
 """
 
 
-def test_remove_takes_the_managed_block_out(installed: Path) -> None:
+def test_remove_takes_the_managed_block_out(installed: Path, deb: Path) -> None:
     """Next to last: removes the package. Its override of the kdump-tools rules must not
-    outlive it (it would shadow the vendor file's future updates)."""
+    outlive it (it would shadow the vendor file's future updates); an upgrade keeps it."""
     vendor = installed / "lib/udev/rules.d/50-kdump-tools.rules"
     vendor.parent.mkdir(parents=True, exist_ok=True)
     vendor.write_text(VENDOR_RULES)
     override = installed / "etc/udev/rules.d/50-kdump-tools.rules"
     try:
         chroot.run(installed, ["kdumpd", "rule", "install"])
+        assert "kdumpd" in override.read_text()
+        # An upgrade (here: the same version again) keeps the block.
+        chroot.run(installed, ["dpkg", "-i", f"/tmp/{deb.name}"])
         assert "kdumpd" in override.read_text()
         removal = chroot.run(installed, ["dpkg", "--remove", "kdumpd"])
         assert not override.exists()
