@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by build-deb and build-rpm (from the top of the tree): what goes into a build,
 # and a hash of it for incremental builds.
 
