@@ -17,6 +17,7 @@ import base64
 import contextlib
 import itertools
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -241,7 +242,8 @@ class Vm:
             "-kernel", str(c.kernel.vmlinuz), "-initrd", str(c.kernel.initrd),
             "-append", append,
             "-drive", f"file={c.root_image},if=virtio,format=raw,snapshot=on",
-            "-display", "none", "-monitor", "none", "-nic", "none", "-no-reboot",
+            # No VGA, CD-ROM, NIC: fewer devices to probe under TCG, a faster boot.
+            "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
             "-serial", f"file:{self.serial_log}",
             "-device", "virtio-serial",
             "-chardev", f"socket,id=shell,path={self.dir / 'console.sock'},server=on,wait=off",
@@ -271,11 +273,13 @@ class Vm:
             raise GuestError(f"boot failed: {exc}\n{self.serial_tail()}") from exc
         self.boot_s = time.monotonic() - started
 
-    def serial_tail(self, chars: int = 3000) -> str:
+    def serial_tail(self, chars: int = 1500) -> str:
+        """The end of the serial console (kernel messages), without terminal escapes."""
         try:
-            return self.serial_log.read_text(errors="replace")[-chars:]
+            text = self.serial_log.read_text(errors="replace")
         except OSError:
             return ""
+        return re.sub(r"\x1b\[[0-9;?!]*[A-Za-z]", "", text).replace("\r", "")[-chars:]
 
     @property
     def sh(self) -> Console:

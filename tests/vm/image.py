@@ -15,6 +15,7 @@ Needs root (debootstrap, chroot). Every command is an argv list with a timeout.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # Bump when the build steps below change in a way that changes the result.
-SCRIPT_VERSION = "4"
+SCRIPT_VERSION = "5"
 MIRROR = "http://deb.debian.org/debian"
 GUEST_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kexec-tools", "python3", "python3-pyudev",
@@ -126,12 +127,44 @@ def load_image(spec: ImageSpec) -> Image | None:
 
 
 def get_image(spec: ImageSpec | None = None) -> Image:
-    """The cached image for ``spec``, building it first when the cache has none."""
+    """The cached image for ``spec``, building it first when the cache has none.
+
+    A lock file serialises concurrent runs (a second run waits, then finds the cache).
+    """
     spec = spec or ImageSpec()
-    cached = load_image(spec)
-    if cached is not None:
-        return cached
     ensure_host_tools()
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with (cache_root() / ".lock").open("w") as lock:
+        deadline = time.monotonic() + 1800
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise BuildError("another build held the cache lock for 30 min") from None
+                time.sleep(2)
+        cached = load_image(spec)
+        if cached is not None:
+            return cached
+        image = build_into_cache(spec)
+        prune(keep=spec.key())
+        return image
+
+
+def prune(keep: str, max_age_days: float = 14) -> None:
+    """Delete cache entries of other inputs not used for ``max_age_days``."""
+    for entry in cache_root().iterdir():
+        if entry.name == keep or entry.name.startswith(".") or not entry.is_dir():
+            continue
+        stamp = entry / "manifest.json"
+        age_s = time.time() - (stamp.stat().st_atime if stamp.exists() else 0)
+        if age_s > max_age_days * 86400:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def build_into_cache(spec: ImageSpec) -> Image:
+    """Build in ``<key>.tmp`` and rename: a half-built image is never taken for done."""
     directory = cache_root() / spec.key()
     work = directory.with_name(directory.name + ".tmp")
     if work.exists():
@@ -262,7 +295,7 @@ def install_kernel(root: Path, choice: KernelChoice, mirror: str) -> str:
     """Unpack the kernel of ``choice`` into the root (no postinst), depmod; its release."""
     package = kernel_package(root, choice.suite, mirror)
     deb = download(root, choice.suite, mirror, package)
-    run(["dpkg-deb", "-x", deb, root], timeout=300)
+    unpack(deb, root)
     deb.unlink()
     release = package.removeprefix("linux-image-")
     if release.endswith("-unsigned"):
@@ -271,6 +304,23 @@ def install_kernel(root: Path, choice: KernelChoice, mirror: str) -> str:
         raise BuildError(f"{package} has no /boot/vmlinuz-{release}")
     chroot(root, ["depmod", "-a", release], timeout=300)
     return release
+
+
+def unpack(deb: Path, root: Path) -> None:
+    """Unpack ``deb`` into ``root`` without its postinst, keeping merged-/usr symlinks.
+
+    ``dpkg-deb -x`` would replace the /lib -> usr/lib symlink with a directory when the
+    package (bookworm's kernel) ships files under /lib.
+    """
+    tarball = deb.with_suffix(".tar")
+    with tarball.open("wb") as out:
+        try:
+            subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=out,
+                           stderr=subprocess.PIPE, timeout=300, check=True)
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+            raise BuildError(f"dpkg-deb --fsys-tarfile {deb}: {error}") from error
+    run(["tar", "-x", "--keep-directory-symlink", "-f", tarball, "-C", root], timeout=300)
+    tarball.unlink()
 
 
 def make_initrd(root: Path, release: str, out: Path) -> None:
