@@ -5,6 +5,7 @@ this copies it into a temp dir of that shape and runs there::
 
     .venv/bin/python -m tests.ansible.sanity                  # --venv --python <this one>
     .venv/bin/python -m tests.ansible.sanity --python 3.13    # extra args go to ansible-test
+    .venv/bin/python -m tests.ansible.sanity --all-pythons    # 3.8 ... 3.13 found on PATH
     .venv/bin/python -m tests.ansible.sanity --pip-from-pypi  # see below
 
 Every sanity test runs in its own virtualenv that ansible-test fills from PyPI (cached
@@ -80,12 +81,17 @@ def copy_collection(base: Path) -> Path:
     return dest
 
 
-def run(args: Sequence[str], *, capture: bool = False) -> subprocess.CompletedProcess[str]:
-    """Run ``ansible-test sanity ARGS`` on a copy of the collection."""
+def run(args: Sequence[str], *, capture: bool = False,
+        all_pythons: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run ``ansible-test sanity ARGS`` on a copy of the collection.
+
+    Without ``--python`` in ARGS: this Python, or with ``all_pythons`` every Python
+    version ansible-test supports for modules that it finds on PATH.
+    """
     args = list(args)
     if "--venv" not in args and "--local" not in args and "--docker" not in args:
         args.append("--venv")
-    if "--python" not in args:
+    if "--python" not in args and not all_pythons:
         args += ["--python", f"{sys.version_info.major}.{sys.version_info.minor}"]
     with tempfile.TemporaryDirectory(prefix="kdumpd-sanity-") as temp:
         dest = copy_collection(Path(temp))
@@ -99,7 +105,10 @@ def main(argv: Sequence[str]) -> int:
     if "--pip-from-pypi" in args:
         args.remove("--pip-from-pypi")
         print(f"pip bootstrap stand-in: {install_get_pip_stand_in()}", file=sys.stderr)
-    return run(args).returncode
+    all_pythons = "--all-pythons" in args
+    if all_pythons:
+        args.remove("--all-pythons")
+    return run(args, all_pythons=all_pythons).returncode
 
 
 if __name__ == "__main__":

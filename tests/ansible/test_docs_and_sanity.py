@@ -37,7 +37,11 @@ def module_argument_spec() -> dict[str, Any]:
     spec = importlib.util.spec_from_file_location("kdumpd_crash_hotplug_rule", MODULE_FILE)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep ansible/ clean
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes
     argument_spec: dict[str, Any] = module.ARGUMENT_SPEC
     return argument_spec
 
@@ -68,6 +72,16 @@ def test_role_argument_spec_matches_its_defaults(ansible: Ansible) -> None:
     assert set(options) == set(defaults)
     for name, value in defaults.items():
         assert options[name]["default"] == value, name
+
+
+def test_the_collection_builds(ansible: Ansible) -> None:
+    done = subprocess.run([sys.executable, "-m", "ansible", "galaxy", "collection", "build",
+                           "--output-path", str(ansible.workdir), str(COLLECTION)],
+                          cwd=ansible.workdir, env=ansible.env(), capture_output=True,
+                          text=True, timeout=60, check=False)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (ansible.workdir / "kdumpd-kdumpd-0.1.0.tar.gz").is_file()
 
 
 @pytest.mark.skipif(os.environ.get("KDUMPD_ANSIBLE_SANITY") != "1",
