@@ -104,6 +104,10 @@ def run(root: Path, argv: Sequence[str], *, timeout: float = 300,
          "/bin/sh", "-c", script, str(root), *argv],
         capture_output=True, text=True, timeout=timeout, env=ENV, check=False,
     )
+    if "cannot change root filesystem propagation" in result.stderr:
+        # "/" is not a mount point: these tests run inside a chroot themselves.
+        raise RuntimeError("needs a private mount namespace (unshare --mount --propagation "
+                           f"private), which fails here: {result.stderr.strip()}")
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(argv)} exited {result.returncode} in {root}:\n"
                              f"stdout:\n{result.stdout}\nstderr:\n{result.stderr}")
