@@ -82,6 +82,22 @@ class Hotplug:
                                 memdev=f"mem-{name}")
         return name
 
+    def remove_dimm(self, name: str, timeout: float = 60.0) -> None:
+        """Ask the guest to give DIMM ``name`` back; wait until QEMU has unplugged it.
+
+        Works when the blocks are movable (see BASE_APPEND); otherwise the guest refuses
+        and this raises after ``timeout`` seconds.
+        """
+        self.vm.monitor.execute("device_del", id=name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            devices = self.vm.monitor.execute("query-memory-devices")
+            if all(dev.get("data", {}).get("id") != name for dev in devices):
+                self.vm.monitor.execute("object-del", id=f"mem-{name}")
+                return
+            time.sleep(0.5)
+        raise GuestError(f"DIMM {name} still plugged {timeout:.0f} s after device_del")
+
     def add_cpu(self) -> int:
         """Hot-add one CPU (it stays offline: Debian has no auto-online rule); its number."""
         before = set(self.online_cpus(present=True))

@@ -29,7 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 # Bump when the build steps below change in a way that changes the result.
 SCRIPT_VERSION = "5"
-MIRROR = "http://deb.debian.org/debian"
+# KDUMPD_VM_MIRROR points the build at another Debian mirror (it is part of the cache key).
+MIRROR = os.environ.get("KDUMPD_VM_MIRROR", "http://deb.debian.org/debian")
 GUEST_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kexec-tools", "python3", "python3-pyudev",
     "python3-systemd", "kmod", "initramfs-tools", "procps", "zstd",

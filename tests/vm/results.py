@@ -27,6 +27,9 @@ class BurstResult:
     after: CrashState
     reload_ms: list[int] = field(default_factory=list)
     latency_s: float | None = None  # first udev event -> kdumpd's last decision logged
+    span_s: float = 0.0  # first to last udev event
+    max_gap_s: float = 0.0  # longest pause between two consecutive udev events
+    slow_gaps: int = 0  # pauses longer than kdumpd's quiet period: each may end a burst
     reasons: list[str] = field(default_factory=list)
 
 
@@ -64,8 +67,10 @@ class RunResults:
             "run, committed as evidence. Each burst: the events udev passed on, kdumpd's",
             "decisions for them (from `journalctl -o json -u kdumpd`), the kernel's",
             "crash_hotplug (cpu, memory) before and after, `kexec_crash_loaded` after, the",
-            "reload durations kdumpd logged, and the latency from the first udev event to",
-            "kdumpd's last decision message.",
+            "reload durations kdumpd logged, how long the events took to arrive (first to",
+            "last, and the longest pause between two), and the latency from the first udev",
+            "event to kdumpd's last decision message. kdumpd ran with quiet_ms=250,",
+            "max_delay_ms=3000.",
             "",
             f"- run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(self.started))}, "
             f"host {platform.node() or '?'}, {qemu_version()}",
@@ -89,8 +94,8 @@ class RunResults:
                 lines += [
                     "| burst | udev events | kdumpd events | decisions | reloads | failed "
                     "| crash_hotplug before | crash_hotplug after | kexec_crash_loaded after "
-                    "| reload ms | latency s |",
-                    "|---|---|---|---|---|---|---|---|---|---|---|",
+                    "| reload ms | events span / max gap s | latency s |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|",
                 ]
                 for b in scenario.bursts:
                     latency = f"{b.latency_s:.2f}" if b.latency_s is not None else "-"
@@ -98,7 +103,8 @@ class RunResults:
                         f"| {b.burst} | {b.udev_events} | {b.kdumpd_events} | {b.decisions} "
                         f"| {b.reloads} | {b.failed} | {b.before.hotplug()} "
                         f"| {b.after.hotplug()} | {b.after.loaded} "
-                        f"| {', '.join(map(str, b.reload_ms)) or '-'} | {latency} |"
+                        f"| {', '.join(map(str, b.reload_ms)) or '-'} "
+                        f"| {b.span_s:.2f} / {b.max_gap_s:.2f} | {latency} |"
                     )
                 lines.append("")
                 reasons = sorted({r for b in scenario.bursts for r in b.reasons})

@@ -34,6 +34,7 @@ from .results import BurstResult, RunResults, ScenarioResult
 
 DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKIPPED,
              journal_ids.WOULD_RELOAD}
+QUIET_S = 0.25  # [events] quiet_ms of the guest's config
 BURST_TIMEOUT_S = 90.0  # events -> all accounted for in kdumpd's journal
 WORKDIR = Path(os.environ.get("KDUMPD_VM_WORKDIR", "/tmp/kdumpd-vm"))
 DISTRO_RULES = "/root/distro-rules/50-kdump-tools.rules"
@@ -211,8 +212,9 @@ def run_burst(guest: Guest, name: str, action: Callable[[], object]) -> BurstRes
     decisions = [e for e in entries if e.message_id in DECISIONS]
     done = [e for e in decisions if e.message_id == journal_ids.RELOAD_DONE]
     latency = None
+    times = sorted(e.monotonic_s for e in events)
     if events and decisions:
-        latency = decisions[-1].monotonic_s - min(e.monotonic_s for e in events)
+        latency = decisions[-1].monotonic_s - times[0]
     return BurstResult(
         burst=name,
         udev_events=len(events),
@@ -224,6 +226,9 @@ def run_burst(guest: Guest, name: str, action: Callable[[], object]) -> BurstRes
         after=after,
         reload_ms=[int(e.get("KDUMPD_RELOAD_DURATION_MS", "0")) for e in done],
         latency_s=latency,
+        span_s=times[-1] - times[0] if times else 0.0,
+        max_gap_s=max((b - a for a, b in zip(times, times[1:])), default=0.0),
+        slow_gaps=sum(b - a > QUIET_S for a, b in zip(times, times[1:])),
         reasons=[strip_counts(e.get("MESSAGE")) for e in entries
                  if e.message_id not in (journal_ids.RELOAD_DONE,)],
     )
@@ -242,9 +247,21 @@ def restart_with(guest: Guest, config: d.KdumpdConfig) -> None:
 def said(burst: BurstResult) -> str:
     """What kdumpd logged for ``burst``, for assertion messages."""
     return (f"{burst.burst}: {burst.udev_events} udev events, {burst.reloads} reload(s), "
-            f"{burst.failed} failed, crash_hotplug {burst.before.hotplug()} -> "
-            f"{burst.after.hotplug()}, kexec_crash_loaded -> {burst.after.loaded}; "
+            f"{burst.failed} failed, {burst.slow_gaps} pause(s) > quiet_ms, "
+            f"crash_hotplug {burst.before.hotplug()} -> {burst.after.hotplug()}, "
+            f"kexec_crash_loaded -> {burst.after.loaded}; "
             "kdumpd said: " + " | ".join(burst.reasons))
+
+
+def assert_one_reload_per_burst(burst: BurstResult) -> None:
+    """Exactly one reload when the events came without a pause longer than quiet_ms.
+
+    Under TCG on a busy host the kernel can take longer than the quiet period between
+    two events of one DIMM (offlining migrates pages); kdumpd then rightly sees more
+    than one burst, at most one more per such pause.
+    """
+    assert burst.failed == 0, said(burst)
+    assert 1 <= burst.reloads <= 1 + burst.slow_gaps, said(burst)
 
 
 def assert_accounted(burst: BurstResult) -> None:
@@ -290,8 +307,7 @@ def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Call
         assert_accounted(burst)
         assert burst.before.loaded == "1"
         assert (burst.before.cpu, burst.before.memory) == ("0", "0")
-        assert burst.reloads == 1, said(burst)
-        assert burst.failed == 0, said(burst)
+        assert_one_reload_per_burst(burst)
         assert burst.after.loaded == "1", said(burst)
         assert (burst.after.cpu, burst.after.memory) == ("0", "0")
 
@@ -450,11 +466,13 @@ def test_6_old_kernel_without_crash_hotplug(bookworm: Guest, scenario: Callable)
     restart_with(bookworm, bookworm.config(load="auto"))
     for name, action in (("DIMM hot-add 512 MiB", dimm_burst(bookworm)),
                          ("CPU1 offline+online", cpu_cycle_burst(bookworm)),
-                         ("DIMM hot-add 512 MiB (2)", dimm_burst(bookworm))):
+                         ("CPU hot-add (QMP) + online", cpu_add_burst(bookworm)),
+                         ("DIMM hot-remove (QMP device_del)",
+                          lambda: bookworm.hotplug.remove_dimm("dimm1"))):
         result.bursts.append(run_burst(bookworm, name, action))
     for burst in result.bursts:
         assert_accounted(burst)
         assert (burst.before.cpu, burst.before.memory) == (None, None)
-        assert burst.reloads == 1 and burst.failed == 0, said(burst)
+        assert_one_reload_per_burst(burst)
         assert burst.after.loaded == "1"
         assert (burst.after.cpu, burst.after.memory) == (None, None)
