@@ -154,6 +154,25 @@ def test_remove_deletes_the_override_it_created(ansible: Ansible, target: Path) 
     assert files(target) == before
 
 
+def test_several_rules_files_give_results_and_a_list_diff(ansible: Ansible,
+                                                         target: Path) -> None:
+    (target / FEDORA_VENDOR).write_text(FEDORA)
+    (target / DEBIAN_ADMIN).write_text(DEBIAN)
+
+    run = ansible.playbook([rule_task(target)], check=True, diff=True)
+    quiet = ansible.playbook([rule_task(target)], check=True)
+
+    result = run.results["rule"]
+    assert result["changed"] is True, run.stdout
+    assert sorted(entry["path"] for entry in result["results"]) == \
+        ["/" + DEBIAN_ADMIN, "/" + FEDORA_OVERRIDE]
+    assert [d["after"].startswith(BEGIN) for d in result["diff"]] == [True, True]
+    assert "+++ after: /" + DEBIAN_ADMIN in run.stdout
+    assert "+++ after: /" + FEDORA_OVERRIDE in run.stdout
+    assert "diff" not in quiet.results["rule"]
+    assert all("diff" not in entry for entry in quiet.results["rule"]["results"])
+
+
 def test_backup_keeps_the_old_file_and_returns_its_name(ansible: Ansible, target: Path) -> None:
     (target / DEBIAN_ADMIN).write_text(DEBIAN)
 
