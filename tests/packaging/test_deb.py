@@ -162,19 +162,43 @@ def test_systemd_analyze_rejects_broken_units(installed: Path, name: str, old: s
         broken.unlink()
 
 
+# Debian 12's kdump-tools 1:1.8.1 /lib/udev/rules.d/50-kdump-tools.rules.
 VENDOR_RULES = """\
-SUBSYSTEM=="cpu", ACTION=="add", RUN+="/usr/sbin/kdump-config try-reload"
-SUBSYSTEM=="memory", ACTION=="online", RUN+="/usr/sbin/kdump-config try-reload"
+SUBSYSTEM=="memory", ACTION=="online", PROGRAM="/usr/sbin/kdump-config try-reload"
+SUBSYSTEM=="memory", ACTION=="offline", PROGRAM="/usr/sbin/kdump-config try-reload"
+SUBSYSTEM=="cpu", ACTION=="add", PROGRAM="/usr/sbin/kdump-config try-reload"
+SUBSYSTEM=="cpu", ACTION=="remove", PROGRAM="/usr/sbin/kdump-config try-reload"
+SUBSYSTEM=="cpu", ACTION=="online", PROGRAM="/usr/sbin/kdump-config try-reload"
 """
 
 
-def test_remove_takes_the_managed_block_out(installed: Path, deb: Path) -> None:
-    """Next to last: removes the package. Its override of the kdump-tools rules must not
-    outlive it (it would shadow the vendor file's future updates); an upgrade keeps it."""
-    vendor = installed / "lib/udev/rules.d/50-kdump-tools.rules"
-    vendor.parent.mkdir(parents=True, exist_ok=True)
-    vendor.write_text(VENDOR_RULES)
+def stand_in_rules_package(directory: Path) -> Path:
+    """A package shipping kdump-tools' udev rules file (the real one needs far more)."""
+    tree = directory / "tree"
+    (tree / "DEBIAN").mkdir(parents=True)
+    (tree / "DEBIAN/control").write_text(
+        "Package: kdumpd-test-kdump-rules\nVersion: 1.0\nArchitecture: all\n"
+        "Maintainer: kdumpd tests <kdumpd@example.org>\n"
+        "Description: kdump-tools' udev rules, for kdumpd's package tests\n")
+    rules = tree / "lib/udev/rules.d/50-kdump-tools.rules"
+    rules.parent.mkdir(parents=True)
+    rules.write_text(VENDOR_RULES)
+    package = directory / "kdumpd-test-kdump-rules_1.0_all.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-b", str(tree), str(package)],
+                   check=True, capture_output=True, timeout=60)
+    return package
+
+
+def test_managed_block_follows_the_package(installed: Path, deb: Path,
+                                           tmp_path: Path) -> None:
+    """Next to last: removes the package. The override of kdump-tools' rules that kdumpd
+    creates survives an upgrade of kdumpd, is rebuilt when kdump-tools updates its rules
+    (dpkg trigger), and does not outlive kdumpd (it would hide the vendor file)."""
+    rules_deb = stand_in_rules_package(tmp_path)
+    shutil.copy(rules_deb, installed / "tmp" / rules_deb.name)
     override = installed / "etc/udev/rules.d/50-kdump-tools.rules"
+    installing = chroot.run(installed, ["dpkg", "-i", f"/tmp/{rules_deb.name}"])
+    assert "Processing triggers for kdumpd" in installing.stdout
     try:
         chroot.run(installed, ["kdumpd", "rule", "install"])
         assert "kdumpd" in override.read_text()
@@ -186,7 +210,7 @@ def test_remove_takes_the_managed_block_out(installed: Path, deb: Path) -> None:
         assert "not empty" not in removal.stderr
         assert not (installed / "usr/lib/python3/dist-packages/kdumpd").exists()
     finally:
-        vendor.unlink()
+        chroot.run(installed, ["dpkg", "--purge", "kdumpd-test-kdump-rules"])
 
 
 def test_purge_removes_everything(installed: Path) -> None:

@@ -68,6 +68,13 @@ def test_scriptlets_handle_the_unit(rpm: Path) -> None:
     assert scripts.count("kdumpd.service") >= 3
 
 
+def test_file_trigger_on_kdump_udev_rules(rpm: Path) -> None:
+    triggers = query(rpm, "--filetriggers")
+    assert "filetriggerin" in triggers
+    assert "/udev/rules.d" in triggers
+    assert "try-reload-or-restart kdumpd.service" in triggers
+
+
 def test_payload_matches_the_sources(rpm: Path, tmp_path: Path) -> None:
     need_tool("rpm2cpio", "rpm")
     need_tool("cpio", "cpio")
