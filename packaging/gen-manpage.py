@@ -45,7 +45,7 @@ HARDENING = (
     "(/etc/udev/rules.d). The kdumpctl and kdump-config backends run the distribution's "
     "own kdump scripts, which need more (they write crash initrds and state outside those "
     "paths). Widen the sandbox with a drop-in made with \\fBsystemctl edit kdumpd.service\\fR; "
-    "the section Hardening of /usr/share/doc/kdumpd/README.md shows one."
+    "the section Hardening of the README in /usr/share/doc/kdumpd/ shows one."
 )
 
 SEE_ALSO = ("kexec(8)", "kdump-config(8)", "kdumpctl(8)", "systemd.service(5)",
