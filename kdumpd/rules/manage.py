@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kdumpd.command import CommandError
 from kdumpd.rules import atomic, discover, planner, snippet, udev
 from kdumpd.rules.discover import Target
 
@@ -275,7 +276,7 @@ def _reload(tool: udev.Udev, root: Path) -> str:
         return f"not reloading udevd: the rules live under {root}, not /"
     try:
         return tool.reload()
-    except udev.CommandError as error:
+    except CommandError as error:
         # The file is in place; udevd also notices changed rules on its own.
         return f"warning: the rules changed but udevd did not reload them: {error}"
 

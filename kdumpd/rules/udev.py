@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess  # noqa: S404 - argv lists only, see run()
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from kdumpd.command import CommandError, Completed, run
 from kdumpd.rules import syntax
 
 VERIFY_SINCE = 254  # systemd version that added `udevadm verify`
@@ -25,44 +24,11 @@ NO_STYLE_SINCE = 255  # `udevadm verify --no-style`
 CONTROL_SOCKET = Path("/run/udev/control")
 
 
-class CommandError(Exception):
-    """A command could not run at all (not found, timed out); ``str()`` is one line."""
-
-
 class ValidationError(Exception):
     """The new text is not valid udev rules; ``str()`` is one line naming the problem."""
 
 
-@dataclass(frozen=True)
-class Completed:
-    returncode: int
-    stdout: str
-    stderr: str
-
-    def last_error_line(self) -> str:
-        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines()]
-        lines = [line for line in lines if line]
-        return lines[-1] if lines else f"exit status {self.returncode}"
-
-
 Runner = Callable[[Sequence[str], float], Completed]
-
-
-def run(argv: Sequence[str], timeout: float) -> Completed:
-    """Run ``argv`` (no shell) with a timeout. Raises :class:`CommandError`."""
-    command = " ".join(argv)
-    try:
-        done = subprocess.run(  # noqa: S603 - fixed argv, no shell
-            list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            errors="replace", timeout=timeout, check=False,
-        )
-    except FileNotFoundError:
-        raise CommandError(f"{argv[0]}: command not found") from None
-    except subprocess.TimeoutExpired:
-        raise CommandError(f"{command}: timed out after {timeout:g} s (killed)") from None
-    except OSError as error:
-        raise CommandError(f"{command}: {error.strerror}") from None
-    return Completed(done.returncode, done.stdout, done.stderr)
 
 
 class Udev:

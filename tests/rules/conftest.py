@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from kdumpd.command import Completed
 from kdumpd.rules import atomic, manage, snippet, udev
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -32,15 +33,15 @@ class FakeUdevadm:
     reload_rc: int = 0
     calls: list[list[str]] = field(default_factory=list)
 
-    def __call__(self, argv: Sequence[str], timeout: float) -> udev.Completed:
+    def __call__(self, argv: Sequence[str], timeout: float) -> Completed:
         assert timeout > 0
         self.calls.append(list(argv))
         if argv[1:] == ["--version"]:
-            return udev.Completed(0, self.version + "\n", "")
+            return Completed(0, self.version + "\n", "")
         if argv[1] == "verify":
-            return udev.Completed(self.verify_rc, "", self.verify_err)
+            return Completed(self.verify_rc, "", self.verify_err)
         if argv[1:] == ["control", "--reload"]:
-            return udev.Completed(self.reload_rc, "", "Failed to reload" if self.reload_rc else "")
+            return Completed(self.reload_rc, "", "Failed to reload" if self.reload_rc else "")
         raise AssertionError(f"unexpected command {argv}")
 
     def ran(self, *words: str) -> bool:

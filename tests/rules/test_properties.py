@@ -9,6 +9,7 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from kdumpd.command import Completed
 from kdumpd.rules import manage, planner, snippet, syntax, udev
 from kdumpd.rules.planner import PlanError, plan
 
@@ -111,5 +112,5 @@ def test_any_file_bytes_give_a_result_dict_never_an_exception(data: bytes, state
 
 
 class _NoUdevadm:
-    def __call__(self, argv: Sequence[str], timeout: float) -> udev.Completed:
-        return udev.Completed(1, "", "udevadm: not here")
+    def __call__(self, argv: Sequence[str], timeout: float) -> Completed:
+        return Completed(1, "", "udevadm: not here")

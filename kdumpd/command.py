@@ -1,0 +1,48 @@
+"""Running external commands: argv lists with a timeout, never a shell.
+
+The one place kdumpd starts a process. Callers decide what a non-zero exit means
+(a backend turns it into a failed reload, udev validation into a rejected file).
+"""
+
+from __future__ import annotations
+
+import subprocess  # noqa: S404 - argv lists only, see run()
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class CommandError(Exception):
+    """A command could not run at all (not found, timed out); ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def last_error_line(self) -> str:
+        """The last non-empty line of stderr (else stdout), for a one-line message."""
+        lines = [line.strip() for line in (self.stderr + "\n" + self.stdout).splitlines()]
+        lines = [line for line in lines if line]
+        return lines[-1] if lines else f"exit status {self.returncode}"
+
+
+def run(argv: Sequence[str], timeout: float) -> Completed:
+    """Run ``argv`` with ``timeout`` seconds; a command that runs over is killed.
+
+    Raises CommandError naming the command when it is not found, cannot start or timed out.
+    """
+    command = " ".join(argv)
+    try:
+        done = subprocess.run(  # noqa: S603 - argv list, no shell
+            list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            errors="replace", timeout=timeout, check=False,
+        )
+    except FileNotFoundError:
+        raise CommandError(f"{argv[0]}: command not found") from None
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"{command}: timed out after {timeout:g} s (killed)") from None
+    except OSError as error:
+        raise CommandError(f"{command}: {error.strerror}") from None
+    return Completed(done.returncode, done.stdout, done.stderr)
