@@ -33,7 +33,7 @@ def role_play(target: Path, **variables: Any) -> dict[str, Any]:
         # Whoever runs the tests owns the file (root in CI containers, not always).
         "kdumpd_config_owner": pwd.getpwuid(os.geteuid()).pw_name,
         "kdumpd_config_group": grp.getgrgid(os.getegid()).gr_name,
-        "kdumpd_executable": str(Path(sys.executable).with_name("kdumpd")),
+        "kdumpd_executable": f"{sys.executable} -m kdumpd",
         "kdumpd_rule_root": str(target),
     }
     values.update(variables)
