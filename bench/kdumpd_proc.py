@@ -33,9 +33,10 @@ class KdumpdProcess:
 
     def __init__(
         self, workdir: Path, *, crash_hotplug: str, receive_buffer: int,
-        quiet_ms: int = 250, max_delay_ms: int = 3000, delay_ms: int = 500,
+        quiet_ms: int = 250, max_delay_ms: int = 3000, delay_ms: int = 500, variant: str = "",
     ) -> None:
         self.workdir = workdir
+        self.variant = variant
         self.quiet_s = quiet_ms / 1000
         self.root = fakesysfs.build(workdir / "root", crash_loaded="1",
                                     crash_hotplug=crash_hotplug)
@@ -80,10 +81,14 @@ class KdumpdProcess:
         env = {**os.environ, "NOTIFY_SOCKET": str(self.workdir / "notify"),
                "PYTHONPATH": str(REPO)}
         env.pop("JOURNAL_STREAM", None)
+        module = "kdumpd"
+        if self.variant:
+            module = "bench.patched"
+            env["KDUMPD_BENCH_DRAIN"] = self.variant
         with self.stderr_path.open("wb") as err:
             started = time.monotonic()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "kdumpd", "run", "--config", str(self.config)],
+                [sys.executable, "-m", module, "run", "--config", str(self.config)],
                 env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
             )
         while not self._ready.wait(0.05):

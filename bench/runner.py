@@ -77,7 +77,8 @@ class LogWatch:
 def run_kdumpd(scenario: Scenario, rep: int, devices: Devices, *, timeout: float = 60) -> Run:
     with tempfile.TemporaryDirectory(prefix="kdumpd-bench-") as tmp:
         daemon = KdumpdProcess(Path(tmp), crash_hotplug=scenario.crash_hotplug,
-                               receive_buffer=scenario.receive_buffer)
+                               receive_buffer=scenario.receive_buffer,
+                               variant=scenario.variant, quiet_ms=scenario.quiet_ms)
         try:
             ready_s = daemon.start()
             time.sleep(0.5)  # idle: the baseline after start-up

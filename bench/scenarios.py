@@ -33,6 +33,8 @@ class Scenario:
     receive_buffer: int = 128 * 1024 * 1024  # kdumpd's [events] receive_buffer_bytes
     peers: bool = True  # also run the two peer behaviours (not for kdumpd-only cases)
     quick: bool = False  # part of --quick
+    variant: str = ""  # run kdumpd through bench.patched with this drain (a proposal)
+    quiet_ms: int = 250  # kdumpd's [events] quiet_ms
 
     @property
     def events(self) -> int:
@@ -56,11 +58,29 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("62 memory + 2 cpu add", (Wave(62), Wave(2, kind="cpu", action="add"))),
     Scenario("overflow: burst 3840, 4 KiB socket buffer", (Wave(3840),),
              receive_buffer=4096, peers=False, quick=True),
+    # Proposals, measured with kdumpd's UdevSource.drain replaced (see bench/patched.py).
+    Scenario("overflow, proposed drain A (poll error = lost events)", (Wave(3840),),
+             receive_buffer=4096, peers=False, quick=True, variant="poll-error"),
+    Scenario("overflow, proposed drain B (receive until EAGAIN)", (Wave(3840),),
+             receive_buffer=4096, peers=False, variant="receive"),
+    Scenario("burst 3840, proposed drain B (receive until EAGAIN)", (Wave(3840),),
+             peers=False, variant="receive"),
 )
 
 IN_PROCESS_EXTRA: tuple[Scenario, ...] = (
     # A 16 TiB machine onlining all of its 128 MiB memory blocks.
     Scenario("burst 131072 (16 TiB in 128 MiB blocks)", (Wave(131072),), quick=True),
+)
+
+
+# kdumpd alone with other quiet windows: what the window costs a single event, and where
+# bursts start to split on this machine.
+SWEEP_QUIET_MS = (25, 50, 100)
+SWEEP: tuple[Scenario, ...] = tuple(
+    Scenario(f"{base.name} [quiet {q} ms]", base.waves, peers=False, quiet_ms=q)
+    for q in SWEEP_QUIET_MS
+    for base in SCENARIOS
+    if base.name in ("1 event", "burst 3840", "paced 20/s for 10 s", "62 memory + 2 cpu add")
 )
 
 
