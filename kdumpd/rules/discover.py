@@ -90,6 +90,12 @@ def explicit(root: Path, given: str) -> Target:
         raise DiscoverError(f"{given}: expected an absolute path")
     if "\0" in given:
         raise DiscoverError("the path must not contain NUL characters")
+    # udev reads only *.rules files; anything else named here is a typo that would put
+    # a udev block at the top of an unrelated file as root.
+    if not given.endswith(".rules"):
+        raise DiscoverError(f"{given}: not a udev rules file (the name must end in .rules)")
+    if ".." in Path(given).parts:
+        raise DiscoverError(f"{given}: must not contain '..'")
     full = root / given.lstrip("/")
     parent = full.parent
     vendor_dirs = {root / d for d in VENDOR_DIRS}

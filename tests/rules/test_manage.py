@@ -34,6 +34,20 @@ def test_explicit_missing_path_fails(fakeroot: Path, env: Env) -> None:
     assert result["failed"] is True and "no such file" in str(result["msg"])
 
 
+@pytest.mark.parametrize(("given", "why"), [
+    ("/etc/passwd", "name must end in .rules"),
+    ("/etc/udev/rules.d/../../shadow.rules", "must not contain '..'"),
+])
+def test_explicit_path_that_is_no_rules_file_is_refused_untouched(
+        fakeroot: Path, env: Env, given: str, why: str) -> None:
+    victim = fakeroot / "etc" / "passwd"
+    victim.parent.mkdir(parents=True, exist_ok=True)
+    victim.write_text("root:x:0:0::/root:/bin/sh\n")
+    result = run(fakeroot, env, path=given)
+    assert result["failed"] is True and why in str(result["msg"])
+    assert victim.read_text() == "root:x:0:0::/root:/bin/sh\n"
+
+
 @pytest.mark.parametrize("distro", ["fedora", "debian", "opensuse"])
 def test_vendor_file_is_never_edited_an_override_is_created(
         distro: str, fakeroot: Path, env: Env, udevadm: FakeUdevadm) -> None:
