@@ -34,8 +34,9 @@ FILES = (
     ("/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
      "Template of the block that \\fBkdumpd rule install\\fR writes into the "
      "distribution's kdump udev rules; it is not a live udev rules file."),
-    ("/run/kdumpd/", "Runtime directory of the service."),
-    ("/var/lib/kdumpd/", "State directory of the service."),
+    ("/run/kdumpd/", "Runtime directory of the service; handles-reload exists while "
+     "kdumpd is in charge of reloads (the managed udev block skips the distribution's "
+     "reload then)."),
 )
 
 HARDENING = (
