@@ -11,6 +11,7 @@ import platform
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -23,6 +24,7 @@ from bench.scenarios import IN_PROCESS_EXTRA, SCENARIOS, SWEEP, Scenario, select
 from tests.support import udev
 
 HERE = Path(__file__).resolve().parent
+QUICK_OUT = Path(tempfile.gettempdir()) / "kdumpd-bench-quick.md"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,14 +59,26 @@ def _save(runs: list[runner.Run]) -> None:
         path.write_text(json.dumps([dataclasses.asdict(r) for r in runs], indent=1) + "\n")
 
 
-def _attempt(what: str, action: Callable[[], runner.Run], runs: list[runner.Run]) -> None:
-    started = time.monotonic()
-    try:
-        run = action()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-        _progress(f"{what}: FAILED: {error}")
-        traceback.print_exc(file=sys.stderr)
+def _attempt(what: str, action: Callable[[], runner.Run], runs: list[runner.Run],
+             tries: int = 3) -> None:
+    """Run once; again (up to ``tries``) when foreign uevents or a failure spoiled it."""
+    for attempt in range(1, tries + 1):
+        started = time.monotonic()
+        try:
+            run = action()
+        except (RuntimeError, OSError, subprocess.SubprocessError) as error:
+            _progress(f"{what}: FAILED (attempt {attempt}): {error}")
+            traceback.print_exc(file=sys.stderr)
+            continue
+        if run.foreign_events == 0 or attempt == tries:
+            break
+        _progress(f"{what}: {run.foreign_events} foreign uevent(s) during the run "
+                  "(someone else writes uevents): running it again")
+    else:
         return
+    if run.foreign_events:
+        run = dataclasses.replace(run, note=(run.note + " " if run.note else "")
+                                  + f"{run.foreign_events} foreign uevents during the run")
     runs.append(run)
     _save(runs)
     exposure = "stale" if run.exposure_s is None else f"{run.exposure_s:.2f} s"
@@ -195,13 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="fewer repetitions and the smaller scenarios (< 1 min)")
-    parser.add_argument("--out", type=Path, default=HERE / "RESULTS.md",
-                        help="Markdown output (default bench/RESULTS.md)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="Markdown output (default bench/RESULTS.md; with --quick "
+                        f"{QUICK_OUT}, so a quick run never replaces the committed results)")
     parser.add_argument("--only", metavar="TEXT", help="only scenarios whose name contains TEXT")
     parser.add_argument("--no-peers", action="store_true", help="kdumpd only")
     parser.add_argument("--render", action="store_true",
                         help="run nothing: rewrite --out from its .json and current findings.md")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = QUICK_OUT if args.quick else HERE / "RESULTS.md"
     if args.render:
         return render(args)
     if os.geteuid() != 0:

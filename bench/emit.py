@@ -6,6 +6,7 @@ passes it on to udev-netlink listeners (kdumpd) -- the real event path.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,6 +41,42 @@ class Devices:
 
     def next(self, kind: str) -> Path:
         return next(self._cycles[kind])
+
+
+class Witness:
+    """Counts every cpu/memory uevent the kernel broadcasts while a run lasts.
+
+    Other users of this machine (an integration test, another benchmark) write uevents
+    too, and those reach the contestant: a run that saw more events than it wrote is not
+    a clean measurement. Listens to the kernel directly, so it needs no udevd.
+    """
+
+    def __init__(self) -> None:
+        import pyudev
+
+        self._monitor = pyudev.Monitor.from_netlink(pyudev.Context(), source="kernel")
+        for subsystem in ("cpu", "memory"):
+            self._monitor.filter_by(subsystem)
+        self._monitor.start()
+        with contextlib.suppress(OSError):
+            self._monitor.set_receive_buffer_size(64 * 1024 * 1024)
+        self.count = 0
+        self.lost = False
+
+    def drain(self) -> int:
+        """Count what arrived so far; returns the total."""
+        while True:
+            try:
+                device = self._monitor.poll(timeout=0)
+            except OSError:
+                self.lost = True  # overflowed: cannot tell, treat as unclean
+                return self.count
+            if device is None:
+                return self.count
+            self.count += 1
+
+    def close(self) -> None:
+        self._monitor = None
 
 
 def emit(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import measure, peers
-from bench.emit import Devices, Emitted, emit
+from bench.emit import Devices, Emitted, Witness, emit
 from bench.kdumpd_proc import KdumpdProcess
 from bench.scenarios import Scenario, plan
 from kdumpd import fakesysfs
@@ -37,6 +37,7 @@ class Run:
     cut_after_s: float | None = None  # the run was stopped (Debian's per-event reloads)
     projected_exposure_s: float | None = None
     note: str = ""
+    foreign_events: int = 0  # cpu/memory uevents during the run that the benchmark did not write
 
     @property
     def tail_s(self) -> float | None:
@@ -83,11 +84,13 @@ def run_kdumpd(scenario: Scenario, rep: int, devices: Devices, *, timeout: float
             ready_s = daemon.start()
             time.sleep(0.5)  # idle: the baseline after start-up
             idle = daemon.sample()
+            witness = Witness()
             emitted = emit(plan(scenario), devices)
             watch = LogWatch(daemon.log)
             settle(timeout)
             _wait_kdumpd(daemon, scenario, emitted, watch, timeout)
             end = daemon.sample() if daemon.alive() else None
+            foreign = _foreign(witness, emitted)
         finally:
             code = daemon.stop()
         note = ""
@@ -105,8 +108,16 @@ def run_kdumpd(scenario: Scenario, rep: int, devices: Devices, *, timeout: float
             peak_rss_kib=None if end is None else end.hwm_kib,
             idle_rss_kib=idle.rss_kib, ready_s=ready_s,
             overflows=daemon.stderr().count("event socket overflowed"),
-            exit_code=code, note=note,
+            exit_code=code, note=note, foreign_events=foreign,
         )
+
+
+def _foreign(witness: Witness, emitted: Emitted) -> int:
+    seen = witness.drain()
+    witness.close()
+    if witness.lost:
+        return -1
+    return max(0, seen - emitted.count)
 
 
 def _wait_kdumpd(daemon: KdumpdProcess, scenario: Scenario, emitted: Emitted,
@@ -139,6 +150,7 @@ def run_peer(peer: peers.Peer, scenario: Scenario, rep: int, devices: Devices, *
         watch = LogWatch(workdir / "fake.log")
         cut = None
         with peers.installed(peer, workdir, root):
+            witness = Witness()
             emitted = emit(plan(scenario), devices)
             cut_at = time.monotonic() + cut_after_s
             deadline = cut_at + timeout
@@ -154,6 +166,7 @@ def run_peer(peer: peers.Peer, scenario: Scenario, rep: int, devices: Devices, *
                 time.sleep(0.05)
             else:
                 raise RuntimeError(f"{peer.name} did not finish {scenario.name} in time")
+            foreign = _foreign(witness, emitted)
         ops = watch.ops()
         exposure = None if cut else measure.exposure(
             ops, emitted.first, emitted.last, needs_reload=scenario.needs_reload)
@@ -168,5 +181,5 @@ def run_peer(peer: peers.Peer, scenario: Scenario, rep: int, devices: Devices, *
             peer.name, scenario.name, rep, emitted.count, measure.reloads(ops), exposure,
             emitted.last - emitted.first,
             cut_after_s=None if cut is None else round(cut, 1),
-            projected_exposure_s=projected,
+            projected_exposure_s=projected, foreign_events=foreign,
         )

@@ -32,7 +32,7 @@ def test_document_renders_all_sections_and_targets() -> None:
 
 
 def test_stale_and_crashed_runs_are_shown_as_such() -> None:
-    name = next(s.name for s in SCENARIOS if s.receive_buffer < 65536)
+    name = next(s.name for s in SCENARIOS if s.receive_buffer < 65536 and not s.variant)
     runs = [_run(KDUMPD, name, reloads=0, exposure_s=None, exit_code=1, overflows=0,
                  note="kdumpd exited 1: OSError")]
     found = {t.text: t for t in report.targets(runs, list(SCENARIOS))}
