@@ -15,10 +15,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import ctypes
 import itertools
 import json
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -31,6 +33,8 @@ from typing import Any
 from .image import Kernel, run
 
 BOOT_TIMEOUT_S = 300.0
+QMP_TIMEOUT_S = 60.0  # a QMP answer (device_add returns at once; the guest acts later)
+PR_SET_PDEATHSIG = 1
 CRASHKERNEL = "256M"
 BASE_APPEND = (
     "root=/dev/vda rw console=ttyS0 panic=-1 "
@@ -70,6 +74,8 @@ class Console:
         while True:
             try:
                 data = self._sock.recv(65536)
+            except TimeoutError:
+                continue  # the socket timeout bounds send(); reading just goes on
             except OSError:
                 data = b""
             with self._cond:
@@ -200,6 +206,12 @@ class VmConfig:
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
 
 
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL QEMU if the test process dies (CI timeout)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def connect_unix(path: Path, timeout: float) -> socket.socket:
     """Connect to QEMU's unix socket once QEMU has created it."""
     deadline = time.monotonic() + timeout
@@ -233,7 +245,9 @@ class Vm:
         c = self.config
         append = f"{BASE_APPEND} crashkernel={CRASHKERNEL} {c.extra_append}".strip()
         argv = [
-            "qemu-system-x86_64", "-accel", "tcg",
+            # One TCG thread for all vCPUs: with multi-threaded TCG (QEMU 7.2) the 6.12
+            # kernel's live text patching (int3) oopsed now and then during boot.
+            "qemu-system-x86_64", "-accel", "tcg,thread=single",
             # vmport + VMware serial + no "hypervisor" CPUID bit: the guest then accepts
             # hot-added CPUs under TCG (see shared/docs/vm-facts.md).
             "-machine", "pc,vmport=on", "-cpu", "qemu64,-hypervisor",
@@ -262,16 +276,29 @@ class Vm:
         qemu_log = (self.dir / "qemu.log").open("wb")
         self.process = subprocess.Popen(  # noqa: S603 - argv list; killed in stop()
             self.argv(), stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log,
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
         )
         qemu_log.close()
         try:
-            self.qmp = Qmp(connect_unix(self.dir / "qmp.sock", 30))
+            qmp_sock = connect_unix(self.dir / "qmp.sock", 30)
+            qmp_sock.settimeout(QMP_TIMEOUT_S)
+            self.qmp = Qmp(qmp_sock)
             sock = connect_unix(self.dir / "console.sock", 30)
+            sock.settimeout(30)
             self.console = Console(sock, self.console_log)
             self.console.wait_ready(timeout)
         except Exception as exc:
             raise GuestError(f"boot failed: {exc}\n{self.serial_tail()}") from exc
         self.boot_s = time.monotonic() - started
+
+    def kernel_problems(self) -> list[str]:
+        """Oops, BUG, WARNING and panic lines the guest kernel printed on the serial log."""
+        try:
+            text = self.serial_log.read_text(errors="replace")
+        except OSError:
+            return []
+        return [line.strip() for line in text.splitlines()
+                if re.search(r"Oops|BUG:|WARNING:|Kernel panic", line)]
 
     def serial_tail(self, chars: int = 1500) -> str:
         """The end of the serial console (kernel messages), without terminal escapes."""

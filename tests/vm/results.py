@@ -53,6 +53,7 @@ class RunResults:
     package: str = ""
     scenarios: list[ScenarioResult] = field(default_factory=list)
     total_s: float = 0.0
+    notes: list[str] = field(default_factory=list)  # per run: boot retries, kernel oopses
 
     def scenario(self, name: str, kernel: str, setup: str) -> ScenarioResult:
         result = ScenarioResult(name, kernel, setup)
@@ -81,6 +82,7 @@ class RunResults:
             "- boots to a root shell: "
             + ", ".join(f"{k} {v:.1f} s" for k, v in self.boots.items()),
             f"- whole vm-test session: {self.total_s:.0f} s",
+            *[f"- {note}" for note in self.notes],
             "",
         ]
         for scenario in self.scenarios:

@@ -149,7 +149,7 @@ def boot_with_kdumpd(
     vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, workdir=workdir))
     RUNNING.append(vm)
     try:
-        vm.start()
+        start_with_one_retry(vm, results)
         results.boots[f"{kernel} ({k.release})"] = vm.boot_s
         guest = Guest(vm, k.release, d.Hotplug(vm))
         vm.sh.run("mkdir -p /mnt/payload && mount -o ro /dev/vdb /mnt/payload")
@@ -164,6 +164,28 @@ def boot_with_kdumpd(
                     f"{vm.serial_tail()}")
     finally:
         vm.stop()
+        problems = vm.kernel_problems()
+        if problems:
+            results.notes.append(f"guest kernel {k.release} logged: " + " / ".join(problems[:5]))
+
+
+def start_with_one_retry(vm: Vm, results: RunResults) -> None:
+    """Boot; if the guest kernel died before the shell came up, boot once more.
+
+    A panic while booting is QEMU's or the kernel's business, not kdumpd's; it is
+    still written to RESULTS.md. Any other boot failure fails at once.
+    """
+    try:
+        vm.start()
+    except GuestError:
+        problems = vm.kernel_problems()
+        if not any("panic" in line or "Oops" in line for line in problems):
+            raise
+        vm.stop()
+        results.notes.append("boot retried after the guest kernel died while booting: "
+                             + " / ".join(problems[:3]))
+        vm.serial_log.rename(vm.serial_log.with_suffix(".failed-boot.log"))
+        vm.start()
 
 
 @pytest.fixture(scope="module")
