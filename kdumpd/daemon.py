@@ -166,7 +166,11 @@ class Daemon:
         now = self._clock()
         try:
             events = self.source.drain()
-        except EventsLost:
+        except (EventsLost, OSError) as error:
+            # Either way events may be gone: start over with a fresh socket and decide
+            # as if both subsystems changed.
+            if not isinstance(error, EventsLost):
+                log.error("event socket failed (%s): recreating it", error)
             self.controller.on_events_lost(now)
             selector.unregister(self.source.fileno())
             self.source.reopen()

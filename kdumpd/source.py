@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import socket
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -87,8 +88,11 @@ class UdevSource:
             try:
                 device = self._monitor.poll(timeout=0)
             except OSError as error:
-                if error.errno == errno.ENOBUFS:
-                    raise EventsLost from None
+                # An overflowed netlink socket has sk_err = ENOBUFS: recv fails with
+                # ENOBUFS, and poll() reports POLLERR, which pyudev raises as an OSError
+                # without errno ("Error while polling fd").
+                if error.errno in (None, errno.ENOBUFS):
+                    raise EventsLost(str(error)) from None
                 raise
             if device is None:
                 break
@@ -113,16 +117,19 @@ class FakeSource:
     def __init__(self) -> None:
         self._read, self._write = os.pipe()
         os.set_blocking(self._read, False)
+        self._lock = threading.Lock()  # tests and benchmarks push from another thread
         self._queue: list[Event] = []
-        self._lost = False
+        self._failure: Exception | None = None
         self.reopened = 0
 
     def push(self, events: Iterable[Event]) -> None:
-        self._queue.extend(events)
+        with self._lock:
+            self._queue.extend(events)
         os.write(self._write, b"x")
 
-    def overflow(self) -> None:
-        self._lost = True
+    def overflow(self, error: Exception | None = None) -> None:
+        """Make the next drain fail like an overflowed socket (or with ``error``)."""
+        self._failure = error if error is not None else EventsLost()
         os.write(self._write, b"x")
 
     def fileno(self) -> int:
@@ -131,11 +138,13 @@ class FakeSource:
     def drain(self, limit: int = 4096) -> list[Event]:
         with contextlib.suppress(BlockingIOError):
             os.read(self._read, 65536)
-        if self._lost:
-            self._lost = False
-            raise EventsLost
-        taken, self._queue = self._queue[:limit], self._queue[limit:]
-        if self._queue:
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        with self._lock:
+            taken, self._queue = self._queue[:limit], self._queue[limit:]
+            more = bool(self._queue)
+        if more:
             os.write(self._write, b"x")
         return [e for e in taken if relevant(e.subsystem, e.action)]
 

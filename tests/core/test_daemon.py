@@ -164,6 +164,24 @@ def test_socket_overflow_recreates_the_source_and_resyncs(root: Path) -> None:
     assert h.ops() == ["unload", "load"]
 
 
+def test_any_socket_error_recreates_the_source_instead_of_ending_the_daemon(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(root)
+
+    def script(h: Harness) -> None:
+        h.source.overflow(OSError("Error while polling fd: 3"))
+        wait_for(lambda: h.controller.stats.reloads == 1)
+        h.source.push(events(2))
+        wait_for(lambda: h.controller.stats.events == 2)
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert h.run(script) == 0
+    assert h.source.reopened == 1
+    assert any("event socket failed (Error while polling fd: 3)" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_watchdog_is_petted(root: Path) -> None:
     h = Harness(root, watchdog_s=0.05)
     h.run(lambda h: time.sleep(0.3))

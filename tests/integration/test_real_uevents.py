@@ -39,11 +39,12 @@ def udevd() -> Iterator[str]:
 class Daemon:
     """`kdumpd run` with its own NOTIFY_SOCKET, so the test knows when it listens."""
 
-    def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300) -> None:
+    def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300, extra: str = "") -> None:
         self.log = tmp / "fake.log"
         self.config = tmp / "kdumpd.toml"
         self.config.write_text(
             f'[sysfs]\nroot = "{root}"\n[events]\nsource = "udev"\nquiet_ms = {quiet_ms}\n'
+            f'{extra}'
             f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{self.log}"\ndelay_ms = 100\n'
             f'[rule]\nstate = "ignore"\nhandover = "{tmp}/handles-reload"\n'
         )
@@ -121,6 +122,23 @@ def test_burst_with_crash_hotplug_1_gives_no_load(udevd: str, tmp_path: Path) ->
     err = daemon.stop()
     assert daemon.loads() == 0, err
     assert "64 event(s) on memory: no reload: crash_hotplug=1" in err
+
+
+def test_overflowing_a_tiny_socket_buffer_still_reloads_after_the_storm(
+    udevd: str, tmp_path: Path
+) -> None:
+    root = fakesysfs.build(tmp_path / "root", crash_hotplug="0")
+    daemon = Daemon(tmp_path, root, extra="receive_buffer_bytes = 4096\n")
+    daemon.wait_for("READY=1")
+    burst(3840)
+    written = time.time()
+    daemon.wait_for("overflows", timeout=60)
+    time.sleep(2.0)
+    err = daemon.stop()
+    assert "event socket overflowed" in err
+    starts = [json.loads(x)["t"] for x in daemon.log.read_text().splitlines()
+              if json.loads(x)["op"] == "load"]
+    assert starts and max(starts) >= written, err
 
 
 def test_cpu_and_memory_events_in_one_burst_reload_once(udevd: str, tmp_path: Path) -> None:
