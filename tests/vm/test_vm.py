@@ -301,6 +301,14 @@ def cpu_cycle_burst(guest: Guest) -> Callable[[], object]:
     return lambda: guest.hotplug.cpu_offline_online(1)
 
 
+def two_dimms_burst(guest: Guest) -> Callable[[], object]:
+    """Two DIMMs in a row: events of two devices, one burst."""
+    def add_two() -> None:
+        guest.hotplug.add_dimm()
+        guest.hotplug.add_dimm()
+    return add_two
+
+
 def cpu_add_burst(guest: Guest) -> Callable[[], object]:
     def add_and_online() -> None:
         cpu = guest.hotplug.add_cpu()
@@ -490,7 +498,8 @@ def test_6_old_kernel_without_crash_hotplug(bookworm: Guest, scenario: Callable)
                          ("CPU1 offline+online", cpu_cycle_burst(bookworm)),
                          ("CPU hot-add (QMP) + online", cpu_add_burst(bookworm)),
                          ("DIMM hot-remove (QMP device_del)",
-                          lambda: bookworm.hotplug.remove_dimm("dimm1"))):
+                          lambda: bookworm.hotplug.remove_dimm("dimm1")),
+                         ("2 DIMMs hot-added back to back", two_dimms_burst(bookworm))):
         result.bursts.append(run_burst(bookworm, name, action))
     for burst in result.bursts:
         assert_accounted(burst)
