@@ -15,12 +15,20 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
 from bench import inprocess, peers, report, runner
 from bench.emit import Devices
-from bench.scenarios import IN_PROCESS_EXTRA, SCENARIOS, SWEEP, Scenario, select
+from bench.scenarios import (
+    IN_PROCESS_EXTRA,
+    KERNEL_SOURCE,
+    SCENARIOS,
+    SWEEP,
+    Scenario,
+    select,
+)
 from tests.support import udev
 
 HERE = Path(__file__).resolve().parent
@@ -97,23 +105,22 @@ def run_real(scenarios: list[Scenario], sweep: list[Scenario], plan: Plan,
         for s in scenarios:
             for rep in range(plan.kdumpd_reps):
                 _attempt(f"kdumpd      | {s.name} #{rep + 1}",
-                         lambda s=s, rep=rep: runner.run_kdumpd(s, rep, devices), runs)
+                         partial(runner.run_kdumpd, s, rep, devices), runs)
             if not s.peers:
                 continue
             for rep in range(plan.fedora_reps):
                 _attempt(f"Fedora/RHEL | {s.name} #{rep + 1}",
-                         lambda s=s, rep=rep: runner.run_peer(
-                             peers.FEDORA, s, rep, devices, cut_after_s=120), runs)
+                         partial(runner.run_peer, peers.FEDORA, s, rep, devices,
+                                 cut_after_s=120), runs)
             reps = plan.debian_reps_single if s.events == 1 else 1
             for rep in range(reps):
                 _attempt(f"Debian      | {s.name} #{rep + 1}",
-                         lambda s=s, rep=rep: runner.run_peer(
-                             peers.DEBIAN, s, rep, devices, cut_after_s=plan.debian_cut_s),
-                         runs)
+                         partial(runner.run_peer, peers.DEBIAN, s, rep, devices,
+                                 cut_after_s=plan.debian_cut_s), runs)
         for s in sweep:
             for rep in range(plan.sweep_reps):
                 _attempt(f"kdumpd      | {s.name} #{rep + 1}",
-                         lambda s=s, rep=rep: runner.run_kdumpd(s, rep, devices), runs)
+                         partial(runner.run_kdumpd, s, rep, devices), runs)
     return how
 
 
@@ -121,7 +128,7 @@ def run_inprocess(scenarios: list[Scenario], plan: Plan, runs: list[runner.Run])
     for s in scenarios:
         for rep in range(plan.inprocess_reps):
             _attempt(f"in-process  | {s.name} #{rep + 1}",
-                     lambda s=s, rep=rep: inprocess.run(s, rep), runs)
+                     partial(inprocess.run, s, rep), runs)
 
 
 def _command(*argv: str) -> str:
@@ -186,7 +193,7 @@ def _scenario_lists(runs: list[runner.Run]) -> tuple[list[Scenario], list[Scenar
     in_names = {r.scenario for r in runs if r.contestant == runner.KDUMPD_INPROC}
     return ([s for s in SCENARIOS if s.name in names],
             [s for s in (*SCENARIOS, *IN_PROCESS_EXTRA) if s.name in in_names],
-            [s for s in SWEEP if s.name in names])
+            [s for s in (*SWEEP, *KERNEL_SOURCE) if s.name in names])
 
 
 def render(args: argparse.Namespace) -> int:
@@ -232,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     in_proc = [*select(SCENARIOS, quick=args.quick), *IN_PROCESS_EXTRA]
     # No socket in-process: neither the overflow cases nor the drain proposals apply.
     in_proc = [s for s in in_proc if s.receive_buffer >= 1 << 20 and not s.variant]
-    sweep = list(SWEEP) if plan.sweep_reps else []
+    sweep = [*SWEEP, *KERNEL_SOURCE] if plan.sweep_reps else []
     if args.only:
         scenarios = [s for s in scenarios if args.only in s.name]
         in_proc = [s for s in in_proc if args.only in s.name]

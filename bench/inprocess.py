@@ -132,7 +132,7 @@ def _push(daemon: Daemon, steps: list[tuple[float, Event]], *, controller: Contr
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            batch = []
+            batch: list[Event] = []
             while (i < len(steps) and len(batch) < PUSH_BATCH
                    and steps[i][0] <= time.monotonic() - start):
                 batch.append(steps[i][1])

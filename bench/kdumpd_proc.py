@@ -34,6 +34,7 @@ class KdumpdProcess:
     def __init__(
         self, workdir: Path, *, crash_hotplug: str, receive_buffer: int,
         quiet_ms: int = 250, max_delay_ms: int = 3000, delay_ms: int = 500, variant: str = "",
+        source: str = "udev",
     ) -> None:
         self.workdir = workdir
         self.variant = variant
@@ -44,7 +45,7 @@ class KdumpdProcess:
         self.config = workdir / "kdumpd.toml"
         self.config.write_text(
             f'[sysfs]\nroot = "{self.root}"\n'
-            f'[events]\nsource = "udev"\nquiet_ms = {quiet_ms}\nmax_delay_ms = {max_delay_ms}\n'
+            f'[events]\nsource = "{source}"\nquiet_ms = {quiet_ms}\nmax_delay_ms = {max_delay_ms}\n'
             f"receive_buffer_bytes = {receive_buffer}\n"
             f'[reload]\nbackend = "fake"\n'
             f'[reload.fake]\nlog = "{self.log}"\ndelay_ms = {delay_ms}\n'

@@ -228,16 +228,17 @@ def _disturbed(runs: Sequence[Run]) -> list[str]:
 
 def sweep(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> list[str]:
     lines = [
-        "| scenario | quiet_ms | runs | reloads | exposure p50 / max (s) | after the last event "
-        "p50 (s) |",
-        "|---|---|---|---|---|---|",
+        "| scenario | quiet_ms | source | runs | reloads | exposure p50 / max (s) | after the "
+        "last event p50 (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for s in sorted(scenarios, key=lambda s: (s.name.split(" [")[0], s.quiet_ms)):
+    for s in sorted(scenarios, key=lambda s: (s.name.split(" [")[0], s.source != "udev",
+                                              s.quiet_ms)):
         mine = _of(runs, KDUMPD, s.name)
         if not mine:
             continue
         lines.append("| " + " | ".join([
-            s.name.split(" [")[0], str(s.quiet_ms), str(len(mine)), reloads_cell(mine),
+            s.name.split(" [")[0], str(s.quiet_ms), s.source, str(len(mine)), reloads_cell(mine),
             exposure_cell(mine), _num(_p50([r.tail_s for r in mine]), "{:.2f}"),
         ]) + " |")
     return lines
@@ -277,11 +278,10 @@ def document(
     runs: Sequence[Run], scenarios: Sequence[Scenario], in_process_scenarios: Sequence[Scenario],
     *, header: Sequence[str], findings: str, sweep_scenarios: Sequence[Scenario] = (),
 ) -> str:
-    swept = [*[s for s in scenarios if any(s.name.startswith(w.name.split(" [")[0])
-                                           for w in sweep_scenarios)
-               and not s.variant and s.receive_buffer >= 1 << 20], *sweep_scenarios]
+    bases = {w.name.split(" [")[0] for w in sweep_scenarios}
+    swept = [*[s for s in scenarios if s.name in bases], *sweep_scenarios]
     sweep_part = [
-        "## kdumpd with other quiet windows (real uevents)", "",
+        "## kdumpd with other quiet windows and event sources (real uevents)", "",
         *sweep(runs, swept), "",
     ] if sweep_scenarios else []
     parts = [

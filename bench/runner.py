@@ -79,7 +79,8 @@ def run_kdumpd(scenario: Scenario, rep: int, devices: Devices, *, timeout: float
     with tempfile.TemporaryDirectory(prefix="kdumpd-bench-") as tmp:
         daemon = KdumpdProcess(Path(tmp), crash_hotplug=scenario.crash_hotplug,
                                receive_buffer=scenario.receive_buffer,
-                               variant=scenario.variant, quiet_ms=scenario.quiet_ms)
+                               variant=scenario.variant, quiet_ms=scenario.quiet_ms,
+                               source=scenario.source)
         try:
             ready_s = daemon.start()
             time.sleep(0.5)  # idle: the baseline after start-up

@@ -35,6 +35,7 @@ class Scenario:
     quick: bool = False  # part of --quick
     variant: str = ""  # run kdumpd through bench.patched with this drain (a proposal)
     quiet_ms: int = 250  # kdumpd's [events] quiet_ms
+    source: str = "udev"  # kdumpd's [events] source
 
     @property
     def events(self) -> int:
@@ -81,6 +82,14 @@ SWEEP: tuple[Scenario, ...] = tuple(
     for q in SWEEP_QUIET_MS
     for base in SCENARIOS
     if base.name in ("1 event", "burst 3840", "paced 20/s for 10 s", "62 memory + 2 cpu add")
+)
+
+
+# kdumpd reading the kernel's uevents directly instead of udevd's: no udevd processing lag.
+KERNEL_SOURCE: tuple[Scenario, ...] = tuple(
+    Scenario(f"{base.name} [source kernel]", base.waves, peers=False, source="kernel")
+    for base in SCENARIOS
+    if base.name in ("1 event", "burst 3840")
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bench import report
 from bench.runner import KDUMPD, KDUMPD_INPROC, Run
-from bench.scenarios import IN_PROCESS_EXTRA, SCENARIOS, SWEEP
+from bench.scenarios import IN_PROCESS_EXTRA, KERNEL_SOURCE, SCENARIOS, SWEEP
 
 
 def _run(contestant: str, scenario: str, **kw: object) -> Run:
@@ -17,7 +17,7 @@ def _run(contestant: str, scenario: str, **kw: object) -> Run:
 def test_document_renders_all_sections_and_targets() -> None:
     runs = [_run(KDUMPD, s.name, cpu_s=0.01, cpu_per_event_us=12.0, peak_rss_kib=20000,
                  idle_rss_kib=19000, ready_s=0.2, overflows=0, exit_code=0)
-            for s in (*SCENARIOS, *SWEEP)]
+            for s in (*SCENARIOS, *SWEEP, *KERNEL_SOURCE)]
     runs += [_run("Fedora/RHEL", s.name, exposure_s=2.0) for s in SCENARIOS if s.peers]
     runs += [_run("Debian/Ubuntu", s.name, exposure_s=None, cut_after_s=20.0,
                   projected_exposure_s=64.0) for s in SCENARIOS if s.peers]
@@ -25,9 +25,10 @@ def test_document_renders_all_sections_and_targets() -> None:
              for s in (*SCENARIOS, *IN_PROCESS_EXTRA)]
     text = report.document(runs, list(SCENARIOS), [*SCENARIOS, *IN_PROCESS_EXTRA],
                            header=["- Date: now"], findings="## Findings",
-                           sweep_scenarios=list(SWEEP))
+                           sweep_scenarios=[*SWEEP, *KERNEL_SOURCE])
     assert "≈ 64 s projected" in text
     assert "## kdumpd with other quiet windows" in text
+    assert "| burst 3840 | 250 | kernel |" in text
     assert "| ≤ 50 µs CPU per event in-process | 0.25 µs" in text
 
 
