@@ -147,6 +147,7 @@ class UdevEvent:
     monotonic_s: float  # guest CLOCK_MONOTONIC, as udevadm monitor prints it
     action: str
     devpath: str
+    subsystem: str
 
 
 def start_udev_monitor(vm: Vm) -> None:
@@ -166,7 +167,8 @@ def stop_udev_monitor(vm: Vm) -> list[UdevEvent]:
     for line in out.splitlines():
         match = MONITOR_LINE.match(line.strip())
         if match and match.group(2) in HOTPLUG_ACTIONS:
-            events.append(UdevEvent(float(match.group(1)), match.group(2), match.group(3)))
+            events.append(UdevEvent(float(match.group(1)), match.group(2), match.group(3),
+                                    match.group(4)))
     return events
 
 

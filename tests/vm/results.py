@@ -31,6 +31,13 @@ class BurstResult:
     max_gap_s: float = 0.0  # longest pause between two consecutive udev events
     slow_gaps: int = 0  # pauses longer than kdumpd's quiet period: each may end a burst
     reasons: list[str] = field(default_factory=list)
+    udev_subsystems: set[str] = field(default_factory=set)
+    udev_devpaths: set[str] = field(default_factory=set)
+    # From kdumpd's decision messages (KDUMPD_SUBSYSTEM, KDUMPD_DEVPATH) and from all its
+    # messages of the burst (KDUMPD_CRASH_HOTPLUG: what kdumpd read when deciding).
+    kdumpd_subsystems: set[str] = field(default_factory=set)
+    kdumpd_devpaths: set[str] = field(default_factory=set)
+    kdumpd_crash_hotplug: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -68,6 +75,7 @@ class RunResults:
             "run, committed as evidence. Each burst: the events udev passed on, kdumpd's",
             "decisions for them (from `journalctl -o json -u kdumpd`), the kernel's",
             "crash_hotplug (cpu, memory) before and after, `kexec_crash_loaded` after, the",
+            "crash_hotplug values kdumpd read when deciding (KDUMPD_CRASH_HOTPLUG), the",
             "reload durations kdumpd logged, how long the events took to arrive (first to",
             "last, and the longest pause between two), and the latency from the first udev",
             "event to kdumpd's last decision message. kdumpd ran with quiet_ms=250,",
@@ -96,8 +104,8 @@ class RunResults:
                 lines += [
                     "| burst | udev events | kdumpd events | decisions | reloads | failed "
                     "| crash_hotplug before | crash_hotplug after | kexec_crash_loaded after "
-                    "| reload ms | events span / max gap s | latency s |",
-                    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+                    "| KDUMPD_CRASH_HOTPLUG | reload ms | events span / max gap s | latency s |",
+                    "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
                 ]
                 for b in scenario.bursts:
                     latency = f"{b.latency_s:.2f}" if b.latency_s is not None else "-"
@@ -105,6 +113,7 @@ class RunResults:
                         f"| {b.burst} | {b.udev_events} | {b.kdumpd_events} | {b.decisions} "
                         f"| {b.reloads} | {b.failed} | {b.before.hotplug()} "
                         f"| {b.after.hotplug()} | {b.after.loaded} "
+                        f"| {', '.join(b.kdumpd_crash_hotplug) or '-'} "
                         f"| {', '.join(map(str, b.reload_ms)) or '-'} "
                         f"| {b.span_s:.2f} / {b.max_gap_s:.2f} | {latency} |"
                     )

@@ -261,6 +261,13 @@ def run_burst(guest: Guest, name: str, action: Callable[[], object]) -> BurstRes
         slow_gaps=sum(b - a > QUIET_S for a, b in zip(times, times[1:])),
         reasons=[strip_counts(e.get("MESSAGE")) for e in entries
                  if e.message_id not in (journal_ids.RELOAD_DONE,)],
+        udev_subsystems={e.subsystem for e in events},
+        udev_devpaths={e.devpath for e in events},
+        kdumpd_subsystems={s for e in decisions for s in e.get("KDUMPD_SUBSYSTEM").split(",")
+                           if s},
+        kdumpd_devpaths={e.get("KDUMPD_DEVPATH") for e in decisions},
+        kdumpd_crash_hotplug=sorted({e.get("KDUMPD_CRASH_HOTPLUG") for e in entries
+                                     if e.get("KDUMPD_CRASH_HOTPLUG")}),
     )
 
 
@@ -294,11 +301,22 @@ def assert_one_reload_per_burst(burst: BurstResult) -> None:
     assert 1 <= burst.reloads <= 1 + burst.slow_gaps, said(burst)
 
 
+def assert_kdumpd_read(burst: BurstResult, value: str) -> None:
+    """kdumpd's KDUMPD_CRASH_HOTPLUG says it read ``value`` for every subsystem."""
+    parts = [p for field in burst.kdumpd_crash_hotplug for p in field.split(",")]
+    assert parts, f"no KDUMPD_CRASH_HOTPLUG field: {said(burst)}"
+    assert all(p.endswith(f"={value}") for p in parts), (
+        f"kdumpd read {burst.kdumpd_crash_hotplug}, expected {value}: {said(burst)}")
+
+
 def assert_accounted(burst: BurstResult) -> None:
     assert burst.udev_events >= 2, f"{burst.burst}: udev saw too few events: {burst}"
     assert burst.kdumpd_events == burst.udev_events, (
         f"{burst.burst}: kdumpd decided on {burst.kdumpd_events} of {burst.udev_events} events"
     )
+    # The structured fields name the subsystems and (last) devices udev reported.
+    assert burst.kdumpd_subsystems == burst.udev_subsystems, said(burst)
+    assert burst.kdumpd_devpaths <= burst.udev_devpaths, said(burst)
 
 
 def dimm_burst(guest: Guest) -> Callable[[], object]:
@@ -345,6 +363,7 @@ def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Call
         assert_accounted(burst)
         assert burst.before.loaded == "1"
         assert (burst.before.cpu, burst.before.memory) == ("0", "0")
+        assert_kdumpd_read(burst, "0")
         assert_one_reload_per_burst(burst)
         assert burst.after.loaded == "1", said(burst)
         assert (burst.after.cpu, burst.after.memory) == ("0", "0")
@@ -368,6 +387,7 @@ def test_2_own_reload_enables_crash_hotplug(trixie: Guest, scenario: Callable) -
     assert first.after.loaded == "1"
     assert (first.after.cpu, first.after.memory) == ("1", "1")
     assert_accounted(second)
+    assert_kdumpd_read(second, "1")
     assert second.reloads == 0 and second.failed == 0, said(second)
     assert second.after.loaded == "1"
 
@@ -386,6 +406,7 @@ def test_3_file_load_needs_no_reload(trixie: Guest, scenario: Callable) -> None:
     for burst in result.bursts:
         assert_accounted(burst)
         assert (burst.before.cpu, burst.before.memory) == ("1", "1")
+        assert_kdumpd_read(burst, "1")
         assert burst.reloads == 0 and burst.failed == 0, said(burst)
         assert burst.after.loaded == "1"
         assert (burst.after.cpu, burst.after.memory) == ("1", "1")
@@ -512,6 +533,7 @@ def test_6_old_kernel_without_crash_hotplug(bookworm: Guest, scenario: Callable)
     for burst in result.bursts:
         assert_accounted(burst)
         assert (burst.before.cpu, burst.before.memory) == (None, None)
+        assert_kdumpd_read(burst, "absent")
         assert_one_reload_per_burst(burst)
         assert burst.after.loaded == "1"
         assert (burst.after.cpu, burst.after.memory) == (None, None)
