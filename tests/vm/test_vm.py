@@ -287,7 +287,9 @@ def said(burst: BurstResult) -> str:
             f"{burst.failed} failed, {burst.slow_gaps} pause(s) > quiet_ms, "
             f"crash_hotplug {burst.before.hotplug()} -> {burst.after.hotplug()}, "
             f"kexec_crash_loaded -> {burst.after.loaded}; "
-            "kdumpd said: " + " | ".join(burst.reasons))
+            "kdumpd said: " + " | ".join(burst.reasons)
+            + (" -- a kexec load failed inside the unit's sandbox? See 'Findings' in "
+               "tests/vm/README.md" if burst.failed else ""))
 
 
 def assert_one_reload_per_burst(burst: BurstResult) -> None:
