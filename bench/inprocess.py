@@ -13,7 +13,6 @@ import resource
 import tempfile
 import threading
 import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from bench import measure
@@ -30,22 +29,6 @@ from kdumpd.source import FakeSource
 from kdumpd.sysfs import Sysfs
 
 PUSH_BATCH = 64  # events per push when several are due at once, like one netlink read
-
-
-class LockedFakeSource(FakeSource):
-    """FakeSource pushed from another thread: drain() re-slices the queue, so lock both."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def push(self, events: Iterable[Event]) -> None:
-        with self._lock:
-            super().push(events)
-
-    def drain(self, limit: int = 4096) -> list[Event]:
-        with self._lock:
-            return super().drain(limit)
 
 
 def _events(scenario: Scenario, blocks: int = 192, cpus: int = 2) -> list[tuple[float, Event]]:
@@ -72,7 +55,7 @@ def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.25, max_delay_s: flo
             sysfs=sysfs, quiet_s=quiet_s, max_delay_s=max_delay_s, stop_wait_s=10.0,
         )
         controller = Controller(ReloadScheduler(quiet_s, max_delay_s), sysfs.snapshot)
-        source = LockedFakeSource()
+        source = FakeSource()  # safe to push into from another thread
         ready = threading.Event()
 
         def notify(message: str) -> None:
@@ -101,7 +84,7 @@ def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.25, max_delay_s: flo
         finally:
             logger.handlers, logger.level, logger.propagate = saved
             source.close()
-        if "error" in result:
+        if "error" in result or "pusher_cpu" not in result:
             raise RuntimeError(f"in-process {scenario.name}: pusher did not finish")
         cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         cpu -= result["pusher_cpu"]
@@ -116,7 +99,7 @@ def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.25, max_delay_s: flo
 
 
 def _push(daemon: Daemon, steps: list[tuple[float, Event]], *, controller: Controller,
-          source: LockedFakeSource, ready: threading.Event, result: dict[str, float],
+          source: FakeSource, ready: threading.Event, result: dict[str, float],
           timeout: float) -> None:
     """Push the events on schedule, wait until kdumpd is idle, stop it."""
     try:

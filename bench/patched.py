@@ -4,9 +4,10 @@ Not a fix of kdumpd (bench/ does not edit kdumpd/): it replaces ``UdevSource.dra
 this process only, so the benchmark can show what the proposals in RESULTS.md would do.
 ``KDUMPD_BENCH_DRAIN`` picks the variant:
 
-- ``poll-error``: today's loop, but an errno-less ``OSError`` from pyudev's poll (it raises
-  ``OSError("Error while polling fd")`` on POLLERR, which is how an overflowed netlink
-  socket reports) counts as lost events, like ENOBUFS.
+- ``poll-error``: the loop of the time, but an errno-less ``OSError`` from pyudev's poll
+  (it raises ``OSError("Error while polling fd")`` on POLLERR, which is how an overflowed
+  netlink socket reports) counts as lost events, like ENOBUFS. Adopted by kdumpd in
+  d332910, so the benchmark no longer runs it.
 - ``receive``: no poll per event; receive from the non-blocking socket until EAGAIN, with
   ENOBUFS (from recvmsg) or a pending socket error meaning lost events.
 """
