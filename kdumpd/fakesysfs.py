@@ -26,6 +26,10 @@ def build(
         "sys/kernel/kexec_crash_size": crash_size,
         "sys/kernel/crash_elfcorehdr_size": elfcorehdr_size,
         "proc/cmdline": cmdline,
+        # What kexec-tools needs for a kexec_load, as root with all capabilities sees it.
+        "proc/iomem": "00001000-0009fbff : System RAM\n01000000-10ffffff : Crash kernel",
+        "proc/kallsyms": "ffffffff81000000 T _stext",
+        "proc/kcore": "ELF",
     }
     for subsystem in SUBSYSTEMS:
         files[f"sys/devices/system/{subsystem}/crash_hotplug"] = crash_hotplug

@@ -48,6 +48,8 @@ class KexecBackend:
             return [self.mode]
         if self._worked:
             return [self._worked]
+        if userspace_load_blocker(self._sysfs.root / "proc") is not None:
+            return ["file"]  # kexec_load cannot work here: don't count on it after unloading
         hotplug_ok = self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK
         return ["file", "hotplug", "plain"] if hotplug_ok else ["file", "plain"]
 
@@ -72,8 +74,20 @@ class KexecBackend:
                     "crash kernel left as it was"
                 ) from None
 
+    def check_userspace_load(self) -> None:
+        """A forced kexec_load mode must be able to work before we unload anything."""
+        if self.mode not in ("hotplug", "plain"):
+            return
+        blocker = userspace_load_blocker(self._sysfs.root / "proc")
+        if blocker is not None:
+            raise BackendError(
+                f'load mode "{self.mode}" uses kexec_load, which cannot work here: {blocker} '
+                "(see the kexec-load drop-in in the README); crash kernel left as it was"
+            )
+
     def reload(self) -> None:
         self.check_image()
+        self.check_userspace_load()
         self._run(["kexec", "-p", "-u"], self._timeout_s)
         errors = []
         for mode in self.modes():
@@ -95,6 +109,31 @@ class KexecBackend:
     def describe(self) -> str:
         modes = "/".join(self.modes())
         return f"kexec -p -u, then kexec load ({modes}) of {self.image.kernel}"
+
+
+def userspace_load_blocker(proc: Path) -> str | None:
+    """Why kexec-tools cannot build a crash image for kexec_load here, or None.
+
+    For kexec_load, kexec-tools itself builds the ELF core header: it needs the real
+    addresses in /proc/iomem (CAP_SYS_ADMIN), /proc/kcore (CAP_SYS_RAWIO; hidden by
+    ProtectKernelTunables=) and _stext in /proc/kallsyms (CAP_SYSLOG, kptr_restrict).
+    kexec_file_load does all that in the kernel and needs none of it.
+    """
+    try:
+        with (proc / "kcore").open("rb"):
+            pass
+    except OSError as error:
+        return f"/proc/kcore cannot be opened ({error.strerror})"
+    for name, marker in (("iomem", " : "), ("kallsyms", " _stext")):
+        try:
+            text = (proc / name).read_text(encoding="ascii", errors="replace")
+        except OSError as error:
+            return f"/proc/{name} cannot be read ({error.strerror})"
+        line = next((x for x in text.splitlines() if marker in x), "")
+        address = line.split("-")[0].split()[0] if line.strip() else ""
+        if not address.strip("0"):
+            return f"/proc/{name} shows no addresses"
+    return None
 
 
 def default_append(cmdline: str) -> str:

@@ -93,6 +93,47 @@ def test_forced_modes(root: Path, image: KexecImage, mode: str, flags: list[str]
     assert runner.calls[1][1:1 + len(flags)] == flags
 
 
+def sandbox_proc(root: Path) -> None:
+    """/proc as seen without CAP_SYS_ADMIN/CAP_SYS_RAWIO (the shipped unit)."""
+    (root / "proc/kcore").unlink()
+    (root / "proc/iomem").write_text("00000000-00000000 : System RAM\n")
+
+
+def test_auto_does_not_count_on_kexec_load_where_it_cannot_work(
+    root: Path, image: KexecImage
+) -> None:
+    sandbox_proc(root)
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs, fail_flags=["-s"])
+    backend = KexecBackend(image, "auto", sysfs, runner, 5)
+    assert backend.modes() == ["file"]
+    with pytest.raises(BackendError, match="file load"):
+        backend.reload()
+    assert all("-c" not in call for call in runner.calls)
+
+
+@pytest.mark.parametrize("mode", ["plain", "hotplug"])
+def test_forced_kexec_load_mode_is_refused_before_unloading_where_it_cannot_work(
+    root: Path, image: KexecImage, mode: str
+) -> None:
+    sandbox_proc(root)
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs)
+    with pytest.raises(BackendError, match=r"/proc/kcore cannot be opened") as caught:
+        KexecBackend(image, mode, sysfs, runner, 5).reload()
+    assert runner.calls == []
+    assert not caught.value.unloaded
+    assert "crash kernel left as it was" in str(caught.value)
+
+
+def test_hidden_kallsyms_addresses_block_kexec_load(root: Path) -> None:
+    from kdumpd.backends.kexec import userspace_load_blocker
+
+    assert userspace_load_blocker(root / "proc") is None
+    (root / "proc/kallsyms").write_text("0000000000000000 T _stext\n")
+    assert userspace_load_blocker(root / "proc") == "/proc/kallsyms shows no addresses"
+
+
 def test_unreadable_kernel_is_refused_before_unloading(root: Path, image: KexecImage) -> None:
     sysfs = Sysfs(root)
     runner = FakeKexec(sysfs)
@@ -133,6 +174,9 @@ def test_runner_runs_argv_and_reports_failures_in_one_line() -> None:
     assert run([sys.executable, "-c", "print('hi')"], 10) == "hi\n"
     with pytest.raises(BackendError, match=r"exit status 3: boom$"):
         run([sys.executable, "-c", "import sys; sys.stderr.write('boom\\n'); sys.exit(3)"], 10)
+    noisy = "import sys; sys.stderr.write('a\\nwhy: denied\\n\\nCannot load\\n'); sys.exit(255)"
+    with pytest.raises(BackendError, match=r"exit status 255: a / why: denied / Cannot load$"):
+        run([sys.executable, "-c", noisy], 10)
     with pytest.raises(BackendError, match="command not found"):
         run(["/nonexistent/kexec"], 10)
 

@@ -83,5 +83,6 @@ def test_payload_matches_the_sources(rpm: Path, tmp_path: Path) -> None:
     for installed, source in (("usr/lib/systemd/system/kdumpd.service", "units/kdumpd.service"),
                               ("etc/kdumpd/kdumpd.toml", "packaging/kdumpd.toml"),
                               ("usr/share/kdumpd/kdumpd-crash-hotplug.rules",
-                               "rules.d/kdumpd-crash-hotplug.rules")):
+                               "rules.d/kdumpd-crash-hotplug.rules"),
+                              ("usr/share/kdumpd/kexec-load.conf", "units/kexec-load.conf")):
         assert (tmp_path / installed).read_bytes() == (REPO / source).read_bytes(), installed
