@@ -481,10 +481,11 @@ def test_5_status_and_distribution_rule(trixie: Guest, scenario: Callable) -> No
     assert baseline >= 1, "the shipped rule should call kdump-config (test is meaningless)"
 
     install = vm.sh.run("kdumpd rule install --json", check=False, timeout=60)
-    result.notes.append(f"`kdumpd rule install --json` exit {install.status}: "
-                        f"{install.output.strip()[:600]}")
     assert install.ok, install.output
-    changed = str(json.loads(install.output)["path"])
+    answer = json.loads(install.output)
+    result.notes.append(f"`kdumpd rule install --json`: changed={answer.get('changed')} "
+                        f"path={answer.get('path')} msg={answer.get('msg')!r}")
+    changed = str(answer.get("path") or "")
     assert changed, f"`kdumpd rule install` named no file: {install.output}"
     verify = vm.sh.run(f"udevadm verify {changed}", check=False)
     result.notes.append(f"`udevadm verify {changed}`: exit {verify.status}: "
