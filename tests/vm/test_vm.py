@@ -347,21 +347,41 @@ def cpu_add_burst(guest: Guest) -> Callable[[], object]:
 # -- scenarios on 6.12 -----------------------------------------------------------------------
 
 
+KEXEC_LOAD_DROPIN = "/usr/share/kdumpd/kexec-load.conf"  # shipped by the package
+DROPIN_DIR = "/etc/systemd/system/kdumpd.service.d"
+
+
 def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Callable) -> None:
     result = scenario(
         "1. plain kexec_load (crash_hotplug=0): one reload per burst", trixie.release,
         "Crash kernel loaded with `kexec -p -c` (kexec_load); kdumpd load mode \"plain\" so "
-        "every reload leaves crash_hotplug=0 again.",
+        "every reload leaves crash_hotplug=0 again. First burst with the unit as shipped "
+        "(kdumpd must refuse kexec_load there without unloading); then with the package's "
+        f"{KEXEC_LOAD_DROPIN} installed as its README says.",
     )
-    d.stop_kdumpd(trixie.vm)
-    d.kexec_load(trixie.vm, trixie.release, ["-c"])
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-c"])
     restart_with(trixie, trixie.config(load="plain"))
-    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
-                         ("CPU1 offline+online", cpu_cycle_burst(trixie)),
-                         ("CPU hot-add (QMP) + online", cpu_add_burst(trixie))):
-        burst = run_burst(trixie, name, action)
-        result.bursts.append(burst)
-    for burst in result.bursts:
+    refused = run_burst(trixie, "CPU1 offline+online, unit as shipped", cpu_cycle_burst(trixie))
+    result.bursts.append(refused)
+
+    vm.sh.run(f"mkdir -p {DROPIN_DIR} && cp {KEXEC_LOAD_DROPIN} {DROPIN_DIR}/ && "
+              "systemctl daemon-reload")
+    try:
+        d.restart_kdumpd(vm)
+        for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                             ("CPU1 offline+online", cpu_cycle_burst(trixie)),
+                             ("CPU hot-add (QMP) + online", cpu_add_burst(trixie))):
+            result.bursts.append(run_burst(trixie, f"{name}, with kexec-load.conf", action))
+    finally:
+        # The other scenarios run the unit as shipped.
+        vm.sh.run(f"rm -f {DROPIN_DIR}/kexec-load.conf && systemctl daemon-reload")
+
+    assert_accounted(refused)
+    assert refused.reloads == 0 and refused.failed >= 1, said(refused)
+    assert refused.after.loaded == "1", f"kdumpd unloaded the crash kernel: {said(refused)}"
+    for burst in result.bursts[1:]:
         assert_accounted(burst)
         assert burst.before.loaded == "1"
         assert (burst.before.cpu, burst.before.memory) == ("0", "0")
