@@ -27,7 +27,8 @@ def build(
         "sys/kernel/crash_elfcorehdr_size": elfcorehdr_size,
         "proc/cmdline": cmdline,
         # What kexec-tools needs for a kexec_load, as root with all capabilities sees it.
-        "proc/iomem": "00001000-0009fbff : System RAM\n01000000-10ffffff : Crash kernel",
+        "proc/iomem": "00000000-00000fff : Reserved\n00001000-0009fbff : System RAM\n"
+                      "01000000-10ffffff : Crash kernel",
         "proc/kallsyms": "ffffffff81000000 T _stext",
         "proc/kcore": "ELF",
     }

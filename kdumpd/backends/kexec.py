@@ -124,14 +124,15 @@ def userspace_load_blocker(proc: Path) -> str | None:
             pass
     except OSError as error:
         return f"/proc/kcore cannot be opened ({error.strerror})"
+    # Without the capability every address reads as zeros; with it, some are not (the
+    # first iomem range does start at 0).
     for name, marker in (("iomem", " : "), ("kallsyms", " _stext")):
         try:
             text = (proc / name).read_text(encoding="ascii", errors="replace")
         except OSError as error:
             return f"/proc/{name} cannot be read ({error.strerror})"
-        line = next((x for x in text.splitlines() if marker in x), "")
-        address = line.split("-")[0].split()[0] if line.strip() else ""
-        if not address.strip("0"):
+        addresses = [x.split(marker)[0] for x in text.splitlines() if marker in x]
+        if not any(a.strip().replace("-", "").strip("0") for a in addresses):
             return f"/proc/{name} shows no addresses"
     return None
 

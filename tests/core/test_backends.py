@@ -96,7 +96,8 @@ def test_forced_modes(root: Path, image: KexecImage, mode: str, flags: list[str]
 def sandbox_proc(root: Path) -> None:
     """/proc as seen without CAP_SYS_ADMIN/CAP_SYS_RAWIO (the shipped unit)."""
     (root / "proc/kcore").unlink()
-    (root / "proc/iomem").write_text("00000000-00000000 : System RAM\n")
+    (root / "proc/iomem").write_text("00000000-00000000 : Reserved\n"
+                                     "00000000-00000000 : System RAM\n")
 
 
 def test_auto_does_not_count_on_kexec_load_where_it_cannot_work(
