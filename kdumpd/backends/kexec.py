@@ -131,8 +131,9 @@ def userspace_load_blocker(proc: Path) -> str | None:
             text = (proc / name).read_text(encoding="ascii", errors="replace")
         except OSError as error:
             return f"/proc/{name} cannot be read ({error.strerror})"
-        addresses = [x.split(marker)[0] for x in text.splitlines() if marker in x]
-        if not any(a.strip().replace("-", "").strip("0") for a in addresses):
+        # "00001000-0009fbff : System RAM", "ffffffff81000000 T _stext"
+        addresses = [x.split()[0] for x in text.splitlines() if marker in x and x.split()]
+        if not any(a.replace("-", "").strip("0") for a in addresses):
             return f"/proc/{name} shows no addresses"
     return None
 
