@@ -63,6 +63,8 @@ class Reloader:
                 self.backend.reload()
             except BackendError as failure:
                 error = str(failure)
+                if failure.permanent:
+                    break
             else:
                 duration = self._clock() - started
                 return Outcome(True, attempts, duration, "", self._sysfs.crash_loaded())

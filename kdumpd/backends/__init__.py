@@ -13,12 +13,14 @@ from typing import Protocol
 class BackendError(Exception):
     """A reload step failed; ``str(error)`` is one line naming the step and why.
 
-    ``unloaded`` is True when the failure came after the crash kernel was unloaded.
+    ``unloaded`` is True when the failure came after the crash kernel was unloaded;
+    ``permanent`` when retrying cannot help (a setting or the sandbox is wrong).
     """
 
-    def __init__(self, message: str, *, unloaded: bool = False) -> None:
+    def __init__(self, message: str, *, unloaded: bool = False, permanent: bool = False) -> None:
         super().__init__(message)
         self.unloaded = unloaded
+        self.permanent = permanent
 
 
 class Backend(Protocol):

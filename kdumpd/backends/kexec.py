@@ -82,7 +82,8 @@ class KexecBackend:
         if blocker is not None:
             raise BackendError(
                 f'load mode "{self.mode}" uses kexec_load, which cannot work here: {blocker} '
-                "(see the kexec-load drop-in in the README); crash kernel left as it was"
+                "(see the kexec-load drop-in in the README); crash kernel left as it was",
+                permanent=True,
             )
 
     def reload(self) -> None:

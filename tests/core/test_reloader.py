@@ -54,6 +54,19 @@ def test_gives_up_after_the_retries(root: Path, clock: FakeClock) -> None:
     assert outcome.error == "attempt 3 failed"
 
 
+def test_a_permanent_failure_is_not_retried(root: Path) -> None:
+    class Misconfigured(Flaky):
+        def reload(self) -> None:
+            self.calls += 1
+            raise BackendError("cannot work here", permanent=True)
+
+    backend = Misconfigured(0)
+    slept: list[float] = []
+    outcome = Reloader(backend, Sysfs(root), 3, sleep=slept.append).reload()
+    assert (backend.calls, outcome.attempts, slept) == (1, 1, [])
+    assert outcome.error == "cannot work here"
+
+
 def test_cancel_stops_further_attempts_but_not_the_running_one(root: Path) -> None:
     backend = Flaky(100)
     cancel = threading.Event()
