@@ -163,10 +163,10 @@ class Daemon:
             pass
 
     def _drain_source(self, selector: selectors.BaseSelector) -> None:
-        now = self._clock()
         try:
             events = self.source.drain()
         except (EventsLost, OSError) as error:
+            now = self._clock()
             # Either way events may be gone: start over with a fresh socket and decide
             # as if both subsystems changed.
             if not isinstance(error, EventsLost):
@@ -176,6 +176,8 @@ class Daemon:
             self.source.reopen()
             selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
             return
+        # Stamp after the drain: a long drain must not close the quiet window early.
+        now = self._clock()
         for event in events:
             self.controller.on_event(event, now)
 
