@@ -166,12 +166,11 @@ class Daemon:
         try:
             events = self.source.drain()
         except (EventsLost, OSError) as error:
-            now = self._clock()
             # Either way events may be gone: start over with a fresh socket and decide
             # as if both subsystems changed.
             if not isinstance(error, EventsLost):
                 log.error("event socket failed (%s): recreating it", error)
-            self.controller.on_events_lost(now)
+            self.controller.on_events_lost(self._clock())
             selector.unregister(self.source.fileno())
             self.source.reopen()
             selector.register(self.source.fileno(), selectors.EVENT_READ, "source")

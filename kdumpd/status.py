@@ -60,11 +60,12 @@ class Status:
 
 
 def gather(sysfs: Sysfs, backend: Backend) -> Status:
+    snapshot = sysfs.snapshot(SUBSYSTEMS)
     return Status(
-        crash_loaded=sysfs.crash_loaded(),
+        crash_loaded=snapshot.crash_loaded,
         crash_size=sysfs.read("kernel/kexec_crash_size"),
         elfcorehdr_size=sysfs.read("kernel/crash_elfcorehdr_size"),
-        crash_hotplug=sysfs.snapshot(SUBSYSTEMS).crash_hotplug,
+        crash_hotplug=snapshot.crash_hotplug,
         backend=backend.name,
         backend_action=backend.describe(),
     )
