@@ -1,11 +1,7 @@
 """The `kdumpd` command line. Parsing here; the work happens in the modules it calls.
 
-Exit statuses (also in the man page and README):
-  0   success (or nothing to do)
-  1   the operation failed (a reload, a rule change)
-  2   usage error
-  69  a required service is unavailable (the event socket cannot be opened)
-  78  configuration error (invalid config file or setting; unsafe file ownership)
+Exit statuses: the EXIT_* constants, described once in EXIT_STATUS_HELP (shown by
+--help and in the man page).
 """
 
 from __future__ import annotations
@@ -164,12 +160,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
     burst = controller.poll(0.0)
     if burst is None:
         return EXIT_OK
-    controller.reload_finished(burst, parts.reloader.reload(on_retry=_log_retry))
+    controller.reload_finished(burst, parts.reloader.reload())
     return EXIT_OK if controller.stats.failed == 0 else EXIT_FAILURE
-
-
-def _log_retry(attempt: int, error: str, delay_s: float) -> None:
-    log.warning("reload attempt %d failed: %s; retrying in %.0f s", attempt, error, delay_s)
 
 
 def cmd_config(args: argparse.Namespace) -> int:

@@ -27,10 +27,10 @@ from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import Burst
 from kdumpd.source import EventsLost, EventSource
 from kdumpd.sysfs import Sysfs
+from kdumpd.systemd import Notify
 
 log = logging.getLogger("kdumpd")
 
-Notify = Callable[[str], None]
 STATUS_INTERVAL_S = 1.0
 
 
@@ -192,7 +192,7 @@ class Daemon:
         self._cancel.clear()
 
         def work() -> None:
-            outcome = reloader.reload(on_retry=_log_retry, cancel=self._cancel)
+            outcome = reloader.reload(cancel=self._cancel)
             self._done.put((burst, outcome))
             self._wake()
 
@@ -264,6 +264,3 @@ class Daemon:
     def _status(self) -> str:
         return self.controller.stats.status_line()
 
-
-def _log_retry(attempt: int, error: str, delay_s: float) -> None:
-    log.warning("reload attempt %d failed: %s; retrying in %.0f s", attempt, error, delay_s)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -9,6 +10,8 @@ from typing import Callable
 
 from kdumpd.backends import Backend, BackendError
 from kdumpd.sysfs import Sysfs, Value
+
+log = logging.getLogger("kdumpd")
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -21,6 +24,11 @@ class Outcome:
     duration_s: float  # from the first unload to the end of the last attempt
     error: str  # the last attempt's error, "" when ok
     crash_loaded: Value  # kexec_crash_loaded read after the reload
+
+
+def log_retry(attempt: int, error: str, delay_s: float) -> None:
+    """The default ``on_retry``: one warning per failed attempt that will be retried."""
+    log.warning("reload attempt %d failed: %s; retrying in %.0f s", attempt, error, delay_s)
 
 
 def backoff_delays(retries: int) -> list[float]:
@@ -46,7 +54,7 @@ class Reloader:
 
     def reload(
         self,
-        on_retry: Callable[[int, str, float], None] | None = None,
+        on_retry: Callable[[int, str, float], None] = log_retry,
         cancel: threading.Event | None = None,
     ) -> Outcome:
         """Run the backend until it succeeds, the retries are used up or ``cancel`` is set.
@@ -71,8 +79,7 @@ class Reloader:
             delay = next(delays, None)
             if delay is None or (cancel is not None and cancel.is_set()):
                 break
-            if on_retry:
-                on_retry(attempts, error, delay)
+            on_retry(attempts, error, delay)
             if cancel is not None:
                 if cancel.wait(delay):
                     break
