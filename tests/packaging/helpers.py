@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,13 @@ def need_tool(tool: str, apt_package: str) -> str:
         unavailable(f"{tool} is missing (Debian package {apt_package})")
     assert found is not None
     return found
+
+
+def build(script: str, pattern: str) -> Path:
+    """Run packaging/<script> (up to date builds return at once); the one artefact
+    in out/ matching ``pattern``."""
+    subprocess.run([str(REPO / "packaging" / script)], check=True, timeout=1800,
+                   stdout=sys.stderr)
+    found = sorted((REPO / "out").glob(pattern))
+    assert len(found) == 1, found
+    return found[0]

@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pytest
 from kdumpd import __version__
 
 from . import chroot
-from .helpers import REPO, need_root, need_tool
+from .helpers import REPO, build, need_root, need_tool
 
 pytestmark = pytest.mark.packaging
 
@@ -30,11 +29,7 @@ UNIT = "/lib/systemd/system/kdumpd.service"
 def deb() -> Path:
     need_root()
     need_tool("dpkg-buildpackage", "dpkg-dev")
-    subprocess.run([str(REPO / "packaging" / "build-deb")], check=True, timeout=1800,
-                   stdout=sys.stderr)
-    found = sorted(OUT.glob("kdumpd_*_all.deb"))
-    assert len(found) == 1, found
-    return found[0]
+    return build("build-deb", "deb/kdumpd_*_all.deb")
 
 
 @pytest.fixture(scope="module")

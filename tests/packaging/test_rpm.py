@@ -4,27 +4,21 @@ file list, config flags, requirements and scriptlets."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .helpers import REPO, need_root, need_tool
+from .helpers import REPO, build, need_root, need_tool
 
 pytestmark = pytest.mark.packaging
 
-OUT = REPO / "out" / "rpm"
 
 
 @pytest.fixture(scope="module")
 def rpm() -> Path:
     need_root()  # build-rpm may have to install build dependencies
     need_tool("rpmbuild", "rpm")
-    subprocess.run([str(REPO / "packaging" / "build-rpm")], check=True, timeout=1800,
-                   stdout=sys.stderr)
-    found = sorted(OUT.glob("kdumpd-*.noarch.rpm"))
-    assert len(found) == 1, found
-    return found[0]
+    return build("build-rpm", "rpm/kdumpd-*.noarch.rpm")
 
 
 def query(rpm: Path, *args: str) -> str:
