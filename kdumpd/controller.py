@@ -72,7 +72,7 @@ class Controller:
         self.dry_run = dry_run
         self._wall = wall
         self.stats = Stats()
-        self.decisions: list[tuple[Burst, Decision]] = []  # bounded below; for status/tests
+        self.last_decision: Decision | None = None
         self._reload_started_wall = 0.0
 
     def on_event(self, event: Event, now: float) -> None:
@@ -101,7 +101,7 @@ class Controller:
             return None
         snapshot = self.snapshot(burst.subsystems)
         decision = decide(burst.subsystems, snapshot, owed=self.stats.crash_kernel_missing)
-        self.decisions = [*self.decisions[-63:], (burst, decision)]
+        self.last_decision = decision
         fields = burst_fields(burst)
         fields["KDUMPD_CRASH_HOTPLUG"] = ",".join(
             f"{s}={snapshot.crash_hotplug[s]}" for s in sorted(snapshot.crash_hotplug)

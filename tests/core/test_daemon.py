@@ -237,4 +237,6 @@ def test_skipped_burst_writes_nothing(root: Path) -> None:
 
     h.run(script)
     assert h.ops() == []
-    assert "kernel updates the elfcorehdr" in h.controller.decisions[-1][1].reason
+    decision = h.controller.last_decision
+    assert decision is not None
+    assert "kernel updates the elfcorehdr" in decision.reason
