@@ -23,9 +23,11 @@ from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
+from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import FakeSource
+from kdumpd.state import MemoryStore
 from kdumpd.sysfs import Sysfs
 
 PUSH_BATCH = 64  # events per push when several are due at once, like one netlink read
@@ -50,11 +52,14 @@ def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.25, max_delay_s: flo
         root = fakesysfs.build(Path(tmp) / "root", crash_hotplug=scenario.crash_hotplug)
         sysfs = Sysfs(root)
         log_path = Path(tmp) / "fake.log"
+        backend = FakeBackend(log_path, sysfs, delay_ms=delay_ms)
         parts = Parts(
-            reloader=Reloader(FakeBackend(log_path, sysfs, delay_ms=delay_ms), sysfs, 3),
+            reloader=Reloader(backend, sysfs, 3),
             sysfs=sysfs, quiet_s=quiet_s, max_delay_s=max_delay_s, stop_wait_s=10.0,
+            hardware=lambda: read_hardware(root),
         )
-        controller = Controller(ReloadScheduler(quiet_s, max_delay_s), sysfs.snapshot)
+        controller = Controller(ReloadScheduler(quiet_s, max_delay_s), sysfs.snapshot,
+                                store=MemoryStore(), hardware=parts.hardware, backend=backend)
         source = FakeSource()  # safe to push into from another thread
         ready = threading.Event()
 

@@ -44,7 +44,7 @@ class KdumpdProcess:
         self.log = workdir / "fake.log"
         self.config = workdir / "kdumpd.toml"
         self.config.write_text(
-            f'[sysfs]\nroot = "{self.root}"\n'
+            f'[sysfs]\nroot = "{self.root}"\n[state]\ndir = "{workdir}/state"\n'
             f'[events]\nsource = "{source}"\nquiet_ms = {quiet_ms}\nmax_delay_ms = {max_delay_ms}\n'
             f"receive_buffer_bytes = {receive_buffer}\n"
             f'[reload]\nbackend = "fake"\n'

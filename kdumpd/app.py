@@ -16,9 +16,11 @@ from kdumpd.backends.runner import Runner, run
 from kdumpd.config import Config, ConfigError
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
+from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source
+from kdumpd.state import FileStore, read_boot_id
 from kdumpd.sysfs import Sysfs
 
 log = logging.getLogger("kdumpd")
@@ -73,17 +75,32 @@ def make_backend(
     return KexecBackend(kexec_image(cfg, sysfs.root), cfg.reload.load, sysfs, runner, timeout)
 
 
+def stop_wait_s(timeout_s: float) -> float:
+    """How long SIGTERM may wait: the attempt in flight, then one last attempt to restore
+    a crash kernel kdumpd unloaded (each bounded by ``timeout_s``), plus slack. The unit's
+    TimeoutStopSec must be longer (tests check it against config.MAX_TIMEOUT_S)."""
+    return 2.0 * timeout_s + 5.0
+
+
 def make_parts(cfg: Config, backend: Backend | None = None) -> Parts:
     sysfs = Sysfs(cfg.sysfs.root)
     backend = backend or make_backend(cfg, sysfs)
-    # SIGTERM waits for the attempt in flight: an unload and up to three loads.
-    stop_wait = 4.0 * cfg.reload.timeout_s + 5.0
+    root = cfg.sysfs.root
     return Parts(
         reloader=Reloader(backend, sysfs, cfg.reload.retries),
         sysfs=sysfs,
         quiet_s=cfg.events.quiet_ms / 1000,
         max_delay_s=cfg.events.max_delay_ms / 1000,
-        stop_wait_s=stop_wait,
+        stop_wait_s=stop_wait_s(cfg.reload.timeout_s),
+        hardware=lambda: read_hardware(root),
+    )
+
+
+def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
+    store = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=not dry_run)
+    return Controller(
+        ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot,
+        store=store, hardware=parts.hardware, backend=parts.reloader.backend, dry_run=dry_run,
     )
 
 
@@ -96,9 +113,7 @@ def make_daemon(
     watchdog_s: float | None,
 ) -> Daemon:
     parts = make_parts(cfg)
-    controller = Controller(
-        ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot, dry_run=dry_run
-    )
+    controller = make_controller(cfg, parts, dry_run=dry_run)
     kind = resolve_source(cfg.events.source)
     source = UdevSource(kind, cfg.events.receive_buffer_bytes)
     log.info(

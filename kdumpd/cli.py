@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from kdumpd import __version__, app, demo, security
+from kdumpd import __version__, app, demo, lock, security
 from kdumpd import config as configmod
 from kdumpd.config import Config, ConfigError
 from kdumpd.sysfs import Sysfs
@@ -23,6 +25,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
+EXIT_LOCKED = 75
 EXIT_CONFIG = 78
 
 EXIT_STATUS_HELP = """\
@@ -31,6 +34,7 @@ exit status:
   1   the operation failed (a reload, a rule change)
   2   usage error
   69  a required service is unavailable (the event socket cannot be opened)
+  75  another kdumpd run owns reloads (its lock in the state directory is held)
   78  configuration error (invalid setting, unsafe file ownership or mode)
 """
 
@@ -116,8 +120,18 @@ def _converge_rule(cfg: Config, dry_run: bool) -> None:
     converge(cfg, dry_run=dry_run)
 
 
+def _take_lock(cfg: Config) -> int:
+    """The one-owner lock; raises LockHeld."""
+    try:
+        return lock.acquire(cfg.state.dir)
+    except OSError as error:
+        raise ConfigError("state.dir", f"cannot use {cfg.state.dir}: {error.strerror}") from None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
+    if not args.dry_run:
+        _take_lock(cfg)  # held until the process exits
     _converge_rule(cfg, args.dry_run)
 
     def reconfigure_hook(new_cfg: Config) -> None:
@@ -138,29 +152,46 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from kdumpd.hardware import read_hardware
+    from kdumpd.state import FileStore, read_boot_id
     from kdumpd.status import gather
 
     cfg = _load_config(args.config)
     sysfs = Sysfs(cfg.sysfs.root)
-    status = gather(sysfs, app.make_backend(cfg, sysfs))
+    state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
+    status = gather(sysfs, app.make_backend(cfg, sysfs), state, read_hardware(cfg.sysfs.root))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    from kdumpd.controller import Controller
-    from kdumpd.events import SUBSYSTEMS, Event
-    from kdumpd.scheduler import ReloadScheduler
+    import time
+
+    from kdumpd.controller import run_pending
+    from kdumpd.events import SUBSYSTEMS
 
     cfg = _load_config(args.config)
+    if not args.dry_run:
+        try:
+            _take_lock(cfg)
+        except lock.LockHeld as held:
+            if not held.pid:
+                raise
+            # Never reload beside the daemon: ask it to decide now instead.
+            os.kill(held.pid, signal.SIGUSR1)
+            print(f"asked the running kdumpd (pid {held.pid}) to decide now; "
+                  "its journal has the outcome")
+            return EXIT_OK
     parts = app.make_parts(cfg)
-    controller = Controller(ReloadScheduler(0.0, 1.0), parts.sysfs.snapshot, dry_run=args.dry_run)
-    for subsystem in SUBSYSTEMS:
-        controller.on_event(Event(subsystem, "reload", "(kdumpd reload)"), 0.0)
-    burst = controller.poll(0.0)
-    if burst is None:
-        return EXIT_OK
-    controller.reload_finished(burst, parts.reloader.reload())
+    controller = app.make_controller(cfg, parts, dry_run=args.dry_run)
+    controller.start(time.monotonic())
+    controller.request(time.monotonic(), SUBSYSTEMS, "kdumpd reload", due_now=True)
+    run_pending(controller, parts.reloader.reload, time.monotonic, time.sleep)
+    decision = controller.last_decision
+    if decision is not None:
+        verdict = "reload" if decision.reload else "no reload"
+        done = "would " if args.dry_run and decision.reload else ""
+        print(f"{done}{verdict}: {decision.reason}")
     return EXIT_OK if controller.stats.failed == 0 else EXIT_FAILURE
 
 
@@ -211,5 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"kdumpd: configuration error: {error}", file=sys.stderr)
         return EXIT_CONFIG
+    except lock.LockHeld as held:
+        print(f"kdumpd: {held}", file=sys.stderr)
+        return EXIT_LOCKED
     except KeyboardInterrupt:
         return 130

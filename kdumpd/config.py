@@ -24,6 +24,7 @@ EVENT_SOURCES = ("auto", "udev", "kernel")
 BACKENDS = ("auto", "kexec", "kdumpctl", "kdump-config", "fake")
 LOAD_MODES = ("auto", "file", "hotplug", "plain")
 RULE_STATES = ("present", "absent", "ignore")
+MAX_TIMEOUT_S = 300
 
 
 class ConfigError(Exception):
@@ -83,8 +84,14 @@ class RuleConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    dir: Path = Path("/var/lib/kdumpd")
+
+
+@dataclass(frozen=True)
 class Config:
     sysfs: SysfsConfig = field(default_factory=SysfsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     reload: ReloadConfig = field(default_factory=ReloadConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
@@ -126,6 +133,7 @@ def _no_nul(value: Any) -> str | None:
 # key -> extra check beyond the type; types come from the dataclasses themselves.
 _CHECKS: dict[str, Check] = {
     "sysfs.root": _absolute,
+    "state.dir": _absolute,
     "events.source": _one_of(EVENT_SOURCES),
     "events.quiet_ms": _between(0, 600_000),
     "events.max_delay_ms": _between(1, 3_600_000),
@@ -135,7 +143,9 @@ _CHECKS: dict[str, Check] = {
     "reload.initrd": _absolute_or_empty,
     "reload.append": _no_nul,
     "reload.load": _one_of(LOAD_MODES),
-    "reload.timeout_s": _between(1, 3600),
+    # Bounded so that the unit's TimeoutStopSec covers what a stop may wait for: the
+    # attempt in flight and one last restore attempt (see stop_wait_s in app.py).
+    "reload.timeout_s": _between(1, MAX_TIMEOUT_S),
     "reload.retries": _between(0, 100),
     "reload.fake.log": _absolute,
     "reload.fake.delay_ms": _between(0, 600_000),

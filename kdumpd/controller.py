@@ -1,26 +1,49 @@
-"""The pipeline between events and reloads: scheduler + policy + counters + journal.
+"""The pipeline between events and reloads: scheduler + policy + state + counters + journal.
 
-No threads and no I/O of its own beyond reading a sysfs snapshot through the injected
-function; the daemon (or a test, or the demo) feeds events and the clock, runs the reload
-it is handed, and reports the outcome back.
+No threads and no I/O of its own beyond what it is handed: reading a sysfs snapshot and
+the hardware, the state store, the backend's probe. The daemon (or the CLI, or the demo)
+feeds events, requests and the clock, runs the reload it is handed, and reports the
+outcome back with :meth:`Controller.reload_finished`.
+
+What it keeps across restarts (through the store): whether kdumpd owes a crash kernel
+it unloaded, and the fingerprint of the hardware the loaded image describes.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from kdumpd import journal_ids
+from kdumpd.backends import Backend
 from kdumpd.events import SUBSYSTEMS, Event
-from kdumpd.policy import Decision, decide
+from kdumpd.hardware import Hardware
+from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
 from kdumpd.reloader import Outcome
 from kdumpd.scheduler import Burst, ReloadScheduler
-from kdumpd.sysfs import OK, Snapshot
+from kdumpd.state import LastLoad, State, Store
+from kdumpd.sysfs import ABSENT, Snapshot, Value
 
 log = logging.getLogger("kdumpd")
+
+# A 0 read from crash_hotplug is read again this much later before it causes a reload:
+# the attribute reads 0 while anyone holds the kexec lock, and the kernel's own
+# elfcorehdr update holds it for milliseconds (see docs/design.md).
+CONFIRM_S = 0.25
+# Events that arrive up to this long after one of our loads finished may still belong to
+# hotplugs the kernel handled while the load held the kexec lock (udev delivered events
+# 0.06-0.33 s after the action in the guest).
+GRACE_S = 0.5
+# A crash kernel kdumpd unloaded and could not load back is retried without waiting for
+# an event: after these delays, then every RESTORE_DELAYS_S[-1] seconds.
+RESTORE_DELAYS_S = (10.0, 30.0, 60.0, 120.0, 300.0)
+
+REASON_RESTORE = "restoring the crash kernel kdumpd unloaded"
+REASON_HARDWARE = "hardware changed while kdumpd was not running"
+REASON_LOST = "events were lost"
 
 
 @dataclass
@@ -32,7 +55,9 @@ class Stats:
     lost: int = 0  # times the event socket overflowed
     last_reload_at: float | None = None  # unix seconds
     last_duration_s: float | None = None
-    crash_kernel_missing: bool = False  # a reload of ours left no crash kernel loaded
+    crash_kernel_missing: bool = False  # kdumpd owes a crash kernel it unloaded
+    restore_at: float | None = None  # unix seconds of the next restore attempt
+    handed_back: bool = False  # reloads are left to the distribution's rules
 
     def status_line(self) -> str:
         parts = [f"events {self.events}", f"skipped {self.skipped}", f"reloads {self.reloads}"]
@@ -42,20 +67,51 @@ class Stats:
             parts.append(f"overflows {self.lost}")
         line = ", ".join(parts)
         if self.last_reload_at is not None and self.last_duration_s is not None:
-            when = time.strftime("%H:%M:%S", time.localtime(self.last_reload_at))
-            line += f"; last reload {when} took {self.last_duration_s:.2f} s"
+            line += f"; last reload {_clock_time(self.last_reload_at)} took " \
+                    f"{self.last_duration_s:.2f} s"
         if self.crash_kernel_missing:
             line += "; crash kernel NOT loaded"
+            if self.restore_at is not None:
+                line += f", next restore attempt {_clock_time(self.restore_at)}"
+        if self.handed_back:
+            line += "; reloads handed back to the distribution"
         return line
 
 
+def _clock_time(wall: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(wall))
+
+
 def burst_fields(burst: Burst) -> dict[str, Any]:
-    return {
+    last = burst.last
+    fields: dict[str, Any] = {
         "KDUMPD_SUBSYSTEM": ",".join(sorted(burst.subsystems)),
-        "KDUMPD_ACTION": burst.last.action,
-        "KDUMPD_DEVPATH": burst.last.devpath,
         "KDUMPD_EVENTS": burst.events,
     }
+    if last is not None:
+        fields["KDUMPD_ACTION"] = last.action
+        fields["KDUMPD_DEVPATH"] = last.devpath
+    if burst.reasons:
+        fields["KDUMPD_REQUEST"] = "; ".join(burst.reasons)
+    return fields
+
+
+def what(burst: Burst) -> str:
+    """What the decision is about, for the log: "8 event(s) on memory", a request, or both."""
+    parts = list(burst.reasons)
+    if burst.events:
+        parts.insert(0, f"{burst.events} event(s) on {','.join(sorted(burst.subsystems))}")
+    return " + ".join(parts) or "a decision"
+
+
+def kernel_keeps_current(snapshot: Snapshot) -> bool:
+    """A crash kernel is loaded and the kernel updates its header for every subsystem."""
+    return is_loaded(snapshot.crash_loaded) and all(
+        kernel_updates(snapshot.crash_hotplug.get(s, _MISSING)) for s in SUBSYSTEMS
+    )
+
+
+_MISSING = Value("", ABSENT)
 
 
 class Controller:
@@ -64,16 +120,76 @@ class Controller:
         scheduler: ReloadScheduler,
         snapshot: Callable[[Collection[str]], Snapshot],
         *,
+        store: Store,
+        hardware: Callable[[], Hardware],
+        backend: Backend,
         dry_run: bool = False,
         wall: Callable[[], float] = time.time,
+        confirm_s: float = CONFIRM_S,
+        grace_s: float = GRACE_S,
     ) -> None:
         self.scheduler = scheduler
         self.snapshot = snapshot
+        self.store = store
+        self.hardware = hardware
+        self.backend = backend
         self.dry_run = dry_run
         self._wall = wall
+        self.confirm_s = confirm_s
+        self.grace_s = grace_s
         self.stats = Stats()
         self.last_decision: Decision | None = None
+        self.state = State(boot_id=store.boot_id)
         self._reload_started_wall = 0.0
+        self._loading: Hardware | None = None  # what the image being loaded describes
+        self._overlap_until = float("-inf")
+        self._restore_at: float | None = None  # monotonic
+        self._restore_failures = 0
+
+    # -- what kdumpd owes ------------------------------------------------------------------
+
+    @property
+    def owed(self) -> bool:
+        return self.state.owed
+
+    @property
+    def handed_back(self) -> bool:
+        return self.stats.handed_back
+
+    def _save(self, state: State) -> None:
+        if state != self.state:
+            self.state = state
+            self.store.save(state)
+        self.stats.crash_kernel_missing = state.owed
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def start(self, now: float) -> None:
+        """Take up the state of this boot and request what a restart owes.
+
+        No state for this boot: record the hardware as the baseline (the distribution
+        loaded the crash kernel at boot, before kdumpd). An owed crash kernel: restore
+        it. A fingerprint that differs from the hardware now: decide over both subsystems.
+        """
+        state = self.store.load()
+        hardware = self.hardware()
+        if state is None:
+            log.info("no state for this boot: recording the hardware as the baseline (%s)",
+                     hardware.summary())
+            self._save(State(self.store.boot_id, fingerprint=hardware.fingerprint,
+                             hardware=hardware.summary()))
+            return
+        self.state = state
+        self.stats.crash_kernel_missing = state.owed
+        if state.owed:
+            log.critical("kdumpd unloaded the crash kernel before it stopped and could not "
+                         "load it back: restoring it now",
+                         extra={"MESSAGE_ID": journal_ids.CRASH_KERNEL_UNLOADED})
+            self.request(now, (), REASON_RESTORE)
+        elif state.fingerprint != hardware.fingerprint:
+            log.info("the hardware changed while kdumpd was not running (was: %s; now: %s)",
+                     state.hardware or "unknown", hardware.summary())
+            self.request(now, SUBSYSTEMS, REASON_HARDWARE)
 
     def on_event(self, event: Event, now: float) -> None:
         self.stats.events += 1
@@ -86,53 +202,91 @@ class Controller:
             "event socket overflowed, events were lost: scheduling a resync decision",
             extra={"MESSAGE_ID": journal_ids.EVENTS_LOST},
         )
-        self.scheduler.add_resync(now, frozenset(SUBSYSTEMS))
+        self.request(now, SUBSYSTEMS, REASON_LOST)
+
+    def request(
+        self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False
+    ) -> None:
+        """Ask for a decision over ``subsystems`` without an event: due like a burst, or at
+        once with ``due_now``."""
+        self.scheduler.request(now, subsystems, reason, due_now=due_now)
 
     def deadline(self) -> float | None:
-        return self.scheduler.deadline()
+        deadlines = [d for d in (self.scheduler.deadline(), self._restore_at) if d is not None]
+        if self.scheduler.running:
+            return None
+        return min(deadlines) if deadlines else None
+
+    # -- deciding --------------------------------------------------------------------------
 
     def poll(self, now: float) -> Burst | None:
         """Decide on the pending burst if it is due; return it when a reload must run now.
 
         The caller runs the reload and then calls :meth:`reload_finished`.
         """
+        if self.scheduler.running:
+            return None
+        if self._restore_at is not None and now >= self._restore_at:
+            self._restore_at = None
+            self.scheduler.request(now, (), REASON_RESTORE, due_now=True)
         burst = self.scheduler.take(now)
         if burst is None:
             return None
         snapshot = self.snapshot(burst.subsystems)
-        decision = decide(burst.subsystems, snapshot, owed=self.stats.crash_kernel_missing)
-        self.last_decision = decision
         fields = burst_fields(burst)
         fields["KDUMPD_CRASH_HOTPLUG"] = ",".join(
             f"{s}={snapshot.crash_hotplug[s]}" for s in sorted(snapshot.crash_hotplug)
         )
+        if self.owed and is_loaded(snapshot.crash_loaded):
+            log.info("a crash kernel is loaded again (not by kdumpd): nothing is owed any more")
+            self._save(replace(self.state, owed=False))
+            self._restore_at = None
+        if self.handed_back and not self.owed:
+            problem = self.backend.probe()
+            if problem:
+                self._skip(burst, fields, "reloads are handed back to the distribution's "
+                           f"rules while kdumpd's backend cannot work: {problem}")
+                return None
+            log.info("the backend works again: kdumpd takes reloads back")
+            self.stats.handed_back = False
+        missed = ""
+        if burst.events and burst.started_at <= self._overlap_until:
+            missed = ("events arrived while our load held the kexec lock: the kernel may "
+                      "have skipped their elfcorehdr update")
+        decision = decide(burst.subsystems, snapshot, owed=self.owed, missed=missed,
+                          zero_seen=burst.zero_seen)
+        self.last_decision = decision
+        if decision.confirm:
+            log.debug("%s: %s", what(burst), decision.reason)
+            self.scheduler.defer(burst, now + self.confirm_s)
+            return None
         for warning in decision.warnings:
             log.warning(warning, extra=fields)
         if not decision.reload:
-            self.stats.skipped += burst.events
-            log.info(
-                "%d event(s) on %s: no reload: %s",
-                burst.events, fields["KDUMPD_SUBSYSTEM"], decision.reason,
-                extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields},
-            )
+            self._skip(burst, fields, decision.reason)
             return None
         if self.dry_run:
-            log.info(
-                "%d event(s) on %s: would reload: %s",
-                burst.events, fields["KDUMPD_SUBSYSTEM"], decision.reason,
-                extra={"MESSAGE_ID": journal_ids.WOULD_RELOAD, **fields},
-            )
+            log.info("%s: would reload: %s", what(burst), decision.reason,
+                     extra={"MESSAGE_ID": journal_ids.WOULD_RELOAD, **fields})
             return None
-        log.info(
-            "%d event(s) on %s: reloading: %s",
-            burst.events, fields["KDUMPD_SUBSYSTEM"], decision.reason, extra=fields,
-        )
+        log.info("%s: reloading: %s", what(burst), decision.reason, extra=fields)
         self.scheduler.reload_started()
+        self._loading = self.hardware()
         self._reload_started_wall = self._wall()
         return burst
 
-    def reload_finished(self, burst: Burst, outcome: Outcome) -> None:
+    def _skip(self, burst: Burst, fields: dict[str, Any], reason: str) -> None:
+        self.stats.skipped += burst.events
+        log.info("%s: no reload: %s", what(burst), reason,
+                 extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
+        if not self.dry_run and kernel_keeps_current(self.snapshot(SUBSYSTEMS)):
+            # The kernel keeps the image current: it describes the hardware of now.
+            hardware = self.hardware()
+            self._save(self.state.with_hardware(hardware.fingerprint, hardware.summary()))
+
+    def reload_finished(self, burst: Burst, outcome: Outcome, now: float) -> None:
         self.scheduler.reload_finished()
+        self._overlap_until = now + self.grace_s
         fields = {
             **burst_fields(burst),
             "KDUMPD_RELOAD_DURATION_MS": round(outcome.duration_s * 1000),
@@ -140,23 +294,58 @@ class Controller:
         }
         self.stats.last_reload_at = self._reload_started_wall
         self.stats.last_duration_s = outcome.duration_s
-        loaded = outcome.crash_loaded
-        self.stats.crash_kernel_missing = loaded.kind == OK and loaded.text == "0"
+        missing = is_unloaded(outcome.crash_loaded)
+        state = replace(self.state, owed=missing, last_load=LastLoad(
+            at=self._reload_started_wall, how=self.backend.describe(), ok=outcome.ok,
+            duration_s=round(outcome.duration_s, 3)))
         if outcome.ok:
             self.stats.reloads += 1
+            self.stats.handed_back = False
+            if self._loading is not None:
+                state = state.with_hardware(self._loading.fingerprint, self._loading.summary())
             log.info(
-                "reloaded the crash kernel for %d event(s) in %.2f s",
-                burst.events, outcome.duration_s,
+                "reloaded the crash kernel for %s in %.2f s", what(burst), outcome.duration_s,
                 extra={"MESSAGE_ID": journal_ids.RELOAD_DONE, **fields},
             )
         else:
             self.stats.failed += 1
+            self.stats.handed_back = True
             log.error(
                 "reload failed after %d attempt(s): %s", outcome.attempts, outcome.error,
                 extra={"MESSAGE_ID": journal_ids.RELOAD_FAILED, **fields},
             )
-        if self.stats.crash_kernel_missing:
+        self._save(state)
+        if missing:
+            delay = RESTORE_DELAYS_S[min(self._restore_failures, len(RESTORE_DELAYS_S) - 1)]
+            self._restore_failures += 1
+            self._restore_at = now + delay
+            self.stats.restore_at = self._wall() + delay
             log.critical(
-                "no crash kernel is loaded after the reload: a panic now produces no dump",
+                "no crash kernel is loaded after the reload: a panic now produces no dump; "
+                "retrying in %.0f s", delay,
                 extra={"MESSAGE_ID": journal_ids.CRASH_KERNEL_UNLOADED, **fields},
             )
+        else:
+            self._restore_at = None
+            self._restore_failures = 0
+            self.stats.restore_at = None
+
+
+def run_pending(
+    controller: Controller,
+    reload: Callable[[], Outcome],
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+) -> None:
+    """Decide, reload and report in this thread until nothing is pending: the CLI and
+    the demo (the daemon runs reloads in a worker, through the same poll/reload_finished).
+    A restore retry on a timer is the daemon's business, not waited for here."""
+    while True:
+        burst = controller.poll(clock())
+        if burst is not None:
+            controller.reload_finished(burst, reload(), clock())
+            continue
+        deadline = controller.scheduler.deadline()
+        if deadline is None:
+            return
+        sleep(max(0.0, deadline - clock()))

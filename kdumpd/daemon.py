@@ -22,7 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable
 
-from kdumpd.controller import Controller
+from kdumpd.controller import REASON_RESTORE, Controller
+from kdumpd.events import SUBSYSTEMS
+from kdumpd.hardware import Hardware
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import Burst
 from kdumpd.source import EventsLost, EventSource
@@ -43,6 +45,7 @@ class Parts:
     quiet_s: float
     max_delay_s: float
     stop_wait_s: float  # how long SIGTERM waits for a running reload
+    hardware: Callable[[], Hardware]
 
 
 class Daemon:
@@ -72,6 +75,7 @@ class Daemon:
         self._stop_requested = False
         self._holding_handover = False
         self._hup_requested = False
+        self._decide_requested = False
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
@@ -81,6 +85,8 @@ class Daemon:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
             self._hup_requested = True
+        elif signum == signal.SIGUSR1:
+            self._decide_requested = True
         else:
             self._stop_requested = True
 
@@ -99,26 +105,29 @@ class Daemon:
         """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status."""
         previous = {
             sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         }
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
+        status = 0
         try:
             self._set_handover(True)
+            self.controller.start(self._clock())
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")
             self._serve(selector)
             self._notify("STOPPING=1")
             self._finish_running_reload()
+            status = self._restore_before_exit()
         finally:
             self._set_handover(False)
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return 0
+        return status
 
     def _serve(self, selector: selectors.BaseSelector) -> None:
         last_status = self._status()
@@ -138,6 +147,11 @@ class Daemon:
             if self._hup_requested:
                 self._hup_requested = False
                 self._apply_new_config()
+            if self._decide_requested:
+                self._decide_requested = False
+                log.info("asked to decide now (SIGUSR1, kdumpd reload)")
+                self.controller.request(self._clock(), SUBSYSTEMS, "kdumpd reload",
+                                        due_now=True)
             self._collect_outcomes()
             self._start_due_reload()
             status = self._status()
@@ -186,13 +200,20 @@ class Daemon:
         if self._worker is not None:
             return
         burst = self.controller.poll(self._clock())
+        self._sync_handover()
         if burst is None:
             return
         reloader = self.parts.reloader
+        sysfs = self.parts.sysfs
         self._cancel.clear()
 
         def work() -> None:
-            outcome = reloader.reload(cancel=self._cancel)
+            try:
+                outcome = reloader.reload(cancel=self._cancel)
+            except Exception as error:  # never wedge the daemon: a failed reload
+                log.exception("the reload worker raised")
+                outcome = Outcome(False, 1, 0.0, f"internal error: {error!r}",
+                                  sysfs.crash_loaded())
             self._done.put((burst, outcome))
             self._wake()
 
@@ -208,18 +229,46 @@ class Daemon:
             if self._worker is not None:
                 self._worker.join()
                 self._worker = None
-            self.controller.reload_finished(burst, outcome)
-            self._hand_over_while_working(outcome.ok)
+            self.controller.reload_finished(burst, outcome, self._clock())
+            self._sync_handover()
 
-    def _hand_over_while_working(self, reload_ok: bool) -> None:
+    def _sync_handover(self) -> None:
         """Keep the distribution's rules off only while our reloads work: after a reload
-        failed for good, give the next events back to them until one of ours succeeds."""
-        if reload_ok == self._holding_handover:
+        failed for good, give events back to them until kdumpd's backend works again
+        (the controller then stops reloading on events itself: never two reloaders)."""
+        wanted = not self.controller.handed_back
+        if wanted == self._holding_handover:
             return
-        if not reload_ok:
+        if not wanted:
             log.warning("handing reloads back to the distribution's udev rules "
-                        "until a reload of ours succeeds")
-        self._set_handover(reload_ok)
+                        "until kdumpd's backend works again")
+        self._set_handover(wanted)
+
+    def _restore_before_exit(self) -> int:
+        """Never leave an image kdumpd unloaded behind: one last bounded attempt.
+
+        Returns the exit status: 1 when no crash kernel is loaded and kdumpd owes one
+        (the state file keeps the debt for the next start; Restart= may come sooner).
+        """
+        if not self.controller.owed or self.controller.dry_run:
+            return 0
+        now = self._clock()
+        self.controller.request(now, (), REASON_RESTORE, due_now=True)
+        burst = self.controller.poll(now)
+        if burst is not None:
+            log.critical("stopping with no crash kernel loaded: one last attempt to load it")
+            self._cancel.set()  # one attempt, no retries
+            try:
+                outcome = self.parts.reloader.reload(cancel=self._cancel)
+            except Exception as error:
+                log.exception("the last reload attempt raised")
+                outcome = Outcome(False, 1, 0.0, f"internal error: {error!r}",
+                                  self.parts.sysfs.crash_loaded())
+            self.controller.reload_finished(burst, outcome, self._clock())
+        if self.controller.owed:
+            log.critical("exiting with no crash kernel loaded; the next start restores it")
+            return 1
+        return 0
 
     def _finish_running_reload(self) -> None:
         if self._worker is None:
@@ -243,6 +292,8 @@ class Daemon:
         self.controller.scheduler.quiet_s = parts.quiet_s
         self.controller.scheduler.max_delay_s = parts.max_delay_s
         self.controller.snapshot = parts.sysfs.snapshot
+        self.controller.hardware = parts.hardware
+        self.controller.backend = parts.reloader.backend
         log.info("configuration reloaded")
 
     def _set_handover(self, present: bool) -> None:

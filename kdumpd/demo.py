@@ -10,11 +10,13 @@ from typing import TextIO
 
 from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.controller import Controller
+from kdumpd.controller import Controller, run_pending
 from kdumpd.events import Event
 from kdumpd.fakesysfs import FakeClock
+from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
+from kdumpd.state import MemoryStore
 from kdumpd.sysfs import Sysfs
 
 EVENT_SPACING_S = 0.0001  # 0.1 ms apart: a DIMM's worth of block events
@@ -39,24 +41,21 @@ def simulate(
     log = root / "fake-kexec.log"
     log.unlink(missing_ok=True)
     backend = FakeBackend(log, sysfs, sleep=clock.advance)
-    controller = Controller(ReloadScheduler(quiet_s, max_delay_s), sysfs.snapshot)
+    controller = Controller(
+        ReloadScheduler(quiet_s, max_delay_s), sysfs.snapshot, store=MemoryStore(),
+        hardware=lambda: read_hardware(root), backend=backend,
+    )
     reloader = Reloader(backend, sysfs, retries=3, sleep=clock.advance, clock=clock)
     for event in events:
         controller.on_event(event, clock())
         clock.advance(EVENT_SPACING_S)
-        _run_due(controller, reloader, clock)
-    while (deadline := controller.deadline()) is not None:
-        clock.advance_to(deadline)
-        _run_due(controller, reloader, clock)
+        burst = controller.poll(clock())
+        if burst is not None:
+            controller.reload_finished(burst, reloader.reload(), clock())
+    run_pending(controller, reloader.reload, clock, clock.advance)
     if not log.exists():
         return 0
     return sum(1 for line in log.read_text().splitlines() if json.loads(line)["op"] == "load")
-
-
-def _run_due(controller: Controller, reloader: Reloader, clock: FakeClock) -> None:
-    burst = controller.poll(clock())
-    if burst is not None:
-        controller.reload_finished(burst, reloader.reload())
 
 
 def run(out: TextIO, memory_blocks: int = 1920, cpus: int = 4) -> int:

@@ -21,7 +21,7 @@ BACKOFF_MAX_S = 30.0
 class Outcome:
     ok: bool
     attempts: int
-    duration_s: float  # from the first unload to the end of the last attempt
+    duration_s: float  # from the start of the first attempt to the end of the last
     error: str  # the last attempt's error, "" when ok
     crash_loaded: Value  # kexec_crash_loaded read after the reload
 
@@ -73,6 +73,9 @@ class Reloader:
                 error = str(failure)
                 if failure.permanent:
                     break
+            except Exception as failure:  # a bug must not wedge the daemon: a failed attempt
+                log.exception("reload attempt %d raised", attempts)
+                error = f"internal error: {type(failure).__name__}: {failure}"
             else:
                 duration = self._clock() - started
                 return Outcome(True, attempts, duration, "", self._sysfs.crash_loaded())

@@ -3,14 +3,19 @@
 Pure timing: the caller passes monotonic seconds in and asks when the next deadline is,
 so tests drive it with a fake clock and no sleeps.
 
-A burst is due once no event arrived for ``quiet_s``, or ``max_delay_s`` after its first
-event, whichever comes first. While a reload runs nothing is due; events arriving then
-form the next burst, which becomes due after the reload finished (exactly one follow-up,
-decided with what sysfs says after the reload).
+A burst is due once nothing arrived for ``quiet_s``, or ``max_delay_s`` after its
+beginning, whichever comes first (and never before a ``not_before`` a deferral set).
+While a reload runs nothing is due; what arrives then forms the next burst, which
+becomes due after the reload finished.
+
+Besides events a burst can carry *requests*: a decision asked for without an event (a
+resync after lost events, a restart that found the hardware changed, ``kdumpd reload``,
+a retry of a missing crash kernel), each with its subsystems and a reason.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kdumpd.events import Event
@@ -18,14 +23,15 @@ from kdumpd.events import Event
 
 @dataclass(frozen=True)
 class Burst:
-    """The events collected between two decisions."""
+    """The events and requests collected between two decisions."""
 
-    events: int
+    events: int  # real events (requests are not counted)
     subsystems: frozenset[str]
-    first: Event
-    last: Event
-    started_at: float  # monotonic seconds of the first event
-    resync: bool = False  # events may have been lost: decide as if both subsystems changed
+    first: Event | None  # None when the burst holds only requests
+    last: Event | None
+    started_at: float  # monotonic seconds of the first event or request
+    reasons: tuple[str, ...] = ()  # why a decision was requested without events
+    zero_seen: bool = False  # an earlier read for this burst gave crash_hotplug=0
 
 
 class ReloadScheduler:
@@ -42,50 +48,87 @@ class ReloadScheduler:
         self._last_at = 0.0
         self._first: Event | None = None
         self._last: Event | None = None
-        self._resync = False
+        self._reasons: list[str] = []
+        self._zero_seen = False
+        self._not_before = 0.0
+        self._due_at: float | None = None
 
     @property
     def pending(self) -> int:
         """Number of events waiting for a decision."""
         return self._count
 
-    def add(self, event: Event, now: float) -> None:
-        """Record one relevant event. O(1): this runs for every event of a storm."""
+    @property
+    def has_pending(self) -> bool:
+        """True when events or requests wait for a decision."""
+        return self._first_at is not None
+
+    def _touch(self, now: float) -> None:
         if self._first_at is None:
             self._first_at = now
-            self._first = event
         self._last_at = now
+
+    def add(self, event: Event, now: float) -> None:
+        """Record one relevant event. O(1): this runs for every event of a storm."""
+        if self._first is None:
+            self._first = event
+        self._touch(now)
         self._last = event
         self._count += 1
         self._subsystems.add(event.subsystem)
 
-    def add_resync(self, now: float, subsystems: frozenset[str]) -> None:
-        """Events were lost (socket overflow): schedule a decision over ``subsystems``."""
-        for subsystem in sorted(subsystems):
-            self.add(Event(subsystem, "resync", ""), now)
-        self._count -= len(subsystems)
-        self._resync = True
+    def request(
+        self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False
+    ) -> None:
+        """Ask for a decision over ``subsystems`` without an event, for ``reason``.
+
+        ``due_now``: decide at once instead of waiting for the burst to be quiet.
+        """
+        self._touch(now)
+        if due_now:
+            self._due_at = now
+        self._subsystems.update(subsystems)
+        if reason not in self._reasons:
+            self._reasons.append(reason)
+
+    def defer(self, burst: Burst, not_before: float) -> None:
+        """Put a taken burst back, to be decided again no earlier than ``not_before``.
+
+        Whatever arrived meanwhile joins it; the next decision knows a 0 was seen.
+        """
+        if self._first_at is None or burst.started_at < self._first_at:
+            self._first_at = burst.started_at
+            self._first = burst.first or self._first
+        self._last_at = max(self._last_at, burst.started_at)
+        self._last = self._last or burst.last
+        self._count += burst.events
+        self._subsystems.update(burst.subsystems)
+        self._reasons = list(dict.fromkeys([*burst.reasons, *self._reasons]))
+        self._zero_seen = True
+        self._not_before = max(self._not_before, not_before)
 
     def deadline(self) -> float | None:
         """Monotonic time at which the pending burst is due; None if nothing can be due."""
         if self._first_at is None or self.running:
             return None
-        return min(self._last_at + self.quiet_s, self._first_at + self.max_delay_s)
+        due = min(self._last_at + self.quiet_s, self._first_at + self.max_delay_s)
+        if self._due_at is not None:
+            due = min(due, self._due_at)
+        return max(due, self._not_before)
 
     def take(self, now: float) -> Burst | None:
         """Hand out the pending burst if it is due at ``now``, and start a new one."""
         deadline = self.deadline()
-        if deadline is None or now < deadline:
+        if deadline is None or now < deadline or self._first_at is None:
             return None
-        if self._first is None or self._last is None or self._first_at is None:
-            return None  # unreachable: a deadline implies a first event
         burst = Burst(
             events=self._count,
             subsystems=frozenset(self._subsystems),
             first=self._first,
             last=self._last,
             started_at=self._first_at,
-            resync=self._resync,
+            reasons=tuple(self._reasons),
+            zero_seen=self._zero_seen,
         )
         self._reset()
         return burst

@@ -41,3 +41,32 @@ def check_image_files(cfg: Config, *, euid: int | None = None) -> None:
                 check_trusted_file(Path(value), key, euid=euid)
             except ConfigError as error:
                 raise ConfigError(key, error.problem, error.path) from None
+
+
+def path_problem(path: Path, *, euid: int | None = None) -> str | None:
+    """As root, why ``path`` must not be trusted to decide the crash kernel, or None.
+
+    The file and every directory on the way to it (after resolving symlinks, so a
+    root-owned link to a file someone else controls is caught) must be owned by root and
+    not writable by group or others; a sticky directory owned by root (/tmp) is allowed,
+    since nobody else can replace root's entries there.
+    """
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except OSError as error:
+        return f"{path}: {error.strerror or error}"
+    for current in (target, *target.parents):
+        try:
+            info = current.stat()
+        except OSError as error:
+            return f"cannot stat {current}: {error.strerror}"
+        where = f"{current}" if current == target else f"{current} (on the way to {path})"
+        if info.st_uid != 0:
+            return f"{where} is owned by uid {info.st_uid}, not root"
+        writable = info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+        sticky = stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
+        if writable and not sticky:
+            return f"{where} is group- or world-writable (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None

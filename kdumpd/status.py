@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from kdumpd.backends import Backend
 from kdumpd.events import SUBSYSTEMS
+from kdumpd.hardware import Hardware
 from kdumpd.policy import kernel_updates
+from kdumpd.state import State
 from kdumpd.sysfs import OK, Sysfs, Value
 
 
@@ -20,6 +23,19 @@ class Status:
     crash_hotplug: dict[str, Value]
     backend: str
     backend_action: str
+    state: State | None = None  # what kdumpd recorded for this boot
+    hardware: Hardware | None = None  # the hardware now
+
+    @property
+    def owed(self) -> bool:
+        return self.state is not None and self.state.owed
+
+    @property
+    def hardware_agrees(self) -> bool | None:
+        """Does the recorded fingerprint match the hardware now (None: nothing recorded)."""
+        if self.state is None or not self.state.fingerprint or self.hardware is None:
+            return None
+        return self.state.fingerprint == self.hardware.fingerprint
 
     @property
     def loaded(self) -> bool:
@@ -38,6 +54,14 @@ class Status:
             "crash_kernel_loaded": self.loaded,
             "backend": self.backend,
             "backend_action": self.backend_action,
+            "owed": self.owed,
+            "recorded_hardware": self.state.hardware if self.state else None,
+            "recorded_fingerprint": self.state.fingerprint if self.state else None,
+            "current_hardware": self.hardware.summary() if self.hardware else None,
+            "current_fingerprint": self.hardware.fingerprint if self.hardware else None,
+            "hardware_agrees": self.hardware_agrees,
+            "last_load": asdict(self.state.last_load) if self.state and self.state.last_load
+            else None,
         }
 
     def as_text(self) -> str:
@@ -53,13 +77,28 @@ class Status:
                 f"kernel keeps the crash kernel current: {verdict}"
             )
         lines.append(f"backend: {self.backend} ({self.backend_action})")
+        if self.owed:
+            lines.append("kdumpd OWES a crash kernel it unloaded: the daemon retries loading it")
+        agrees = self.hardware_agrees
+        now = self.hardware.summary() if self.hardware else "unknown"
+        if agrees is None:
+            lines.append(f"hardware: {now}; nothing recorded for this boot")
+        else:
+            verdict = "agrees with" if agrees else "DIFFERS from"
+            lines.append(f"hardware: {now}; {verdict} what the loaded image was recorded for")
+        last = self.state.last_load if self.state else None
+        if last is not None:
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.at))
+            lines.append(f"last load by kdumpd: {when}, {'ok' if last.ok else 'FAILED'}, "
+                         f"{last.duration_s:.2f} s, {last.how}")
         return "\n".join(lines)
 
     def as_json(self) -> str:
         return json.dumps(self.as_dict(), indent=2, sort_keys=True)
 
 
-def gather(sysfs: Sysfs, backend: Backend) -> Status:
+def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
+           hardware: Hardware | None = None) -> Status:
     snapshot = sysfs.snapshot(SUBSYSTEMS)
     return Status(
         crash_loaded=snapshot.crash_loaded,
@@ -68,4 +107,6 @@ def gather(sysfs: Sysfs, backend: Backend) -> Status:
         crash_hotplug=snapshot.crash_hotplug,
         backend=backend.name,
         backend_action=backend.describe(),
+        state=state,
+        hardware=hardware,
     )

@@ -1,25 +1,25 @@
-"""Reload backends: how the crash kernel is unloaded and loaded again.
+"""Reload backends: how the crash kernel is loaded again.
 
-A backend is a small object with one method, ``reload()``, that raises
-:class:`BackendError` with a one-line reason. Real ones run commands through an
-injected runner; the fake one only records and keeps a fake sysfs tree consistent.
+A backend is a small object with ``reload()``, which raises :class:`BackendError` with a
+one-line reason, ``probe()``, which says without touching the loaded image whether a
+reload could work now, and ``describe()``. Real ones run commands through an injected
+runner; the fake one only records and keeps a fake sysfs tree consistent.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Optional, Protocol
 
 
 class BackendError(Exception):
     """A reload step failed; ``str(error)`` is one line naming the step and why.
 
-    ``unloaded`` is True when the failure came after the crash kernel was unloaded;
     ``permanent`` when retrying cannot help (a setting or the sandbox is wrong).
+    Whether the crash kernel survived is read from sysfs afterwards, not guessed here.
     """
 
-    def __init__(self, message: str, *, unloaded: bool = False, permanent: bool = False) -> None:
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)
-        self.unloaded = unloaded
         self.permanent = permanent
 
 
@@ -27,7 +27,10 @@ class Backend(Protocol):
     name: str
 
     def reload(self) -> None:
-        """Unload, then load the crash kernel. Raises BackendError."""
+        """Load the crash kernel again (replacing the loaded one). Raises BackendError."""
+
+    def probe(self) -> Optional[str]:
+        """Why a reload cannot work now, or None; never touches the loaded image."""
 
     def describe(self) -> str:
         """One line for `kdumpd status`: what a reload would run."""

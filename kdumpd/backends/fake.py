@@ -1,7 +1,13 @@
-"""A fake backend for tests and demos: records operations, keeps a fake sysfs consistent.
+"""A fake backend for tests and demos: records loads, models the kernel in a fake sysfs.
 
-Each operation appends one JSON line to the log: ``{"op": "unload"|"load", "t": <unix
-seconds when it started>, "ok": bool}``. It never runs a command.
+Like the kernel's load syscalls, one load replaces the loaded crash image: the old image
+is freed first, so ``kexec_crash_loaded`` (and ``crash_hotplug``, which reads 0 while the
+kexec lock is held) read 0 only *inside* the load, for ``delay_ms``. A load that fails
+(``fail``: the first N loads) fails inside the syscall and leaves no crash kernel, the
+worst case a real backend can meet.
+
+Each load appends one JSON line to the log: ``{"op": "load", "t": <unix seconds when it
+started>, "ok": bool, "pid": ...}``. It never runs a command.
 """
 
 from __future__ import annotations
@@ -40,30 +46,31 @@ class FakeBackend:
         self._wall = wall
 
     def reload(self) -> None:
-        self._operation("unload", loaded="0", ok=True)
+        started = self._wall()
         ok = self._fail_left <= 0
         if not ok:
             self._fail_left -= 1
-        self._operation("load", loaded="1" if ok else "0", ok=ok)
-        if not ok:
-            raise BackendError("fake load failed (reload.fake.fail)", unloaded=True)
-
-    def _operation(self, op: str, *, loaded: str, ok: bool) -> None:
-        started = self._wall()
+        # Inside the syscall: the old image is freed and the kexec lock is held.
+        self._write_state(loaded="0", hotplug="0")
         if self._delay_s:
             self._sleep(self._delay_s)
-        # Like the kernel: crash_hotplug reads 0 with nothing loaded, 1 after a
-        # hotplug-capable load (only modelled when asked to).
-        self._write("kernel/kexec_crash_loaded", loaded)
-        if self._hotplug_after_load:
-            for subsystem in SUBSYSTEMS:
-                self._write(f"devices/system/{subsystem}/crash_hotplug", loaded)
-        line = json.dumps({"op": op, "t": round(started, 6), "ok": ok, "pid": os.getpid()})
+        if ok:
+            self._write_state(loaded="1", hotplug="1" if self._hotplug_after_load else "0")
+        line = json.dumps({"op": "load", "t": round(started, 6), "ok": ok, "pid": os.getpid()})
         try:
             with self.log.open("a", encoding="utf-8") as handle:
                 handle.write(line + "\n")
         except OSError as error:
             raise BackendError(f"fake backend log {self.log}: {error.strerror}") from None
+        if not ok:
+            raise BackendError("fake load failed (reload.fake.fail)")
+
+    def _write_state(self, *, loaded: str, hotplug: str) -> None:
+        self._write("kernel/kexec_crash_loaded", loaded)
+        for subsystem in SUBSYSTEMS:
+            path = f"devices/system/{subsystem}/crash_hotplug"
+            if self._sysfs.path(path).exists():
+                self._write(path, hotplug)
 
     def _write(self, relative: str, value: str) -> None:
         path = self._sysfs.path(relative)
@@ -71,6 +78,9 @@ class FakeBackend:
             path.write_text(value + "\n", encoding="ascii")
         except OSError as error:
             raise BackendError(f"fake backend cannot write {path}: {error.strerror}") from None
+
+    def probe(self) -> str | None:
+        return None
 
     def describe(self) -> str:
         return f"fake (log {self.log})"

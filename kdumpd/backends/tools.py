@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
+from typing import Callable, Optional
+
 from kdumpd.backends.runner import Runner
+
+Which = Callable[[str], Optional[str]]
 
 
 class ToolBackend:
     """Delegates the whole reload to the distribution's tool (which unloads and loads)."""
 
-    def __init__(self, name: str, argv: tuple[str, ...], runner: Runner, timeout_s: float) -> None:
+    def __init__(self, name: str, argv: tuple[str, ...], runner: Runner, timeout_s: float,
+                 which: Which = shutil.which) -> None:
         self.name = name
         self.argv = argv
         self._run = runner
         self._timeout_s = timeout_s
+        self._which = which
 
     def reload(self) -> None:
         self._run(self.argv, self._timeout_s)
+
+    def probe(self) -> str | None:
+        return None if self._which(self.argv[0]) else f"{self.argv[0]}: command not found"
 
     def describe(self) -> str:
         return " ".join(self.argv)

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import struct
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,29 +12,42 @@ import pytest
 from kdumpd import app, fakesysfs
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.backends.kexec import KexecBackend, KexecImage, default_append
+from kdumpd.backends.kexec import (
+    DEFAULT_CMDLINE_SIZE,
+    KERNEL_ADDS,
+    KexecBackend,
+    KexecImage,
+    cmdline_size,
+    default_append,
+)
 from kdumpd.backends.runner import run
 from kdumpd.config import Config, ReloadConfig
 from kdumpd.sysfs import Sysfs
 
 
 class FakeKexec:
-    """A command runner standing in for kexec-tools: records argv, fails on request,
-    and updates the fake sysfs like the kernel would."""
+    """A command runner standing in for kexec-tools over the kernel: records argv, and
+    like the kernel replaces the loaded image in the load syscall. ``fail_flags`` fail
+    before the syscall (the old image stays), ``fail_inside`` inside it (the kernel freed
+    the old image first)."""
 
-    def __init__(self, sysfs: Sysfs, fail_flags: Sequence[str] = ()) -> None:
+    def __init__(self, sysfs: Sysfs, fail_flags: Sequence[str] = (),
+                 fail_inside: Sequence[str] = ()) -> None:
         self.sysfs = sysfs
         self.fail_flags = set(fail_flags)
+        self.fail_inside = set(fail_inside)
         self.calls: list[list[str]] = []
+        self.timeouts: list[float] = []
 
     def __call__(self, argv: Sequence[str], timeout: float) -> str:
         self.calls.append(list(argv))
+        self.timeouts.append(timeout)
         assert timeout > 0
-        if "-u" in argv:
-            self.sysfs.path("kernel/kexec_crash_loaded").write_text("0\n")
-            return ""
         if self.fail_flags & set(argv):
             raise BackendError(f"{' '.join(argv)}: exit status 1: Operation not permitted")
+        if self.fail_inside & set(argv):
+            self.sysfs.path("kernel/kexec_crash_loaded").write_text("0\n")
+            raise BackendError(f"{' '.join(argv)}: exit status 1: Cannot load")
         self.sysfs.path("kernel/kexec_crash_loaded").write_text("1\n")
         return ""
 
@@ -46,31 +61,39 @@ def image(tmp_path: Path) -> KexecImage:
     return KexecImage(kernel, initrd, "root=/dev/vda1 irqpoll nr_cpus=1 reset_devices")
 
 
-def test_auto_prefers_file_load(root: Path, image: KexecImage) -> None:
+def test_auto_loads_hotplug_over_the_loaded_image_where_kexec_load_works(
+    root: Path, image: KexecImage
+) -> None:
     sysfs = Sysfs(root)
     runner = FakeKexec(sysfs)
     KexecBackend(image, "auto", sysfs, runner, 5).reload()
     assert runner.calls == [
-        ["kexec", "-p", "-u"],
-        ["kexec", "-s", "-p", str(image.kernel), f"--initrd={image.initrd}",
+        ["kexec", "-c", "-p", "--hotplug", str(image.kernel), f"--initrd={image.initrd}",
          f"--append={image.append}"],
     ]
 
 
-def test_auto_falls_back_to_hotplug_then_remembers_it(root: Path, image: KexecImage) -> None:
+def test_auto_falls_back_to_file_then_remembers_it(root: Path, image: KexecImage) -> None:
     sysfs = Sysfs(root)
-    runner = FakeKexec(sysfs, fail_flags=["-s"])
+    runner = FakeKexec(sysfs, fail_flags=["--hotplug"])
     backend = KexecBackend(image, "auto", sysfs, runner, 5)
     backend.reload()
     assert [c[:4] for c in runner.calls] == [
-        ["kexec", "-p", "-u"], ["kexec", "-s", "-p", str(image.kernel)],
-        ["kexec", "-c", "-p", "--hotplug"],
+        ["kexec", "-c", "-p", "--hotplug"], ["kexec", "-s", "-p", str(image.kernel)],
     ]
+    assert sysfs.crash_loaded().text == "1"
     runner.calls.clear()
     backend.reload()
-    assert [c[:4] for c in runner.calls] == [
-        ["kexec", "-p", "-u"], ["kexec", "-c", "-p", "--hotplug"],
-    ]
+    assert [c[:3] for c in runner.calls] == [["kexec", "-s", "-p"]]
+
+
+def test_no_reload_ever_runs_a_separate_unload(root: Path, image: KexecImage) -> None:
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs, fail_flags=["-c", "-s"])
+    with pytest.raises(BackendError):
+        KexecBackend(image, "auto", sysfs, runner, 5).reload()
+    assert runner.calls and all("-u" not in call for call in runner.calls)
+    assert sysfs.crash_loaded().text == "1"  # every failure came before the syscall
 
 
 def test_auto_without_elfcorehdr_size_falls_back_to_plain(
@@ -79,7 +102,9 @@ def test_auto_without_elfcorehdr_size_falls_back_to_plain(
     root = fakesysfs.build(tmp_path / "r", elfcorehdr_size=None)
     sysfs = Sysfs(root)
     runner = FakeKexec(sysfs, fail_flags=["-s"])
-    KexecBackend(image, "auto", sysfs, runner, 5).reload()
+    backend = KexecBackend(image, "auto", sysfs, runner, 5)
+    assert backend.modes() == ["file", "plain"]
+    backend.reload()
     assert runner.calls[-1][:3] == ["kexec", "-c", "-p"]
     assert "--hotplug" not in runner.calls[-1]
 
@@ -90,7 +115,7 @@ def test_forced_modes(root: Path, image: KexecImage, mode: str, flags: list[str]
     sysfs = Sysfs(root)
     runner = FakeKexec(sysfs)
     KexecBackend(image, mode, sysfs, runner, 5).reload()
-    assert runner.calls[1][1:1 + len(flags)] == flags
+    assert runner.calls[0][1:1 + len(flags)] == flags
 
 
 def sandbox_proc(root: Path) -> None:
@@ -113,8 +138,21 @@ def test_auto_does_not_count_on_kexec_load_where_it_cannot_work(
     assert all("-c" not in call for call in runner.calls)
 
 
+def test_lockdown_means_file_load_only(root: Path, image: KexecImage) -> None:
+    lockdown = root / "sys/kernel/security/lockdown"
+    lockdown.parent.mkdir(parents=True)
+    lockdown.write_text("none [integrity] confidentiality\n")
+    sysfs = Sysfs(root)
+    assert KexecBackend(image, "auto", sysfs, FakeKexec(sysfs), 5).modes() == ["file"]
+    with pytest.raises(BackendError, match=r"locked down \(none \[integrity\]") as caught:
+        KexecBackend(image, "hotplug", sysfs, FakeKexec(sysfs), 5).reload()
+    assert caught.value.permanent
+    lockdown.write_text("[none] integrity confidentiality\n")
+    assert KexecBackend(image, "auto", sysfs, FakeKexec(sysfs), 5).modes()[0] == "hotplug"
+
+
 @pytest.mark.parametrize("mode", ["plain", "hotplug"])
-def test_forced_kexec_load_mode_is_refused_before_unloading_where_it_cannot_work(
+def test_forced_kexec_load_mode_is_refused_before_the_syscall_where_it_cannot_work(
     root: Path, image: KexecImage, mode: str
 ) -> None:
     sandbox_proc(root)
@@ -123,36 +161,118 @@ def test_forced_kexec_load_mode_is_refused_before_unloading_where_it_cannot_work
     with pytest.raises(BackendError, match=r"/proc/kcore cannot be opened") as caught:
         KexecBackend(image, mode, sysfs, runner, 5).reload()
     assert runner.calls == []
-    assert not caught.value.unloaded
+    assert caught.value.permanent
     assert "crash kernel left as it was" in str(caught.value)
 
 
 def test_hidden_kallsyms_addresses_block_kexec_load(root: Path) -> None:
     from kdumpd.backends.kexec import userspace_load_blocker
 
-    assert userspace_load_blocker(root / "proc") is None
+    assert userspace_load_blocker(root) is None
     (root / "proc/kallsyms").write_text("0000000000000000 T _stext\n")
-    assert userspace_load_blocker(root / "proc") == "/proc/kallsyms shows no addresses"
+    assert userspace_load_blocker(root) == "/proc/kallsyms shows no addresses"
 
 
-def test_unreadable_kernel_is_refused_before_unloading(root: Path, image: KexecImage) -> None:
+def test_unreadable_kernel_is_refused_before_the_syscall(root: Path, image: KexecImage) -> None:
     sysfs = Sysfs(root)
     runner = FakeKexec(sysfs)
     missing = KexecImage(image.kernel.with_name("gone"), image.initrd, image.append)
-    with pytest.raises(BackendError, match="kernel .*gone is not readable") as caught:
+    with pytest.raises(BackendError, match="kernel .*gone is not readable"):
         KexecBackend(missing, "auto", sysfs, runner, 5).reload()
     assert runner.calls == []
-    assert not caught.value.unloaded
     assert sysfs.crash_loaded().text == "1"
 
 
-def test_failed_load_reports_the_crash_kernel_unloaded(root: Path, image: KexecImage) -> None:
+def bzimage(path: Path, cmdline_size: int, version: int = 0x20F) -> Path:
+    header = bytearray(0x400)
+    header[0x202:0x206] = b"HdrS"
+    struct.pack_into("<H", header, 0x206, version)
+    struct.pack_into("<I", header, 0x238, cmdline_size)
+    path.write_bytes(bytes(header))
+    return path
+
+
+def test_cmdline_size_comes_from_the_bzimage_header(tmp_path: Path) -> None:
+    assert cmdline_size(bzimage(tmp_path / "a", 2047)) == 2047
+    assert cmdline_size(bzimage(tmp_path / "b", 4095)) == 4095
+    assert cmdline_size(bzimage(tmp_path / "c", 4095, version=0x205)) == 255
+    (tmp_path / "d").write_bytes(b"\x7fELF not a bzImage")
+    assert cmdline_size(tmp_path / "d") == DEFAULT_CMDLINE_SIZE
+    assert cmdline_size(tmp_path / "missing") == DEFAULT_CMDLINE_SIZE
+
+
+@pytest.mark.parametrize("mode", ["auto", "file", "hotplug"])
+def test_a_command_line_too_long_for_the_kernel_is_refused_before_the_syscall(
+    root: Path, image: KexecImage, mode: str
+) -> None:
+    kernel = bzimage(image.kernel, 2047)
+    fits = "x" * (2047 - KERNEL_ADDS - 1)
     sysfs = Sysfs(root)
-    runner = FakeKexec(sysfs, fail_flags=["-s", "-c"])
+    runner = FakeKexec(sysfs)
+    KexecBackend(KexecImage(kernel, None, fits), mode, sysfs, runner, 5).reload()
+    assert len(runner.calls) == 1
+    runner.calls.clear()
+    with pytest.raises(BackendError, match=r"reload.append: .* 1987 bytes, .* at most 1986"
+                       ) as caught:
+        KexecBackend(KexecImage(kernel, None, fits + "y"), mode, sysfs, runner, 5).reload()
+    assert caught.value.permanent
+    assert runner.calls == []
+    assert sysfs.crash_loaded().text == "1"
+
+
+def test_an_untrusted_kernel_is_refused_at_use(root: Path, image: KexecImage) -> None:
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs)
+    backend = KexecBackend(image, "file", sysfs, runner, 5, euid=0)
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the kernel file away")
+    backend.reload()  # root's file in root's directory: fine
+    os.chown(image.kernel, 1000, 1000)
+    with pytest.raises(BackendError, match=r"refusing the kernel: .*owned by uid 1000") as caught:
+        backend.reload()
+    assert caught.value.permanent
+    assert backend.probe() is not None and "uid 1000" in str(backend.probe())
+    os.chown(image.kernel, 0, 0)
+    link = image.kernel.with_name("link")
+    link.symlink_to(image.kernel)
+    image.kernel.chmod(0o666)  # reached through a root-owned symlink: still refused
+    linked = KexecBackend(KexecImage(link, None, "x"), "file", sysfs, runner, 5, euid=0)
+    assert "world-writable" in str(linked.probe())
+
+
+def test_a_failure_inside_the_syscall_leaves_no_crash_kernel(
+    root: Path, image: KexecImage
+) -> None:
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs, fail_inside=["-s"], fail_flags=["-c"])
     with pytest.raises(BackendError) as caught:
         KexecBackend(image, "auto", sysfs, runner, 5).reload()
-    assert caught.value.unloaded
     assert "file load" in str(caught.value) and "plain load" in str(caught.value)
+    assert sysfs.crash_loaded().text == "0"
+
+
+def test_modes_share_one_timeout(root: Path, image: KexecImage) -> None:
+    now = [0.0]
+
+    class SlowKexec(FakeKexec):
+        def __call__(self, argv: Sequence[str], timeout: float) -> str:
+            now[0] += 3.0
+            return super().__call__(argv, timeout)
+
+    sysfs = Sysfs(root)
+    runner = SlowKexec(sysfs, fail_flags=["--hotplug", "-s"])
+    with pytest.raises(BackendError, match="plain load: not tried, reload.timeout_s used up"):
+        KexecBackend(image, "auto", sysfs, runner, 5, clock=lambda: now[0]).reload()
+    assert runner.timeouts == [5.0, 2.0]
+
+
+def test_probe_says_why_without_running_kexec(root: Path, image: KexecImage) -> None:
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs)
+    assert KexecBackend(image, "auto", sysfs, runner, 5).probe() is None
+    missing = KexecImage(image.kernel.with_name("gone"), None, "x")
+    assert "not readable" in str(KexecBackend(missing, "auto", sysfs, runner, 5).probe())
+    assert runner.calls == []
 
 
 def test_load_that_leaves_nothing_loaded_is_a_failure(root: Path, image: KexecImage) -> None:
@@ -187,16 +307,24 @@ def test_runner_kills_a_hanging_command() -> None:
         run([sys.executable, "-c", "import time; time.sleep(30)"], 0.2)
 
 
-def test_fake_backend_logs_and_keeps_sysfs_like_the_kernel(root: Path) -> None:
+def test_fake_backend_replaces_the_image_in_one_load_like_the_kernel(root: Path) -> None:
     sysfs = Sysfs(root)
     log = root / "fake.log"
-    times = iter([100.0, 101.0])
-    FakeBackend(log, sysfs, hotplug_after_load=True, wall=lambda: next(times)).reload()
+    inside: list[tuple[str, str]] = []
+
+    def sleep(_seconds: float) -> None:  # runs inside the "syscall"
+        snapshot = sysfs.snapshot(["memory"])
+        inside.append((snapshot.crash_loaded.text, snapshot.crash_hotplug["memory"].text))
+
+    FakeBackend(log, sysfs, delay_ms=5, hotplug_after_load=True, sleep=sleep,
+                wall=lambda: 100.0).reload()
     lines = [json.loads(line) for line in log.read_text().splitlines()]
-    assert [(x["op"], x["t"], x["ok"]) for x in lines] == [("unload", 100.0, True),
-                                                            ("load", 101.0, True)]
+    assert [(x["op"], x["t"], x["ok"]) for x in lines] == [("load", 100.0, True)]
+    assert inside == [("0", "0")]
     assert sysfs.crash_loaded().text == "1"
     assert sysfs.snapshot(["cpu", "memory"]).crash_hotplug["memory"].text == "1"
+    FakeBackend(log, sysfs).reload()  # a load that is not hotplug-capable: 0 again
+    assert sysfs.snapshot(["memory"]).crash_hotplug["memory"].text == "0"
 
 
 def test_fake_backend_fails_the_first_loads(root: Path) -> None:
@@ -232,3 +360,15 @@ def test_tool_backends_run_the_distribution_command(root: Path) -> None:
     backend = app.make_backend(cfg, Sysfs(root), runner=runner)
     backend.reload()
     assert calls == [["kdump-config", "reload"]]
+
+
+def test_tool_backends_probe_for_their_command(root: Path) -> None:
+    from kdumpd.backends.tools import ToolBackend
+
+    def runner(argv: Sequence[str], timeout: float) -> str:
+        return ""
+
+    assert ToolBackend("x", ("kdumpctl", "reload"), runner, 1, which=lambda _: None).probe() \
+        == "kdumpctl: command not found"
+    assert ToolBackend("x", ("kdumpctl", "reload"), runner, 1,
+                       which=lambda n: f"/usr/bin/{n}").probe() is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,8 @@ def kdumpd(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
 def write_config(tmp_path: Path, root: Path, extra: str = "", fake: str = "") -> Path:
     path = tmp_path / "kdumpd.toml"
     path.write_text(
-        f'[sysfs]\nroot = "{root}"\n[reload]\nbackend = "fake"\nretries = 0\n'
+        f'[sysfs]\nroot = "{root}"\n[state]\ndir = "{root}/state"\n'
+        f'[reload]\nbackend = "fake"\nretries = 0\n'
         f'[reload.fake]\nlog = "{root}/fake.log"\n{fake}\n[rule]\nstate = "ignore"\n{extra}'
     )
     path.chmod(0o644)
@@ -86,7 +88,7 @@ def test_reload_runs_the_backend_once(tmp_path: Path, root: Path) -> None:
     done = kdumpd("reload", "--config", str(write_config(tmp_path, root)))
     assert done.returncode == 0, done.stderr
     ops = [json.loads(x)["op"] for x in (root / "fake.log").read_text().splitlines()]
-    assert ops == ["unload", "load"]
+    assert ops == ["load"]
 
 
 def test_reload_dry_run_writes_nothing(tmp_path: Path, root: Path) -> None:
@@ -117,3 +119,50 @@ def test_world_writable_config_is_refused_as_root(tmp_path: Path, root: Path) ->
     done = kdumpd("status", "--config", str(path))
     assert done.returncode == 78
     assert f"{path}: config file is group- or world-writable (mode 0666)" in done.stderr
+
+
+def test_status_shows_the_debt_the_hardware_and_the_last_load(tmp_path: Path, root: Path) -> None:
+    from kdumpd.state import FileStore, LastLoad, State
+
+    boot = root / "proc/sys/kernel/random/boot_id"
+    boot.parent.mkdir(parents=True)
+    boot.write_text("b-1\n")
+    path = write_config(tmp_path, root)
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    assert "nothing recorded for this boot" in text
+    FileStore(root / "state", "b-1").save(State(
+        "b-1", owed=True, fingerprint="0000", hardware="cpus 0 online of 0",
+        last_load=LastLoad(at=0.0, how="kexec load (file)", ok=False, duration_s=1.5)))
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    assert "OWES a crash kernel" in text
+    assert "DIFFERS from what the loaded image was recorded for" in text
+    assert "FAILED, 1.50 s, kexec load (file)" in text
+    data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+    assert data["owed"] is True and data["hardware_agrees"] is False
+    assert data["last_load"]["how"] == "kexec load (file)"
+
+
+def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(
+    tmp_path: Path, root: Path
+) -> None:
+    from kdumpd import lock
+
+    path = write_config(tmp_path, root)
+    fd = lock.acquire(root / "state")  # stands in for a running daemon: this test's pid
+    try:
+        done = kdumpd("run", "--config", str(path))
+        assert done.returncode == 75
+        assert f"another kdumpd (pid {os.getpid()}) owns reloads" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+        received: list[int] = []
+        previous = signal.signal(signal.SIGUSR1, lambda signum, _f: received.append(signum))
+        try:
+            done = kdumpd("reload", "--config", str(path))
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+        assert done.returncode == 0, done.stderr
+        assert f"asked the running kdumpd (pid {os.getpid()})" in done.stdout
+        assert received == [signal.SIGUSR1]
+        assert not (root / "fake.log").exists()  # no reload beside the owner
+    finally:
+        lock.release(fd)

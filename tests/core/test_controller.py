@@ -7,12 +7,15 @@ from pathlib import Path
 import pytest
 
 from kdumpd import fakesysfs, journal_ids
+from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.controller import Controller
+from kdumpd.controller import REASON_HARDWARE, RESTORE_DELAYS_S, Controller
 from kdumpd.events import Event
 from kdumpd.fakesysfs import FakeClock
+from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
-from kdumpd.scheduler import ReloadScheduler
+from kdumpd.scheduler import Burst, ReloadScheduler
+from kdumpd.state import MemoryStore, State
 from kdumpd.sysfs import Sysfs
 
 
@@ -24,15 +27,19 @@ class Rig:
     """The pipeline on fake time with the fake backend; reloads run when told to."""
 
     def __init__(self, root: Path, clock: FakeClock, *, dry_run: bool = False, fail: int = 0,
-                 hotplug_after_load: bool = False, delay_ms: int = 0) -> None:
+                 hotplug_after_load: bool = False, delay_ms: int = 0,
+                 store: MemoryStore | None = None) -> None:
         self.clock = clock
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
         self.backend = FakeBackend(self.log, self.sysfs, fail=fail, delay_ms=delay_ms,
                                    hotplug_after_load=hotplug_after_load, sleep=clock.advance,
                                    wall=clock)
+        self.store = store if store is not None else MemoryStore()
+        self.root = root
         self.controller = Controller(ReloadScheduler(0.25, 3.0), self.sysfs.snapshot,
-                                     dry_run=dry_run, wall=clock)
+                                     store=self.store, hardware=lambda: read_hardware(root),
+                                     backend=self.backend, dry_run=dry_run, wall=clock)
         self.reloader = Reloader(self.backend, self.sysfs, retries=2, sleep=clock.advance,
                                  clock=clock)
 
@@ -41,13 +48,24 @@ class Rig:
             self.controller.on_event(event, self.clock())
             self.clock.advance(spacing)
 
-    def settle(self) -> None:
-        """Let every pending burst become due and run its reload to the end."""
-        while (deadline := self.controller.deadline()) is not None:
+    def take(self) -> Burst:
+        """Advance to the pending burst's decision (through a confirmation) and return the
+        reload it starts."""
+        while (deadline := self.controller.scheduler.deadline()) is not None:
             self.clock.advance_to(deadline)
             burst = self.controller.poll(self.clock())
             if burst is not None:
-                self.controller.reload_finished(burst, self.reloader.reload())
+                return burst
+        raise AssertionError("no reload was started")
+
+    def settle(self) -> None:
+        """Let every pending burst become due and run its reload to the end (a restore
+        retry on the timer is not waited for)."""
+        while (deadline := self.controller.scheduler.deadline()) is not None:
+            self.clock.advance_to(deadline)
+            burst = self.controller.poll(self.clock())
+            if burst is not None:
+                self.controller.reload_finished(burst, self.reloader.reload(), self.clock())
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -59,7 +77,7 @@ def test_burst_of_3840_events_reloads_once(root: Path, clock: FakeClock) -> None
     rig = Rig(root, clock)
     rig.feed(memory_events(3840))
     rig.settle()
-    assert rig.ops() == ["unload", "load"]
+    assert rig.ops() == ["load"]
     assert rig.controller.stats.reloads == 1
     assert rig.controller.stats.events == 3840
 
@@ -88,36 +106,75 @@ def test_skip_is_logged_with_structured_fields(
     assert record.KDUMPD_CRASH_HOTPLUG == "memory=1"  # type: ignore[attr-defined]
 
 
-def test_events_during_a_reload_cause_one_follow_up_decided_after_it(
+def test_events_during_a_reload_are_reloaded_for_even_when_crash_hotplug_reads_1(
     root: Path, clock: FakeClock
 ) -> None:
-    # The reload makes the kernel take over (hotplug-capable load): the follow-up decision,
-    # taken after the reload finished, must see crash_hotplug=1 and skip.
+    # The kernel skips its elfcorehdr update while a load holds the kexec lock, so events
+    # that arrived during our hotplug-capable load may be missing from the new image even
+    # though crash_hotplug reads 1 afterwards: exactly one more reload.
     rig = Rig(root, clock, hotplug_after_load=True)
     rig.feed(memory_events(10))
-    clock.advance(0.25)
-    burst = rig.controller.poll(clock())
-    assert burst is not None
-    # While it runs (fake backend in flight), crash_hotplug reads 0 and events keep coming.
+    burst = rig.take()
     rig.feed(memory_events(50))
-    outcome = rig.reloader.reload()
-    rig.controller.reload_finished(burst, outcome)
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
     rig.settle()
-    assert rig.ops() == ["unload", "load"]
-    assert rig.controller.stats.skipped == 50
+    assert rig.ops() == ["load", "load"]
+    decision = rig.controller.last_decision
+    assert decision is not None and "held the kexec lock" in decision.reason
+    clock.advance(1.0)
+    rig.feed(memory_events(5))  # a later burst, no reload in flight: the cheap skip again
+    rig.settle()
+    assert rig.ops() == ["load", "load"]
+    assert rig.controller.stats.skipped == 5
+
+
+def test_events_in_the_grace_period_after_a_reload_count_as_overlapping(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.feed(memory_events(3))
+    rig.settle()
+    clock.advance(rig.controller.grace_s - 0.01)  # udev delivers late: still suspect
+    rig.feed(memory_events(1))
+    rig.settle()
+    assert rig.ops() == ["load", "load"]
+    clock.advance(rig.controller.grace_s + 0.01)  # well after: the kernel handled it
+    rig.feed(memory_events(1))
+    rig.settle()
+    assert rig.ops() == ["load", "load"]
+
+
+def test_a_transient_crash_hotplug_0_is_confirmed_before_reloading(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock)
+    rig.feed(memory_events(4))
+    clock.advance(0.25)
+    assert rig.controller.poll(clock()) is None  # first 0: read again later
+    assert rig.controller.deadline() == pytest.approx(clock() + rig.controller.confirm_s)
+    fakesysfs.build(root, crash_hotplug="1")  # the kernel's own update released the lock
+    rig.settle()
+    assert rig.ops() == []
+    assert rig.controller.stats.skipped == 4
+
+
+def test_absent_crash_hotplug_needs_no_confirmation(tmp_path: Path, clock: FakeClock) -> None:
+    root = fakesysfs.build(tmp_path / "r", crash_hotplug=None)
+    rig = Rig(root, clock)
+    rig.feed(memory_events(4))
+    clock.advance(0.25)
+    assert rig.controller.poll(clock()) is not None
 
 
 def test_follow_up_reload_runs_when_the_kernel_still_needs_it(root: Path, clock: FakeClock) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(10))
-    clock.advance(0.25)
-    burst = rig.controller.poll(clock())
-    assert burst is not None
+    burst = rig.take()
     rig.feed(memory_events(50))
     assert rig.controller.poll(clock() + 100) is None  # nothing while the reload runs
-    rig.controller.reload_finished(burst, rig.reloader.reload())
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
     rig.settle()
-    assert rig.ops() == ["unload", "load", "unload", "load"]
+    assert rig.ops() == ["load", "load"]
 
 
 def test_no_crash_kernel_loaded_means_no_reload(root: Path, clock: FakeClock) -> None:
@@ -147,7 +204,7 @@ def test_failed_loads_are_retried_and_success_is_reported(root: Path, clock: Fak
     rig = Rig(root, clock, fail=2)
     rig.feed(memory_events(5))
     rig.settle()
-    assert rig.ops() == ["unload", "load"] * 3
+    assert rig.ops() == ["load"] * 3
     assert rig.controller.stats.reloads == 1
     assert not rig.controller.stats.crash_kernel_missing
 
@@ -159,7 +216,7 @@ def test_retries_used_up_leave_a_critical_message_and_the_status_says_so(
     rig.feed(memory_events(5))
     with caplog.at_level(logging.INFO, logger="kdumpd"):
         rig.settle()
-    assert rig.ops() == ["unload", "load"] * 3  # 1 try + 2 retries
+    assert rig.ops() == ["load"] * 3  # 1 try + 2 retries
     stats = rig.controller.stats
     assert (stats.reloads, stats.failed) == (0, 1)
     assert stats.crash_kernel_missing
@@ -180,7 +237,7 @@ def test_next_burst_retries_a_crash_kernel_our_reload_left_unloaded(
     assert rig.controller.stats.crash_kernel_missing
     rig.feed(memory_events(5))
     rig.settle()
-    assert rig.ops() == ["unload", "load"] * 4
+    assert rig.ops() == ["load"] * 4
     assert rig.controller.stats.reloads == 1
     assert not rig.controller.stats.crash_kernel_missing
 
@@ -189,7 +246,7 @@ def test_lost_events_schedule_a_resync_decision(root: Path, clock: FakeClock) ->
     rig = Rig(root, clock)
     rig.controller.on_events_lost(clock())
     rig.settle()
-    assert rig.ops() == ["unload", "load"]
+    assert rig.ops() == ["load"]
     assert rig.controller.stats.lost == 1
 
 
@@ -210,3 +267,165 @@ def test_status_line_counts() -> None:
     line = stats.status_line()
     assert line.startswith("events 10, skipped 4, reloads 1; last reload ")
     assert line.endswith("took 0.50 s")
+
+
+def fake_hardware(root: Path, *, cpus: str = "0-1", ram: str = "100000000-11fffffff") -> None:
+    files = {
+        "sys/devices/system/cpu/present": "0-3",
+        "sys/devices/system/cpu/online": cpus,
+        "proc/iomem": f"00001000-0009fbff : System RAM\n{ram} : System RAM\n"
+                      "  100000000-100ffffff : Kernel code",
+        "proc/zoneinfo": "Node 0, zone Normal\n  pages free 1\n        present  262144\n",
+    }
+    for relative, text in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+
+
+def test_first_start_of_a_boot_records_the_baseline_without_reloading(
+    root: Path, clock: FakeClock
+) -> None:
+    fake_hardware(root)
+    rig = Rig(root, clock)
+    rig.controller.start(clock())
+    rig.settle()
+    assert rig.ops() == []
+    assert rig.store.state is not None
+    assert rig.store.state.fingerprint == read_hardware(root).fingerprint
+    assert rig.store.state.boot_id == "boot-1" and not rig.store.state.owed
+
+
+def test_hardware_changed_while_not_running_gives_exactly_one_reload(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_hardware(root)
+    before = read_hardware(root)
+    fake_hardware(root, ram="100000000-13fffffff")  # a DIMM came while kdumpd was stopped
+    store = MemoryStore(State("boot-1", fingerprint=before.fingerprint))
+    rig = Rig(root, clock, store=store, hotplug_after_load=True)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.controller.start(clock())
+        rig.settle()
+    assert rig.ops() == ["load"]
+    assert any(REASON_HARDWARE in r.getMessage() and "reloading" in r.getMessage()
+               for r in caplog.records)
+    assert store.state is not None
+    assert store.state.fingerprint == read_hardware(root).fingerprint
+    assert store.state.last_load is not None and store.state.last_load.ok
+
+
+def test_unchanged_hardware_at_start_needs_no_reload(root: Path, clock: FakeClock) -> None:
+    fake_hardware(root)
+    store = MemoryStore(State("boot-1", fingerprint=read_hardware(root).fingerprint))
+    rig = Rig(root, clock, store=store)
+    rig.controller.start(clock())
+    rig.settle()
+    assert rig.ops() == []
+
+
+def test_hardware_changed_with_a_kernel_that_keeps_it_current_needs_no_reload(
+    root: Path, clock: FakeClock
+) -> None:
+    fake_hardware(root)
+    store = MemoryStore(State("boot-1", fingerprint="stale"))
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, store=store)
+    rig.controller.start(clock())
+    rig.settle()
+    assert rig.ops() == []
+    assert store.state is not None
+    assert store.state.fingerprint == read_hardware(root).fingerprint  # kernel kept it current
+
+
+def test_an_owed_crash_kernel_is_restored_at_start(root: Path, clock: FakeClock) -> None:
+    fakesysfs.build(root, crash_loaded="0")
+    store = MemoryStore(State("boot-1", owed=True))
+    rig = Rig(root, clock, store=store)
+    rig.controller.start(clock())
+    rig.settle()
+    assert rig.ops() == ["load"]
+    assert rig.sysfs.crash_loaded().text == "1"
+    assert store.state is not None and not store.state.owed
+
+
+def test_an_owed_crash_kernel_someone_else_loaded_is_no_longer_owed(
+    root: Path, clock: FakeClock
+) -> None:
+    store = MemoryStore(State("boot-1", owed=True))
+    rig = Rig(root, clock, store=store)  # kexec_crash_loaded reads 1 again
+    rig.controller.start(clock())
+    rig.settle()
+    assert rig.ops() == []
+    assert store.state is not None and not store.state.owed
+
+
+def test_an_owed_crash_kernel_is_retried_on_a_timer_with_capped_backoff(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock, fail=100)
+    rig.feed(memory_events(2))
+    # One burst, then no event at all: the restore is retried on its own.
+    starts: list[float] = []
+    for _ in range(len(RESTORE_DELAYS_S) + 2):
+        deadline = rig.controller.deadline()
+        assert deadline is not None
+        clock.advance_to(deadline)
+        burst = rig.controller.poll(clock())
+        if burst is None:
+            continue
+        starts.append(clock())
+        rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+        assert rig.controller.owed
+    gaps = [round(b - a) for a, b in zip(starts, starts[1:])]
+    assert len(starts) >= len(RESTORE_DELAYS_S) + 1
+    # each gap: the reloader's own retries (1 + 2 s) plus the restore delay
+    assert gaps[:len(RESTORE_DELAYS_S)] == [round(d + 3) for d in RESTORE_DELAYS_S]
+    assert max(gaps) <= RESTORE_DELAYS_S[-1] + 3
+    assert "next restore attempt" in rig.controller.stats.status_line()
+
+
+def test_a_successful_reload_records_the_hardware_it_loaded_for(
+    root: Path, clock: FakeClock
+) -> None:
+    fake_hardware(root)
+    rig = Rig(root, clock)
+    rig.controller.start(clock())
+    fake_hardware(root, cpus="0-2")
+    rig.feed([Event("cpu", "online", "/devices/system/cpu/cpu2")])
+    rig.settle()
+    assert rig.ops() == ["load"]
+    assert rig.store.state is not None
+    assert rig.store.state.fingerprint == read_hardware(root).fingerprint
+    assert "cpus 0-2 online" in rig.store.state.hardware
+
+
+def test_a_failure_that_kept_the_image_hands_back_and_owes_nothing(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock)
+
+    class Refusing:
+        name = "refusing"
+
+        def reload(self) -> None:
+            raise BackendError("reload.append too long", permanent=True)
+
+        def probe(self) -> str | None:
+            return "reload.append too long"
+
+        def describe(self) -> str:
+            return "refusing"
+
+    rig.controller.backend = Refusing()
+    rig.reloader = Reloader(rig.controller.backend, rig.sysfs, retries=0)
+    rig.feed(memory_events(2))
+    rig.settle()
+    assert rig.controller.handed_back and not rig.controller.owed
+    assert rig.controller.deadline() is None  # no restore timer: nothing was lost
+    rig.feed(memory_events(2))
+    rig.settle()
+    decision = rig.controller.last_decision
+    assert rig.controller.stats.failed == 1  # the second burst was left to the distribution
+    assert rig.controller.stats.skipped == 2
+    assert decision is not None

@@ -18,14 +18,17 @@ from pathlib import Path
 import pytest
 
 from kdumpd import app, fakesysfs
+from kdumpd.backends import Backend, BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.config import Config, EventsConfig, ReloadConfig, load
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
+from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import FakeSource
+from kdumpd.state import MemoryStore, State
 from kdumpd.sysfs import Sysfs
 
 QUIET_S = 0.05
@@ -47,16 +50,22 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 class Harness:
     def __init__(self, root: Path, *, delay_ms: int = 0, fail: int = 0, retries: int = 0,
                  reconfigure: Callable[[], Parts | None] = lambda: None,
-                 watchdog_s: float | None = None) -> None:
+                 watchdog_s: float | None = None, backend: Backend | None = None,
+                 store: MemoryStore | None = None) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
         self.handover = root / "run" / "handles-reload"
         self.source = FakeSource()
         self.notes: list[str] = []
-        backend = FakeBackend(self.log, self.sysfs, delay_ms=delay_ms, fail=fail)
-        parts = Parts(Reloader(backend, self.sysfs, retries), self.sysfs, QUIET_S, 1.0, 30.0)
-        self.controller = Controller(ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot)
+        self.store = store or MemoryStore()
+        backend = backend or FakeBackend(self.log, self.sysfs, delay_ms=delay_ms, fail=fail)
+        parts = Parts(Reloader(backend, self.sysfs, retries), self.sysfs, QUIET_S, 1.0, 30.0,
+                      hardware=lambda: read_hardware(root))
+        self.controller = Controller(
+            ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot, store=self.store,
+            hardware=parts.hardware, backend=backend, confirm_s=0.01,
+        )
         self.daemon = Daemon(self.controller, self.source, parts, reconfigure=reconfigure,
                              notify=self.notes.append, handover=self.handover,
                              watchdog_s=watchdog_s)
@@ -97,7 +106,7 @@ def test_a_burst_reloads_once_and_the_unit_protocol_is_followed(root: Path) -> N
         time.sleep(QUIET_S * 4)
 
     assert h.run(script) == 0
-    assert h.ops() == ["unload", "load"]
+    assert h.ops() == ["load"]
     assert h.notes[0].startswith("READY=1\nSTATUS=events 0")
     assert "STOPPING=1" in h.notes
     assert any(n.startswith("STATUS=events 64, skipped 0, reloads 1") for n in h.notes)
@@ -117,7 +126,7 @@ def test_events_arriving_during_a_reload_give_exactly_one_follow_up(root: Path) 
         time.sleep(QUIET_S * 4)
 
     h.run(script)
-    assert h.ops() == ["unload", "load"] * 2
+    assert h.ops() == ["load"] * 2
 
 
 def test_sigterm_during_a_reload_lets_it_finish(root: Path) -> None:
@@ -129,12 +138,12 @@ def test_sigterm_during_a_reload_lets_it_finish(root: Path) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     assert h.run(script) == 0
-    assert h.ops() == ["unload", "load"]
+    assert h.ops() == ["load"]
     assert h.controller.stats.reloads == 1
     assert not h.handover.exists()
 
 
-def test_a_failed_reload_hands_reloads_back_until_one_succeeds(root: Path) -> None:
+def test_a_reload_that_lost_the_crash_kernel_is_owed_on_the_next_burst(root: Path) -> None:
     h = Harness(root, fail=1)
     seen: list[bool] = []
 
@@ -161,7 +170,7 @@ def test_socket_overflow_recreates_the_source_and_resyncs(root: Path) -> None:
     h.run(script)
     assert h.source.reopened == 1
     assert h.controller.stats.lost == 1
-    assert h.ops() == ["unload", "load"]
+    assert h.ops() == ["load"]
 
 
 def test_any_socket_error_recreates_the_source_instead_of_ending_the_daemon(
@@ -240,3 +249,111 @@ def test_skipped_burst_writes_nothing(root: Path) -> None:
     decision = h.controller.last_decision
     assert decision is not None
     assert "kernel updates the elfcorehdr" in decision.reason
+
+
+class BrokenBackend:
+    """A backend that fails before touching the image and whose probe says so."""
+
+    name = "broken"
+
+    def __init__(self) -> None:
+        self.reloads = 0
+        self.problem: str | None = "kexec: command not found"
+        self.raise_error: Exception | None = None
+
+    def reload(self) -> None:
+        self.reloads += 1
+        if self.raise_error is not None:
+            raise self.raise_error
+        if self.problem:
+            raise BackendError(self.problem)
+
+    def probe(self) -> str | None:
+        return self.problem
+
+    def describe(self) -> str:
+        return "broken"
+
+
+def test_handed_back_reloads_stop_until_the_backend_works_again(root: Path) -> None:
+    backend = BrokenBackend()
+    h = Harness(root, backend=backend)
+    seen: list[tuple[bool, int]] = []
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.stats.failed == 1)
+        seen.append((h.handover.exists(), backend.reloads))
+        h.source.push(events(3))  # the distribution's rules react: kdumpd must not
+        wait_for(lambda: h.controller.stats.skipped == 3)
+        seen.append((h.handover.exists(), backend.reloads))
+        backend.problem = None  # fixed: the next burst is kdumpd's again
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.stats.reloads == 1)
+        seen.append((h.handover.exists(), backend.reloads))
+
+    h.run(script)
+    assert seen == [(False, 1), (False, 1), (True, 2)]
+    assert h.sysfs.crash_loaded().text == "1"
+    assert not h.controller.owed
+
+
+def test_a_worker_that_raises_is_a_failed_reload_and_the_daemon_stays_healthy(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = BrokenBackend()
+    backend.problem = None
+    backend.raise_error = RuntimeError("a bug")
+    h = Harness(root, backend=backend)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.stats.failed == 1)
+        backend.raise_error = None
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.stats.reloads == 1)
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert h.run(script) == 0
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_sigterm_with_an_owed_crash_kernel_makes_one_last_attempt(root: Path) -> None:
+    h = Harness(root, fail=1, retries=5)  # would retry for 31 s; SIGTERM cuts the wait
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.ops() == ["load"])  # failed: nothing loaded, backoff wait
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    assert h.run(script) == 0
+    assert h.ops() == ["load", "load"]
+    assert h.sysfs.crash_loaded().text == "1"
+    assert h.store.state is not None and not h.store.state.owed
+
+
+def test_sigterm_exits_non_zero_when_the_last_attempt_fails_and_the_debt_is_kept(
+    root: Path
+) -> None:
+    h = Harness(root, fail=10, retries=5)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.ops() == ["load"])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    assert h.run(script) == 1
+    assert h.ops() == ["load", "load"]
+    assert h.store.state is not None and h.store.state.owed
+
+
+def test_a_start_with_an_owed_crash_kernel_restores_it_without_an_event(root: Path) -> None:
+    fakesysfs.build(root, crash_loaded="0")
+    h = Harness(root, store=MemoryStore(State("boot-1", owed=True)))
+
+    def script(h: Harness) -> None:
+        wait_for(lambda: h.controller.stats.reloads == 1)
+
+    h.run(script)
+    assert h.ops() == ["load"]
+    assert h.store.state is not None and not h.store.state.owed

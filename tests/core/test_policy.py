@@ -19,10 +19,24 @@ def test_crash_hotplug_1_means_the_kernel_updates_so_no_reload() -> None:
     assert d.warnings == ()
 
 
-def test_crash_hotplug_0_needs_a_reload() -> None:
-    d = decide({"cpu"}, snap(cpu=Value("0")))
-    assert d.reload
+def test_crash_hotplug_0_needs_a_reload_once_confirmed() -> None:
+    first = decide({"cpu"}, snap(cpu=Value("0")))
+    assert (first.reload, first.confirm) == (False, True)
+    assert "cpu: crash_hotplug=0: confirming" in first.reason
+    d = decide({"cpu"}, snap(cpu=Value("0")), zero_seen=True)
+    assert (d.reload, d.confirm) == (True, False)
     assert "cpu: crash_hotplug=0" in d.reason
+
+
+def test_missed_updates_reload_even_when_crash_hotplug_reads_1() -> None:
+    d = decide({"memory"}, snap(memory=Value("1")), missed="events arrived during our load")
+    assert d.reload and d.reason == "events arrived during our load"
+    assert not decide({"memory"}, snap(Value("0"), memory=Value("1")), missed="x").reload
+
+
+def test_a_request_without_subsystems_only_asks_whether_a_kernel_is_loaded() -> None:
+    assert not decide((), snap()).reload
+    assert decide((), snap(Value("0")), owed=True).reload
 
 
 def test_absent_crash_hotplug_needs_a_reload_without_warning() -> None:
@@ -61,13 +75,13 @@ def test_no_kexec_support_skips() -> None:
 
 
 def test_unreadable_kexec_crash_loaded_fails_safe_towards_reloading() -> None:
-    d = decide({"cpu"}, snap(Value("garbage"), cpu=Value("0")))
+    d = decide({"cpu"}, snap(Value("garbage"), cpu=Value("0")), zero_seen=True)
     assert d.reload
     assert "kexec_crash_loaded" in d.warnings[0]
 
 
 def test_one_stale_subsystem_is_enough_to_reload() -> None:
-    d = decide({"cpu", "memory"}, snap(cpu=Value("1"), memory=Value("0")))
+    d = decide({"cpu", "memory"}, snap(cpu=Value("1"), memory=Value("0")), zero_seen=True)
     assert d.reload
     assert "memory" in d.reason
     assert "cpu" not in d.reason

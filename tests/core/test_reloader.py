@@ -19,7 +19,7 @@ class Flaky:
     def reload(self) -> None:
         self.calls += 1
         if self.calls <= self.failures:
-            raise BackendError(f"attempt {self.calls} failed", unloaded=True)
+            raise BackendError(f"attempt {self.calls} failed")
 
     def describe(self) -> str:
         return "flaky"

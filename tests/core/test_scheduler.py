@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from kdumpd.events import Event
 from kdumpd.fakesysfs import FakeClock
 from kdumpd.scheduler import ReloadScheduler
@@ -63,12 +65,41 @@ def test_nothing_is_due_while_a_reload_runs_then_exactly_one_follow_up(clock: Fa
     assert s.take(clock()) is None
 
 
-def test_resync_schedules_both_subsystems_without_counting_events(clock: FakeClock) -> None:
+def test_a_request_schedules_its_subsystems_without_counting_events(clock: FakeClock) -> None:
     s = ReloadScheduler(0.25, 3.0)
-    s.add_resync(clock(), frozenset({"cpu", "memory"}))
+    s.request(clock(), frozenset({"cpu", "memory"}), "events were lost")
+    s.request(clock(), (), "events were lost")
+    assert s.take(clock() + 0.24) is None
     clock.advance(0.25)
     burst = s.take(clock())
     assert burst is not None
-    assert burst.resync
-    assert burst.events == 0
+    assert burst.reasons == ("events were lost",)
+    assert burst.events == 0 and burst.first is None
     assert burst.subsystems == {"cpu", "memory"}
+
+
+def test_a_request_due_now_is_due_at_once(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(Event("cpu", "online", "/x"), clock())
+    s.request(clock(), (), "kdumpd reload", due_now=True)
+    burst = s.take(clock())
+    assert burst is not None and burst.events == 1 and burst.reasons == ("kdumpd reload",)
+
+
+def test_a_deferred_burst_comes_back_merged_and_not_before_its_time(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(Event("memory", "online", "/m0"), clock())
+    clock.advance(0.25)
+    burst = s.take(clock())
+    assert burst is not None and not burst.zero_seen
+    s.defer(burst, clock() + 0.1)
+    s.add(Event("cpu", "online", "/c1"), clock())
+    assert s.deadline() == pytest.approx(clock() + 0.25)  # the new event's quiet window
+    clock.advance(0.25)
+    again = s.take(clock())
+    assert again is not None
+    assert again.zero_seen and again.events == 2
+    assert again.subsystems == {"cpu", "memory"}
+    assert again.started_at == burst.started_at
+    s.defer(again, clock() + 5.0)
+    assert s.deadline() == pytest.approx(clock() + 5.0)

@@ -83,3 +83,21 @@ def test_unit_keeps_what_kdumpd_needs() -> None:
     assert "@reboot" in text
     assert "AF_NETLINK" in text
     assert "PrivateNetwork" not in text.replace("# No PrivateNetwork=", "")
+
+
+def unit_settings() -> dict[str, str]:
+    unit = Path(__file__).parents[2] / "units" / "kdumpd.service"
+    return dict(line.split("=", 1) for line in unit.read_text().splitlines()
+                if "=" in line and not line.startswith("#"))
+
+
+def test_stop_never_kills_a_load_in_flight_and_waits_long_enough() -> None:
+    from kdumpd.app import stop_wait_s
+    from kdumpd.config import MAX_TIMEOUT_S
+
+    settings = unit_settings()
+    assert settings["KillMode"] == "mixed"  # SIGTERM to kdumpd only, not to kexec
+    assert settings["StateDirectory"] == "kdumpd"
+    value = settings["TimeoutStopSec"]
+    assert value.endswith("min")
+    assert int(value[:-3]) * 60 > stop_wait_s(MAX_TIMEOUT_S)

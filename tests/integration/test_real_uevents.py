@@ -43,7 +43,8 @@ class Daemon:
         self.log = tmp / "fake.log"
         self.config = tmp / "kdumpd.toml"
         self.config.write_text(
-            f'[sysfs]\nroot = "{root}"\n[events]\nsource = "udev"\nquiet_ms = {quiet_ms}\n'
+            f'[sysfs]\nroot = "{root}"\n[state]\ndir = "{tmp}/state"\n'
+            f'[events]\nsource = "udev"\nquiet_ms = {quiet_ms}\n'
             f'{extra}'
             f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{self.log}"\ndelay_ms = 100\n'
             f'[rule]\nstate = "ignore"\nhandover = "{tmp}/handles-reload"\n'

@@ -1,0 +1,89 @@
+"""What the crash kernel's elfcorehdr describes: the CPUs and memory, read cheaply.
+
+The fingerprint is read from four small kernel files under an injected root, whatever
+the number of memory blocks (a 512 GiB guest has 4096 of them, a large host 131072):
+
+- ``sys/devices/system/cpu/present`` and ``.../online``: CPU hot-add/remove and
+  online/offline;
+- the top-level ``System RAM`` ranges of ``proc/iomem``: memory hot-add/remove (a block
+  that is offlined keeps its resource, so this alone misses offlining);
+- the sum of ``present`` pages over ``proc/zoneinfo``: memory online/offline (the kernel
+  adjusts a zone's present pages when a block goes on- or offline; a balloon driver
+  changes ``managed`` pages, not these).
+
+Without CAP_SYS_ADMIN /proc/iomem shows every address as zero; the range count and the
+present pages still change with hotplug, so the fingerprint stays useful.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+FILES = {
+    "cpus_present": "sys/devices/system/cpu/present",
+    "cpus_online": "sys/devices/system/cpu/online",
+}
+
+
+@dataclass(frozen=True)
+class Hardware:
+    cpus_present: str  # the kernel's CPU list, "0-3"
+    cpus_online: str
+    ram_ranges: tuple[str, ...]  # "100000000-11fffffff" per top-level System RAM range
+    present_pages: int  # summed over all zones; -1 when unreadable
+
+    @property
+    def fingerprint(self) -> str:
+        text = "\n".join([self.cpus_present, self.cpus_online, *self.ram_ranges,
+                          str(self.present_pages)])
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def summary(self) -> str:
+        """One line for people: ``cpus 0-3 online of 0-3, 6 RAM ranges, 2048 MiB online``."""
+        mib = self.present_pages * 4096 // 2**20 if self.present_pages >= 0 else "?"
+        return (f"cpus {self.cpus_online or '?'} online of {self.cpus_present or '?'}, "
+                f"{len(self.ram_ranges)} RAM ranges, {mib} MiB online")
+
+
+def read_hardware(root: Path) -> Hardware:
+    """Read the hardware the kernel sees now; never raises (unreadable parts read empty)."""
+    texts = {name: _read(root / relative).strip() for name, relative in FILES.items()}
+    return Hardware(
+        cpus_present=texts["cpus_present"],
+        cpus_online=texts["cpus_online"],
+        ram_ranges=ram_ranges(_read(root / "proc/iomem")),
+        present_pages=present_pages(_read(root / "proc/zoneinfo")),
+    )
+
+
+def ram_ranges(iomem: str) -> tuple[str, ...]:
+    """The top-level (unindented) ``System RAM`` ranges of /proc/iomem."""
+    ranges = []
+    for line in iomem.splitlines():
+        if line[:1].isspace():
+            continue
+        span, _, name = line.partition(" : ")
+        if name.strip() == "System RAM":
+            ranges.append(span.strip())
+    return tuple(ranges)
+
+
+def present_pages(zoneinfo: str) -> int:
+    """Sum of every zone's ``present`` pages in /proc/zoneinfo; -1 when there is none."""
+    total, seen = 0, False
+    for line in zoneinfo.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "present" and words[1].isdigit():
+            total += int(words[1])
+            seen = True
+    return total if seen else -1
+
+
+def _read(path: Path, limit: int = 1 << 20) -> str:
+    try:
+        with path.open("rb") as handle:
+            return handle.read(limit).decode("ascii", "replace")
+    except OSError:
+        return ""

@@ -1,0 +1,60 @@
+"""One owner of reloads: ``kdumpd run`` holds an flock on ``<state dir>/lock``.
+
+The lock file holds the owner's pid, so ``kdumpd reload`` can hand its request to the
+running daemon instead of reloading beside it. The file is never deleted (deleting a
+lock file races with the next owner); the kernel releases the lock when the owner dies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+
+FILE_NAME = "lock"
+
+
+class LockHeld(Exception):
+    """Another process holds the lock; ``pid`` is what its file says (0 if unreadable)."""
+
+    def __init__(self, path: Path, pid: int) -> None:
+        owner = f"pid {pid}" if pid else "another process"
+        super().__init__(f"another kdumpd ({owner}) owns reloads: lock {path} is held")
+        self.path = path
+        self.pid = pid
+
+
+def acquire(directory: Path) -> int:
+    """Take the lock without waiting; returns the descriptor to keep open.
+
+    Raises LockHeld, or OSError when the file cannot be opened.
+    """
+    path = directory / FILE_NAME
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = _read_pid(fd)
+        os.close(fd)
+        raise LockHeld(path, pid) from None
+    except OSError:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def release(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _read_pid(fd: int) -> int:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return 0
+    return int(text) if text.isdigit() else 0

@@ -1,0 +1,137 @@
+"""What kdumpd must remember across restarts, tied to the boot it describes.
+
+One small JSON file, ``<state dir>/state.json``, replaced atomically: whether kdumpd owes
+a crash kernel it unloaded, the fingerprint of the hardware the loaded image describes,
+and how the image was last loaded. A file from another boot (``boot_id``) describes a
+crash kernel that no longer exists and is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from kdumpd.rules.atomic import WriteError, write_file
+
+log = logging.getLogger("kdumpd")
+
+FILE_NAME = "state.json"
+MAX_BYTES = 64 * 1024
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class LastLoad:
+    at: float  # unix seconds when the load started
+    how: str  # the backend's description, "kexec -p -c --hotplug ..."
+    ok: bool
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class State:
+    boot_id: str
+    owed: bool = False  # a reload of ours left no crash kernel loaded: restore it
+    fingerprint: str = ""  # the hardware the loaded image describes ("" unknown)
+    hardware: str = ""  # the same, for people
+    last_load: LastLoad | None = None
+
+    def with_hardware(self, fingerprint: str, hardware: str) -> State:
+        return replace(self, fingerprint=fingerprint, hardware=hardware)
+
+
+class Store(Protocol):
+    boot_id: str
+
+    def load(self) -> State | None: ...
+
+    def save(self, state: State) -> None: ...
+
+
+def read_boot_id(root: Path) -> str:
+    """This boot's id (``proc/sys/kernel/random/boot_id`` under ``root``); "" if unreadable."""
+    try:
+        return (root / "proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+class FileStore:
+    """The state file in ``directory``; ``writable=False`` (dry run) never writes."""
+
+    def __init__(self, directory: Path, boot_id: str, *, writable: bool = True) -> None:
+        self.path = directory / FILE_NAME
+        self.boot_id = boot_id
+        self.writable = writable
+
+    def load(self) -> State | None:
+        """The state of this boot, or None (none yet, another boot's, or unusable: logged)."""
+        try:
+            with self.path.open("rb") as handle:
+                raw = handle.read(MAX_BYTES + 1)
+        except FileNotFoundError:
+            return None
+        except OSError as error:
+            log.warning("cannot read state file %s: %s; starting without it",
+                        self.path, error.strerror)
+            return None
+        try:
+            if len(raw) > MAX_BYTES:
+                raise ValueError(f"larger than {MAX_BYTES} bytes")
+            state = _from_json(json.loads(raw))
+        except (ValueError, TypeError, KeyError) as error:
+            log.warning("state file %s is unusable (%s); starting without it", self.path, error)
+            return None
+        if not self.boot_id or state.boot_id != self.boot_id:
+            return None
+        return state
+
+    def save(self, state: State) -> None:
+        """Replace the file atomically; a failure is logged (the daemon keeps serving)."""
+        if not self.writable:
+            return
+        data = json.dumps({"version": VERSION, **asdict(state)}, indent=1, sort_keys=True)
+        try:
+            self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+            write_file(self.path, (data + "\n").encode())
+        except (OSError, WriteError) as error:
+            log.error("cannot save state to %s: %s", self.path, error)
+
+
+class MemoryStore:
+    """A store that keeps the state in memory: tests and the demo."""
+
+    def __init__(self, state: State | None = None, boot_id: str = "boot-1") -> None:
+        self.boot_id = boot_id
+        self.state = state
+        self.saves = 0
+
+    def load(self) -> State | None:
+        return self.state
+
+    def save(self, state: State) -> None:
+        self.state = state
+        self.saves += 1
+
+
+def _from_json(document: Any) -> State:
+    if not isinstance(document, dict) or document.get("version") != VERSION:
+        raise ValueError("not a kdumpd state file of version 1")
+    last = document.get("last_load")
+    last_load = None
+    if last is not None:
+        last_load = LastLoad(at=float(last["at"]), how=str(last["how"]), ok=bool(last["ok"]),
+                             duration_s=float(last["duration_s"]))
+    owed = document.get("owed")
+    if not isinstance(owed, bool):
+        raise ValueError("owed is not a boolean")
+    return State(
+        boot_id=str(document["boot_id"]),
+        owed=owed,
+        fingerprint=str(document.get("fingerprint", "")),
+        hardware=str(document.get("hardware", "")),
+        last_load=last_load,
+    )

@@ -1,0 +1,119 @@
+"""The state that survives restarts, the hardware fingerprint and the one-owner lock."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from kdumpd import lock
+from kdumpd.hardware import present_pages, ram_ranges, read_hardware
+from kdumpd.state import FileStore, LastLoad, State, read_boot_id
+
+
+def test_state_round_trips_through_an_atomic_file(tmp_path: Path) -> None:
+    store = FileStore(tmp_path / "state", "boot-a")
+    assert store.load() is None
+    state = State("boot-a", owed=True, fingerprint="f00", hardware="cpus 0-1",
+                  last_load=LastLoad(at=1.5, how="kexec", ok=False, duration_s=0.25))
+    store.save(state)
+    assert FileStore(tmp_path / "state", "boot-a").load() == state
+    assert [p.name for p in (tmp_path / "state").iterdir()] == ["state.json"]  # no temp left
+
+
+def test_state_of_another_boot_is_ignored(tmp_path: Path) -> None:
+    FileStore(tmp_path, "boot-a").save(State("boot-a", owed=True))
+    assert FileStore(tmp_path, "boot-b").load() is None
+    assert FileStore(tmp_path, "").load() is None  # boot unknown: trust nothing
+
+
+@pytest.mark.parametrize("garbage", [b"", b"{", b"[]", b'{"version": 9}',
+                                     b'{"version": 1, "boot_id": "b", "owed": "yes"}',
+                                     b"x" * 70000])
+def test_an_unusable_state_file_is_a_warning_not_a_crash(
+    tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "state.json").write_bytes(garbage)
+    assert FileStore(tmp_path, "b").load() is None
+    assert "unusable" in caplog.text
+
+
+def test_dry_run_store_writes_nothing(tmp_path: Path) -> None:
+    FileStore(tmp_path / "s", "b", writable=False).save(State("b"))
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_state_dir_that_cannot_be_written_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "file").write_text("")
+    FileStore(tmp_path / "file", "b").save(State("b"))
+    assert "cannot save state" in caplog.text
+
+
+def test_boot_id_is_read_under_the_root(tmp_path: Path) -> None:
+    path = tmp_path / "proc/sys/kernel/random/boot_id"
+    path.parent.mkdir(parents=True)
+    path.write_text("1234-abcd\n")
+    assert read_boot_id(tmp_path) == "1234-abcd"
+    assert read_boot_id(tmp_path / "nothing") == ""
+
+
+IOMEM = """00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+000f0000-000fffff : System ROM
+00100000-7ffdffff : System RAM
+  01000000-01ffffff : Kernel code
+100000000-11fffffff : System RAM
+"""
+
+
+def test_ram_ranges_are_the_top_level_system_ram_lines() -> None:
+    assert ram_ranges(IOMEM) == ("00001000-0009fbff", "00100000-7ffdffff", "100000000-11fffffff")
+
+
+def test_present_pages_sum_every_zone() -> None:
+    zoneinfo = ("Node 0, zone      DMA\n  pages free     3840\n        present  3998\n"
+                "        managed  3840\nNode 0, zone   Normal\n        present  131072\n")
+    assert present_pages(zoneinfo) == 3998 + 131072
+    assert present_pages("") == -1
+
+
+def test_the_fingerprint_changes_with_each_kind_of_hotplug(tmp_path: Path) -> None:
+    def write(cpus: str = "0-1", present: str = "0-3", ram: str = IOMEM,
+              pages: int = 1000) -> str:
+        for relative, text in {"sys/devices/system/cpu/online": cpus,
+                               "sys/devices/system/cpu/present": present,
+                               "proc/iomem": ram,
+                               "proc/zoneinfo": f"Node 0, zone Normal\n present {pages}\n"}.items():
+            path = tmp_path / relative
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        return read_hardware(tmp_path).fingerprint
+
+    base = write()
+    assert write() == base
+    others = {write(cpus="0"), write(present="0-4"), write(pages=2000),
+              write(ram=IOMEM.replace("11fffffff", "13fffffff"))}
+    assert base not in others and len(others) == 4
+    write()
+    assert "cpus 0-1 online of 0-3, 3 RAM ranges" in read_hardware(tmp_path).summary()
+
+
+def test_hardware_of_an_empty_root_reads_empty_without_raising(tmp_path: Path) -> None:
+    hardware = read_hardware(tmp_path)
+    assert hardware.ram_ranges == () and hardware.present_pages == -1
+    assert "?" in hardware.summary()
+
+
+def test_one_owner_a_second_lock_names_the_first(tmp_path: Path) -> None:
+    fd = lock.acquire(tmp_path)
+    try:
+        with pytest.raises(lock.LockHeld) as held:
+            lock.acquire(tmp_path)
+        assert held.value.pid == os.getpid()
+        assert f"pid {os.getpid()}" in str(held.value)
+    finally:
+        lock.release(fd)
+    lock.release(lock.acquire(tmp_path))  # free again once released
