@@ -173,11 +173,12 @@ class Controller:
         """
         state = self.store.load()
         hardware = self.hardware()
-        if state is None:
-            log.info("no state for this boot: recording the hardware as the baseline (%s)",
-                     hardware.summary())
-            self._save(State(self.store.boot_id, fingerprint=hardware.fingerprint,
-                             hardware=hardware.summary()))
+        if state is None or not (state.owed or state.fingerprint):
+            log.info("%s: recording the hardware as the baseline (%s)",
+                     "no state for this boot" if state is None else
+                     "no crash kernel was loaded by the last kdumpd", hardware.summary())
+            base = state or State(self.store.boot_id)
+            self._save(base.with_hardware(hardware.fingerprint, hardware.summary()))
             return
         self.state = state
         self.stats.crash_kernel_missing = state.owed
@@ -279,10 +280,16 @@ class Controller:
         self.stats.skipped += burst.events
         log.info("%s: no reload: %s", what(burst), reason,
                  extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
-        if not self.dry_run and kernel_keeps_current(self.snapshot(SUBSYSTEMS)):
+        if self.dry_run:
+            return
+        snapshot = self.snapshot(SUBSYSTEMS)
+        if kernel_keeps_current(snapshot):
             # The kernel keeps the image current: it describes the hardware of now.
             hardware = self.hardware()
             self._save(self.state.with_hardware(hardware.fingerprint, hardware.summary()))
+        elif is_unloaded(snapshot.crash_loaded) and not self.owed:
+            # No image: whoever loads the next one loads it for the hardware of then.
+            self._save(self.state.with_hardware("", ""))
 
     def reload_finished(self, burst: Burst, outcome: Outcome, now: float) -> None:
         self.scheduler.reload_finished()

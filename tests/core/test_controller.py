@@ -429,3 +429,22 @@ def test_a_failure_that_kept_the_image_hands_back_and_owes_nothing(
     assert rig.controller.stats.failed == 1  # the second burst was left to the distribution
     assert rig.controller.stats.skipped == 2
     assert decision is not None
+
+
+def test_a_crash_kernel_loaded_while_none_was_known_is_taken_as_the_baseline(
+    root: Path, clock: FakeClock
+) -> None:
+    fake_hardware(root)
+    fakesysfs.build(root, crash_loaded="0")
+    rig = Rig(root, clock, store=MemoryStore(State("boot-1", fingerprint="old")))
+    rig.controller.start(clock())
+    rig.feed(memory_events(2))
+    rig.settle()  # nothing loaded: the image of later is not ours to describe
+    assert rig.store.state is not None and rig.store.state.fingerprint == ""
+    fakesysfs.build(root, crash_loaded="1")  # the distribution loads one, kdumpd restarts
+    fake_hardware(root, ram="100000000-13fffffff")
+    again = Rig(root, clock, store=rig.store)
+    again.controller.start(clock())
+    again.settle()
+    assert again.ops() == []
+    assert rig.store.state.fingerprint == read_hardware(root).fingerprint

@@ -200,7 +200,7 @@ class VmConfig:
     kernel: Kernel
     root_image: Path
     payload: Path | None = None
-    memory: str = "2G,slots=4,maxmem=6G"
+    memory: str = "2G,slots=8,maxmem=10G"
     smp: str = "2,maxcpus=4"
     extra_append: str = ""
     workdir: Path = field(default_factory=lambda: Path("/tmp"))

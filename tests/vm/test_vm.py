@@ -560,3 +560,219 @@ def test_6_old_kernel_without_crash_hotplug(bookworm: Guest, scenario: Callable)
         assert_one_reload_per_burst(burst)
         assert burst.after.loaded == "1"
         assert (burst.after.cpu, burst.after.memory) == (None, None)
+
+
+# -- the invariant across restarts, kills and races (issues "never lose", "never miss") ----
+
+POLLER = r"""
+import signal, sys, time
+path = "/sys/kernel/kexec_crash_loaded"
+stop = False
+def end(*_):
+    global stop
+    stop = True
+signal.signal(signal.SIGTERM, end)
+samples, zero_since, windows, last = 0, None, [], time.monotonic()
+gaps = []
+with open("/tmp/poller.ready", "w"):
+    pass
+while not stop:
+    with open(path) as f:
+        value = f.read(1)
+    now = time.monotonic()
+    gaps.append(now - last)
+    last = now
+    samples += 1
+    if value == "0" and zero_since is None:
+        zero_since = now
+    elif value == "1" and zero_since is not None:
+        windows.append(now - zero_since)
+        zero_since = None
+if zero_since is not None:
+    windows.append(-1.0)  # still without a crash kernel at the end
+gaps.sort()
+print(f"samples={samples} median_us={gaps[len(gaps) // 2] * 1e6:.0f} "
+      f"windows_ms={','.join(f'{w * 1000:.1f}' for w in windows) or 'none'}")
+"""
+
+
+def poll_window(vm: Vm, command: str, timeout: float = 120) -> str:
+    """Run ``command`` in the guest while a poller samples kexec_crash_loaded; the
+    poller's summary line (samples, median interval, windows without a crash kernel)."""
+    vm.sh.write_file("/tmp/poller.py", POLLER)
+    vm.sh.run("rm -f /tmp/poller.ready; python3 /tmp/poller.py > /tmp/poller.out 2>&1 & "
+              "echo $! > /tmp/poller.pid; "
+              "until [ -e /tmp/poller.ready ]; do sleep 0.05; done")
+    try:
+        vm.sh.run(command, timeout=timeout)
+    finally:
+        vm.sh.run("kill -TERM $(cat /tmp/poller.pid); while kill -0 $(cat /tmp/poller.pid) "
+                  "2>/dev/null; do sleep 0.05; done")
+    return vm.sh.run("cat /tmp/poller.out").output.strip()
+
+
+def fresh_state(vm: Vm) -> None:
+    """Forget kdumpd's state, as at the first start of a boot."""
+    vm.sh.run("rm -f /var/lib/kdumpd/state.json")
+
+
+def messages(entries: list[d.JournalEntry]) -> list[str]:
+    return [e.get("MESSAGE") for e in entries]
+
+
+def test_7_restarts_and_kills_keep_a_current_crash_kernel(
+    trixie: Guest, scenario: Callable
+) -> None:
+    result = scenario(
+        "7. never lose the crash kernel: hotplug while stopped, stop during a reload, "
+        "SIGKILL with an owed image", trixie.release,
+        "Crash kernel loaded with `kexec -p -c` (crash_hotplug=0); kdumpd load auto (file "
+        "under the shipped unit). (a) stop kdumpd, hot-add a DIMM, start; (b) a CPU burst "
+        "starts kdumpd's reload, `systemctl stop kdumpd` as soon as the load syscall freed "
+        "the old image; (c) with kdumpd running: `kexec -p -u` and a state file saying "
+        "kdumpd owes the image (what a reload that failed inside the syscall leaves), then "
+        "SIGKILL; systemd restarts kdumpd.",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-c"])
+    fresh_state(vm)
+    restart_with(trixie, trixie.config(load="auto"))
+
+    # (a) hotplug while kdumpd is not running
+    d.stop_kdumpd(vm)
+    trixie.hotplug.add_dimm()
+    vm.sh.run("udevadm settle -t 30")
+    cursor = d.journal_cursor(vm)
+    d.restart_kdumpd(vm)
+    entries = d.wait_journal(vm, cursor, lambda es: any(
+        e.message_id in (journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED) for e in es),
+        timeout=60)
+    after = d.crash_state(vm)
+    said_a = messages(entries)
+    reloads = sum(e.message_id == journal_ids.RELOAD_DONE for e in entries)
+    result.notes.append(f"(a) after the restart: {reloads} reload(s); crash state "
+                        f"{after.hotplug()}, loaded {after.loaded}; kdumpd said: "
+                        + " | ".join(said_a))
+    assert reloads == 1, said_a
+    assert any("hardware changed while kdumpd was not running" in m and "reloading" in m
+               for m in said_a), said_a
+    assert after.loaded == "1" and (after.cpu, after.memory) == ("1", "1")
+
+    # (b) stop while a reload runs
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-c"])  # crash_hotplug=0 again, same hardware
+    d.restart_kdumpd(vm)
+    cursor = d.journal_cursor(vm)
+    started = time.monotonic()
+    vm.sh.run("echo 0 > /sys/devices/system/cpu/cpu1/online; "
+              "echo 1 > /sys/devices/system/cpu/cpu1/online; "
+              "timeout 30 sh -c 'until [ \"$(cat /sys/kernel/kexec_crash_loaded)\" = 0 ]; "
+              "do :; done'; systemctl stop kdumpd", timeout=120)
+    stop_s = time.monotonic() - started
+    after = d.crash_state(vm)
+    entries = d.journal_since(vm, cursor)
+    said_b = messages(entries)
+    result.notes.append(f"(b) stop issued inside the load; stop returned after {stop_s:.1f} s "
+                        f"(from the CPU burst); afterwards loaded {after.loaded}, "
+                        f"{after.hotplug()}; kdumpd said: " + " | ".join(said_b))
+    assert after.loaded == "1", said_b
+    assert any(e.message_id == journal_ids.RELOAD_DONE for e in entries), said_b
+
+    # (c) SIGKILL while kdumpd owes the image it unloaded
+    d.restart_kdumpd(vm)
+    boot_id = vm.sh.run("cat /proc/sys/kernel/random/boot_id").output.strip()
+    vm.sh.run("kexec -p -u")
+    vm.sh.write_file("/var/lib/kdumpd/state.json", json.dumps(
+        {"version": 1, "boot_id": boot_id, "owed": True, "fingerprint": "", "hardware": "",
+         "last_load": None}))
+    cursor = d.journal_cursor(vm)
+    vm.sh.run("systemctl kill -s KILL kdumpd")
+    entries = d.wait_journal(vm, cursor, lambda es: any(
+        e.message_id == journal_ids.RELOAD_DONE for e in es), timeout=60)
+    after = d.crash_state(vm)
+    said_c = messages(entries)
+    restarts = d.unit_state(vm).get("NRestarts", "?")
+    result.notes.append(f"(c) after SIGKILL (NRestarts={restarts}): loaded {after.loaded}, "
+                        f"{after.hotplug()}; kdumpd said: " + " | ".join(said_c))
+    assert after.loaded == "1", said_c
+    assert any("restoring the crash kernel kdumpd unloaded" in m for m in said_c), said_c
+
+
+def test_8_window_without_a_crash_kernel_per_load_mode(
+    trixie: Guest, scenario: Callable
+) -> None:
+    result = scenario(
+        "8. the window without a crash kernel during a reload, per load mode", trixie.release,
+        "kexec_crash_loaded polled in a tight Python loop in the guest while one reload runs "
+        "over a `kexec -p -c` image. kdumpd: `kdumpd reload` (the CLI, as root outside the "
+        "unit, so kexec_load can work) with load mode file and hotplug, kdumpd stopped. "
+        "Distributions: `kexec -p -u` then `kexec -p -s` (what kdumpctl and kdump-config "
+        "reload do).",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    kernel = f"/boot/vmlinuz-{trixie.release}"
+    initrd = f"/boot/initrd-small-{trixie.release}.img"
+    load_s = guest_argv_str(["kexec", "-p", "-s", kernel, f"--initrd={initrd}",
+                             f"--append={d.CRASH_APPEND}"])
+    runs: dict[str, list[str]] = {}
+    for _ in range(3):
+        for mode in ("file", "hotplug"):
+            config = trixie.config(load=mode).toml() + "[state]\ndir = \"/tmp/kdumpd-cli\"\n"
+            vm.sh.write_file(f"/tmp/kdumpd-{mode}.toml", config)
+            d.kexec_load(vm, trixie.release, ["-c"])
+            runs.setdefault(f"kdumpd, load {mode}", []).append(
+                poll_window(vm, f"kdumpd reload --config /tmp/kdumpd-{mode}.toml"))
+            state = d.crash_state(vm)
+            assert state.loaded == "1" and state.memory == "1", (mode, state)
+        d.kexec_load(vm, trixie.release, ["-c"])
+        runs.setdefault("unload, then kexec -p -s", []).append(
+            poll_window(vm, f"kexec -p -u; {load_s}"))
+    for name, lines in runs.items():
+        result.notes.append(f"{name}: " + " ; ".join(lines))
+    for name, lines in runs.items():
+        for line in lines:
+            assert "windows_ms=" in line and "-1.0" not in line, (name, line)
+
+
+def guest_argv_str(argv: list[str]) -> str:
+    from .guest import guest_argv
+
+    return guest_argv(argv)
+
+
+def test_9_hotplug_during_kdumpds_own_load_gives_one_more_reload(
+    trixie: Guest, scenario: Callable
+) -> None:
+    result = scenario(
+        "9. a DIMM hot-add while kdumpd's own hotplug-capable load runs", trixie.release,
+        "Crash kernel loaded with `kexec -p -c`; kdumpd load auto (file under the unit, a "
+        "1.8 s syscall in the guest). A CPU burst starts kdumpd's reload; the DIMM is added "
+        "as soon as the load syscall freed the old image. The kernel skips its own "
+        "elfcorehdr update while the load holds the kexec lock, so kdumpd must reload once "
+        "more although crash_hotplug reads 1 afterwards.",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-c"])
+    d.restart_kdumpd(vm)
+    vm.sh.run("dmesg -C")
+
+    def cpu_then_dimm_inside_the_load() -> None:
+        vm.sh.run("echo 0 > /sys/devices/system/cpu/cpu1/online; "
+                  "echo 1 > /sys/devices/system/cpu/cpu1/online; "
+                  "timeout 30 sh -c 'until [ \"$(cat /sys/kernel/kexec_crash_loaded)\" = 0 ]; "
+                  "do :; done'", timeout=60)
+        trixie.hotplug.add_dimm()
+
+    burst = run_burst(trixie, "CPU1 offline+online, then a DIMM during kdumpd's load",
+                      cpu_then_dimm_inside_the_load)
+    result.bursts.append(burst)
+    kernel_log = vm.sh.run("dmesg | grep -i 'kdump image may be inaccurate' || true").output
+    result.notes.append("kernel log during the load: "
+                        + (kernel_log.strip() or "(no 'kdump image may be inaccurate' line)"))
+    assert burst.failed == 0, said(burst)
+    assert burst.reloads == 2, said(burst)
+    assert any("held the kexec lock" in r for r in burst.reasons), said(burst)
+    assert burst.after.loaded == "1"
