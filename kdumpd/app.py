@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Optional
 
+from kdumpd import config as configmod
 from kdumpd.backends import Backend
 from kdumpd.backends import tools as toolbackends
 from kdumpd.backends.fake import FakeBackend
@@ -19,7 +20,7 @@ from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
-from kdumpd.source import UdevSource, resolve_source
+from kdumpd.source import UdevSource, resolve_source, udev_answers
 from kdumpd.state import FileStore, read_boot_id
 from kdumpd.sysfs import Sysfs
 
@@ -93,6 +94,8 @@ def make_parts(cfg: Config, backend: Backend | None = None) -> Parts:
         max_delay_s=cfg.events.max_delay_ms / 1000,
         stop_wait_s=stop_wait_s(cfg.reload.timeout_s),
         hardware=lambda: read_hardware(root),
+        source=cfg.events.source,
+        receive_buffer_bytes=cfg.events.receive_buffer_bytes,
     )
 
 
@@ -114,7 +117,7 @@ def make_daemon(
 ) -> Daemon:
     parts = make_parts(cfg)
     controller = make_controller(cfg, parts, dry_run=dry_run)
-    kind = resolve_source(cfg.events.source)
+    kind = resolve_source(cfg.events.source, udev_answers)
     source = UdevSource(kind, cfg.events.receive_buffer_bytes)
     log.info(
         "event source %s (receive buffer %d bytes), backend %s%s",
@@ -126,21 +129,45 @@ def make_daemon(
         reconfigure=reconfigure, notify=notify,
         handover=None if dry_run else cfg.rule.handover,
         watchdog_s=watchdog_s,
+        udev_alive=None if cfg.events.source == "kernel" else udev_answers,
     )
 
 
+# Settings a running daemon cannot take over consistently: its state and lock, the
+# hand-over file the udev rules test, the tree everything is read from.
+RESTART_KEYS = ("state.dir", "rule.handover", "sysfs.root")
+
+
 def reloading_config(
-    path: Path, on_config: Callable[[Config], None], load: Callable[[Path], Config]
+    path: Path, on_config: Callable[[Config], None], load: Callable[[Path], Config],
+    current: Config,
 ) -> Callable[[], Parts | None]:
-    """SIGHUP: re-read ``path`` with ``load``; a broken file is logged, the old config kept."""
+    """SIGHUP: re-read ``path`` with ``load``; a broken file, or one that changes a
+    setting only a restart can apply, is logged and the old config kept. The log says
+    what changed."""
+    running = [current]
 
     def reconfigure() -> Parts | None:
         try:
             cfg = load(path)
+        except ConfigError as error:
+            log.error("configuration not reloaded, keeping the old one: %s", error)
+            return None
+        changed = configmod.changes(running[0], cfg)
+        fixed = [key for key in RESTART_KEYS if key in changed]
+        if fixed:
+            log.error("configuration not reloaded, keeping the old one: %s changed; "
+                      "restart kdumpd to apply it (systemctl restart kdumpd)", ", ".join(fixed))
+            return None
+        try:
             on_config(cfg)
         except ConfigError as error:
             log.error("configuration not reloaded, keeping the old one: %s", error)
             return None
+        running[0] = cfg
+        log.info("configuration reloaded: %s", "; ".join(
+            f"{key} {old!r} -> {new!r}" for key, (old, new) in changed.items())
+            or "nothing changed")
         return make_parts(cfg)
 
     return reconfigure

@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = app.make_daemon(
             cfg,
             dry_run=args.dry_run,
-            reconfigure=app.reloading_config(args.config, reconfigure_hook, _load_config),
+            reconfigure=app.reloading_config(args.config, reconfigure_hook, _load_config, cfg),
             notify=notifier(),
             watchdog_s=watchdog_interval(),
         )

@@ -7,6 +7,8 @@ A missing file means defaults. Every problem is a :class:`ConfigError` naming th
 from __future__ import annotations
 
 import json
+import os
+import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -219,6 +221,8 @@ def parse(text: str, path: Path | None = None) -> Config:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError("", f"not valid TOML: {error}", path) from None
+    except RecursionError:
+        raise ConfigError("", "not valid TOML: nested too deeply", path) from None
     try:
         config: Config = _build(Config, document, "")
     except ConfigError as error:
@@ -233,13 +237,18 @@ def parse(text: str, path: Path | None = None) -> Config:
     return config
 
 
+MAX_BYTES = 1024 * 1024  # a configuration is a few hundred bytes; refuse what is not one
+
+
 def load(path: Path = DEFAULT_PATH, *, must_exist: bool = False) -> Config:
     """Read the config file; a missing file gives the defaults unless ``must_exist``.
 
+    Never blocks and never reads without bound: a FIFO, a device or a directory is
+    refused before reading, and so is a file over MAX_BYTES.
     Raises :class:`ConfigError` for unreadable or invalid files.
     """
     try:
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         if must_exist:
             raise ConfigError("", "no such file", path) from None
@@ -247,7 +256,40 @@ def load(path: Path = DEFAULT_PATH, *, must_exist: bool = False) -> Config:
     except OSError as error:
         raise ConfigError("", f"cannot read: {error.strerror}", path) from None
     try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError("", "not a regular file", path)
+        if info.st_size > MAX_BYTES:
+            raise ConfigError("", f"larger than {MAX_BYTES} bytes: not a kdumpd configuration",
+                              path)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise ConfigError("", f"cannot read: {error.strerror}", path) from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_BYTES:
+        raise ConfigError("", f"larger than {MAX_BYTES} bytes: not a kdumpd configuration", path)
+    try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError("", f"not UTF-8 at byte {error.start}", path) from None
     return parse(text, path)
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Every setting as ``{"events.quiet_ms": 250, ...}`` (to say what a reload changed)."""
+    out: dict[str, Any] = {}
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            out.update(flatten(value, f"{prefix}{f.name}."))
+        else:
+            out[f"{prefix}{f.name}"] = value
+    return out
+
+
+def changes(old: Config, new: Config) -> dict[str, tuple[Any, Any]]:
+    """The settings that differ: ``{key: (old, new)}``."""
+    before, after = flatten(old), flatten(new)
+    return {key: (before[key], after[key]) for key in before if before[key] != after[key]}

@@ -27,13 +27,14 @@ from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import Burst
-from kdumpd.source import EventsLost, EventSource
+from kdumpd.source import EventsLost, EventSource, resolve_source
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import Notify
 
 log = logging.getLogger("kdumpd")
 
 STATUS_INTERVAL_S = 1.0
+UDEV_WATCH_S = 1.5  # how often udevd is asked whether it still answers (2 answers to act)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,8 @@ class Parts:
     max_delay_s: float
     stop_wait_s: float  # how long SIGTERM waits for a running reload
     hardware: Callable[[], Hardware]
+    source: str = "auto"  # [events] source: "auto", "udev" or "kernel"
+    receive_buffer_bytes: int = 128 * 1024 * 1024
 
 
 class Daemon:
@@ -60,6 +63,8 @@ class Daemon:
         handover: Path | None,
         clock: Callable[[], float] = time.monotonic,
         watchdog_s: float | None = None,
+        udev_alive: Callable[[], bool] | None = None,
+        udev_watch_s: float = UDEV_WATCH_S,
     ) -> None:
         self.controller = controller
         self.source = source
@@ -69,6 +74,11 @@ class Daemon:
         self._handover = handover
         self._clock = clock
         self._watchdog_s = watchdog_s
+        self._udev_alive = udev_alive  # None: nothing to watch (tests, the kernel source)
+        self._udev_was_alive = udev_alive() if udev_alive is not None else False
+        self._selector: selectors.BaseSelector | None = None
+        self._udev_watch_s = udev_watch_s
+        self._udev_changed_once = False
         self._done: queue.SimpleQueue[tuple[Burst, Outcome]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -109,6 +119,7 @@ class Daemon:
         }
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
         selector = selectors.DefaultSelector()
+        self._selector = selector
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
         status = 0
@@ -133,12 +144,16 @@ class Daemon:
         last_status = self._status()
         last_status_at = self._clock()
         next_watchdog = self._clock()
+        next_watch = self._clock() + self._udev_watch_s
         while not self._stop_requested:
             now = self._clock()
             if self._watchdog_s and now >= next_watchdog:
                 self._notify("WATCHDOG=1")
                 next_watchdog = now + self._watchdog_s / 2
-            timeout = self._timeout(now, next_watchdog)
+            if self._udev_alive is not None and now >= next_watch:
+                self._watch_udev()
+                next_watch = now + self._udev_watch_s
+            timeout = self._timeout(now, min(next_watchdog, next_watch))
             for key, _ in selector.select(timeout):
                 if key.data == "wake":
                     self._drain_wakeups()
@@ -161,10 +176,10 @@ class Daemon:
                 self._notify("STATUS=" + status)
                 last_status, last_status_at = status, now
 
-    def _timeout(self, now: float, next_watchdog: float) -> float | None:
+    def _timeout(self, now: float, next_timer: float) -> float | None:
         deadlines = [d for d in (self.controller.deadline(),) if d is not None]
-        if self._watchdog_s:
-            deadlines.append(next_watchdog)
+        if self._watchdog_s or self._udev_alive is not None:
+            deadlines.append(next_timer)
         if self.controller.scheduler.pending:
             deadlines.append(now + STATUS_INTERVAL_S)  # keep STATUS= moving during a storm
         return max(0.0, min(deadlines) - now) if deadlines else None
@@ -185,14 +200,58 @@ class Daemon:
             if not isinstance(error, EventsLost):
                 log.error("event socket failed (%s): recreating it", error)
             self.controller.on_events_lost(self._clock())
-            selector.unregister(self.source.fileno())
-            self.source.reopen()
-            selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
+            self._swap_source(self.source.kind)
             return
         # Stamp after the drain: a long drain must not close the quiet window early.
         now = self._clock()
         for event in events:
             self.controller.on_event(event, now)
+
+    def _swap_source(self, kind: str) -> None:
+        """Reopen the event source (of ``kind``) and keep the selector on its socket."""
+        if self._selector is not None:
+            self._selector.unregister(self.source.fileno())
+        self.source.reopen(kind, self.parts.receive_buffer_bytes)
+        if self._selector is not None:
+            self._selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
+
+    def _reopen_source(self, why: str, udev_alive: bool | None = None) -> None:
+        """Reopen the source as the settings now say, and resync: events may be missed.
+
+        ``udev_alive``: what the caller just learnt; None asks udevd again.
+        """
+        ask = self._udev_alive or (lambda: False)
+        kind = resolve_source(self.parts.source,
+                              ask if udev_alive is None else (lambda: udev_alive))
+        log.warning("%s: listening for %s events now; deciding over both subsystems", why, kind)
+        self._swap_source(kind)
+        self.controller.request(self._clock(), SUBSYSTEMS, why)
+
+    def _watch_udev(self) -> None:
+        """Notice udevd going away or coming back: what happened meanwhile was not seen."""
+        if self._udev_alive is None:
+            return
+        alive = self._udev_alive()
+        if alive == self._udev_was_alive:
+            self._udev_changed_once = False
+            return
+        if not self._udev_changed_once:
+            # One answer can be wrong (a udevd starting or busy): act on two in a row.
+            self._udev_changed_once = True
+            return
+        self._udev_changed_once = False
+        self._udev_was_alive = alive
+        if self.parts.source == "auto":
+            self._reopen_source("udevd answers again" if alive else "udevd stopped answering",
+                                alive)
+        elif self.parts.source == "udev":
+            if alive:
+                log.warning("udevd answers again: deciding over both subsystems for what "
+                            "happened while it was away")
+                self.controller.request(self._clock(), SUBSYSTEMS, "udevd came back")
+            else:
+                log.error("udevd stopped answering: no events reach kdumpd until it is back "
+                          '([events] source = "udev")')
 
     # -- reloads -------------------------------------------------------------------------
 
@@ -288,13 +347,14 @@ class Daemon:
         parts = self._reconfigure()
         if parts is None:
             return  # the error was logged; keep serving with the old configuration
-        self.parts = parts
+        old, self.parts = self.parts, parts
+        if (old.source, old.receive_buffer_bytes) != (parts.source, parts.receive_buffer_bytes):
+            self._reopen_source("the event source settings changed")
         self.controller.scheduler.quiet_s = parts.quiet_s
         self.controller.scheduler.max_delay_s = parts.max_delay_s
         self.controller.snapshot = parts.sysfs.snapshot
         self.controller.hardware = parts.hardware
         self.controller.backend = parts.reloader.backend
-        log.info("configuration reloaded")
 
     def _set_handover(self, present: bool) -> None:
         """Tell the distribution's udev rules that kdumpd handles reloads (see rules.d/)."""

@@ -14,7 +14,7 @@ import socket
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from kdumpd.events import SUBSYSTEMS, Event, relevant
 
@@ -27,20 +27,33 @@ class EventsLost(Exception):
 
 
 class EventSource(Protocol):
+    kind: str  # "udev" or "kernel"
+
     def fileno(self) -> int: ...
 
     def drain(self, limit: int = 4096) -> list[Event]: ...
 
-    def reopen(self) -> None: ...
+    def reopen(self, kind: str | None = None, receive_buffer: int | None = None) -> None: ...
 
     def close(self) -> None: ...
 
 
-def resolve_source(setting: str, udev_control: Path = UDEV_CONTROL) -> str:
-    """``auto`` means udev when a udevd runs (its control socket exists), else kernel."""
+def udev_answers(control: Path = UDEV_CONTROL, timeout: float = 0.5) -> bool:
+    """True when a udevd listens on its control socket (a stale socket file refuses)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(timeout)
+        try:
+            sock.connect(str(control))
+        except OSError:
+            return False
+    return True
+
+
+def resolve_source(setting: str, udev_alive: Callable[[], bool] = udev_answers) -> str:
+    """``auto`` means udev when a udevd answers on its control socket, else kernel."""
     if setting != "auto":
         return setting
-    return "udev" if udev_control.exists() else "kernel"
+    return "udev" if udev_alive() else "kernel"
 
 
 def set_receive_buffer(sock: socket.socket, size: int) -> int:
@@ -102,9 +115,11 @@ class UdevSource:
                 events.append(Event(subsystem, action, device.device_path))
         return events
 
-    def reopen(self) -> None:
-        """Start over with a fresh socket (after an overflow)."""
+    def reopen(self, kind: str | None = None, receive_buffer: int | None = None) -> None:
+        """Start over with a fresh socket (after an overflow, or of another kind)."""
         self.close()
+        self.kind = kind or self.kind
+        self._receive_buffer = receive_buffer or self._receive_buffer
         self._open()
 
     def close(self) -> None:
@@ -121,6 +136,7 @@ class FakeSource:
         self._queue: list[Event] = []
         self._failure: Exception | None = None
         self.reopened = 0
+        self.kind = "kernel"
 
     def push(self, events: Iterable[Event]) -> None:
         with self._lock:
@@ -148,8 +164,9 @@ class FakeSource:
             os.write(self._write, b"x")
         return [e for e in taken if relevant(e.subsystem, e.action)]
 
-    def reopen(self) -> None:
+    def reopen(self, kind: str | None = None, receive_buffer: int | None = None) -> None:
         self.reopened += 1
+        self.kind = kind or self.kind
 
     def close(self) -> None:
         for fd in (self._read, self._write):

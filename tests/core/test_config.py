@@ -92,3 +92,41 @@ def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
 def test_explicit_missing_file_is_an_error_when_required(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such file"):
         config.load(tmp_path / "nope.toml", must_exist=True)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_config_that_is_not_a_regular_file_is_refused_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    import os
+
+    from kdumpd.config import load
+
+    path = tmp_path / "kdumpd.toml"
+    if kind == "fifo":
+        os.mkfifo(path)  # reading it would block forever
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")  # reading it would never end
+    with pytest.raises(ConfigError, match="not a regular file"):
+        load(path)
+
+
+def test_an_oversized_or_deeply_nested_config_is_one_clear_error(tmp_path: Path) -> None:
+    from kdumpd.config import MAX_BYTES, load
+
+    big = tmp_path / "big.toml"
+    big.write_text("# x\n" * (MAX_BYTES // 4 + 1))
+    with pytest.raises(ConfigError, match="larger than"):
+        load(big)
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.parse("a = " + "[" * 100000 + "]" * 100000)
+
+
+def test_changes_name_every_setting_that_differs() -> None:
+    from kdumpd.config import changes
+
+    new = config.parse('[events]\nquiet_ms = 20\n[state]\ndir = "/srv/kdumpd"\n')
+    assert changes(Config(), new) == {"events.quiet_ms": (250, 20),
+                                      "state.dir": (Path("/var/lib/kdumpd"), Path("/srv/kdumpd"))}

@@ -6,6 +6,7 @@ events and signals. Assertions are on counts and order, never on elapsed time.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import pytest
 from kdumpd import app, fakesysfs
 from kdumpd.backends import Backend, BackendError
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.config import Config, EventsConfig, ReloadConfig, load
+from kdumpd.config import Config, EventsConfig, ReloadConfig, SysfsConfig, load
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
@@ -51,6 +52,7 @@ class Harness:
     def __init__(self, root: Path, *, delay_ms: int = 0, fail: int = 0, retries: int = 0,
                  reconfigure: Callable[[], Parts | None] = lambda: None,
                  watchdog_s: float | None = None, backend: Backend | None = None,
+                 udev_alive: Callable[[], bool] | None = None,
                  store: MemoryStore | None = None) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
@@ -68,7 +70,8 @@ class Harness:
         )
         self.daemon = Daemon(self.controller, self.source, parts, reconfigure=reconfigure,
                              notify=self.notes.append, handover=self.handover,
-                             watchdog_s=watchdog_s)
+                             watchdog_s=watchdog_s, udev_alive=udev_alive,
+                             udev_watch_s=0.05)
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -202,7 +205,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(
 ) -> None:
     path = tmp_path / "kdumpd.toml"
     path.write_text("[events]\nquiet_ms = 10\n")
-    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load))
+    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load, Config()))
 
     def script(h: Harness) -> None:
         path.write_text("[events]\nquiet_ms = 'soon'\n")
@@ -226,7 +229,8 @@ def test_sighup_applies_a_valid_new_config(root: Path, tmp_path: Path) -> None:
         f'[sysfs]\nroot = "{root}"\n[events]\nquiet_ms = 20\nmax_delay_ms = 500\n'
         f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{root}/fake.log"\n'
     )
-    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load))
+    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load,
+                                                          Config(sysfs=SysfsConfig(root))))
 
     def script(h: Harness) -> None:
         os.kill(os.getpid(), signal.SIGHUP)
@@ -357,3 +361,65 @@ def test_a_start_with_an_owed_crash_kernel_restores_it_without_an_event(root: Pa
     h.run(script)
     assert h.ops() == ["load"]
     assert h.store.state is not None and not h.store.state.owed
+
+
+def test_sighup_that_changes_a_restart_only_key_is_refused_by_name(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text(f'[sysfs]\nroot = "{root}"\n[rule]\nhandover = "/run/elsewhere"\n'
+                    "[events]\nquiet_ms = 20\n")
+    converged: list[Config] = []
+    h = Harness(root, reconfigure=app.reloading_config(path, converged.append, load,
+                                                       Config(sysfs=SysfsConfig(root))))
+
+    def script(h: Harness) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: any("not reloaded" in r.getMessage() for r in caplog.records))
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        h.run(script)
+    assert converged == []  # the rules were not moved to the new hand-over path either
+    assert h.controller.scheduler.quiet_s == QUIET_S
+    (error,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert "rule.handover changed; restart kdumpd to apply it" in error.getMessage()
+
+
+def test_sighup_says_what_changed_and_reopens_a_changed_source(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text(f'[sysfs]\nroot = "{root}"\n[events]\nsource = "kernel"\nquiet_ms = 20\n')
+    h = Harness(root, reconfigure=app.reloading_config(path, lambda cfg: None, load,
+                                                       Config(sysfs=SysfsConfig(root))))
+
+    def script(h: Harness) -> None:
+        os.kill(os.getpid(), signal.SIGHUP)
+        wait_for(lambda: h.source.reopened == 1)
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        h.run(script)
+    text = caplog.text
+    assert "events.source 'auto' -> 'kernel'" in text and "events.quiet_ms 250 -> 20" in text
+    assert h.source.kind == "kernel"
+
+
+def test_udevd_going_away_and_coming_back_switches_the_auto_source_and_resyncs(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    alive = [True]
+    h = Harness(root, udev_alive=lambda: alive[0])
+    h.daemon.parts = dataclasses.replace(h.daemon.parts, source="auto")
+
+    def script(h: Harness) -> None:
+        alive[0] = False
+        wait_for(lambda: h.source.kind == "kernel")
+        wait_for(lambda: h.controller.stats.reloads == 1)  # the resync found crash_hotplug=0
+        alive[0] = True
+        wait_for(lambda: h.source.kind == "udev")
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        h.run(script)
+    assert "udevd stopped answering: listening for kernel events now" in caplog.text
+    assert "udevd answers again: listening for udev events now" in caplog.text
+    assert h.source.reopened == 2

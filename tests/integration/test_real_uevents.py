@@ -39,12 +39,13 @@ def udevd() -> Iterator[str]:
 class Daemon:
     """`kdumpd run` with its own NOTIFY_SOCKET, so the test knows when it listens."""
 
-    def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300, extra: str = "") -> None:
+    def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300, extra: str = "",
+                 source: str = "udev") -> None:
         self.log = tmp / "fake.log"
         self.config = tmp / "kdumpd.toml"
         self.config.write_text(
             f'[sysfs]\nroot = "{root}"\n[state]\ndir = "{tmp}/state"\n'
-            f'[events]\nsource = "udev"\nquiet_ms = {quiet_ms}\n'
+            f'[events]\nsource = "{source}"\nquiet_ms = {quiet_ms}\n'
             f'{extra}'
             f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{self.log}"\ndelay_ms = 100\n'
             f'[rule]\nstate = "ignore"\nhandover = "{tmp}/handles-reload"\n'
@@ -153,3 +154,22 @@ def test_cpu_and_memory_events_in_one_burst_reload_once(udevd: str, tmp_path: Pa
     err = daemon.stop()
     assert daemon.loads() == 1, err
     assert "on cpu,memory: reloading" in err
+
+
+def test_a_second_run_is_refused_and_leaves_the_first_and_its_handover_alone(
+    udevd: str, tmp_path: Path
+) -> None:
+    root = fakesysfs.build(tmp_path / "root", crash_hotplug="0")
+    first = Daemon(tmp_path, root)
+    first.wait_for("READY=1")
+    second = subprocess.run(
+        [sys.executable, "-m", "kdumpd", "run", "--config", str(first.config)],
+        capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert second.returncode == 75, second.stderr
+    assert f"another kdumpd (pid {first.process.pid}) owns reloads" in second.stderr
+    assert (tmp_path / "handles-reload").exists()
+    burst(16)
+    settle(first, "reloads 1")
+    first.stop()
+    assert first.loads() == 1

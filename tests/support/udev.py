@@ -27,30 +27,42 @@ def udevd_answers() -> bool:
     return done.returncode == 0
 
 
+def start_udevd() -> subprocess.Popen[bytes]:
+    """Start a systemd-udevd of our own and wait until it answers."""
+    binary = next((c for c in UDEVD_CANDIDATES if Path(c).exists()), None)
+    if binary is None:
+        raise RuntimeError("systemd-udevd not found: install the Debian package 'udev'")
+    process = subprocess.Popen([binary], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not udevd_answers():
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_udevd(process)
+            raise RuntimeError(f"{binary} did not start (exit {process.returncode})")
+        time.sleep(0.05)
+    return process
+
+
+def stop_udevd(process: subprocess.Popen[bytes]) -> None:
+    """Stop a udevd we started, by its PID."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
+
+
 @contextlib.contextmanager
 def running_udevd() -> Iterator[str]:
     """Yield "existing" or "started"; a udevd we started is stopped afterwards."""
     if udevd_answers():
         yield "existing"
         return
-    binary = next((c for c in UDEVD_CANDIDATES if Path(c).exists()), None)
-    if binary is None:
-        raise RuntimeError("systemd-udevd not found: install the Debian package 'udev'")
-    process = subprocess.Popen([binary], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = start_udevd()
     try:
-        deadline = time.monotonic() + 10
-        while not udevd_answers():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{binary} did not start (exit {process.returncode})")
-            time.sleep(0.05)
         yield "started"
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_udevd(process)
 
 
 def memory_blocks() -> list[Path]:
