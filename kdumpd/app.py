@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 from kdumpd import config as configmod
-from kdumpd.backends import Backend
+from kdumpd.backends import Backend, distro
 from kdumpd.backends import tools as toolbackends
+from kdumpd.backends.distro import CrashImage
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.backends.kexec import KexecBackend, KexecImage, default_append
+from kdumpd.backends.kexec import KexecBackend
 from kdumpd.backends.runner import Runner, run
 from kdumpd.config import Config, ConfigError
 from kdumpd.controller import Controller
@@ -26,42 +26,47 @@ from kdumpd.sysfs import Sysfs
 
 log = logging.getLogger("kdumpd")
 
-Which = Callable[[str], Optional[str]]
+def backend_name(cfg: Config) -> str:
+    """``auto`` is kdumpd's own kexec load of the image the distribution loads: one
+    process, the image replaced in one syscall, and it works inside the unit's sandbox,
+    where kdumpctl and kdump-config do not (they unload first, then fail on their lock,
+    /proc/kcore or a read-only /var). Those two stay available by name."""
+    return "kexec" if cfg.reload.backend == "auto" else cfg.reload.backend
 
 
-def backend_name(cfg: Config, which: Which = shutil.which) -> str:
-    """``auto`` picks the distribution's tool when installed: kdumpctl, kdump-config, kexec."""
-    if cfg.reload.backend != "auto":
-        return cfg.reload.backend
-    for tool in ("kdumpctl", "kdump-config"):
-        if which(tool):
-            return tool
-    return "kexec"
+def image_source(cfg: Config, root: Path, release: str | None = None,
+                 machine: str | None = None) -> Callable[[], CrashImage]:
+    """The crash image a reload loads, read again at every reload: the distribution's
+    (backends/distro.py), with kdumpd's own [reload] kernel/initrd/append where set."""
+    uname = os.uname()
+    release = release or uname.release
+    machine = machine or uname.machine
+    reload = cfg.reload
+
+    def image() -> CrashImage:
+        if reload.kernel and reload.append:
+            found = CrashImage(Path(reload.kernel), None, reload.append)
+        else:
+            found = distro.crash_image(root, release, machine)
+        return distro.with_overrides(found, reload.kernel, reload.initrd, reload.append)
+
+    return image
 
 
-def kexec_image(cfg: Config, sysfs_root: Path, release: str | None = None) -> KexecImage:
-    """The crash kernel to load: configured paths, or the running kernel's from /boot."""
-    release = release or os.uname().release
-    kernel = Path(cfg.reload.kernel or f"/boot/vmlinuz-{release}")
-    if cfg.reload.initrd:
-        initrd: Path | None = Path(cfg.reload.initrd)
-    else:
-        candidate = Path(f"/boot/initrd.img-{release}")
-        initrd = candidate if candidate.exists() else None
-    append = cfg.reload.append
-    if not append:
-        try:
-            cmdline = (sysfs_root / "proc/cmdline").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            cmdline = ""
-        append = default_append(cmdline)
-    return KexecImage(kernel, initrd, append)
+def describe_image(cfg: Config) -> dict[str, str] | None:
+    """What a reload of the kexec backend would load now, and where each part came from."""
+    if backend_name(cfg) != "kexec":
+        return None
+    try:
+        image = image_source(cfg, cfg.sysfs.root)()
+    except distro.DistroError as error:
+        return {"error": str(error)}
+    return {"family": image.family, **image.sources(), "mode": cfg.reload.load,
+            "initrd required": "yes" if image.initrd_required else "no"}
 
 
-def make_backend(
-    cfg: Config, sysfs: Sysfs, *, runner: Runner = run, which: Which = shutil.which
-) -> Backend:
-    name = backend_name(cfg, which)
+def make_backend(cfg: Config, sysfs: Sysfs, *, runner: Runner = run) -> Backend:
+    name = backend_name(cfg)
     timeout = float(cfg.reload.timeout_s)
     if name == "kdumpctl":
         return toolbackends.kdumpctl(runner, timeout)
@@ -73,7 +78,7 @@ def make_backend(
             fake.log, sysfs, delay_ms=fake.delay_ms, fail=fake.fail,
             hotplug_after_load=fake.hotplug_after_load,
         )
-    return KexecBackend(kexec_image(cfg, sysfs.root), cfg.reload.load, sysfs, runner, timeout)
+    return KexecBackend(image_source(cfg, sysfs.root), cfg.reload.load, sysfs, runner, timeout)
 
 
 def stop_wait_s(timeout_s: float) -> float:

@@ -159,7 +159,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load_config(args.config)
     sysfs = Sysfs(cfg.sysfs.root)
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
-    status = gather(sysfs, app.make_backend(cfg, sysfs), state, read_hardware(cfg.sysfs.root))
+    status = gather(sysfs, app.make_backend(cfg, sysfs), state, read_hardware(cfg.sysfs.root),
+                    app.describe_image(cfg))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 

@@ -25,6 +25,7 @@ class Status:
     backend_action: str
     state: State | None = None  # what kdumpd recorded for this boot
     hardware: Hardware | None = None  # the hardware now
+    image: dict[str, str] | None = None  # what a reload would load, and where from
 
     @property
     def owed(self) -> bool:
@@ -60,6 +61,7 @@ class Status:
             "current_hardware": self.hardware.summary() if self.hardware else None,
             "current_fingerprint": self.hardware.fingerprint if self.hardware else None,
             "hardware_agrees": self.hardware_agrees,
+            "image": self.image,
             "last_load": asdict(self.state.last_load) if self.state and self.state.last_load
             else None,
         }
@@ -77,6 +79,8 @@ class Status:
                 f"kernel keeps the crash kernel current: {verdict}"
             )
         lines.append(f"backend: {self.backend} ({self.backend_action})")
+        for key, text in (self.image or {}).items():
+            lines.append(f"  {key}: {text}")
         if self.owed:
             lines.append("kdumpd OWES a crash kernel it unloaded: the daemon retries loading it")
         agrees = self.hardware_agrees
@@ -98,7 +102,7 @@ class Status:
 
 
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
-           hardware: Hardware | None = None) -> Status:
+           hardware: Hardware | None = None, image: dict[str, str] | None = None) -> Status:
     snapshot = sysfs.snapshot(SUBSYSTEMS)
     return Status(
         crash_loaded=snapshot.crash_loaded,
@@ -109,4 +113,5 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         backend_action=backend.describe(),
         state=state,
         hardware=hardware,
+        image=image,
     )

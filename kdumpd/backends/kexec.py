@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import struct
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Union
 
 from kdumpd import security
 from kdumpd.backends import BackendError
+from kdumpd.backends.distro import CrashImage, DistroError
 from kdumpd.backends.runner import Runner
 from kdumpd.sysfs import OK, Sysfs
 
@@ -43,21 +43,21 @@ KERNEL_ADDS = 30 + 31
 DEFAULT_CMDLINE_SIZE = 2047  # COMMAND_LINE_SIZE - 1 on x86, arm64 and ppc64
 
 
-@dataclass(frozen=True)
-class KexecImage:
-    kernel: Path
-    initrd: Path | None
-    append: str
+KexecImage = CrashImage  # what a load loads (the distribution's, or configured)
+ImageSource = Callable[[], CrashImage]
 
 
 class KexecBackend:
     name = "kexec"
 
     def __init__(
-        self, image: KexecImage, mode: str, sysfs: Sysfs, runner: Runner, timeout_s: float,
-        *, clock: Callable[[], float] = time.monotonic, euid: int | None = None,
+        self, image: Union[CrashImage, ImageSource], mode: str, sysfs: Sysfs, runner: Runner,
+        timeout_s: float, *, clock: Callable[[], float] = time.monotonic,
+        euid: int | None = None,
     ) -> None:
-        self.image = image
+        # An image source is asked at every reload: the distribution's configuration may
+        # have changed since kdumpd started.
+        self._image_source: ImageSource = image if callable(image) else (lambda: image)
         self.mode = mode
         self._sysfs = sysfs
         self._run = runner
@@ -78,19 +78,39 @@ class KexecBackend:
             return ["hotplug", "file", "plain"]
         return ["file", "plain"]
 
-    def load_argv(self, mode: str) -> list[str]:
-        argv = ["kexec", *MODE_FLAGS[mode], str(self.image.kernel)]
-        if self.image.initrd is not None:
-            argv.append(f"--initrd={self.image.initrd}")
-        argv.append(f"--append={self.image.append}")
+    @property
+    def image(self) -> CrashImage:
+        """The image a reload loads now; raises BackendError when it cannot be known."""
+        try:
+            return self._image_source()
+        except DistroError as error:
+            raise BackendError(f"{error}; crash kernel left as it was", permanent=True) from None
+
+    def load_argv(self, mode: str, image: CrashImage | None = None) -> list[str]:
+        image = image or self.image
+        argv = ["kexec", *MODE_FLAGS[mode], str(image.kernel)]
+        if image.initrd is not None:
+            argv.append(f"--initrd={image.initrd}")
+        argv.append(f"--append={image.append}")
         return argv
 
-    def check(self) -> None:
+    def check(self, image: CrashImage | None = None) -> CrashImage:
         """Everything that can fail before the load syscall; raises BackendError.
 
-        After this the only failures left are inside kexec and the syscall.
+        After this the only failures left are inside kexec and the syscall. Returns the
+        image that was checked (the one to load).
         """
-        for label, path in (("kernel", self.image.kernel), ("initrd", self.image.initrd)):
+        image = image or self.image
+        if image.initrd is None and image.initrd_required:
+            raise BackendError(f"{image.family} boots its dump path from an initrd and there "
+                               "is none; crash kernel left as it was", permanent=True)
+        config = self._sysfs.root / image.config_file.lstrip("/")
+        if image.config_file and config.exists():
+            problem = security.path_problem(config, euid=self._euid)
+            if problem:
+                raise BackendError(f"refusing {image.config_file}: {problem}; crash kernel "
+                                   "left as it was", permanent=True)
+        for label, path in (("kernel", image.kernel), ("initrd", image.initrd)):
             if path is None:
                 continue
             try:
@@ -99,14 +119,16 @@ class KexecBackend:
             except OSError as error:
                 raise BackendError(
                     f"{label} {path} is not readable ({error.strerror}); "
-                    "crash kernel left as it was"
+                    "crash kernel left as it was",
+                    permanent=label == "initrd" and image.initrd_required
+                    and isinstance(error, FileNotFoundError),
                 ) from None
             problem = security.path_problem(path, euid=self._euid)
             if problem:
                 raise BackendError(f"refusing the {label}: {problem}; crash kernel left as it "
                                    "was", permanent=True)
-        limit = cmdline_size(self.image.kernel) - KERNEL_ADDS
-        length = len(self.image.append.encode()) + 1
+        limit = cmdline_size(image.kernel) - KERNEL_ADDS
+        length = len(image.append.encode()) + 1
         if length > limit:
             raise BackendError(
                 f"reload.append: the crash kernel's command line is {length} bytes, the kernel "
@@ -122,6 +144,7 @@ class KexecBackend:
                     "as it was",
                     permanent=True,
                 )
+        return image
 
     def probe(self) -> str | None:
         try:
@@ -131,7 +154,7 @@ class KexecBackend:
         return None
 
     def reload(self) -> None:
-        self.check()
+        image = self.check()
         deadline = self._clock() + self._timeout_s
         errors = []
         for mode in self.modes():
@@ -140,7 +163,7 @@ class KexecBackend:
                 errors.append(f"{mode} load: not tried, reload.timeout_s used up")
                 break
             try:
-                self._run(self.load_argv(mode), remaining)
+                self._run(self.load_argv(mode, image), remaining)
             except BackendError as error:
                 errors.append(f"{mode} load: {error}")
                 continue
@@ -155,7 +178,11 @@ class KexecBackend:
 
     def describe(self) -> str:
         modes = "/".join(self.modes())
-        return f"kexec load ({modes}) of {self.image.kernel} over the loaded image"
+        try:
+            kernel = str(self.image.kernel)
+        except BackendError as error:
+            kernel = f"an unknown kernel ({error})"
+        return f"kexec load ({modes}) of {kernel} over the loaded image"
 
 
 def cmdline_size(kernel: Path) -> int:
@@ -212,15 +239,3 @@ def userspace_load_blocker(root: Path) -> str | None:
         if not any(a.replace("-", "").strip("0") for a in addresses):
             return f"/proc/{name} shows no addresses"
     return None
-
-
-def default_append(cmdline: str) -> str:
-    """The crash kernel's command line derived from the running kernel's.
-
-    Drops what must not be inherited (the reservation itself, the boot image, CPU
-    limits) and adds what kdump tools add for a reliable dump kernel.
-    """
-    drop = ("crashkernel=", "BOOT_IMAGE=", "nr_cpus=", "maxcpus=", "initrd=",
-            "kexec_jump_back_entry=")
-    kept = [word for word in cmdline.split() if not word.startswith(drop)]
-    return " ".join([*kept, "irqpoll", "nr_cpus=1", "reset_devices"])

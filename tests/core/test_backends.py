@@ -18,7 +18,6 @@ from kdumpd.backends.kexec import (
     KexecBackend,
     KexecImage,
     cmdline_size,
-    default_append,
 )
 from kdumpd.backends.runner import run
 from kdumpd.config import Config, ReloadConfig
@@ -286,9 +285,6 @@ def test_load_that_leaves_nothing_loaded_is_a_failure(root: Path, image: KexecIm
         KexecBackend(image, "file", sysfs, lying_runner, 5).reload()
 
 
-def test_default_append_drops_what_must_not_be_inherited() -> None:
-    cmdline = "BOOT_IMAGE=/vmlinuz root=/dev/sda1 ro crashkernel=256M nr_cpus=8 quiet"
-    assert default_append(cmdline) == "root=/dev/sda1 ro quiet irqpoll nr_cpus=1 reset_devices"
 
 
 def test_runner_runs_argv_and_reports_failures_in_one_line() -> None:
@@ -337,16 +333,9 @@ def test_fake_backend_fails_the_first_loads(root: Path) -> None:
     assert sysfs.crash_loaded().text == "1"
 
 
-@pytest.mark.parametrize(
-    ("installed", "expected"),
-    [({"kdumpctl", "kdump-config"}, "kdumpctl"), ({"kdump-config"}, "kdump-config"),
-     (set(), "kexec")],
-)
-def test_auto_backend_picks_by_what_is_installed(installed: set[str], expected: str) -> None:
-    def which(name: str) -> str | None:
-        return f"/usr/sbin/{name}" if name in installed else None
-
-    assert app.backend_name(Config(), which) == expected
+def test_auto_backend_is_kdumpds_own_load_whatever_is_installed() -> None:
+    assert app.backend_name(Config()) == "kexec"
+    assert app.backend_name(Config(reload=ReloadConfig(backend="kdumpctl"))) == "kdumpctl"
 
 
 def test_tool_backends_run_the_distribution_command(root: Path) -> None:

@@ -213,7 +213,11 @@ def test_managed_block_follows_the_package(installed: Path, deb: Path,
 
 def test_purge_removes_everything(installed: Path) -> None:
     """Last: purges the (removed) package from this module's chroot."""
+    state = installed / "var/lib/kdumpd"  # what the unit's StateDirectory= holds
+    state.mkdir(parents=True, exist_ok=True)
+    (state / "state.json").write_text("{}\n")
     chroot.run(installed, ["dpkg", "--purge", "kdumpd"])
+    assert not state.exists()
     assert not (installed / "etc/kdumpd").exists()
     assert not (installed / UNIT.lstrip("/")).exists()
     assert not (installed / "etc/systemd/system/multi-user.target.wants/kdumpd.service").exists()

@@ -1,0 +1,325 @@
+"""The crash kernel each distribution loads: kernel, initrd and command line, and where
+each came from.
+
+kdumpd reloads *that* image (kdumpd's own load over the loaded one, in one syscall),
+so a crash kernel it loads boots into the distribution's dump path. What each kdump
+tool does, read from its sources (see tests/fixtures/distro/README.md):
+
+- Debian/Ubuntu kdump-tools (``kdump-config load``, 1.8.1 and 1.10.7): sources
+  ``/etc/default/kdump-tools``; ``KDUMP_KERNEL``/``KDUMP_INITRD`` (else the running
+  kernel's ``/boot/vmlinuz-<release>`` and ``/boot/initrd.img-<release>``); the command
+  line is ``KDUMP_CMDLINE`` or /proc/cmdline without ``crashkernel=``, ``hugepages=``,
+  ``hugepagesz=``, ``abm=``, then ``KDUMP_CMDLINE_APPEND`` (default below).
+- Fedora/RHEL kdump-utils (``kdumpctl``, ``prepare_kdump_bootinfo``/``prepare_cmdline``
+  in kdump-lib.sh): ``/etc/sysconfig/kdump``; kernel ``/boot/vmlinuz-<KDUMP_KERNELVER>``,
+  initrd ``/boot/initramfs-<ver>kdump.img`` (or under /var/lib/kdump); the command line
+  is ``KDUMP_COMMANDLINE`` or /proc/cmdline without ``KDUMP_COMMANDLINE_REMOVE`` and the
+  options kdumpctl always removes, then ``KDUMP_COMMANDLINE_APPEND``,
+  ``disable_cpu_apicid=`` of CPU 0 and ``rd.systemd.gpt_auto=no``. Not reproduced: the
+  ``<driver>.pretimeout=0`` kdumpctl adds per watchdog device (it asks modprobe).
+- openSUSE/SLES kdump (``/usr/lib/kdump/load.sh``): ``/etc/sysconfig/kdump``; kernel
+  ``/var/lib/kdump/kernel``, initrd ``/var/lib/kdump/initrd``; the command line of
+  ``build_kdump_commandline`` (not its Xen serial console).
+
+Every file is read under an injected root; nothing here runs a command.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+DEBIAN_DEFAULTS = "/etc/default/kdump-tools"
+SYSCONFIG = "/etc/sysconfig/kdump"
+DEBIAN_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll "
+                 "usbcore.nousb")
+# kdumpctl's prepare_cmdline always removes these.
+FEDORA_ALWAYS_REMOVED = ("crashkernel", "panic_on_warn", "root", "rd.lvm.lv", "rd.luks.uuid",
+                         "rd.dm.uuid", "rd.md.uuid", "fcoe", "netroot", "rd.iscsi.initiator",
+                         "iscsi_initiator")
+SUSE_REMOVED = ("root|resume|crashkernel|splash|mem|BOOT_IMAGE|showopts|zfcp\\.allow_lun_scan|"
+                "hugepages|acpi_no_memhotplug|cgroup_disable|unknown_nmi_panic|"
+                "rd\\.udev\\.children-max")
+
+# Without a distribution's kdump configuration: what a dump kernel must not inherit (the
+# reservation, the boot image, CPU limits, memory the first kernel set aside or onlines
+# on hotplug, noise) and what the distributions add. Fedora's x86_64 defaults
+# (gen-kdump-sysconfig.sh) are the reference; acpi_no_memhotplug keeps the capture
+# kernel from onlining hot-added memory as its own (seen in the Debian 13 guest).
+GENERIC_DROP = ("crashkernel=", "BOOT_IMAGE=", "nr_cpus=", "maxcpus=", "initrd=",
+                "kexec_jump_back_entry=", "hugepages=", "hugepagesz=", "default_hugepagesz=",
+                "hugetlb_cma=", "cma=", "memhp_default_state=", "memory_hotplug.",
+                "movable_node", "kernelcore=", "movablecore=", "slub_debug", "log_buf_len=",
+                "swiotlb=", "quiet", "splash", "resume=", "panic_on_warn", "panic=")
+GENERIC_APPEND = ("irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off numa=off "
+                  "udev.children-max=2 panic=10 transparent_hugepage=never cma=0 "
+                  "hugetlb_cma=0 novmcoredd kfence.sample_interval=0")
+X86_ONLY = "acpi_no_memhotplug"
+
+
+class DistroError(Exception):
+    """The distribution's kdump configuration cannot be used; one line naming the file."""
+
+
+@dataclass(frozen=True)
+class CrashImage:
+    """The crash kernel a reload loads, and where each part came from."""
+
+    kernel: Path
+    initrd: Path | None
+    append: str
+    initrd_required: bool = False  # the distribution boots its dump path from an initrd
+    family: str = "configured"  # "debian", "fedora", "suse", "generic" (none found)
+    kernel_from: str = "reload.kernel"
+    initrd_from: str = "reload.initrd"
+    append_from: str = "reload.append"
+    config_file: str = ""  # the distribution's kdump configuration it was read from
+
+    def sources(self) -> dict[str, str]:
+        """What would be loaded and where each part came from, for `kdumpd status`."""
+        return {
+            "kernel": f"{self.kernel} ({self.kernel_from})",
+            "initrd": f"{self.initrd or 'none'} ({self.initrd_from})",
+            "append": f"{self.append} ({self.append_from})",
+        }
+
+
+def family(root: Path) -> str:
+    """Which distribution kdump is installed under ``root``."""
+    if _exists(root, DEBIAN_DEFAULTS) or _exists(root, "/usr/sbin/kdump-config"):
+        return "debian"
+    if _exists(root, "/usr/lib/kdump/load.sh"):
+        return "suse"
+    if _exists(root, "/usr/bin/kdumpctl") or _exists(root, "/usr/sbin/kdumpctl"):
+        return "fedora"
+    return "generic"
+
+
+def crash_image(root: Path, release: str, machine: str) -> CrashImage:
+    """The image the distribution under ``root`` loads for kernel ``release``.
+
+    Raises DistroError when its configuration cannot be evaluated safely.
+    """
+    readers = {"debian": debian, "fedora": fedora, "suse": suse, "generic": generic}
+    return readers[family(root)](root, release, machine)
+
+
+def debian(root: Path, release: str, machine: str) -> CrashImage:
+    settings = read_shell_vars(root, DEBIAN_DEFAULTS)
+    where = f"{DEBIAN_DEFAULTS} ({{}})"
+    if settings.get("KDUMP_KERNEL"):
+        kernel = Path(settings["KDUMP_KERNEL"])
+        kernel_from = where.format("KDUMP_KERNEL")
+        initrd = Path(settings["KDUMP_INITRD"]) if settings.get("KDUMP_INITRD") else None
+        initrd_from = where.format("KDUMP_INITRD") if initrd else "none (KDUMP_INITRD empty)"
+        required = initrd is not None
+    else:
+        kernel = Path(f"/boot/vmlinuz-{release}")
+        kernel_from = "the running kernel (KDUMP_KERNEL empty)"
+        candidate = Path(f"/boot/initrd.img-{release}")
+        initrd = candidate if _exists(root, str(candidate)) else None
+        initrd_from = "the running kernel's" if initrd else "none (no initrd for it)"
+        required = False
+    if settings.get("KDUMP_CMDLINE"):
+        base, base_from = settings["KDUMP_CMDLINE"], "KDUMP_CMDLINE"
+    else:
+        base = re.sub(r"(^| )(crashkernel|hugepages|hugepagesz|abm)=[^ ]*", "",
+                      _proc_cmdline(root))
+        base_from = "/proc/cmdline"
+    append = settings.get("KDUMP_CMDLINE_APPEND", DEBIAN_APPEND)
+    appended = (where.format("KDUMP_CMDLINE_APPEND") if "KDUMP_CMDLINE_APPEND" in settings
+                else "kdump-config's default KDUMP_CMDLINE_APPEND")
+    return CrashImage(
+        kernel, initrd, _squeeze(f"{base} {append}"), required, "debian",
+        kernel_from, initrd_from, f"{base_from} as kdump-config edits it, then {appended}",
+        DEBIAN_DEFAULTS,
+    )
+
+
+def fedora(root: Path, release: str, machine: str) -> CrashImage:
+    settings = read_shell_vars(root, SYSCONFIG)
+    version = settings.get("KDUMP_KERNELVER") or release
+    image = f"{settings.get('KDUMP_IMG') or 'vmlinuz'}-{version}{settings.get('KDUMP_IMG_EXT', '')}"
+    boot_dirs = (settings.get("KDUMP_BOOTDIR") or "/boot /boot/efi /efi /").split()
+    kernel = next((Path(d) / image for d in boot_dirs if _exists(root, str(Path(d) / image))),
+                  Path(boot_dirs[0]) / image)
+    boot = kernel.parent
+    candidates = [boot / f"initramfs-{version}kdump.img", boot / "initrdkdump",
+                  Path(f"/var/lib/kdump/initramfs-{version}kdump.img")]
+    initrd = next((c for c in candidates if _exists(root, str(c))), candidates[0])
+    base = settings.get("KDUMP_COMMANDLINE") or _proc_cmdline(root)
+    removed = set(FEDORA_ALWAYS_REMOVED) | set(settings.get("KDUMP_COMMANDLINE_REMOVE", "").split())
+    kept = []
+    for word in _words(base):
+        name, equals, value = word.partition("=")
+        if equals and not value:
+            continue  # kdumpctl drops "foo="
+        if name not in removed:
+            kept.append(word)
+    parts = [*kept, settings.get("KDUMP_COMMANDLINE_APPEND", "")]
+    apicid = _boot_cpu_apicid(root, "apicid")
+    if apicid:
+        parts.append(f"disable_cpu_apicid={apicid}")
+    parts.append("rd.systemd.gpt_auto=no")
+    return CrashImage(
+        kernel, initrd, _squeeze(" ".join(parts)), True, "fedora",
+        f"{SYSCONFIG} (KDUMP_KERNELVER, KDUMP_IMG) as kdumpctl finds it",
+        "kdumpctl's kdump initramfs for that kernel",
+        f"{'KDUMP_COMMANDLINE' if settings.get('KDUMP_COMMANDLINE') else '/proc/cmdline'} "
+        f"as kdumpctl's prepare_cmdline edits it ({SYSCONFIG}), without watchdog pretimeouts",
+        SYSCONFIG,
+    )
+
+
+def suse(root: Path, release: str, machine: str) -> CrashImage:
+    settings = read_shell_vars(root, SYSCONFIG)
+    commandline = settings.get("KDUMP_COMMANDLINE", "")
+    if not commandline:
+        commandline = _remove_options(_proc_cmdline(root), SUSE_REMOVED)
+        cpus = settings.get("KDUMP_CPUS") or "1"
+        nr_cpus = f"nr_cpus={cpus}" if cpus != "0" else ""
+        commandline += (" sysrq=yes reset_devices acpi_no_memhotplug cgroup_disable=memory "
+                        f"nokaslr numa=off irqpoll {nr_cpus} root=kdump rootflags=bind "
+                        "rd.udev.children-max=8")
+        if re.fullmatch(r"i.86|x86_64", machine):
+            apicid = _boot_cpu_apicid(root, "initial apicid")
+            if apicid:
+                commandline += f" disable_cpu_apicid={apicid}"
+            commandline = _remove_options(commandline, "unknown_nmi_panic|notsc|console=hvc0")
+        elif machine.startswith("s390"):
+            commandline += " zfcp.allow_lun_scan=0"
+    commandline += " " + settings.get("KDUMP_COMMANDLINE_APPEND", "")
+    if _remove_options(commandline, "panic") == _squeeze(commandline):
+        commandline += " panic=1"
+    return CrashImage(
+        Path("/var/lib/kdump/kernel"), Path("/var/lib/kdump/initrd"), _squeeze(commandline),
+        True, "suse",
+        "load.sh's /var/lib/kdump/kernel", "load.sh's /var/lib/kdump/initrd (mkdumprd)",
+        f"load.sh's build_kdump_commandline ({SYSCONFIG})", SYSCONFIG,
+    )
+
+
+def generic(root: Path, release: str, machine: str) -> CrashImage:
+    initrd = Path(f"/boot/initrd.img-{release}")
+    found = initrd if _exists(root, str(initrd)) else None
+    return CrashImage(
+        Path(f"/boot/vmlinuz-{release}"), found, default_append(_proc_cmdline(root), machine),
+        False, "generic",
+        "the running kernel (no distribution kdump found)",
+        "the running kernel's" if found else "none",
+        "/proc/cmdline without what a dump kernel must not inherit, plus Fedora's "
+        "dump-kernel options",
+    )
+
+
+def default_append(cmdline: str, machine: str = "x86_64") -> str:
+    """A dump kernel's command line derived from the running kernel's (see GENERIC_*)."""
+    kept = [word for word in cmdline.split()
+            if not any(word == d or word.startswith(d) for d in GENERIC_DROP)]
+    extra = GENERIC_APPEND + (f" {X86_ONLY}" if re.fullmatch(r"i.86|x86_64", machine) else "")
+    return " ".join([*kept, *extra.split()])
+
+
+def read_shell_vars(root: Path, path: str) -> dict[str, str]:
+    """``NAME=value`` lines of a shell file that a kdump tool sources; missing file: {}.
+
+    Quotes are undone the way the shell would; a value that needs the shell to expand
+    (``$``, backquotes) cannot be known without running it and raises DistroError.
+    """
+    try:
+        text = (root / path.lstrip("/")).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise DistroError(f"{path}: cannot read: {error.strerror}") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
+        if not match:
+            continue
+        name, raw = match.groups()
+        try:
+            words = shlex.split(raw, comments=True, posix=True)
+        except ValueError as error:
+            raise DistroError(f"{path}:{number}: {name}: {error}") from None
+        if _needs_expansion(raw):
+            raise DistroError(f"{path}:{number}: {name} needs the shell to expand it; "
+                              "kdumpd does not run it: set reload.kernel/initrd/append instead")
+        values[name] = " ".join(words)
+    return values
+
+
+def _needs_expansion(raw: str) -> bool:
+    quote = ""
+    for char in raw:
+        if quote == "'":
+            quote = "" if char == "'" else quote
+        elif char == "'" and not quote:
+            quote = "'"
+        elif char == "#" and not quote:
+            return False
+        elif char in "$`":
+            return True
+        elif char == '"':
+            quote = "" if quote == '"' else '"'
+    return False
+
+
+def _remove_options(cmdline: str, names: str) -> str:
+    """Drop words whose option name matches the regex alternation ``names`` (SUSE's
+    remove_from_commandline: ``^(names)(=|$)`` on each word, quotes ignored)."""
+    pattern = re.compile(f"^({names})(=|$)")
+    return _squeeze(" ".join(w for w in _words(cmdline) if not pattern.match(w.replace('"', ""))))
+
+
+def _words(cmdline: str) -> list[str]:
+    return re.findall(r'(?:"[^"]*"?|[^"\s])+', cmdline)
+
+
+def _boot_cpu_apicid(root: Path, field: str) -> str:
+    """CPU 0's ``apicid`` (or ``initial apicid``) from /proc/cpuinfo; "" if none."""
+    try:
+        text = (root / "proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return ""
+    cpu = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "processor":
+            cpu = value
+        elif key == field and cpu == "0":
+            return value
+    return ""
+
+
+def _proc_cmdline(root: Path) -> str:
+    try:
+        return (root / "proc/cmdline").read_text(encoding="utf-8", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def _exists(root: Path, path: str) -> bool:
+    return (root / path.lstrip("/")).exists()
+
+
+def _squeeze(text: str) -> str:
+    return " ".join(text.split())
+
+
+def with_overrides(image: CrashImage, kernel: str, initrd: str, append: str) -> CrashImage:
+    """kdumpd's own [reload] kernel/initrd/append, where set, win over the distribution's."""
+    return CrashImage(
+        Path(kernel) if kernel else image.kernel,
+        Path(initrd) if initrd else image.initrd,
+        append or image.append,
+        image.initrd_required and not initrd,
+        image.family,
+        "reload.kernel" if kernel else image.kernel_from,
+        "reload.initrd" if initrd else image.initrd_from,
+        "reload.append" if append else image.append_from,
+        image.config_file,
+    )

@@ -1,0 +1,173 @@
+"""The image each distribution loads, read from its real kdump configuration files
+(tests/fixtures/distro) under a fake root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kdumpd.backends import distro
+from kdumpd.backends.distro import DistroError
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "distro"
+RELEASE = "6.12.57+deb13-amd64"
+CMDLINE = ("BOOT_IMAGE=/boot/vmlinuz-6.12.57+deb13-amd64 root=UUID=1234 ro quiet "
+           "crashkernel=384M-:256M hugepages=16 hugepagesz=2M memhp_default_state=online_movable "
+           "rd.lvm.lv=vg/root cma=64M")
+CPUINFO = ("processor\t: 0\napicid\t\t: 2\ninitial apicid\t: 2\n\n"
+           "processor\t: 1\napicid\t\t: 0\ninitial apicid\t: 0\n")
+
+
+def make_root(tmp_path: Path, files: dict[str, str | None]) -> Path:
+    root = tmp_path / "root"
+    base = {"proc/cmdline": CMDLINE + "\n", "proc/cpuinfo": CPUINFO}
+    for relative, text in {**base, **files}.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text if text is not None else "")
+    return root
+
+
+def debian_root(tmp_path: Path, extra: str = "", **files: str) -> Path:
+    defaults = (FIXTURES / "debian/kdump-tools").read_text() + extra
+    return make_root(tmp_path, {"etc/default/kdump-tools": defaults,
+                                "var/lib/kdump/vmlinuz": "k", "var/lib/kdump/initrd.img": "i",
+                                **files})
+
+
+def test_debian_kdump_tools_defaults_give_its_kdump_initrd_and_command_line(
+    tmp_path: Path
+) -> None:
+    image = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
+    assert image.family == "debian"
+    assert image.kernel == Path("/var/lib/kdump/vmlinuz")
+    assert image.initrd == Path("/var/lib/kdump/initrd.img")
+    assert image.initrd_required
+    # kdump-config: /proc/cmdline without crashkernel=, hugepages=, hugepagesz=, abm=,
+    # then KDUMP_CMDLINE_APPEND's default.
+    assert image.append == (
+        "BOOT_IMAGE=/boot/vmlinuz-6.12.57+deb13-amd64 root=UUID=1234 ro quiet "
+        "memhp_default_state=online_movable rd.lvm.lv=vg/root cma=64M "
+        "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll usbcore.nousb")
+    assert "KDUMP_KERNEL" in image.kernel_from and "/etc/default/kdump-tools" in image.kernel_from
+    assert image.config_file == "/etc/default/kdump-tools"
+
+
+def test_debian_settings_of_the_admin_are_followed(tmp_path: Path) -> None:
+    root = debian_root(tmp_path, 'KDUMP_CMDLINE="root=/dev/vda ro"\n'
+                                 "KDUMP_CMDLINE_APPEND='nr_cpus=1 irqpoll'  # short\n"
+                                 'export KDUMP_KEXEC_ARGS="-c"\n')
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.append == "root=/dev/vda ro nr_cpus=1 irqpoll"
+    assert "KDUMP_CMDLINE" in image.append_from
+
+
+def test_debian_without_kdump_kernel_uses_the_running_kernel(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {"etc/default/kdump-tools": "USE_KDUMP=1\n"})
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.kernel == Path(f"/boot/vmlinuz-{RELEASE}")
+    assert image.initrd is None and not image.initrd_required
+    (root / f"boot/initrd.img-{RELEASE}").parent.mkdir(parents=True)
+    (root / f"boot/initrd.img-{RELEASE}").write_text("i")
+    assert distro.crash_image(root, RELEASE, "x86_64").initrd == Path(f"/boot/initrd.img-{RELEASE}")
+
+
+def test_a_setting_that_needs_the_shell_is_refused_not_guessed(tmp_path: Path) -> None:
+    root = debian_root(tmp_path, 'KDUMP_CMDLINE="$(cat /proc/cmdline) foo"\n')
+    with pytest.raises(DistroError, match=r"kdump-tools:\d+: KDUMP_CMDLINE needs the shell"):
+        distro.crash_image(root, RELEASE, "x86_64")
+    single = debian_root(tmp_path / "b", "KDUMP_CMDLINE_APPEND='a$b'\n")
+    assert distro.crash_image(single, RELEASE, "x86_64").append.endswith(" a$b")
+
+
+def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {
+        "etc/sysconfig/kdump": (FIXTURES / "fedora/sysconfig-kdump").read_text(),
+        "usr/bin/kdumpctl": "", f"boot/vmlinuz-{RELEASE}": "k",
+        f"boot/initramfs-{RELEASE}kdump.img": "i",
+    })
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.family == "fedora"
+    assert image.kernel == Path(f"/boot/vmlinuz-{RELEASE}")
+    assert image.initrd == Path(f"/boot/initramfs-{RELEASE}kdump.img")
+    words = image.append.split()
+    # removed always (crashkernel, root, rd.lvm.lv) and by KDUMP_COMMANDLINE_REMOVE
+    for gone in ("crashkernel=384M-:256M", "root=UUID=1234", "rd.lvm.lv=vg/root", "quiet",
+                 "hugepages=16", "hugepagesz=2M", "cma=64M"):
+        assert gone not in words
+    assert words[:3] == ["BOOT_IMAGE=/boot/vmlinuz-6.12.57+deb13-amd64", "ro",
+                         "memhp_default_state=online_movable"]
+    assert "acpi_no_memhotplug" in words and "cma=0" in words
+    assert words[-2:] == ["disable_cpu_apicid=2", "rd.systemd.gpt_auto=no"]
+
+
+def test_fedora_kdump_initrd_under_var_lib_when_boot_has_none(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {
+        "etc/sysconfig/kdump": 'KDUMP_KERNELVER="6.1.0"\n', "usr/bin/kdumpctl": "",
+        "boot/vmlinuz-6.1.0": "k", "var/lib/kdump/initramfs-6.1.0kdump.img": "i"})
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.kernel == Path("/boot/vmlinuz-6.1.0")
+    assert image.initrd == Path("/var/lib/kdump/initramfs-6.1.0kdump.img")
+
+
+def test_suse_load_sh_command_line(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {
+        "etc/sysconfig/kdump": (FIXTURES / "suse/sysconfig-kdump").read_text(),
+        "usr/lib/kdump/load.sh": ""})
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.family == "suse"
+    assert (image.kernel, image.initrd) == (Path("/var/lib/kdump/kernel"),
+                                            Path("/var/lib/kdump/initrd"))
+    words = image.append.split()
+    for gone in ("root=UUID=1234", "crashkernel=384M-:256M", "BOOT_IMAGE=/boot/vmlinuz-"
+                 "6.12.57+deb13-amd64", "hugepages=16"):
+        assert gone not in words
+    assert "hugepagesz=2M" in words  # load.sh's list has hugepages, not hugepagesz
+    assert "nr_cpus=32" in words  # KDUMP_CPUS=32 in the sysconfig template
+    assert words[-3:] == ["rd.udev.children-max=8", "disable_cpu_apicid=2", "panic=1"]
+
+
+def test_without_a_distribution_the_dump_kernel_drops_what_it_must_not_inherit(
+    tmp_path: Path
+) -> None:
+    image = distro.crash_image(make_root(tmp_path, {}), RELEASE, "x86_64")
+    assert image.family == "generic" and not image.initrd_required
+    words = image.append.split()
+    for gone in ("crashkernel=384M-:256M", "hugepages=16", "hugepagesz=2M", "cma=64M",
+                 "memhp_default_state=online_movable", "quiet",
+                 "BOOT_IMAGE=/boot/vmlinuz-6.12.57+deb13-amd64"):
+        assert gone not in words
+    assert {"root=UUID=1234", "acpi_no_memhotplug", "irqpoll", "nr_cpus=1"} <= set(words)
+    assert "acpi_no_memhotplug" not in distro.default_append(CMDLINE, "aarch64").split()
+
+
+def test_kdumpds_own_settings_override_the_distribution(tmp_path: Path) -> None:
+    image = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
+    mine = distro.with_overrides(image, "", "/boot/mine.img", "")
+    assert mine.initrd == Path("/boot/mine.img") and mine.initrd_from == "reload.initrd"
+    assert mine.kernel == image.kernel and mine.append == image.append
+    assert "reload.initrd" in mine.sources()["initrd"]
+
+
+def test_the_kexec_backend_refuses_a_missing_distribution_initrd_before_the_syscall(
+    tmp_path: Path
+) -> None:
+    from kdumpd import fakesysfs
+    from kdumpd.backends import BackendError
+    from kdumpd.backends.kexec import KexecBackend
+    from kdumpd.sysfs import Sysfs
+
+    root = fakesysfs.build(tmp_path / "sys")
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_text("k")
+    calls: list[list[str]] = []
+    image = distro.CrashImage(kernel, tmp_path / "missing.img", "x", True, "debian")
+    backend = KexecBackend(image, "file", Sysfs(root), lambda a, t: calls.append(list(a)) or "",
+                           5)
+    with pytest.raises(BackendError, match="missing.img is not readable") as caught:
+        backend.reload()
+    assert caught.value.permanent and calls == []
+    none = distro.CrashImage(kernel, None, "x", True, "fedora")
+    with pytest.raises(BackendError, match="fedora boots its dump path from an initrd"):
+        KexecBackend(none, "file", Sysfs(root), lambda a, t: "", 5).reload()
