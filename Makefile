@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # support for Debian's python3, a real systemd-udevd for the integration tests.
 APT_TEST_DEPS := libsystemd-dev pkg-config gcc python3-dev python3-venv udev
 
-.PHONY: all test unit lint typecheck demo deps venv deb rpm bench bench-quick vm-test clean
+.PHONY: all test unit lint typecheck demo deps venv deb rpm bench bench-quick vm-test vm-chaos mutmut clean
 
 all: test
 
@@ -54,6 +54,19 @@ bench-quick: $(STAMP)
 
 vm-test: $(STAMP)
 	$(PY) -m pytest -q tests/vm
+
+# A long seeded chaos run in the guest: make vm-chaos N=40 [SEED=1234]
+N ?= 30
+vm-chaos: $(STAMP)
+	KDUMPD_VM_CHAOS_STEPS=$(N) $(if $(SEED),KDUMPD_VM_CHAOS_SEED=$(SEED)) \
+		$(PY) -m pytest -q -s tests/vm -k test_12_seeded_chaos
+
+# Mutation testing of the pure core ([tool.mutmut] in pyproject.toml); not part of CI.
+mutmut: $(STAMP)
+	$(PY) -m pip install -q "mutmut>=3.3"
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	$(VENV)/bin/mutmut results
 
 clean:
 	rm -rf build dist out *.egg-info .mypy_cache .ruff_cache .pytest_cache

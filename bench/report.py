@@ -292,8 +292,9 @@ def document(
         "## Exposure and reloads, real uevents through a real systemd-udevd", "",
         "Exposure: from the first event written until a crash kernel loaded *after the last "
         "event* is in place (end of the last load that started after the last event); "
-        "0 when no reload is needed (crash_hotplug=1) and none ran. Every reload is an unload "
-        "and a load of 500 ms each, for all three contestants.", "",
+        "0 when no reload is needed (crash_hotplug=1) and none ran. kdumpd's reload is one "
+        "load of 500 ms over the loaded image (the kernel replaces the image in the syscall); "
+        "the peers' is an unload and a load of 500 ms each, as their tools do.", "",
         *side_by_side(runs, scenarios), "",
         "## kdumpd process", "",
         *kdumpd_process(runs, scenarios), "",

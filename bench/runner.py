@@ -125,9 +125,9 @@ def _wait_kdumpd(daemon: KdumpdProcess, scenario: Scenario, emitted: Emitted,
                  watch: LogWatch, timeout: float) -> None:
     """Until every event arrived (or an overflow was reported) and nothing is left to do.
 
-    A reload logs its first line only after its 500 ms unload, so "nothing left" is: the
-    quiet window plus one operation plus a margin since the last event, and a second of
-    log silence (consecutive operations are 500 ms apart).
+    A reload logs its line only after its 500 ms load, so "nothing left" is: the quiet
+    window plus one operation plus a margin since the last event, and a second of log
+    silence (consecutive operations are 500 ms apart).
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and daemon.alive():

@@ -26,6 +26,7 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69
 EXIT_LOCKED = 75
+EXIT_NOPERM = 77
 EXIT_CONFIG = 78
 
 EXIT_STATUS_HELP = """\
@@ -35,6 +36,7 @@ exit status:
   2   usage error
   69  a required service is unavailable (the event socket cannot be opened)
   75  another kdumpd run owns reloads (its lock in the state directory is held)
+  77  kdumpd run without --dry-run needs root
   78  configuration error (invalid setting, unsafe file ownership or mode)
 """
 
@@ -57,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
         sub.add_argument(
-            "--config", type=Path, default=configmod.DEFAULT_PATH, metavar="PATH",
-            help=f"configuration file (default {configmod.DEFAULT_PATH}; missing means defaults)",
+            "--config", type=Path, default=None, metavar="PATH",
+            help=f"configuration file (default {configmod.DEFAULT_PATH}, which may be absent: "
+            "then the defaults; a file named here must exist)",
         )
         return sub
 
@@ -104,10 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_config(path: Path) -> Config:
+def _config_path(args: argparse.Namespace) -> Path:
+    return args.config if args.config is not None else configmod.DEFAULT_PATH
+
+
+def _load_config(path: Path, *, must_exist: bool = False) -> Config:
     """Read and vet the config; raises ConfigError (exit 78)."""
     security.check_trusted_file(path, "config file")
-    cfg = configmod.load(path)
+    cfg = configmod.load(path, must_exist=must_exist)
     security.check_image_files(cfg)
     return cfg
 
@@ -128,8 +135,12 @@ def _take_lock(cfg: Config) -> int:
         raise ConfigError("state.dir", f"cannot use {cfg.state.dir}: {error.strerror}") from None
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    cfg = _load_config(args.config)
+def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
+    if not args.dry_run and (os.geteuid() if euid is None else euid) != 0:
+        print("kdumpd: run needs root (kexec, the event socket, the udev rules); "
+              "use --dry-run to watch without root", file=sys.stderr)
+        return EXIT_NOPERM
+    cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
         _take_lock(cfg)  # held until the process exits
     _converge_rule(cfg, args.dry_run)
@@ -141,7 +152,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = app.make_daemon(
             cfg,
             dry_run=args.dry_run,
-            reconfigure=app.reloading_config(args.config, reconfigure_hook, _load_config, cfg),
+            reconfigure=app.reloading_config(
+                _config_path(args), reconfigure_hook,
+                lambda path: _load_config(path, must_exist=args.config is not None), cfg),
             notify=notifier(),
             watchdog_s=watchdog_interval(),
         )
@@ -156,7 +169,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from kdumpd.state import FileStore, read_boot_id
     from kdumpd.status import gather
 
-    cfg = _load_config(args.config)
+    cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     sysfs = Sysfs(cfg.sysfs.root)
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, read_hardware(cfg.sysfs.root),
@@ -171,7 +184,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
     from kdumpd.controller import run_pending
     from kdumpd.events import SUBSYSTEMS
 
-    cfg = _load_config(args.config)
+    cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
         try:
             _take_lock(cfg)
@@ -197,8 +210,9 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = _load_config(args.config)
-    where = args.config if args.config.exists() else f"{args.config} (absent: defaults)"
+    cfg = _load_config(_config_path(args), must_exist=args.config is not None)
+    path = _config_path(args)
+    where = path if path.exists() else f"{path} (absent: defaults)"
     print(f"{where}: OK (backend {app.backend_name(cfg)}, events {cfg.events.source}, "
           f"quiet {cfg.events.quiet_ms} ms, max delay {cfg.events.max_delay_ms} ms)")
     return EXIT_OK
@@ -208,7 +222,7 @@ def cmd_rule(args: argparse.Namespace) -> int:
     from kdumpd.rules.command import main as rule_main
 
     try:
-        cfg = _load_config(args.config)
+        cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     except ConfigError as error:
         if args.json:
             import json

@@ -6,6 +6,9 @@ The one place kdumpd starts a process. Callers decide what a non-zero exit means
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess  # noqa: S404 - argv lists only, see run()
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,14 +38,20 @@ def run(argv: Sequence[str], timeout: float) -> Completed:
     """
     command = " ".join(argv)
     try:
-        done = subprocess.run(  # noqa: S603 - argv list, no shell
-            list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            errors="replace", timeout=timeout, check=False,
+        # Its own process group, so a timeout kills what it started too.
+        process = subprocess.Popen(  # noqa: S603 - argv list, no shell
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
         )
     except FileNotFoundError:
         raise CommandError(f"{argv[0]}: command not found") from None
-    except subprocess.TimeoutExpired:
-        raise CommandError(f"{command}: timed out after {timeout:g} s (killed)") from None
     except OSError as error:
         raise CommandError(f"{command}: {error.strerror}") from None
-    return Completed(done.returncode, done.stdout, done.stderr)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise CommandError(f"{command}: timed out after {timeout:g} s (killed)") from None
+    return Completed(process.returncode, stdout, stderr)

@@ -128,6 +128,14 @@ def _absolute_or_empty(value: Any) -> str | None:
     return None if value == "" else _absolute(value)
 
 
+def _udev_safe(value: Any) -> str | None:
+    """The hand-over path goes inside a quoted udev value: TEST=="<handover>"."""
+    from kdumpd.rules.planner import unsafe_value
+
+    problem = unsafe_value(str(value))
+    return f"{problem} (it is used in a udev rule)" if problem else None
+
+
 def _no_nul(value: Any) -> str | None:
     return "must not contain NUL characters" if "\0" in value else None
 
@@ -155,7 +163,7 @@ _CHECKS: dict[str, Check] = {
     "rule.state": _one_of(RULE_STATES),
     "rule.path": lambda v: None if v == "auto" else _absolute(v),
     "rule.root": _absolute,
-    "rule.handover": _absolute,
+    "rule.handover": lambda v: _absolute(v) or _udev_safe(v),
 }
 
 _TYPE_NAMES = {int: "an integer", str: "a string", bool: "a boolean", Path: "a path string"}

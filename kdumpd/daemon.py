@@ -365,7 +365,14 @@ class Daemon:
         try:
             if present:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(f"{os.getpid()}\n", encoding="ascii")
+                # Never through a symlink: root must not truncate a file someone pointed
+                # the name at.
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                             | os.O_CLOEXEC, 0o644)
+                try:
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                finally:
+                    os.close(fd)
             else:
                 path.unlink(missing_ok=True)
         except OSError as error:

@@ -67,6 +67,9 @@ class Status:
         }
 
     def as_text(self) -> str:
+        return escape_controls(self._text())
+
+    def _text(self) -> str:
         loaded = "loaded" if self.loaded else "NOT loaded"
         lines = [
             f"crash kernel: {loaded} (kexec_crash_loaded={self.crash_loaded}, "
@@ -115,3 +118,8 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         hardware=hardware,
         image=image,
     )
+
+
+def escape_controls(text: str) -> str:
+    """Control characters from sysfs or files shown as escapes (never raw ESC, BEL, CR)."""
+    return "".join(c if c == "\n" or c.isprintable() else repr(c)[1:-1] for c in text)

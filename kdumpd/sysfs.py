@@ -6,6 +6,8 @@ attributes, and crash_hotplug changes with every crash kernel (un)load.
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +72,19 @@ def read_value(path: Path, limit: int = 4096) -> Value:
     Bytes that are not ASCII are kept visible (backslash escapes) so a warning can name them.
     """
     try:
-        with path.open("rb") as handle:
-            raw = handle.read(limit)
+        # Non-blocking and regular files only: a FIFO planted in a (fake) tree must not
+        # stall the event loop.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except FileNotFoundError:
         return Value("", ABSENT)
     except OSError as error:
         return Value(error.strerror or str(error), UNREADABLE)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return Value("not a regular file", UNREADABLE)
+        raw = os.read(fd, limit)
+    except OSError as error:
+        return Value(error.strerror or str(error), UNREADABLE)
+    finally:
+        os.close(fd)
     return Value(raw.decode("ascii", "backslashreplace").strip())

@@ -58,8 +58,12 @@ class FakeBackend:
             self._write_state(loaded="1", hotplug="1" if self._hotplug_after_load else "0")
         line = json.dumps({"op": "load", "t": round(started, 6), "ok": ok, "pid": os.getpid()})
         try:
-            with self.log.open("a", encoding="utf-8") as handle:
-                handle.write(line + "\n")
+            fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644)
+            try:
+                os.write(fd, (line + "\n").encode())
+            finally:
+                os.close(fd)
         except OSError as error:
             raise BackendError(f"fake backend log {self.log}: {error.strerror}") from None
         if not ok:

@@ -166,3 +166,34 @@ def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(
         assert not (root / "fake.log").exists()  # no reload beside the owner
     finally:
         lock.release(fd)
+
+
+def test_run_without_root_refuses_at_start_with_77(capsys: pytest.CaptureFixture[str]) -> None:
+    from kdumpd import cli
+
+    args = cli.build_parser().parse_args(["run", "--config", "/nonexistent.toml"])
+    assert cli.cmd_run(args, euid=1000) == 77
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "needs root" in err
+
+
+def test_a_named_config_that_does_not_exist_is_an_error(tmp_path: Path) -> None:
+    done = kdumpd("config", "check", "--config", str(tmp_path / "typo.toml"))
+    assert done.returncode == 78
+    assert "no such file" in done.stderr
+
+
+def test_config_check_refuses_a_handover_that_run_would_refuse(tmp_path: Path) -> None:
+    path = tmp_path / "kdumpd.toml"
+    path.write_text('[rule]\nhandover = "/run/kdumpd/a\\"b"\n')
+    path.chmod(0o644)
+    done = kdumpd("config", "check", "--config", str(path))
+    assert done.returncode == 78
+    assert "rule.handover: must not contain" in done.stderr
+
+
+def test_status_escapes_control_characters_from_sysfs(tmp_path: Path, root: Path) -> None:
+    (root / "sys/devices/system/cpu/crash_hotplug").write_text("\x1b[31mred\x07\r\n")
+    text = kdumpd("status", "--config", str(write_config(tmp_path, root)), check=True).stdout
+    assert "\x1b" not in text and "\x07" not in text and "\r" not in text
+    assert "\\x1b[31mred\\x07" in text

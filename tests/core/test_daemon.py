@@ -423,3 +423,17 @@ def test_udevd_going_away_and_coming_back_switches_the_auto_source_and_resyncs(
     assert "udevd stopped answering: listening for kernel events now" in caplog.text
     assert "udevd answers again: listening for udev events now" in caplog.text
     assert h.source.reopened == 2
+
+
+def test_the_handover_file_is_never_written_through_a_symlink(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    h = Harness(root)
+    h.handover.parent.mkdir(parents=True, exist_ok=True)
+    h.handover.symlink_to(victim)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        h.run(lambda h: None)
+    assert victim.read_text() == "precious\n"
+    assert "cannot create hand-over file" in caplog.text

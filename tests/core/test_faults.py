@@ -67,3 +67,20 @@ def test_load_failing_inside_the_syscall_leaves_status_honest(
     assert outcome.attempts == 2
     assert "kexec: EBUSY" in outcome.error
     assert outcome.crash_loaded.text == "0"
+
+
+def test_a_timeout_kills_the_commands_children_too(tmp_path: Path) -> None:
+    import pytest
+
+    from kdumpd.backends import BackendError
+
+    marker = tmp_path / "child-alive"
+    child = f"import time, pathlib; time.sleep(1.5); pathlib.Path({str(marker)!r}).touch()"
+    parent = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]);"
+              " time.sleep(30)")
+    with pytest.raises(BackendError, match="timed out"):
+        run([sys.executable, "-c", parent], 0.5)
+    import time
+
+    time.sleep(2.0)
+    assert not marker.exists(), "the timed-out command's child lived on"

@@ -44,3 +44,14 @@ def test_directory_in_place_of_a_file_is_unreadable(tmp_path: Path) -> None:
     value = read_value(tmp_path / "attr")
     assert value.kind == UNREADABLE
     assert value.text
+
+
+def test_a_fifo_in_the_tree_is_unreadable_not_a_hang(tmp_path: Path) -> None:
+    import os
+
+    from kdumpd.sysfs import UNREADABLE, read_value
+
+    fifo = tmp_path / "crash_hotplug"
+    os.mkfifo(fifo)
+    value = read_value(fifo)
+    assert value.kind == UNREADABLE and "regular" in value.text

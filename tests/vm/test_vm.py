@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import random
 import re
 import subprocess
 import time
@@ -28,6 +29,7 @@ import pytest
 from kdumpd import journal_ids
 
 from . import driver as d
+from . import dumpcheck as dc
 from .guest import GuestError, Vm, VmConfig, make_payload
 from .image import REPO, BuildError, Image, get_image
 from .results import BurstResult, RunResults, ScenarioResult
@@ -535,7 +537,7 @@ def test_5_status_and_distribution_rule(trixie: Guest, scenario: Callable) -> No
 
 POLLER = r"""
 import signal, sys, time
-path = "/sys/kernel/kexec_crash_loaded"
+path = sys.argv[1] if len(sys.argv) > 1 else "/sys/kernel/kexec_crash_loaded"
 stop = False
 def end(*_):
     global stop
@@ -565,19 +567,30 @@ print(f"samples={samples} median_us={gaps[len(gaps) // 2] * 1e6:.0f} "
 """
 
 
-def poll_window(vm: Vm, command: str, timeout: float = 120) -> str:
-    """Run ``command`` in the guest while a poller samples kexec_crash_loaded; the
-    poller's summary line (samples, median interval, windows without a crash kernel)."""
+def start_poller(vm: Vm, path: str = "/sys/kernel/kexec_crash_loaded") -> None:
+    """Start sampling ``path`` in the guest (see POLLER); returns once it samples."""
     vm.sh.write_file("/tmp/poller.py", POLLER)
-    vm.sh.run("rm -f /tmp/poller.ready; python3 /tmp/poller.py > /tmp/poller.out 2>&1 & "
+    vm.sh.run(f"rm -f /tmp/poller.ready; python3 /tmp/poller.py {path} > /tmp/poller.out 2>&1 & "
               "echo $! > /tmp/poller.pid; "
               "until [ -e /tmp/poller.ready ]; do sleep 0.05; done")
+
+
+def stop_poller(vm: Vm) -> str:
+    """Stop the poller; its summary (samples, median interval, windows while it read 0)."""
+    vm.sh.run("kill -TERM $(cat /tmp/poller.pid); while kill -0 $(cat /tmp/poller.pid) "
+              "2>/dev/null; do sleep 0.05; done")
+    return vm.sh.run("cat /tmp/poller.out").output.strip()
+
+
+def poll_window(vm: Vm, command: str, timeout: float = 120,
+                path: str = "/sys/kernel/kexec_crash_loaded") -> str:
+    """Run ``command`` in the guest while ``path`` is sampled; the poller's summary."""
+    start_poller(vm, path)
     try:
         vm.sh.run(command, timeout=timeout)
     finally:
-        vm.sh.run("kill -TERM $(cat /tmp/poller.pid); while kill -0 $(cat /tmp/poller.pid) "
-                  "2>/dev/null; do sleep 0.05; done")
-    return vm.sh.run("cat /tmp/poller.out").output.strip()
+        summary = stop_poller(vm)
+    return summary
 
 
 def fresh_state(vm: Vm) -> None:
@@ -698,8 +711,20 @@ def test_8_window_without_a_crash_kernel_per_load_mode(
         d.kexec_load(vm, trixie.release, ["-c"])
         runs.setdefault("unload, then kexec -p -s", []).append(
             poll_window(vm, f"kexec -p -u; {load_s}"))
+    # How long crash_hotplug reads 0 while the kernel's own elfcorehdr update holds the
+    # kexec lock (what kdumpd's confirmation interval must outlast).
+    d.kexec_load(vm, trixie.release, ["-s"])
+    own = [poll_window(vm, "for i in 1 2 3; do echo 0 > /sys/devices/system/cpu/cpu1/online; "
+                           "echo 1 > /sys/devices/system/cpu/cpu1/online; done",
+                       path="/sys/devices/system/cpu/crash_hotplug")]
+    start_poller(vm, "/sys/devices/system/memory/crash_hotplug")
+    trixie.hotplug.add_dimm()
+    vm.sh.run("sleep 2; udevadm settle -t 30; sleep 1", timeout=60)
+    own.append(stop_poller(vm))
     for name, lines in runs.items():
         result.notes.append(f"{name}: " + " ; ".join(lines))
+    result.notes.append("crash_hotplug while the kernel updates a `-s` image itself (CPU1 "
+                        "offline+online x3; idle; a DIMM hot-add): " + " ; ".join(own))
     for name, lines in runs.items():
         for line in lines:
             assert "windows_ms=" in line and "-1.0" not in line, (name, line)
@@ -745,6 +770,233 @@ def test_9_hotplug_during_kdumpds_own_load_gives_one_more_reload(
     assert burst.reloads == 2, said(burst)
     assert any("held the kexec lock" in r for r in burst.reasons), said(burst)
     assert burst.after.loaded == "1"
+
+
+# -- proof by dump: a real panic, the crash kernel boots, its /proc/vmcore is read -----
+# Each scenario boots a guest of its own (the panic ends it), after the shared one.
+
+
+@pytest.fixture()
+def dumping_trixie(image: Image, package: Package, run_results: RunResults) -> Iterator[Guest]:
+    yield from boot_with_kdumpd(image, "trixie", package, run_results)
+
+
+PANIC_BOOT_TIMEOUT_S = 300.0
+
+
+def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float]:
+    """Record RAM and CPUs, panic, wait for the crash kernel's shell, read its vmcore.
+
+    Returns the verdict and the seconds from the panic to the crash kernel's shell.
+    """
+    vm = guest.vm
+    vm.sh.run("udevadm settle -t 60", timeout=90)
+    ram, reserved = dc.parse_iomem(vm.sh.run("cat /proc/iomem").output)
+    before = dc.Before(ram, reserved,
+                       dc.count_cpus(vm.sh.run("cat /sys/devices/system/cpu/online").output))
+    vm.sh.write_file("/root/vmcore-reader.py", dc.VMCORE_READER)
+    assert d.crash_state(vm).loaded == "1", "no crash kernel loaded before the panic"
+    vm.sh.run("sync")
+    panicked = time.monotonic()
+    vm.sh.send("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger")
+    vm.sh.wait_ready(PANIC_BOOT_TIMEOUT_S)
+    up_s = time.monotonic() - panicked
+    assert vm.sh.run("test -e /proc/vmcore", check=False).ok, "not in a crash kernel"
+    out = vm.sh.run("python3 /root/vmcore-reader.py", timeout=120).output
+    return dc.compare(before, dc.parse_reader_output(out)), up_s
+
+
+def hotplug_then_dump(guest: Guest, result: ScenarioResult) -> dc.Verdict:
+    result.bursts.append(run_burst(guest, "DIMM hot-add 512 MiB", dimm_burst(guest)))
+    result.bursts.append(run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest)))
+    verdict, up_s = panic_and_check(guest)
+    result.notes.append(f"after `echo c > /proc/sysrq-trigger` the crash kernel's shell "
+                        f"answered in {up_s:.0f} s; /proc/vmcore: {verdict.describe()}")
+    return verdict
+
+
+@pytest.mark.parametrize("mode", ["auto", "hotplug"])
+def test_10_dump_after_hotplug_is_complete_with_kdumpd(
+    dumping_trixie: Guest, scenario: Callable, mode: str
+) -> None:
+    guest = dumping_trixie
+    result = scenario(
+        f"10. proof by dump: DIMM then CPU hot-add, kdumpd load mode {mode}, then a panic",
+        guest.release,
+        "Crash kernel loaded with `kexec -p -c` (crash_hotplug=0, kexec-tools' own header); "
+        f"kdumpd backend kexec, load mode {mode}"
+        + (" with the package's kexec-load.conf drop-in" if mode == "hotplug" else
+           " (file under the shipped unit)")
+        + ". After the hotplugs `echo c > /proc/sysrq-trigger`; in the crash kernel the "
+        "PT_LOAD ranges of /proc/vmcore must cover every System RAM range of the first "
+        "kernel (above 1 MiB, less the crash kernel's reservation) and its NT_PRSTATUS "
+        "notes must number the online CPUs.",
+    )
+    vm = guest.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, guest.release, ["-c"])
+    if mode == "hotplug":
+        vm.sh.run(f"mkdir -p {DROPIN_DIR} && cp {KEXEC_LOAD_DROPIN} {DROPIN_DIR}/ && "
+                  "systemctl daemon-reload")
+    fresh_state(vm)
+    restart_with(guest, guest.config(load=mode))
+    verdict = hotplug_then_dump(guest, result)
+    assert result.bursts[0].reloads >= 1, said(result.bursts[0])
+    assert verdict.ok, verdict.describe()
+
+
+def test_11_dump_without_kdumpd_misses_the_hotplug_control(
+    dumping_trixie: Guest, scenario: Callable
+) -> None:
+    guest = dumping_trixie
+    result = scenario(
+        "11. control: the same without kdumpd: the dump check must fail", guest.release,
+        "kdumpd stopped, a `kexec -p -c` image that nobody reloads; DIMM then CPU hot-add, "
+        "panic, the same check as scenario 10. It must find the DIMM's range and the new "
+        "CPU missing, or the check could not tell a stale dump from a complete one.",
+    )
+    vm = guest.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, guest.release, ["-c"])
+    verdict, up_s = panic_and_check_after(guest, result)
+    assert not verdict.ok, "the check passed a dump that nobody kept current"
+    assert any(start >= 0x100000000 for start, _ in verdict.missing), verdict.describe()
+    assert verdict.cpus_in_dump < verdict.cpus_expected, verdict.describe()
+
+
+def panic_and_check_after(guest: Guest, result: ScenarioResult) -> tuple[dc.Verdict, float]:
+    """Hotplug without anyone watching (no udev burst accounting: kdumpd is stopped)."""
+    guest.hotplug.add_dimm()
+    guest.vm.sh.run("udevadm settle -t 60", timeout=90)
+    cpu = guest.hotplug.add_cpu()
+    guest.hotplug.set_cpu_online(cpu, True)
+    verdict, up_s = panic_and_check(guest)
+    result.notes.append(f"crash kernel shell after {up_s:.0f} s; /proc/vmcore: "
+                        f"{verdict.describe()}")
+    return verdict, up_s
+
+
+# -- a seeded chaos run: random hotplug, restarts, kills and foreign loads -------------
+
+CHAOS_STEPS = int(os.environ.get("KDUMPD_VM_CHAOS_STEPS", "6"))
+FINGERPRINT = ("python3 -c 'import json, pathlib; from kdumpd.hardware import read_hardware; "
+               "s = json.loads(pathlib.Path(\"/var/lib/kdumpd/state.json\").read_text()); "
+               "print(s[\"fingerprint\"], read_hardware(pathlib.Path(\"/\")).fingerprint)'")
+
+
+def settle_kdumpd(vm: Vm, timeout: float = 90.0) -> None:
+    """Until udev settled, kdumpd is active and its journal was quiet for 3 s."""
+    vm.sh.run("udevadm settle -t 60", timeout=90)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        active = vm.sh.run("systemctl is-active kdumpd", check=False).output.strip()
+        cursor = d.journal_cursor(vm)
+        if active == "active" and cursor == last:
+            return
+        last = cursor
+        time.sleep(3.0)
+    raise AssertionError(f"kdumpd did not settle in {timeout:.0f} s")
+
+
+def invariant(vm: Vm) -> str:
+    """'' when the invariant holds: a crash kernel is loaded and the kernel keeps it
+    current, or it describes the hardware kdumpd recorded; else what is wrong."""
+    state = d.crash_state(vm)
+    if state.loaded != "1":
+        return f"no crash kernel loaded ({state.hotplug()})"
+    if (state.cpu, state.memory) == ("1", "1"):
+        return ""
+    recorded, current = (vm.sh.run(FINGERPRINT).output.split() + ["?", "?"])[:2]
+    if recorded != current:
+        return (f"crash_hotplug {state.hotplug()} and the image was loaded for other hardware "
+                f"(recorded {recorded}, now {current})")
+    return ""
+
+
+def test_12_seeded_chaos_keeps_the_invariant_and_the_dump_complete(
+    dumping_trixie: Guest, scenario: Callable
+) -> None:
+    guest = dumping_trixie
+    seed = int(os.environ.get("KDUMPD_VM_CHAOS_SEED", str(int(time.time()))))
+    result = scenario(
+        f"12. chaos: {CHAOS_STEPS} random steps, seed {seed}", guest.release,
+        "kdumpd load mode plain (kexec_load without --hotplug, with the kexec-load drop-in) "
+        "so crash_hotplug stays 0 and every step needs kdumpd; steps drawn from: DIMM "
+        "hot-add/remove, CPU offline/online/hot-add, restart, stop+start, stop during a "
+        "reload, SIGKILL, a distribution load over kdumpd's. After each step and a quiet "
+        "period: a crash kernel is loaded and it describes the hardware of now. Then a "
+        "panic and the dump check. Reproduce with KDUMPD_VM_CHAOS_SEED="
+        f"{seed} KDUMPD_VM_CHAOS_STEPS={CHAOS_STEPS} (make vm-chaos).",
+    )
+    print(f"chaos seed {seed}")
+    rng = random.Random(seed)  # noqa: S311 - a reproducible test sequence, not a secret
+    vm = guest.vm
+    hp = guest.hotplug
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, guest.release, ["-c"])
+    vm.sh.run(f"mkdir -p {DROPIN_DIR} && cp {KEXEC_LOAD_DROPIN} {DROPIN_DIR}/ && "
+              "systemctl daemon-reload")
+    fresh_state(vm)
+    restart_with(guest, guest.config(load="plain"))
+    dimms: list[str] = []
+    load = " ".join(["kexec", "-p", "{flag}", f"/boot/vmlinuz-{guest.release}",
+                     f"--initrd=/boot/initrd-small-{guest.release}.img",
+                     f"'--append={d.CRASH_APPEND}'"])
+
+    def cpu1(online: bool) -> None:
+        hp.set_cpu_online(1, online)
+
+    def stop_during_reload() -> None:
+        vm.sh.run("echo 0 > /sys/devices/system/cpu/cpu1/online; "
+                  "echo 1 > /sys/devices/system/cpu/cpu1/online; "
+                  "timeout 20 sh -c 'until [ \"$(cat /sys/kernel/kexec_crash_loaded)\" = 0 ]; "
+                  "do :; done'; systemctl stop kdumpd; systemctl start kdumpd", timeout=120)
+
+    steps: dict[str, Callable[[], object]] = {
+        "DIMM hot-add": lambda: dimms.append(hp.add_dimm()),
+        "DIMM hot-remove": lambda: hp.remove_dimm(dimms.pop(0)),
+        "CPU1 offline": lambda: cpu1(False),
+        "CPU1 online": lambda: cpu1(True),
+        "CPU hot-add + online": cpu_add_burst(guest),
+        "systemctl restart kdumpd": lambda: vm.sh.run("systemctl restart kdumpd", timeout=120),
+        "systemctl stop, then start": lambda: vm.sh.run(
+            "systemctl stop kdumpd; systemctl start kdumpd", timeout=120),
+        "stop while a reload runs": stop_during_reload,
+        "kill -9 kdumpd": lambda: vm.sh.run("systemctl kill -s KILL kdumpd; sleep 7"),
+        "distribution load over kdumpd's (-s)": lambda: vm.sh.run(
+            load.format(flag="-s"), timeout=120),
+        "distribution load over kdumpd's (-c)": lambda: vm.sh.run(
+            load.format(flag="-c"), timeout=120),
+    }
+    cpus_added = 0
+    problems = []
+    for number in range(1, CHAOS_STEPS + 1):
+        names = [n for n in steps
+                 if not (n == "DIMM hot-remove" and not dimms)
+                 and not (n == "DIMM hot-add" and len(dimms) >= 3)
+                 and not (n == "CPU hot-add + online" and cpus_added >= 2)]
+        name = rng.choice(names)
+        cpus_added += name == "CPU hot-add + online"
+        started = time.monotonic()
+        try:
+            steps[name]()
+        except GuestError as error:
+            result.notes.append(f"step {number}: {name}: the guest refused ({error}); skipped")
+            continue
+        settle_kdumpd(vm)
+        wrong = invariant(vm)
+        state = d.crash_state(vm)
+        result.notes.append(f"step {number}: {name} ({time.monotonic() - started:.0f} s): "
+                            f"loaded {state.loaded}, {state.hotplug()}: "
+                            + (f"INVARIANT BROKEN: {wrong}" if wrong else "invariant holds"))
+        if wrong:
+            problems.append(f"step {number} ({name}): {wrong}")
+    verdict, up_s = panic_and_check(guest)
+    result.notes.append(f"panic after the last step: crash kernel shell after {up_s:.0f} s; "
+                        f"/proc/vmcore: {verdict.describe()}")
+    assert not problems, problems
+    assert verdict.ok, verdict.describe()
 
 
 # -- the old kernel last: booting it stops the trixie guest (one TCG guest at a time) --

@@ -1,0 +1,63 @@
+"""The VM tests' dump check (tests/vm/dumpcheck.py) on synthetic vmcores: it must see
+missing memory and missing CPUs, or the end-to-end proof by dump proves nothing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.vm import dumpcheck as dc
+
+IOMEM = """00000000-00000fff : Reserved
+00001000-0009fbff : System RAM
+00100000-7ffdffff : System RAM
+  01000000-01ffffff : Kernel code
+  6f000000-7effffff : Crash kernel
+100000000-11fffffff : System RAM
+"""
+
+
+def read_vmcore(data: bytes, tmp_path: Path) -> dict[str, object]:
+    """Run the guest's reader on ``data`` (as /proc/vmcore) in a real interpreter."""
+    core = tmp_path / "vmcore"
+    core.write_bytes(data)
+    script = dc.VMCORE_READER.replace('"/proc/vmcore"', repr(str(core)))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=30, check=True)
+    return dc.parse_reader_output(done.stdout)
+
+
+def test_a_dump_covering_all_ram_and_cpus_passes(tmp_path: Path) -> None:
+    ram, reserved = dc.parse_iomem(IOMEM)
+    assert reserved == [(0x6F000000, 0x7F000000)]
+    before = dc.Before(ram, reserved, dc.count_cpus("0-2"))
+    loads = [(0x1000, 0x9FC00), (0x100000, 0x6F000000), (0x7F000000, 0x7FFE0000),
+             (0x100000000, 0x120000000)]
+    verdict = dc.compare(before, read_vmcore(dc.elf_vmcore(loads, 3), tmp_path))
+    assert verdict.ok, verdict.describe()
+
+
+def test_a_stale_dump_misses_the_hot_added_dimm_and_cpu(tmp_path: Path) -> None:
+    ram, reserved = dc.parse_iomem(IOMEM)
+    before = dc.Before(ram, reserved, dc.count_cpus("0-2"))
+    stale = [(0x1000, 0x9FC00), (0x100000, 0x6F000000), (0x7F000000, 0x7FFE0000)]
+    verdict = dc.compare(before, read_vmcore(dc.elf_vmcore(stale, 2), tmp_path))
+    assert not verdict.ok
+    assert verdict.missing == [(0x100000000, 0x120000000)]
+    assert (verdict.cpus_expected, verdict.cpus_in_dump) == (3, 2)
+    assert "100000000-11fffffff" in verdict.describe()
+
+
+def test_cpu_lists_count_like_the_kernel_writes_them() -> None:
+    assert dc.count_cpus("0") == 1
+    assert dc.count_cpus("0-3,6,8-9\n") == 7
+
+
+def test_reader_output_without_a_result_is_an_error() -> None:
+    try:
+        dc.parse_reader_output("Traceback ...")
+    except ValueError as error:
+        assert "no VMCORE line" in str(error)
+    else:
+        raise AssertionError("accepted output without a result")

@@ -1,0 +1,147 @@
+"""Proof by dump: does the vmcore a panic produced cover the memory and CPUs of the moment?
+
+Before the panic the first kernel's System RAM ranges (top level of /proc/iomem), its
+``Crash kernel`` reservation and its online CPUs are recorded; in the crash kernel
+:data:`VMCORE_READER` reads /proc/vmcore's ELF program headers (PT_LOAD ranges, and one
+NT_PRSTATUS note per CPU the crashed kernel saved). :func:`compare` says what is missing.
+The parser is shared by the guest script and the host's unit test (tests/core).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+
+PT_LOAD = 1
+PT_NOTE = 4
+NT_PRSTATUS = 1
+LOW_MEMORY = 1 << 20  # below 1 MiB the ranges differ between loaders; not what hotplug moves
+
+# Runs in the crash kernel: python3 -c "$VMCORE_READER" prints one JSON line.
+VMCORE_READER = r'''
+import json, struct
+def parse(read):
+    head = read(0, 64)
+    assert head[:4] == b"\x7fELF" and head[4] == 2, "not an ELF64 vmcore"
+    phoff, = struct.unpack_from("<Q", head, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", head, 0x36)
+    loads, cpus = [], 0
+    for i in range(phnum):
+        p_type, _flags, offset, _vaddr, paddr, filesz, memsz, _align = struct.unpack(
+            "<IIQQQQQQ", read(phoff + i * phentsize, 56))
+        if p_type == 1:
+            loads.append([paddr, paddr + memsz])
+        elif p_type == 4:
+            notes, at = read(offset, filesz), 0
+            while at + 12 <= len(notes):
+                namesz, descsz, n_type = struct.unpack_from("<III", notes, at)
+                if namesz == 0:
+                    break
+                name = notes[at + 12: at + 12 + namesz].rstrip(b"\0")
+                cpus += n_type == 1 and name == b"CORE"
+                at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return {"loads": loads, "prstatus": cpus}
+with open("/proc/vmcore", "rb") as core:
+    def read(offset, size):
+        core.seek(offset)
+        return core.read(size)
+    print("VMCORE " + json.dumps(parse(read)))
+'''
+
+
+@dataclass(frozen=True)
+class Before:
+    """What the first kernel had when it panicked."""
+
+    ram: list[tuple[int, int]]  # [start, end) of each top-level System RAM range
+    reserved: list[tuple[int, int]]  # the crash kernel's own reservation (never dumped)
+    cpus: int  # online CPUs
+
+
+@dataclass(frozen=True)
+class Verdict:
+    missing: list[tuple[int, int]]  # System RAM not in any PT_LOAD
+    cpus_expected: int
+    cpus_in_dump: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and self.cpus_expected == self.cpus_in_dump
+
+    def describe(self) -> str:
+        ranges = ", ".join(f"{a:x}-{b - 1:x}" for a, b in self.missing) or "none"
+        return (f"RAM missing from the dump: {ranges}; CPUs {self.cpus_in_dump} in the dump "
+                f"of {self.cpus_expected} online")
+
+
+def parse_iomem(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Top-level System RAM ranges and ``Crash kernel`` ranges, as [start, end)."""
+    ram, reserved = [], []
+    for line in text.splitlines():
+        span, _, name = line.partition(" : ")
+        start, _, end = span.strip().partition("-")
+        if not end:
+            continue
+        bounds = (int(start, 16), int(end, 16) + 1)
+        if name.strip() == "System RAM" and not line[:1].isspace():
+            ram.append(bounds)
+        elif name.strip() == "Crash kernel":
+            reserved.append(bounds)
+    return ram, reserved
+
+
+def count_cpus(online: str) -> int:
+    """Number of CPUs in a kernel CPU list such as ``0-2,4``."""
+    total = 0
+    for part in online.strip().split(","):
+        if part:
+            low, _, high = part.partition("-")
+            total += int(high or low) - int(low) + 1
+    return total
+
+
+def compare(before: Before, dump: dict[str, object]) -> Verdict:
+    loads = sorted((int(a), int(b)) for a, b in dump["loads"])  # type: ignore[attr-defined]
+    missing: list[tuple[int, int]] = []
+    for start, end in before.ram:
+        for gap in _subtract([(max(start, LOW_MEMORY), end)], [*loads, *before.reserved]):
+            if gap[1] > gap[0]:
+                missing.append(gap)
+    return Verdict(missing, before.cpus, int(dump["prstatus"]))  # type: ignore[call-overload]
+
+
+def parse_reader_output(output: str) -> dict[str, object]:
+    for line in output.splitlines():
+        if line.startswith("VMCORE "):
+            parsed: dict[str, object] = json.loads(line[len("VMCORE "):])
+            return parsed
+    raise ValueError(f"no VMCORE line in: {output[-500:]!r}")
+
+
+def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    for hole_start, hole_end in holes:
+        spans = [piece for start, end in spans
+                 for piece in ((start, min(end, hole_start)), (max(start, hole_end), end))
+                 if piece[1] > piece[0]]
+    return spans
+
+
+def elf_vmcore(loads: list[tuple[int, int]], cpus: int) -> bytes:
+    """A minimal ELF64 vmcore with these PT_LOAD ranges and ``cpus`` NT_PRSTATUS notes
+    (for the parser's unit test)."""
+    note = b""
+    for _ in range(cpus):
+        note += struct.pack("<III", 5, 8, NT_PRSTATUS) + b"CORE\0\0\0\0" + b"\0" * 8
+    note += struct.pack("<III", 0, 0, 0)  # the kernel's terminating empty note
+    phnum = 1 + len(loads)
+    phoff = 64
+    note_at = phoff + 56 * phnum
+    header = bytearray(64)
+    header[:5] = b"\x7fELF\x02"
+    struct.pack_into("<Q", header, 0x20, phoff)
+    struct.pack_into("<HH", header, 0x36, 56, phnum)
+    phdrs = struct.pack("<IIQQQQQQ", PT_NOTE, 0, note_at, 0, 0, len(note), len(note), 0)
+    for start, end in loads:
+        phdrs += struct.pack("<IIQQQQQQ", PT_LOAD, 0, 0, 0, start, end - start, end - start, 0)
+    return bytes(header) + phdrs + note
