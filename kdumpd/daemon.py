@@ -317,13 +317,22 @@ class Daemon:
         if burst is not None:
             log.critical("stopping with no crash kernel loaded: one last attempt to load it")
             self._cancel.set()  # one attempt, no retries
-            try:
-                outcome = self.parts.reloader.reload(cancel=self._cancel)
-            except Exception as error:
-                log.exception("the last reload attempt raised")
-                outcome = Outcome(False, 1, 0.0, f"internal error: {error!r}",
-                                  self.parts.sysfs.crash_loaded())
-            self.controller.reload_finished(burst, outcome, self._clock())
+            reloader, sysfs = self.parts.reloader, self.parts.sysfs
+            done: list[Outcome] = []
+
+            def last_attempt() -> None:
+                try:
+                    done.append(reloader.reload(cancel=self._cancel))
+                except Exception as error:
+                    log.exception("the last reload attempt raised")
+                    done.append(Outcome(False, 1, 0.0, f"internal error: {error!r}",
+                                        sysfs.crash_loaded()))
+
+            worker = threading.Thread(target=last_attempt, name="kdumpd-restore", daemon=True)
+            worker.start()
+            self._join(worker, self.parts.stop_wait_s)
+            if done:
+                self.controller.reload_finished(burst, done[0], self._clock())
         if self.controller.owed:
             log.critical("exiting with no crash kernel loaded; the next start restores it")
             return 1
@@ -334,12 +343,25 @@ class Daemon:
             return
         log.info("stopping: waiting for the running reload to finish (no further retries)")
         self._cancel.set()
-        self._worker.join(self.parts.stop_wait_s)
+        self._join(self._worker, self.parts.stop_wait_s)
         if self._worker.is_alive():
             log.critical("the running reload did not finish in %.0f s; exiting anyway",
                          self.parts.stop_wait_s)
             return
         self._collect_outcomes()
+
+    def _join(self, worker: threading.Thread, timeout: float) -> None:
+        """Wait for ``worker`` up to ``timeout`` s, petting the watchdog meanwhile: systemd
+        keeps the watchdog armed while a service stops, and a load may take minutes."""
+        deadline = self._clock() + timeout
+        step = self._watchdog_s / 2 if self._watchdog_s else timeout
+        while worker.is_alive():
+            left = deadline - self._clock()
+            if left <= 0:
+                return
+            worker.join(min(step, left))
+            if self._watchdog_s:
+                self._notify("WATCHDOG=1")
 
     # -- configuration and hand-over -----------------------------------------------------
 

@@ -437,3 +437,18 @@ def test_the_handover_file_is_never_written_through_a_symlink(
         h.run(lambda h: None)
     assert victim.read_text() == "precious\n"
     assert "cannot create hand-over file" in caplog.text
+
+
+def test_the_watchdog_is_petted_while_a_stop_waits_for_a_long_load(root: Path) -> None:
+    h = Harness(root, delay_ms=600, watchdog_s=0.1)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))
+        wait_for(lambda: h.controller.scheduler.running)
+        h.notes.clear()  # count only what comes during the stop
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    assert h.run(script) == 0
+    stopping = h.notes.index("STOPPING=1")
+    assert h.notes[stopping + 1:].count("WATCHDOG=1") >= 3  # about every 50 ms for 0.6 s
+    assert h.ops() == ["load"]

@@ -61,3 +61,14 @@ def test_reader_output_without_a_result_is_an_error() -> None:
         assert "no VMCORE line" in str(error)
     else:
         raise AssertionError("accepted output without a result")
+
+
+def test_the_summary_line_names_ranges_cpus_and_the_verdict(tmp_path: Path) -> None:
+    ram, reserved = dc.parse_iomem(IOMEM)
+    before = dc.Before(ram, reserved, 3)
+    dump = read_vmcore(dc.elf_vmcore([(0x100000, 0x6F000000)], 2), tmp_path)
+    line = dc.summary(before, dump, dc.compare(before, dump))
+    assert "System RAM above 1 MiB: 100000-7ffdffff, 100000000-11fffffff" in line
+    assert "reservation 6f000000-7effffff" in line
+    assert "vmcore PT_LOAD: 100000-6effffff" in line
+    assert "CPUs online 3, NT_PRSTATUS 2" in line and "INCOMPLETE" in line

@@ -75,6 +75,19 @@ class Verdict:
                 f"of {self.cpus_expected} online")
 
 
+def summary(before: Before, dump: dict[str, object], verdict: Verdict) -> str:
+    """One line for RESULTS.md: expected ranges, the vmcore's, CPUs and the verdict."""
+    def spans(pairs: list[tuple[int, int]]) -> str:
+        return ", ".join(f"{a:x}-{b - 1:x}" for a, b in pairs) or "none"
+
+    expected = [(max(a, LOW_MEMORY), b) for a, b in before.ram if b > LOW_MEMORY]
+    loads = sorted((int(a), int(b)) for a, b in dump["loads"])  # type: ignore[attr-defined]
+    return (f"System RAM above 1 MiB: {spans(expected)} (crash kernel reservation "
+            f"{spans(before.reserved)}); vmcore PT_LOAD: {spans(loads)}; CPUs online "
+            f"{verdict.cpus_expected}, NT_PRSTATUS {verdict.cpus_in_dump}; verdict: "
+            + ("COMPLETE" if verdict.ok else f"INCOMPLETE ({verdict.describe()})"))
+
+
 def parse_iomem(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Top-level System RAM ranges and ``Crash kernel`` ranges, as [start, end)."""
     ram, reserved = [], []

@@ -784,10 +784,11 @@ def dumping_trixie(image: Image, package: Package, run_results: RunResults) -> I
 PANIC_BOOT_TIMEOUT_S = 300.0
 
 
-def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float]:
+def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float, str]:
     """Record RAM and CPUs, panic, wait for the crash kernel's shell, read its vmcore.
 
-    Returns the verdict and the seconds from the panic to the crash kernel's shell.
+    Returns the verdict, the seconds from the panic to the crash kernel's shell, and a
+    summary line for RESULTS.md.
     """
     vm = guest.vm
     vm.sh.run("udevadm settle -t 60", timeout=90)
@@ -803,15 +804,17 @@ def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float]:
     up_s = time.monotonic() - panicked
     assert vm.sh.run("test -e /proc/vmcore", check=False).ok, "not in a crash kernel"
     out = vm.sh.run("python3 /root/vmcore-reader.py", timeout=120).output
-    return dc.compare(before, dc.parse_reader_output(out)), up_s
+    dump = dc.parse_reader_output(out)
+    verdict = dc.compare(before, dump)
+    return verdict, up_s, dc.summary(before, dump, verdict)
 
 
 def hotplug_then_dump(guest: Guest, result: ScenarioResult) -> dc.Verdict:
     result.bursts.append(run_burst(guest, "DIMM hot-add 512 MiB", dimm_burst(guest)))
     result.bursts.append(run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest)))
-    verdict, up_s = panic_and_check(guest)
+    verdict, up_s, line = panic_and_check(guest)
     result.notes.append(f"after `echo c > /proc/sysrq-trigger` the crash kernel's shell "
-                        f"answered in {up_s:.0f} s; /proc/vmcore: {verdict.describe()}")
+                        f"answered in {up_s:.0f} s. {line}")
     return verdict
 
 
@@ -858,22 +861,21 @@ def test_11_dump_without_kdumpd_misses_the_hotplug_control(
     vm = guest.vm
     d.stop_kdumpd(vm)
     d.kexec_load(vm, guest.release, ["-c"])
-    verdict, up_s = panic_and_check_after(guest, result)
+    verdict = panic_and_check_after(guest, result)
     assert not verdict.ok, "the check passed a dump that nobody kept current"
     assert any(start >= 0x100000000 for start, _ in verdict.missing), verdict.describe()
     assert verdict.cpus_in_dump < verdict.cpus_expected, verdict.describe()
 
 
-def panic_and_check_after(guest: Guest, result: ScenarioResult) -> tuple[dc.Verdict, float]:
+def panic_and_check_after(guest: Guest, result: ScenarioResult) -> dc.Verdict:
     """Hotplug without anyone watching (no udev burst accounting: kdumpd is stopped)."""
     guest.hotplug.add_dimm()
     guest.vm.sh.run("udevadm settle -t 60", timeout=90)
     cpu = guest.hotplug.add_cpu()
     guest.hotplug.set_cpu_online(cpu, True)
-    verdict, up_s = panic_and_check(guest)
-    result.notes.append(f"crash kernel shell after {up_s:.0f} s; /proc/vmcore: "
-                        f"{verdict.describe()}")
-    return verdict, up_s
+    verdict, up_s, line = panic_and_check(guest)
+    result.notes.append(f"crash kernel shell after {up_s:.0f} s. {line}")
+    return verdict
 
 
 # -- a seeded chaos run: random hotplug, restarts, kills and foreign loads -------------
@@ -992,9 +994,9 @@ def test_12_seeded_chaos_keeps_the_invariant_and_the_dump_complete(
                             + (f"INVARIANT BROKEN: {wrong}" if wrong else "invariant holds"))
         if wrong:
             problems.append(f"step {number} ({name}): {wrong}")
-    verdict, up_s = panic_and_check(guest)
-    result.notes.append(f"panic after the last step: crash kernel shell after {up_s:.0f} s; "
-                        f"/proc/vmcore: {verdict.describe()}")
+    verdict, up_s, line = panic_and_check(guest)
+    result.notes.append(f"panic after the last step: crash kernel shell after {up_s:.0f} s. "
+                        f"{line}")
     assert not problems, problems
     assert verdict.ok, verdict.describe()
 
