@@ -18,6 +18,8 @@ worked. Under the shipped unit, kexec_load cannot work (no /proc/kcore), so auto
 
 from __future__ import annotations
 
+import logging
+import shlex
 import struct
 import time
 from pathlib import Path
@@ -41,6 +43,8 @@ USERSPACE_MODES = ("hotplug", "plain")  # kexec_load: kexec-tools builds the ima
 # and refuses one that would not fit *after* freeing the old image.
 KERNEL_ADDS = 30 + 31
 DEFAULT_CMDLINE_SIZE = 2047  # COMMAND_LINE_SIZE - 1 on x86, arm64 and ppc64
+
+log = logging.getLogger("kdumpd")
 
 
 KexecImage = CrashImage  # what a load loads (the distribution's, or configured)
@@ -162,8 +166,10 @@ class KexecBackend:
             if remaining <= 0:
                 errors.append(f"{mode} load: not tried, reload.timeout_s used up")
                 break
+            argv = self.load_argv(mode, image)
+            log.info("loading the crash kernel: %s", shlex.join(argv))
             try:
-                self._run(self.load_argv(mode, image), remaining)
+                self._run(argv, remaining)
             except BackendError as error:
                 errors.append(f"{mode} load: {error}")
                 continue

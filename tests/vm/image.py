@@ -28,12 +28,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 # Bump when the build steps below change in a way that changes the result.
-SCRIPT_VERSION = "5"
+SCRIPT_VERSION = "6"
 # KDUMPD_VM_MIRROR points the build at another Debian mirror (it is part of the cache key).
 MIRROR = os.environ.get("KDUMPD_VM_MIRROR", "http://deb.debian.org/debian")
 GUEST_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "kexec-tools", "python3", "python3-pyudev",
     "python3-systemd", "kmod", "initramfs-tools", "procps", "zstd",
+    # What Debian's kdump-tools needs, so a scenario can dpkg -i it (see extract_rules).
+    "bsdextrautils", "busybox", "file", "linux-base", "ucf", "makedumpfile",
 )
 # Modules the small initrd carries: enough to mount the root on virtio-blk.
 INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4")
@@ -354,7 +356,10 @@ def extract_rules(root: Path, spec: ImageSpec) -> None:
     for rules in found:
         shutil.copy2(rules, target / rules.name)
     shutil.rmtree(unpacked)
-    deb.unlink()
+    # Kept, not installed: a scenario installs the real kdump-tools in its own guest.
+    debs = root / "root" / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    shutil.move(deb, debs / deb.name)
 
 
 SHELL_UNIT = """\

@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -876,6 +877,84 @@ def panic_and_check_after(guest: Guest, result: ScenarioResult) -> dc.Verdict:
     verdict, up_s, line = panic_and_check(guest)
     result.notes.append(f"crash kernel shell after {up_s:.0f} s. {line}")
     return verdict
+
+
+# -- Debian's real kdump-tools beside kdumpd's default configuration -------------------
+
+
+def kexec_parts(argv: list[str]) -> dict[str, str]:
+    """kernel, initrd and command line of a `kexec -p ...` argv."""
+    parts: dict[str, str] = {}
+    for word in argv[1:]:
+        for option in ("--initrd=", "--append=", "--command-line="):
+            if word.startswith(option):
+                value = word[len(option):]
+                if option == "--initrd=":
+                    parts["initrd"] = value
+                else:
+                    parts["append"] = " ".join(value.split())
+                break
+        else:
+            if not word.startswith("-"):
+                parts["kernel"] = word
+    return parts
+
+
+def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
+    dumping_trixie: Guest, scenario: Callable
+) -> None:
+    guest = dumping_trixie
+    result = scenario(
+        "13. Debian's kdump-tools and kdumpd's default configuration", guest.release,
+        "Debian's real kdump-tools (trixie's .deb, `dpkg -i`; its postinst builds the kdump "
+        "initramfs) and kdumpd with an empty configuration (backend auto, the package's unit, "
+        "rule state present). (1) kdump-tools' own load (kexec_file_load, crash_hotplug=1); "
+        "(2) `KDUMP_KEXEC_ARGS=\"-c\"` and `kdump-config reload` (crash_hotplug=0): kdumpd "
+        "must reload once per burst with kdump-tools' kernel, initrd and command line "
+        "(compared with the command kdump-config keeps in /var/crash/kexec_cmd), and the "
+        "distribution's rule must not reload (it stands down while kdumpd runs).",
+    )
+    vm = guest.vm
+    d.stop_kdumpd(vm)
+    installed = vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb 2>&1 | tail -5; "
+                          "ls -l /var/lib/kdump/", timeout=900, check=False)
+    result.notes.append("kdump-tools installed: " + " / ".join(
+        line.strip() for line in installed.output.splitlines()[-4:]))
+    vm.sh.run("test -e /var/lib/kdump/vmlinuz && test -e /var/lib/kdump/initrd.img")
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
+    vm.sh.run("kdump-config load", timeout=300)
+    own = d.crash_state(vm)
+    d.restart_kdumpd(vm)
+    status = vm.sh.run("kdumpd status").output
+    result.notes.append("kdumpd status: " + " / ".join(
+        line.strip() for line in status.splitlines() if line.strip().startswith(
+            ("backend", "family", "kernel:", "initrd:", "append:"))))
+    first = run_burst(guest, "DIMM hot-add, kdump-tools' own load", dimm_burst(guest))
+    result.bursts.append(first)
+
+    vm.sh.run("echo 'KDUMP_KEXEC_ARGS=\"-c\"' >> /etc/default/kdump-tools && "
+              "kdump-config reload", timeout=300)
+    distro_cmd = vm.sh.run("cat /var/crash/kexec_cmd").output.strip()
+    before_calls = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+    second = run_burst(guest, "DIMM hot-add, kdump-tools loaded with -c", dimm_burst(guest))
+    result.bursts.append(second)
+    third = run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest))
+    result.bursts.append(third)
+    after_calls = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+    ours = vm.sh.run("journalctl -u kdumpd -o cat | grep 'loading the crash kernel: ' | "
+                     "tail -1").output.strip().split("loading the crash kernel: ", 1)[-1]
+    result.notes.append(f"kdump-config's load: {distro_cmd}")
+    result.notes.append(f"kdumpd's load: {ours}")
+    assert (own.loaded, own.cpu, own.memory) == ("1", "1", "1"), own
+    assert first.reloads == 0 and first.failed == 0, said(first)
+    assert (second.before.cpu, second.before.memory) == ("0", "0"), said(second)
+    assert second.reloads == 1 and second.failed == 0, said(second)
+    assert second.after.loaded == "1" and (second.after.cpu, second.after.memory) == ("1", "1")
+    assert third.reloads == 0 and third.failed == 0, said(third)
+    theirs = kexec_parts(shlex.split(distro_cmd))
+    mine = kexec_parts(shlex.split(ours))
+    assert mine == theirs, (mine, theirs)
+    assert before_calls == after_calls, "the distribution's rule reloaded beside kdumpd"
 
 
 # -- a seeded chaos run: random hotplug, restarts, kills and foreign loads -------------
