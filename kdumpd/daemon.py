@@ -153,7 +153,9 @@ class Daemon:
             if self._udev_alive is not None and now >= next_watch:
                 self._watch_udev()
                 next_watch = now + self._udev_watch_s
-            timeout = self._timeout(now, min(next_watchdog, next_watch))
+            timers = [t for t, on in ((next_watchdog, bool(self._watchdog_s)),
+                                      (next_watch, self._udev_alive is not None)) if on]
+            timeout = self._timeout(now, timers)
             for key, _ in selector.select(timeout):
                 if key.data == "wake":
                     self._drain_wakeups()
@@ -176,10 +178,9 @@ class Daemon:
                 self._notify("STATUS=" + status)
                 last_status, last_status_at = status, now
 
-    def _timeout(self, now: float, next_timer: float) -> float | None:
-        deadlines = [d for d in (self.controller.deadline(),) if d is not None]
-        if self._watchdog_s or self._udev_alive is not None:
-            deadlines.append(next_timer)
+    def _timeout(self, now: float, timers: list[float]) -> float | None:
+        """How long the loop may sleep: until the next burst, restore or timer is due."""
+        deadlines = [d for d in (self.controller.deadline(),) if d is not None] + timers
         if self.controller.scheduler.pending:
             deadlines.append(now + STATUS_INTERVAL_S)  # keep STATUS= moving during a storm
         return max(0.0, min(deadlines) - now) if deadlines else None

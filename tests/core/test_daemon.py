@@ -53,13 +53,14 @@ class Harness:
                  reconfigure: Callable[[], Parts | None] = lambda: None,
                  watchdog_s: float | None = None, backend: Backend | None = None,
                  udev_alive: Callable[[], bool] | None = None,
-                 store: MemoryStore | None = None) -> None:
+                 store: MemoryStore | None = None, udev_watch_s: float = 0.05) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
         self.handover = root / "run" / "handles-reload"
         self.source = FakeSource()
         self.notes: list[str] = []
+        self.clock_reads = 0
         self.store = store or MemoryStore()
         backend = backend or FakeBackend(self.log, self.sysfs, delay_ms=delay_ms, fail=fail)
         parts = Parts(Reloader(backend, self.sysfs, retries), self.sysfs, QUIET_S, 1.0, 30.0,
@@ -71,7 +72,12 @@ class Harness:
         self.daemon = Daemon(self.controller, self.source, parts, reconfigure=reconfigure,
                              notify=self.notes.append, handover=self.handover,
                              watchdog_s=watchdog_s, udev_alive=udev_alive,
-                             udev_watch_s=0.05)
+                             udev_watch_s=udev_watch_s, clock=self.clock)
+
+    def clock(self) -> float:
+        """The daemon's monotonic clock, counted: an idle loop must not spin."""
+        self.clock_reads += 1
+        return time.monotonic()
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -452,3 +458,18 @@ def test_the_watchdog_is_petted_while_a_stop_waits_for_a_long_load(root: Path) -
     stopping = h.notes.index("STOPPING=1")
     assert h.notes[stopping + 1:].count("WATCHDOG=1") >= 3  # about every 50 ms for 0.6 s
     assert h.ops() == ["load"]
+
+
+@pytest.mark.parametrize("watchdog_s", [None, 30.0])
+def test_an_idle_daemon_sleeps_instead_of_spinning(root: Path, watchdog_s: float | None) -> None:
+    # Found by the benchmark: a timer that was off still counted as due, and the loop
+    # spun at full CPU between events.
+    h = Harness(root, udev_alive=lambda: True, udev_watch_s=10.0, watchdog_s=watchdog_s)
+
+    def script(h: Harness) -> None:
+        before = h.clock_reads
+        time.sleep(0.5)
+        h.idle_reads = h.clock_reads - before  # type: ignore[attr-defined]
+
+    h.run(script)
+    assert h.idle_reads < 20  # type: ignore[attr-defined]
