@@ -134,7 +134,7 @@ def make_daemon(
         reconfigure=reconfigure, notify=notify,
         handover=None if dry_run else cfg.rule.handover,
         watchdog_s=watchdog_s,
-        udev_alive=None if cfg.events.source == "kernel" else udev_answers,
+        udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
     )
 
 

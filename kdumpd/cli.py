@@ -127,10 +127,10 @@ def _converge_rule(cfg: Config, dry_run: bool) -> None:
     converge(cfg, dry_run=dry_run)
 
 
-def _take_lock(cfg: Config) -> int:
+def _take_lock(cfg: Config, command: str) -> int:
     """The one-owner lock; raises LockHeld."""
     try:
-        return lock.acquire(cfg.state.dir)
+        return lock.acquire(cfg.state.dir, command)
     except OSError as error:
         raise ConfigError("state.dir", f"cannot use {cfg.state.dir}: {error.strerror}") from None
 
@@ -142,7 +142,10 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
         return EXIT_NOPERM
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
-        _take_lock(cfg)  # held until the process exits
+        _take_lock(cfg, "run")  # held until the process exits
+        # `kdumpd reload` may signal us as soon as we hold the lock: until the daemon's
+        # handler is in place, a request is dropped (the start decides anyway), not fatal.
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     _converge_rule(cfg, args.dry_run)
 
     def reconfigure_hook(new_cfg: Config) -> None:
@@ -187,10 +190,10 @@ def cmd_reload(args: argparse.Namespace) -> int:
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
         try:
-            _take_lock(cfg)
+            _take_lock(cfg, "reload")
         except lock.LockHeld as held:
-            if not held.pid:
-                raise
+            if not held.pid or held.command != "run":
+                raise  # only the daemon takes requests; another reload: exit 75
             # Never reload beside the daemon: ask it to decide now instead.
             os.kill(held.pid, signal.SIGUSR1)
             print(f"asked the running kdumpd (pid {held.pid}) to decide now; "

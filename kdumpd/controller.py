@@ -37,12 +37,20 @@ CONFIRM_S = 0.25
 # hotplugs the kernel handled while the load held the kexec lock (udev delivered events
 # 0.06-0.33 s after the action in the guest).
 GRACE_S = 0.5
-# A crash kernel kdumpd unloaded and could not load back is retried without waiting for
-# an event: after these delays, then every RESTORE_DELAYS_S[-1] seconds.
+# A reload that failed for good is retried without waiting for an event (a crash kernel
+# kdumpd unloaded must come back; a stale one must become current): after these delays,
+# then every RESTORE_DELAYS_S[-1] seconds.
 RESTORE_DELAYS_S = (10.0, 30.0, 60.0, 120.0, 300.0)
+# When kdumpd takes reloads back from the distribution's rules (its backend works
+# again), the rules have just reacted to the same events: let their reload finish first.
+TAKE_BACK_S = 5.0
 
 REASON_RESTORE = "restoring the crash kernel kdumpd unloaded"
+REASON_RETRY = "retrying the reload that failed"
 REASON_HARDWARE = "hardware changed while kdumpd was not running"
+REASON_INTERRUPTED = "a reload of kdumpd's was interrupted"
+REASON_DURING_LOAD = ("the hardware changed while our load ran: the new image, or the "
+                      "kernel's update of it, may lack the change")
 REASON_LOST = "events were lost"
 
 
@@ -173,6 +181,12 @@ class Controller:
         """
         state = self.store.load()
         hardware = self.hardware()
+        if state is not None and state.loading:
+            # Killed during a load: the syscall may have freed the old image.
+            log.warning("%s: deciding over both subsystems", REASON_INTERRUPTED)
+            self._save(replace(state, owed=True, loading=False))
+            self.request(now, SUBSYSTEMS, REASON_INTERRUPTED)
+            return
         if state is None or not (state.owed or state.fingerprint):
             log.info("%s: recording the hardware as the baseline (%s)",
                      "no state for this boot" if state is None else
@@ -206,11 +220,12 @@ class Controller:
         self.request(now, SUBSYSTEMS, REASON_LOST)
 
     def request(
-        self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False
+        self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False,
+        missed: bool = False,
     ) -> None:
         """Ask for a decision over ``subsystems`` without an event: due like a burst, or at
-        once with ``due_now``."""
-        self.scheduler.request(now, subsystems, reason, due_now=due_now)
+        once with ``due_now``; ``missed``: reload a loaded image whatever crash_hotplug says."""
+        self.scheduler.request(now, subsystems, reason, due_now=due_now, missed=missed)
 
     def deadline(self) -> float | None:
         deadlines = [d for d in (self.scheduler.deadline(), self._restore_at) if d is not None]
@@ -228,8 +243,7 @@ class Controller:
         if self.scheduler.running:
             return None
         if self._restore_at is not None and now >= self._restore_at:
-            self._restore_at = None
-            self.scheduler.request(now, (), REASON_RESTORE, due_now=True)
+            self._retry_due(now)
         burst = self.scheduler.take(now)
         if burst is None:
             return None
@@ -248,10 +262,14 @@ class Controller:
                 self._skip(burst, fields, "reloads are handed back to the distribution's "
                            f"rules while kdumpd's backend cannot work: {problem}")
                 return None
-            log.info("the backend works again: kdumpd takes reloads back")
+            log.info("the backend works again: kdumpd takes reloads back and decides in "
+                     "%.0f s, once the distribution's rules are done with these events",
+                     TAKE_BACK_S)
             self.stats.handed_back = False
-        missed = ""
-        if burst.events and burst.started_at <= self._overlap_until:
+            self.scheduler.defer(burst, now + TAKE_BACK_S)
+            return None
+        missed = burst.missed
+        if not missed and burst.events and burst.started_at <= self._overlap_until:
             missed = ("events arrived while our load held the kexec lock: the kernel may "
                       "have skipped their elfcorehdr update")
         decision = decide(burst.subsystems, snapshot, owed=self.owed, missed=missed,
@@ -274,7 +292,30 @@ class Controller:
         self.scheduler.reload_started()
         self._loading = self.hardware()
         self._reload_started_wall = self._wall()
+        self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _retry_due(self, now: float) -> None:
+        """The retry timer of a failed reload fired."""
+        self._restore_at = None
+        if self.owed:
+            self.scheduler.request(now, (), REASON_RESTORE, due_now=True)
+            return
+        problem = self.backend.probe()
+        if problem:
+            log.warning("%s: not yet, kdumpd's backend still cannot work: %s",
+                        REASON_RETRY, problem)
+            self._schedule_retry(now)
+            return
+        self.stats.handed_back = False  # the probe passed: decide as the owner again
+        self.scheduler.request(now, SUBSYSTEMS, REASON_RETRY, due_now=True)
+
+    def _schedule_retry(self, now: float) -> float:
+        delay = RESTORE_DELAYS_S[min(self._restore_failures, len(RESTORE_DELAYS_S) - 1)]
+        self._restore_failures += 1
+        self._restore_at = now + delay
+        self.stats.restore_at = self._wall() + delay
+        return delay
 
     def _skip(self, burst: Burst, fields: dict[str, Any], reason: str) -> None:
         self.stats.skipped += burst.events
@@ -302,7 +343,7 @@ class Controller:
         self.stats.last_reload_at = self._reload_started_wall
         self.stats.last_duration_s = outcome.duration_s
         missing = is_unloaded(outcome.crash_loaded)
-        state = replace(self.state, owed=missing, last_load=LastLoad(
+        state = replace(self.state, owed=missing, loading=False, last_load=LastLoad(
             at=self._reload_started_wall, how=self.backend.describe(), ok=outcome.ok,
             duration_s=round(outcome.duration_s, 3)))
         if outcome.ok:
@@ -310,6 +351,8 @@ class Controller:
             self.stats.handed_back = False
             if self._loading is not None:
                 state = state.with_hardware(self._loading.fingerprint, self._loading.summary())
+                if self.hardware().fingerprint != self._loading.fingerprint:
+                    self.request(now, SUBSYSTEMS, REASON_DURING_LOAD, missed=True)
             log.info(
                 "reloaded the crash kernel for %s in %.2f s", what(burst), outcome.duration_s,
                 extra={"MESSAGE_ID": journal_ids.RELOAD_DONE, **fields},
@@ -322,20 +365,21 @@ class Controller:
                 extra={"MESSAGE_ID": journal_ids.RELOAD_FAILED, **fields},
             )
         self._save(state)
+        if outcome.ok:
+            self._restore_at = None
+            self._restore_failures = 0
+            self.stats.restore_at = None
+            return
+        delay = self._schedule_retry(now)
         if missing:
-            delay = RESTORE_DELAYS_S[min(self._restore_failures, len(RESTORE_DELAYS_S) - 1)]
-            self._restore_failures += 1
-            self._restore_at = now + delay
-            self.stats.restore_at = self._wall() + delay
             log.critical(
                 "no crash kernel is loaded after the reload: a panic now produces no dump; "
                 "retrying in %.0f s", delay,
                 extra={"MESSAGE_ID": journal_ids.CRASH_KERNEL_UNLOADED, **fields},
             )
         else:
-            self._restore_at = None
-            self._restore_failures = 0
-            self.stats.restore_at = None
+            log.error("the crash kernel may describe old hardware; retrying in %.0f s", delay,
+                      extra=fields)
 
 
 def run_pending(

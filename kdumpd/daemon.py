@@ -34,7 +34,7 @@ from kdumpd.systemd import Notify
 log = logging.getLogger("kdumpd")
 
 STATUS_INTERVAL_S = 1.0
-UDEV_WATCH_S = 1.5  # how often udevd is asked whether it still answers (2 answers to act)
+UDEV_WATCH_S = 3.0  # how often udevd is asked whether it still answers (2 answers to act)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Daemon:
         self._clock = clock
         self._watchdog_s = watchdog_s
         self._udev_alive = udev_alive  # None: nothing to watch (tests, the kernel source)
-        self._udev_was_alive = udev_alive() if udev_alive is not None else False
+        self._udev_was_alive = source.kind == "udev"
         self._selector: selectors.BaseSelector | None = None
         self._udev_watch_s = udev_watch_s
         self._udev_changed_once = False
@@ -86,6 +86,8 @@ class Daemon:
         self._holding_handover = False
         self._hup_requested = False
         self._decide_requested = False
+        self._exit_status = 0
+        self._stop_deadline = float("inf")
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
@@ -130,8 +132,10 @@ class Daemon:
             log.info("listening for cpu and memory events")
             self._serve(selector)
             self._notify("STOPPING=1")
+            # One budget for the whole stop (the unit's TimeoutStopSec is sized for it).
+            self._stop_deadline = self._clock() + self.parts.stop_wait_s
             self._finish_running_reload()
-            status = self._restore_before_exit()
+            status = self._restore_before_exit() or self._exit_status
         finally:
             self._set_handover(False)
             selector.close()
@@ -209,10 +213,20 @@ class Daemon:
             self.controller.on_event(event, now)
 
     def _swap_source(self, kind: str) -> None:
-        """Reopen the event source (of ``kind``) and keep the selector on its socket."""
+        """Reopen the event source (of ``kind``) and keep the selector on its socket.
+
+        If no socket can be opened, kdumpd cannot hear events: it stops (finishing a
+        reload in flight) with exit status 69, and Restart= brings it back.
+        """
         if self._selector is not None:
             self._selector.unregister(self.source.fileno())
-        self.source.reopen(kind, self.parts.receive_buffer_bytes)
+        try:
+            self.source.reopen(kind, self.parts.receive_buffer_bytes)
+        except OSError as error:
+            log.critical("cannot reopen the event socket (%s): stopping", error)
+            self._exit_status = 69
+            self._stop_requested = True
+            return
         if self._selector is not None:
             self._selector.register(self.source.fileno(), selectors.EVENT_READ, "source")
 
@@ -230,7 +244,7 @@ class Daemon:
 
     def _watch_udev(self) -> None:
         """Notice udevd going away or coming back: what happened meanwhile was not seen."""
-        if self._udev_alive is None:
+        if self._udev_alive is None or self.parts.source == "kernel":
             return
         alive = self._udev_alive()
         if alive == self._udev_was_alive:
@@ -331,7 +345,7 @@ class Daemon:
 
             worker = threading.Thread(target=last_attempt, name="kdumpd-restore", daemon=True)
             worker.start()
-            self._join(worker, self.parts.stop_wait_s)
+            self._join(worker)
             if done:
                 self.controller.reload_finished(burst, done[0], self._clock())
         if self.controller.owed:
@@ -344,18 +358,19 @@ class Daemon:
             return
         log.info("stopping: waiting for the running reload to finish (no further retries)")
         self._cancel.set()
-        self._join(self._worker, self.parts.stop_wait_s)
+        self._join(self._worker)
         if self._worker.is_alive():
             log.critical("the running reload did not finish in %.0f s; exiting anyway",
                          self.parts.stop_wait_s)
             return
         self._collect_outcomes()
 
-    def _join(self, worker: threading.Thread, timeout: float) -> None:
-        """Wait for ``worker`` up to ``timeout`` s, petting the watchdog meanwhile: systemd
-        keeps the watchdog armed while a service stops, and a load may take minutes."""
-        deadline = self._clock() + timeout
-        step = self._watchdog_s / 2 if self._watchdog_s else timeout
+    def _join(self, worker: threading.Thread) -> None:
+        """Wait for ``worker`` until the stop budget is used up, petting the watchdog
+        meanwhile: systemd keeps the watchdog armed while a service stops, and a load
+        may take minutes."""
+        deadline = self._stop_deadline
+        step = self._watchdog_s / 2 if self._watchdog_s else self.parts.stop_wait_s
         while worker.is_alive():
             left = deadline - self._clock()
             if left <= 0:

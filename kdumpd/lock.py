@@ -18,15 +18,17 @@ FILE_NAME = "lock"
 class LockHeld(Exception):
     """Another process holds the lock; ``pid`` is what its file says (0 if unreadable)."""
 
-    def __init__(self, path: Path, pid: int) -> None:
+    def __init__(self, path: Path, pid: int, command: str = "") -> None:
         owner = f"pid {pid}" if pid else "another process"
-        super().__init__(f"another kdumpd ({owner}) owns reloads: lock {path} is held")
+        doing = f"kdumpd {command}" if command else "another kdumpd"
+        super().__init__(f"{doing} ({owner}) owns reloads: lock {path} is held")
         self.path = path
         self.pid = pid
+        self.command = command  # "run" or "reload"; "" if unreadable
 
 
-def acquire(directory: Path) -> int:
-    """Take the lock without waiting; returns the descriptor to keep open.
+def acquire(directory: Path, command: str = "run") -> int:
+    """Take the lock for ``command`` without waiting; returns the descriptor to keep open.
 
     Raises LockHeld, or OSError when the file cannot be opened.
     """
@@ -36,14 +38,14 @@ def acquire(directory: Path) -> int:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        pid = _read_pid(fd)
+        pid, holder = _read_owner(fd)
         os.close(fd)
-        raise LockHeld(path, pid) from None
+        raise LockHeld(path, pid, holder) from None
     except OSError:
         os.close(fd)
         raise
     os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    os.write(fd, f"{os.getpid()} {command}\n".encode())
     return fd
 
 
@@ -52,9 +54,12 @@ def release(fd: int) -> None:
         os.close(fd)
 
 
-def _read_pid(fd: int) -> int:
+def _read_owner(fd: int) -> tuple[int, str]:
+    """(pid, command) from the lock file; (0, "") when unreadable."""
     try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        words = os.pread(fd, 64, 0).decode("ascii", "replace").split()
     except OSError:
-        return 0
-    return int(text) if text.isdigit() else 0
+        return 0, ""
+    if not words or not words[0].isdigit():
+        return 0, ""
+    return int(words[0]), words[1] if len(words) > 1 else ""

@@ -32,6 +32,7 @@ class Burst:
     started_at: float  # monotonic seconds of the first event or request
     reasons: tuple[str, ...] = ()  # why a decision was requested without events
     zero_seen: bool = False  # an earlier read for this burst gave crash_hotplug=0
+    missed: str = ""  # why the image may lack a change whatever crash_hotplug says
 
 
 class ReloadScheduler:
@@ -52,6 +53,7 @@ class ReloadScheduler:
         self._zero_seen = False
         self._not_before = 0.0
         self._due_at: float | None = None
+        self._missed = ""
 
     @property
     def pending(self) -> int:
@@ -78,15 +80,20 @@ class ReloadScheduler:
         self._subsystems.add(event.subsystem)
 
     def request(
-        self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False
+        self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False,
+        missed: bool = False,
     ) -> None:
         """Ask for a decision over ``subsystems`` without an event, for ``reason``.
 
         ``due_now``: decide at once instead of waiting for the burst to be quiet.
+        ``missed``: ``reason`` says the image may lack a change the kernel did not apply,
+        so a loaded image is reloaded whatever crash_hotplug says.
         """
         self._touch(now)
         if due_now:
             self._due_at = now
+        if missed:
+            self._missed = reason
         self._subsystems.update(subsystems)
         if reason not in self._reasons:
             self._reasons.append(reason)
@@ -105,6 +112,7 @@ class ReloadScheduler:
         self._subsystems.update(burst.subsystems)
         self._reasons = list(dict.fromkeys([*burst.reasons, *self._reasons]))
         self._zero_seen = True
+        self._missed = self._missed or burst.missed
         self._not_before = max(self._not_before, not_before)
 
     def deadline(self) -> float | None:
@@ -129,6 +137,7 @@ class ReloadScheduler:
             started_at=self._first_at,
             reasons=tuple(self._reasons),
             zero_seen=self._zero_seen,
+            missed=self._missed,
         )
         self._reset()
         return burst

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import socket
+import struct
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -38,15 +39,31 @@ class EventSource(Protocol):
     def close(self) -> None: ...
 
 
-def udev_answers(control: Path = UDEV_CONTROL, timeout: float = 0.5) -> bool:
-    """True when a udevd listens on its control socket (a stale socket file refuses)."""
+# systemd-udevd's control message (src/udev/udev-ctrl.c, UdevCtrlMessageWire): a 16-byte
+# version string, the magic, the type and a 256-byte value. Type 0 is
+# _UDEV_CTRL_END_MESSAGES, what `udevadm control` sends last: udevd ignores it quietly and
+# closes the connection. A connection closed without a whole message would make udevd log
+# "Received message with invalid length" each time.
+UDEV_CTRL_MAGIC = 0xDEAD1DEA
+UDEV_CTRL_END_MESSAGES = 0
+UDEV_CTRL_MESSAGE = struct.pack("=16sII256s", b"udev-kdumpd", UDEV_CTRL_MAGIC,
+                                UDEV_CTRL_END_MESSAGES, b"")
+
+
+def udev_answers(control: Path = UDEV_CONTROL, timeout: float = 1.0) -> bool:
+    """True when a udevd answers on its control socket: it takes a well-formed message
+    and closes the connection, as for `udevadm control --ping` (a stale socket file
+    refuses the connection; a hung udevd does not close it)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(timeout)
         try:
+            # udevd wants our credentials with the message (SCM_CREDENTIALS, uid 0).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             sock.connect(str(control))
+            sock.sendall(UDEV_CTRL_MESSAGE)
+            return sock.recv(1) == b""  # udevd closed the connection: it answered
         except OSError:
             return False
-    return True
 
 
 def resolve_source(setting: str, udev_alive: Callable[[], bool] = udev_answers) -> str:

@@ -35,6 +35,7 @@ class LastLoad:
 class State:
     boot_id: str
     owed: bool = False  # a reload of ours left no crash kernel loaded: restore it
+    loading: bool = False  # a load of ours is in flight (if kdumpd dies now, it may owe one)
     fingerprint: str = ""  # the hardware the loaded image describes ("" unknown)
     hardware: str = ""  # the same, for people
     last_load: LastLoad | None = None
@@ -82,7 +83,7 @@ class FileStore:
             if len(raw) > MAX_BYTES:
                 raise ValueError(f"larger than {MAX_BYTES} bytes")
             state = _from_json(json.loads(raw))
-        except (ValueError, TypeError, KeyError) as error:
+        except (ValueError, TypeError, KeyError, RecursionError) as error:
             log.warning("state file %s is unusable (%s); starting without it", self.path, error)
             return None
         if not self.boot_id or state.boot_id != self.boot_id:
@@ -131,6 +132,7 @@ def _from_json(document: Any) -> State:
     return State(
         boot_id=str(document["boot_id"]),
         owed=owed,
+        loading=document.get("loading") is True,
         fingerprint=str(document.get("fingerprint", "")),
         hardware=str(document.get("hardware", "")),
         last_load=last_load,

@@ -36,6 +36,7 @@ SYSCONFIG = "/etc/sysconfig/kdump"
 DEBIAN_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll "
                  "usbcore.nousb")
 # kdumpctl's prepare_cmdline always removes these.
+FEDORA_DEFAULT_REMOVE = "hugepages hugepagesz slub_debug"
 FEDORA_ALWAYS_REMOVED = ("crashkernel", "panic_on_warn", "root", "rd.lvm.lv", "rd.luks.uuid",
                          "rd.dm.uuid", "rd.md.uuid", "fcoe", "netroot", "rd.iscsi.initiator",
                          "iscsi_initiator")
@@ -128,8 +129,9 @@ def debian(root: Path, release: str, machine: str) -> CrashImage:
         base = re.sub(r"(^| )(crashkernel|hugepages|hugepagesz|abm)=[^ ]*", "",
                       _proc_cmdline(root))
         base_from = "/proc/cmdline"
-    append = settings.get("KDUMP_CMDLINE_APPEND", DEBIAN_APPEND)
-    appended = (where.format("KDUMP_CMDLINE_APPEND") if "KDUMP_CMDLINE_APPEND" in settings
+    # kdump-config: KDUMP_CMDLINE_APPEND=${KDUMP_CMDLINE_APPEND:="..."}: empty means default.
+    append = settings.get("KDUMP_CMDLINE_APPEND") or DEBIAN_APPEND
+    appended = (where.format("KDUMP_CMDLINE_APPEND") if settings.get("KDUMP_CMDLINE_APPEND")
                 else "kdump-config's default KDUMP_CMDLINE_APPEND")
     return CrashImage(
         kernel, initrd, _squeeze(f"{base} {append}"), required, "debian",
@@ -150,7 +152,10 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
                   Path(f"/var/lib/kdump/initramfs-{version}kdump.img")]
     initrd = next((c for c in candidates if _exists(root, str(c))), candidates[0])
     base = settings.get("KDUMP_COMMANDLINE") or _proc_cmdline(root)
-    removed = set(FEDORA_ALWAYS_REMOVED) | set(settings.get("KDUMP_COMMANDLINE_REMOVE", "").split())
+    # kdumpctl: KDUMP_COMMANDLINE_REMOVE defaults to these when the file does not set it;
+    # its entries are option names ("foo=bar" removes every "foo").
+    remove_setting = settings.get("KDUMP_COMMANDLINE_REMOVE", FEDORA_DEFAULT_REMOVE)
+    removed = set(FEDORA_ALWAYS_REMOVED) | {w.partition("=")[0] for w in remove_setting.split()}
     kept = []
     for word in _words(base):
         name, equals, value = word.partition("=")
@@ -178,7 +183,7 @@ def suse(root: Path, release: str, machine: str) -> CrashImage:
     commandline = settings.get("KDUMP_COMMANDLINE", "")
     if not commandline:
         commandline = _remove_options(_proc_cmdline(root), SUSE_REMOVED)
-        cpus = settings.get("KDUMP_CPUS") or "1"
+        cpus = settings.get("KDUMP_CPUS") or "32"  # kdump-read-config.sh's default
         nr_cpus = f"nr_cpus={cpus}" if cpus != "0" else ""
         commandline += (" sysrq=yes reset_devices acpi_no_memhotplug cgroup_disable=memory "
                         f"nokaslr numa=off irqpoll {nr_cpus} root=kdump rootflags=bind "
@@ -235,27 +240,47 @@ def read_shell_vars(root: Path, path: str) -> dict[str, str]:
     except OSError as error:
         raise DistroError(f"{path}: cannot read: {error.strerror}") from None
     values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    number = 0
+    while number < len(lines):
+        line = lines[number]
+        number += 1
         match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
         if not match:
             continue
         name, raw = match.groups()
-        try:
-            words = shlex.split(raw, comments=True, posix=True)
-        except ValueError as error:
-            raise DistroError(f"{path}:{number}: {name}: {error}") from None
+        first = number
+        while True:  # a quoted value may go on over several lines
+            try:
+                words = shlex.split(raw, comments=True, posix=True)
+                break
+            except ValueError as error:
+                if number >= len(lines):
+                    raise DistroError(f"{path}:{first}: {name}: {error}") from None
+                raw += "\n" + lines[number]
+                number += 1
         if _needs_expansion(raw):
-            raise DistroError(f"{path}:{number}: {name} needs the shell to expand it; "
+            raise DistroError(f"{path}:{first}: {name} needs the shell to expand it; "
                               "kdumpd does not run it: set reload.kernel/initrd/append instead")
-        values[name] = " ".join(words)
+        value = " ".join(words)
+        if "'" not in raw:  # in double quotes the shell undoes \$ and \` (shlex does not)
+            value = value.replace("\\$", "$").replace("\\`", "`")
+        values[name] = value
     return values
 
 
 def _needs_expansion(raw: str) -> bool:
+    """True when the shell would expand something in ``raw`` ($, backquotes outside
+    single quotes and not escaped with a backslash)."""
     quote = ""
+    escaped = False
     for char in raw:
-        if quote == "'":
+        if escaped:
+            escaped = False
+        elif quote == "'":
             quote = "" if char == "'" else quote
+        elif char == "\\":
+            escaped = True
         elif char == "'" and not quote:
             quote = "'"
         elif char == "#" and not quote:

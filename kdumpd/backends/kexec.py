@@ -74,13 +74,16 @@ class KexecBackend:
         """The load modes to try, in order."""
         if self.mode != "auto":
             return [self.mode]
-        if self._worked:
-            return [self._worked]
         if userspace_load_blocker(self._sysfs.root) is not None:
-            return ["file"]  # kexec_load cannot work here
-        if self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK:
-            return ["hotplug", "file", "plain"]
-        return ["file", "plain"]
+            candidates = ["file"]  # kexec_load cannot work here (now)
+        elif self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK:
+            candidates = ["hotplug", "file", "plain"]
+        else:
+            candidates = ["file", "plain"]
+        if self._worked in candidates:  # what worked last first, the others after it
+            candidates.remove(self._worked)
+            candidates.insert(0, self._worked)
+        return candidates
 
     @property
     def image(self) -> CrashImage:

@@ -361,3 +361,20 @@ def test_tool_backends_probe_for_their_command(root: Path) -> None:
         == "kdumpctl: command not found"
     assert ToolBackend("x", ("kdumpctl", "reload"), runner, 1,
                        which=lambda n: f"/usr/bin/{n}").probe() is None
+
+
+def test_auto_tries_what_worked_first_but_falls_back_when_it_stops_working(
+    root: Path, image: KexecImage
+) -> None:
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs)
+    backend = KexecBackend(image, "auto", sysfs, runner, 5)
+    backend.reload()
+    assert backend.modes() == ["hotplug", "file", "plain"]
+    runner.fail_flags = {"--hotplug"}
+    backend.reload()  # hotplug refused now: file
+    assert backend.modes() == ["file", "hotplug", "plain"]
+    lockdown = root / "sys/kernel/security/lockdown"
+    lockdown.parent.mkdir(parents=True)
+    lockdown.write_text("none [integrity] confidentiality\n")
+    assert backend.modes() == ["file"]

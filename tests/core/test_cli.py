@@ -152,7 +152,7 @@ def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(
     try:
         done = kdumpd("run", "--config", str(path))
         assert done.returncode == 75
-        assert f"another kdumpd (pid {os.getpid()}) owns reloads" in done.stderr
+        assert f"kdumpd run (pid {os.getpid()}) owns reloads" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
         received: list[int] = []
         previous = signal.signal(signal.SIGUSR1, lambda signum, _f: received.append(signum))
@@ -197,3 +197,19 @@ def test_status_escapes_control_characters_from_sysfs(tmp_path: Path, root: Path
     text = kdumpd("status", "--config", str(write_config(tmp_path, root)), check=True).stdout
     assert "\x1b" not in text and "\x07" not in text and "\r" not in text
     assert "\\x1b[31mred\\x07" in text
+
+
+def test_reload_beside_another_reload_is_refused_not_signalled(
+    tmp_path: Path, root: Path
+) -> None:
+    from kdumpd import lock
+
+    path = write_config(tmp_path, root)
+    fd = lock.acquire(root / "state", "reload")  # another `kdumpd reload`: no handler
+    try:
+        done = kdumpd("reload", "--config", str(path))
+    finally:
+        lock.release(fd)
+    assert done.returncode == 75
+    assert "kdumpd reload (pid" in done.stderr
+    assert not (root / "fake.log").exists()

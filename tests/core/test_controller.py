@@ -9,7 +9,7 @@ import pytest
 from kdumpd import fakesysfs, journal_ids
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.controller import REASON_HARDWARE, RESTORE_DELAYS_S, Controller
+from kdumpd.controller import REASON_HARDWARE, RESTORE_DELAYS_S, TAKE_BACK_S, Controller
 from kdumpd.events import Event
 from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
@@ -400,36 +400,98 @@ def test_a_successful_reload_records_the_hardware_it_loaded_for(
     assert "cpus 0-2 online" in rig.store.state.hardware
 
 
-def test_a_failure_that_kept_the_image_hands_back_and_owes_nothing(
+def test_a_failure_that_kept_a_stale_image_hands_back_owes_nothing_and_retries(
     root: Path, clock: FakeClock
 ) -> None:
     rig = Rig(root, clock)
 
     class Refusing:
         name = "refusing"
+        problem: str | None = "reload.append too long"
+        loads = 0
 
         def reload(self) -> None:
-            raise BackendError("reload.append too long", permanent=True)
+            self.loads += 1
+            if self.problem:
+                raise BackendError(self.problem, permanent=True)
 
         def probe(self) -> str | None:
-            return "reload.append too long"
+            return self.problem
 
         def describe(self) -> str:
             return "refusing"
 
-    rig.controller.backend = Refusing()
-    rig.reloader = Reloader(rig.controller.backend, rig.sysfs, retries=0)
+    backend = Refusing()
+    rig.controller.backend = backend
+    rig.reloader = Reloader(backend, rig.sysfs, retries=0)
     rig.feed(memory_events(2))
     rig.settle()
     assert rig.controller.handed_back and not rig.controller.owed
-    assert rig.controller.deadline() is None  # no restore timer: nothing was lost
+    assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
     rig.feed(memory_events(2))
-    rig.settle()
-    decision = rig.controller.last_decision
-    assert rig.controller.stats.failed == 1  # the second burst was left to the distribution
-    assert rig.controller.stats.skipped == 2
-    assert decision is not None
+    rig.settle()  # left to the distribution's rules: kdumpd's backend still cannot work
+    assert (backend.loads, rig.controller.stats.skipped) == (1, 2)
+    clock.advance(RESTORE_DELAYS_S[0])
+    assert rig.controller.poll(clock()) is None  # the retry: probe still fails
+    assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[1])
+    backend.problem = None
+    clock.advance(RESTORE_DELAYS_S[1])
+    assert rig.controller.poll(clock()) is None  # the retry: probe passes; confirm the 0
+    burst = rig.take()
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    assert backend.loads == 2 and not rig.controller.handed_back
+    assert rig.controller.deadline() is None
 
+
+def test_taking_reloads_back_waits_for_the_distributions_reload_of_the_same_events(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock)
+    rig.controller.stats.handed_back = True  # an earlier reload failed for good
+    rig.feed(memory_events(3))
+    clock.advance(0.25)
+    assert rig.controller.poll(clock()) is None
+    assert not rig.controller.handed_back  # the hand-over file comes back at once
+    assert rig.controller.deadline() == pytest.approx(clock() + TAKE_BACK_S)
+    fakesysfs.build(root, crash_hotplug="1")  # the distribution reloaded meanwhile
+    rig.settle()
+    assert rig.ops() == []
+
+
+def test_a_load_kdumpd_dies_in_is_recorded_and_decided_at_the_next_start(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock)
+    rig.feed(memory_events(3))
+    burst = rig.take()
+    assert rig.store.state is not None and rig.store.state.loading  # persisted first
+    # kdumpd is killed here; the syscall had freed the old image.
+    fakesysfs.build(root, crash_loaded="0")
+    again = Rig(root, clock, store=rig.store)
+    again.controller.start(clock())
+    again.settle()
+    assert again.ops() == ["load"] and again.sysfs.crash_loaded().text == "1"
+    assert rig.store.state is not None and not rig.store.state.loading
+    assert not rig.store.state.owed
+    assert burst.events == 3
+
+
+def test_hardware_that_changed_during_our_load_forces_one_more_reload(
+    root: Path, clock: FakeClock
+) -> None:
+    fake_hardware(root)
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.feed(memory_events(2))
+    burst = rig.take()
+    fake_hardware(root, ram="100000000-13fffffff")  # a DIMM whose events udev delivers late
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    clock.advance(5.0)  # well after the grace period: only the hardware comparison knows
+    rig.settle()
+    assert rig.ops() == ["load", "load"]
+    decision = rig.controller.last_decision
+    assert decision is not None and "changed while our load ran" in decision.reason
+    assert rig.store.state is not None
+    assert rig.store.state.fingerprint == read_hardware(root).fingerprint
 
 def test_a_crash_kernel_loaded_while_none_was_known_is_taken_as_the_baseline(
     root: Path, clock: FakeClock

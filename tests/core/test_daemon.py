@@ -53,12 +53,14 @@ class Harness:
                  reconfigure: Callable[[], Parts | None] = lambda: None,
                  watchdog_s: float | None = None, backend: Backend | None = None,
                  udev_alive: Callable[[], bool] | None = None,
-                 store: MemoryStore | None = None, udev_watch_s: float = 0.05) -> None:
+                 store: MemoryStore | None = None, udev_watch_s: float = 0.05,
+                 source_kind: str = "kernel") -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
         self.handover = root / "run" / "handles-reload"
         self.source = FakeSource()
+        self.source.kind = source_kind
         self.notes: list[str] = []
         self.clock_reads = 0
         self.store = store or MemoryStore()
@@ -414,7 +416,7 @@ def test_udevd_going_away_and_coming_back_switches_the_auto_source_and_resyncs(
     root: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     alive = [True]
-    h = Harness(root, udev_alive=lambda: alive[0])
+    h = Harness(root, udev_alive=lambda: alive[0], source_kind="udev")  # udevd answered
     h.daemon.parts = dataclasses.replace(h.daemon.parts, source="auto")
 
     def script(h: Harness) -> None:
@@ -473,3 +475,22 @@ def test_an_idle_daemon_sleeps_instead_of_spinning(root: Path, watchdog_s: float
 
     h.run(script)
     assert h.idle_reads < 20  # type: ignore[attr-defined]
+
+
+def test_an_event_socket_that_cannot_be_reopened_stops_the_daemon_with_69(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(root)
+
+    def broken_reopen(kind: str | None = None, receive_buffer: int | None = None) -> None:
+        raise OSError(24, "Too many open files")
+
+    h.source.reopen = broken_reopen  # type: ignore[method-assign]
+
+    def script(h: Harness) -> None:
+        h.source.overflow()
+        wait_for(lambda: h.daemon._stop_requested)
+
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert h.run(script) == 69
+    assert "cannot reopen the event socket" in caplog.text

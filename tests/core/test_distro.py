@@ -171,3 +171,44 @@ def test_the_kexec_backend_refuses_a_missing_distribution_initrd_before_the_sysc
     none = distro.CrashImage(kernel, None, "x", True, "fedora")
     with pytest.raises(BackendError, match="fedora boots its dump path from an initrd"):
         KexecBackend(none, "file", Sysfs(root), lambda a, t: "", 5).reload()
+
+
+def test_debian_empty_append_means_kdump_configs_default(tmp_path: Path) -> None:
+    # kdump-config: KDUMP_CMDLINE_APPEND=${KDUMP_CMDLINE_APPEND:="..."}
+    image = distro.crash_image(debian_root(tmp_path, 'KDUMP_CMDLINE_APPEND=""\n'),
+                               RELEASE, "x86_64")
+    assert image.append.endswith(distro.DEBIAN_APPEND)
+    assert "systemd.unit=kdump-tools-dump.service" in image.append.split()
+
+
+def test_shell_values_over_several_lines_and_escaped_dollars_are_read(tmp_path: Path) -> None:
+    root = debian_root(tmp_path, 'KDUMP_CMDLINE="root=/dev/vda\nro"\n'
+                                 'KDUMP_CMDLINE_APPEND="price=\\$5 irqpoll"\n')
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.append == "root=/dev/vda ro price=$5 irqpoll"
+    broken = debian_root(tmp_path / "b", 'KDUMP_CMDLINE="never closed\n')
+    with pytest.raises(DistroError, match=r"kdump-tools:\d+: KDUMP_CMDLINE: No closing"):
+        distro.crash_image(broken, RELEASE, "x86_64")
+
+
+def test_fedora_without_a_remove_setting_uses_kdumpctls_default(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {"etc/sysconfig/kdump": 'KDUMP_COMMANDLINE_APPEND="x=1"\n'
+                                                      'KDUMP_COMMANDLINE="a hugepages=4 '
+                                                      'hugepagesz=2M slub_debug=F quiet"\n',
+                                "usr/bin/kdumpctl": ""})
+    words = distro.crash_image(root, RELEASE, "x86_64").append.split()
+    assert words[:2] == ["a", "quiet"] and "x=1" in words
+    named = make_root(tmp_path / "n", {"etc/sysconfig/kdump": 'KDUMP_COMMANDLINE="a cma=1 b"\n'
+                                       'KDUMP_COMMANDLINE_REMOVE="cma=64M"\n',
+                                       "usr/bin/kdumpctl": ""})
+    assert "cma=1" not in distro.crash_image(named, RELEASE, "x86_64").append.split()
+
+
+def test_suse_empty_kdump_cpus_means_32(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {"etc/sysconfig/kdump": 'KDUMP_CPUS=""\n',
+                                "usr/lib/kdump/load.sh": ""})
+    assert "nr_cpus=32" in distro.crash_image(root, RELEASE, "x86_64").append.split()
+    none = make_root(tmp_path / "z", {"etc/sysconfig/kdump": 'KDUMP_CPUS="0"\n',
+                                      "usr/lib/kdump/load.sh": ""})
+    assert not any(w.startswith("nr_cpus=") for w in
+                   distro.crash_image(none, RELEASE, "s390x").append.split())

@@ -117,3 +117,11 @@ def test_one_owner_a_second_lock_names_the_first(tmp_path: Path) -> None:
     finally:
         lock.release(fd)
     lock.release(lock.acquire(tmp_path))  # free again once released
+
+
+def test_a_deeply_nested_state_file_is_unusable_not_a_crash(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "state.json").write_text("[" * 60000)
+    assert FileStore(tmp_path, "b").load() is None
+    assert "unusable" in caplog.text
