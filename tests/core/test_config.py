@@ -130,3 +130,47 @@ def test_changes_name_every_setting_that_differs() -> None:
     new = config.parse('[events]\nquiet_ms = 20\n[state]\ndir = "/srv/kdumpd"\n')
     assert changes(Config(), new) == {"events.quiet_ms": (250, 20),
                                       "state.dir": (Path("/var/lib/kdumpd"), Path("/srv/kdumpd"))}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[events]\nquiet_ms = true", "events.quiet_ms: expected an integer, got a boolean"),
+    ("[events]\nquiet_ms = 1.5", "events.quiet_ms: expected an integer, got a float"),
+    ("[events]\nquiet_ms = [1]", "events.quiet_ms: expected an integer, got an array"),
+    ("[events]\nquiet_ms = {a = 1}", "events.quiet_ms: expected an integer, got a table"),
+    ("[events]\nquiet_ms = \"1\"", "events.quiet_ms: expected an integer, got a string"),
+    ("[reload.fake]\nhotplug_after_load = 1",
+     "reload.fake.hotplug_after_load: expected a boolean, got an integer"),
+    ("[reload]\nkernel = 1", "reload.kernel: expected a string, got an integer"),
+    ("[rule]\nhandover = 2", "rule.handover: expected a path string, got an integer"),
+    ("[reload]\nappend = \"a\\u0000b\"", "reload.append: must not contain NUL characters"),
+    ("[reload]\nkernel = \"vmlinuz\"",
+     "reload.kernel: expected an absolute path, got 'vmlinuz'"),
+    ("[rule]\nhandover = \"/run/a b\\\"\"",
+     "rule.handover: must not contain '\"' (it is used in a udev rule), got '/run/a b\"'"),
+    ("[events]\nsource = \"netlink\"",
+     "events.source: expected one of \"auto\", \"udev\", \"kernel\", got 'netlink'"),
+    ("[events]\nmax_delay_ms = 0",
+     "events.max_delay_ms: expected an integer from 1 to 3600000, got 0"),
+    ("[reload]\ntimeout_s = 301", "reload.timeout_s: expected an integer from 1 to 300, got 301"),
+])
+def test_config_errors_say_exactly_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.parse(text)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("text", [
+    "[events]\nquiet_ms = 0", "[events]\nquiet_ms = 3000", "[reload]\ntimeout_s = 1",
+    "[reload]\ntimeout_s = 300", "[reload]\nkernel = \"\"", "[reload]\nretries = 100",
+    "[events]\nreceive_buffer_bytes = 4096",
+])
+def test_config_bounds_are_inclusive(text: str) -> None:
+    config.parse(text)
+
+
+def test_a_config_error_names_the_file_when_there_is_one(tmp_path: Path) -> None:
+    error = ConfigError("events.quiet_ms", "bad", tmp_path / "k.toml")
+    assert str(error) == f"{tmp_path / 'k.toml'}: events.quiet_ms: bad"
+    assert str(ConfigError("", "bad")) == "bad"
+    assert (error.key, error.problem, error.path) == ("events.quiet_ms", "bad",
+                                                      tmp_path / "k.toml")

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -9,13 +10,19 @@ import pytest
 from kdumpd import fakesysfs, journal_ids
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.controller import REASON_HARDWARE, RESTORE_DELAYS_S, TAKE_BACK_S, Controller
+from kdumpd.controller import (
+    REASON_HARDWARE,
+    RESTORE_DELAYS_S,
+    TAKE_BACK_S,
+    Controller,
+    run_pending,
+)
 from kdumpd.events import Event
 from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
-from kdumpd.reloader import Reloader
+from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import Burst, ReloadScheduler
-from kdumpd.state import MemoryStore, State
+from kdumpd.state import LastLoad, MemoryStore, State
 from kdumpd.sysfs import Sysfs
 
 
@@ -510,3 +517,164 @@ def test_a_crash_kernel_loaded_while_none_was_known_is_taken_as_the_baseline(
     again.settle()
     assert again.ops() == []
     assert rig.store.state.fingerprint == read_hardware(root).fingerprint
+
+
+# -- what the journal and the state file say, exactly ---------------------------------------
+
+
+def records(caplog: pytest.LogCaptureFixture, message_id: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if getattr(r, "MESSAGE_ID", "") == message_id]
+
+
+def test_a_reload_is_reported_with_its_fields_and_recorded_in_the_state(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_hardware(root)
+    rig = Rig(root, clock, delay_ms=1500)
+    rig.feed(memory_events(4))
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        burst = rig.take()
+        started = clock()
+        rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    (done,) = records(caplog, journal_ids.RELOAD_DONE)
+    assert done.getMessage() == "reloaded the crash kernel for 4 event(s) on memory in 1.50 s"
+    assert done.KDUMPD_RELOAD_DURATION_MS == 1500  # type: ignore[attr-defined]
+    assert done.KDUMPD_ATTEMPTS == 1  # type: ignore[attr-defined]
+    assert done.KDUMPD_EVENTS == 4  # type: ignore[attr-defined]
+    (reloading,) = [r for r in caplog.records if "reloading:" in r.getMessage()]
+    assert reloading.getMessage() == ("4 event(s) on memory: reloading: memory: "
+                                      "crash_hotplug=0: the elfcorehdr is stale")
+    stats = rig.controller.stats
+    assert (stats.last_reload_at, stats.last_duration_s) == (started, 1.5)
+    state = rig.store.state
+    assert state is not None and state.last_load is not None
+    assert state.last_load == LastLoad(at=started, how=rig.backend.describe(), ok=True,
+                                       duration_s=1.5)
+    assert (state.owed, state.loading) == (False, False)
+    assert state.hardware == read_hardware(root).summary()
+    assert stats.status_line().endswith("; last reload "
+                                        + time.strftime("%H:%M:%S", time.localtime(started))
+                                        + " took 1.50 s")
+
+
+def test_start_logs_say_what_kdumpd_found(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_hardware(root)
+    summary = read_hardware(root).summary()
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        Rig(root, clock).controller.start(clock())
+        Rig(root, clock, store=MemoryStore(State("boot-1"))).controller.start(clock())
+        Rig(root, clock, store=MemoryStore(State("boot-1", fingerprint="x", hardware="old"))
+            ).controller.start(clock())
+        Rig(root, clock, store=MemoryStore(State("boot-1", fingerprint="x"))).controller.start(
+            clock())
+        owed = Rig(root, clock, store=MemoryStore(State("boot-1", owed=True)))
+        owed.controller.start(clock())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[:2] == [
+        f"no state for this boot: recording the hardware as the baseline ({summary})",
+        f"no crash kernel was loaded by the last kdumpd: recording the hardware as the "
+        f"baseline ({summary})",
+    ]
+    assert f"the hardware changed while kdumpd was not running (was: old; now: {summary})" \
+        in messages
+    assert f"the hardware changed while kdumpd was not running (was: unknown; now: {summary})" \
+        in messages
+    (critical,) = records(caplog, journal_ids.CRASH_KERNEL_UNLOADED)
+    assert critical.getMessage() == ("kdumpd unloaded the crash kernel before it stopped and "
+                                     "could not load it back: restoring it now")
+    assert owed.controller.stats.crash_kernel_missing
+    assert "crash kernel NOT loaded" in owed.controller.stats.status_line()
+
+
+def test_every_overflow_is_counted_logged_and_resynced(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(root, clock)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.controller.on_events_lost(clock())
+        rig.controller.on_events_lost(clock())
+    lost = records(caplog, journal_ids.EVENTS_LOST)
+    assert [r.getMessage() for r in lost] == [
+        "event socket overflowed, events were lost: scheduling a resync decision"] * 2
+    assert lost[0].levelno == logging.WARNING
+    assert rig.controller.stats.lost == 2
+    assert "overflows 2" in rig.controller.stats.status_line()
+    clock.advance(0.25)
+    assert rig.controller.poll(clock()) is None  # a 0 is confirmed first
+    burst = rig.take()
+    assert burst.reasons == ("events were lost",) and burst.subsystems == {"cpu", "memory"}
+
+
+def test_run_pending_decides_reloads_and_reports_until_nothing_is_pending(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Rig(root, clock)
+    rig.feed(memory_events(2))
+    outcomes: list[float] = []
+
+    def reload() -> Outcome:
+        outcomes.append(clock())
+        return rig.reloader.reload()
+
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        clock.advance(seconds)
+
+    run_pending(rig.controller, reload, clock, sleep)
+    assert len(outcomes) == 1 and rig.controller.stats.reloads == 1
+    assert slept == [0.25, 0.25]  # the quiet window, then the confirmation of the 0
+    assert rig.controller.deadline() is None
+
+
+def test_the_status_line_names_every_state(clock: FakeClock) -> None:
+    from kdumpd.controller import Stats
+
+    stats = Stats(events=5, skipped=1, reloads=2, failed=3, lost=4,
+                  crash_kernel_missing=True, restore_at=0.0, handed_back=True)
+    when = time.strftime("%H:%M:%S", time.localtime(0.0))
+    assert stats.status_line() == (
+        f"events 5, skipped 1, reloads 2, failed 3, overflows 4; crash kernel NOT loaded, "
+        f"next restore attempt {when}; reloads handed back to the distribution")
+    assert Stats().status_line() == "events 0, skipped 0, reloads 0"
+
+
+def test_fields_and_what_describe_a_burst() -> None:
+    from kdumpd.controller import burst_fields, what
+    from kdumpd.scheduler import Burst
+
+    event = Event("cpu", "online", "/devices/system/cpu/cpu1")
+    burst = Burst(2, frozenset({"memory", "cpu"}), event, event, 1.0, ("kdumpd reload",))
+    assert burst_fields(burst) == {
+        "KDUMPD_SUBSYSTEM": "cpu,memory", "KDUMPD_EVENTS": 2, "KDUMPD_ACTION": "online",
+        "KDUMPD_DEVPATH": "/devices/system/cpu/cpu1", "KDUMPD_REQUEST": "kdumpd reload"}
+    assert what(burst) == "2 event(s) on cpu,memory + kdumpd reload"
+    request = Burst(0, frozenset(), None, None, 1.0, ("a", "b"))
+    assert burst_fields(request) == {"KDUMPD_SUBSYSTEM": "", "KDUMPD_EVENTS": 0,
+                                     "KDUMPD_REQUEST": "a; b"}
+    assert what(request) == "a + b"
+    assert what(Burst(0, frozenset(), None, None, 1.0)) == "a decision"
+
+
+def test_a_failed_reload_is_reported_with_its_error(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig(root, clock, fail=5)
+    rig.reloader = Reloader(rig.backend, rig.sysfs, retries=0)
+    rig.feed(memory_events(1))
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        burst = rig.take()
+        rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    (failed,) = records(caplog, journal_ids.RELOAD_FAILED)
+    assert failed.getMessage() == ("reload failed after 1 attempt(s): fake load failed "
+                                   "(reload.fake.fail)")
+    assert failed.levelno == logging.ERROR
+    (critical,) = records(caplog, journal_ids.CRASH_KERNEL_UNLOADED)
+    assert critical.getMessage() == ("no crash kernel is loaded after the reload: a panic now "
+                                     f"produces no dump; retrying in {RESTORE_DELAYS_S[0]:.0f} s")
+    assert rig.controller.stats.restore_at == pytest.approx(clock() + RESTORE_DELAYS_S[0])
+    assert rig.store.state is not None and rig.store.state.last_load is not None
+    assert not rig.store.state.last_load.ok

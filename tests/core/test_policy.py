@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from kdumpd.policy import decide
+from kdumpd.policy import Decision, decide
 from kdumpd.sysfs import ABSENT, OK, UNREADABLE, Snapshot, Value
 
 LOADED = Value("1")
@@ -90,3 +90,37 @@ def test_one_stale_subsystem_is_enough_to_reload() -> None:
 def test_only_the_subsystems_of_the_burst_count() -> None:
     d = decide({"cpu"}, snap(cpu=Value("1"), memory=Value("0")))
     assert not d.reload
+
+
+# Whole decisions, so the flag, the reason and the warnings are all pinned.
+@pytest.mark.parametrize(("subsystems", "snapshot", "kwargs", "expected"), [
+    ({"cpu"}, snap(Value("", ABSENT)), {},
+     Decision(False, "kernel has no crash kernel support (kexec_crash_loaded absent)")),
+    ({"cpu"}, snap(Value("0")), {"owed": True},
+     Decision(True, "the crash kernel our failed reload unloaded is still missing")),
+    ({"cpu"}, snap(Value("0")), {},
+     Decision(False, "no crash kernel loaded: nothing to keep current")),
+    ({"cpu"}, snap(cpu=Value("1")), {"missed": "late events"}, Decision(True, "late events")),
+    ((), snap(), {}, Decision(False, "a crash kernel is loaded")),
+    ((), snap(Value("2")), {}, Decision(False, "a crash kernel is loaded", (
+        "kexec_crash_loaded reads '2'; assuming a crash kernel is loaded",))),
+    ({"cpu", "memory"}, snap(cpu=Value("1"), memory=Value("1")), {},
+     Decision(False, "crash_hotplug=1: the kernel updates the elfcorehdr")),
+    ({"memory"}, snap(), {},
+     Decision(True, "memory: crash_hotplug absent: the elfcorehdr is stale")),
+    ({"cpu", "memory"}, snap(cpu=Value("0"), memory=Value("0")), {},
+     Decision(False, "cpu: crash_hotplug=0; memory: crash_hotplug=0: confirming (a 0 can be "
+              "transient)", confirm=True)),
+    ({"cpu", "memory"}, snap(cpu=Value("0"), memory=Value("", ABSENT)), {},
+     Decision(True, "cpu: crash_hotplug=0; memory: crash_hotplug absent: the elfcorehdr is "
+              "stale")),
+    ({"cpu"}, snap(cpu=Value("EIO", UNREADABLE)), {},
+     Decision(True, "cpu: crash_hotplug unreadable (EIO): the elfcorehdr is stale",
+              ("cpu/crash_hotplug reads unreadable (EIO); reloading to be safe",))),
+    ({"cpu"}, snap(Value("", UNREADABLE), cpu=Value("1")), {},
+     Decision(False, "crash_hotplug=1: the kernel updates the elfcorehdr",
+              ("kexec_crash_loaded reads unreadable; assuming a crash kernel is loaded",))),
+])
+def test_decisions_in_full(subsystems: set[str], snapshot: Snapshot, kwargs: dict[str, object],
+                           expected: Decision) -> None:
+    assert decide(subsystems, snapshot, **kwargs) == expected  # type: ignore[arg-type]

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
+
+import pytest
 
 from kdumpd.backends import BackendError
 from kdumpd.fakesysfs import FakeClock
@@ -74,3 +77,60 @@ def test_cancel_stops_further_attempts_but_not_the_running_one(root: Path) -> No
     outcome = Reloader(backend, Sysfs(root), 5).reload(cancel=cancel)
     assert backend.calls == 1
     assert not outcome.ok
+
+
+class Slow(Flaky):
+    """Each attempt takes 2 s of the fake clock."""
+
+    def __init__(self, failures: int, clock: FakeClock) -> None:
+        super().__init__(failures)
+        self.clock = clock
+
+    def reload(self) -> None:
+        self.clock.advance(2.0)
+        super().reload()
+
+
+def test_outcomes_in_full(root: Path, clock: FakeClock) -> None:
+    from kdumpd.reloader import Outcome
+    from kdumpd.sysfs import Value
+
+    ok = Reloader(Slow(1, clock), Sysfs(root), 2, sleep=clock.advance, clock=clock).reload(
+        on_retry=lambda *_: None)
+    assert ok == Outcome(True, 2, 5.0, "", Value("1"))  # 2 s, 1 s backoff, 2 s
+    failed = Reloader(Slow(9, clock), Sysfs(root), 1, sleep=clock.advance,
+                      clock=clock).reload(on_retry=lambda *_: None)
+    assert failed == Outcome(False, 2, 5.0, "attempt 2 failed", Value("1"))
+
+
+def test_an_attempt_that_raises_anything_is_a_failed_attempt_with_its_traceback(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Buggy(Flaky):
+        def reload(self) -> None:
+            self.calls += 1
+            raise KeyError("oops")
+
+    backend = Buggy(0)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        outcome = Reloader(backend, Sysfs(root), 1, sleep=clock.advance, clock=clock).reload()
+    assert not outcome.ok and backend.calls == 2  # retried like any failure
+    assert outcome.error == "internal error: KeyError: 'oops'"
+    raised = [r for r in caplog.records if r.exc_info]
+    assert [r.getMessage() for r in raised] == ["reload attempt 1 raised",
+                                                "reload attempt 2 raised"]
+
+
+def test_cancel_ends_the_backoff_wait_at_once(root: Path) -> None:
+    cancel = threading.Event()
+    waits: list[float] = []
+
+    class Watching(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(timeout or 0.0)
+            cancel.set()
+            return True
+
+    outcome = Reloader(Flaky(5), Sysfs(root), 3).reload(on_retry=lambda *_: None,
+                                                        cancel=Watching())
+    assert outcome.attempts == 1 and waits == [1.0]
