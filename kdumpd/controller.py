@@ -135,6 +135,7 @@ class Controller:
         wall: Callable[[], float] = time.time,
         confirm_s: float = CONFIRM_S,
         grace_s: float = GRACE_S,
+        take_back_s: float = TAKE_BACK_S,
     ) -> None:
         self.scheduler = scheduler
         self.snapshot = snapshot
@@ -145,6 +146,7 @@ class Controller:
         self._wall = wall
         self.confirm_s = confirm_s
         self.grace_s = grace_s
+        self.take_back_s = take_back_s
         self.stats = Stats()
         self.last_decision: Decision | None = None
         self.state = State(boot_id=store.boot_id)
@@ -264,9 +266,9 @@ class Controller:
                 return None
             log.info("the backend works again: kdumpd takes reloads back and decides in "
                      "%.0f s, once the distribution's rules are done with these events",
-                     TAKE_BACK_S)
+                     self.take_back_s)
             self.stats.handed_back = False
-            self.scheduler.defer(burst, now + TAKE_BACK_S)
+            self.scheduler.defer(burst, now + self.take_back_s)
             return None
         missed = burst.missed
         if not missed and burst.events and burst.started_at <= self._overlap_until:

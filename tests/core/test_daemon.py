@@ -40,7 +40,7 @@ def events(n: int, subsystem: str = "memory") -> list[Event]:
             for i in range(n)]
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -69,7 +69,7 @@ class Harness:
                       hardware=lambda: read_hardware(root))
         self.controller = Controller(
             ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot, store=self.store,
-            hardware=parts.hardware, backend=backend, confirm_s=0.01,
+            hardware=parts.hardware, backend=backend, confirm_s=0.01, take_back_s=0.05,
         )
         self.daemon = Daemon(self.controller, self.source, parts, reconfigure=reconfigure,
                              notify=self.notes.append, handover=self.handover,
