@@ -353,8 +353,9 @@ class Controller:
             self.stats.handed_back = False
             if self._loading is not None:
                 state = state.with_hardware(self._loading.fingerprint, self._loading.summary())
-                if self.hardware().fingerprint != self._loading.fingerprint:
-                    self.request(now, SUBSYSTEMS, REASON_DURING_LOAD, missed=True)
+                changed = self._loading.changed_subsystems(self.hardware())
+                if changed:
+                    self.request(now, changed, REASON_DURING_LOAD, missed=True)
             log.info(
                 "reloaded the crash kernel for %s in %.2f s", what(burst), outcome.duration_s,
                 extra={"MESSAGE_ID": journal_ids.RELOAD_DONE, **fields},

@@ -40,6 +40,15 @@ class Hardware:
                           str(self.present_pages)])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
+    def changed_subsystems(self, other: Hardware) -> frozenset[str]:
+        """Which of cpu and memory differ between ``self`` and ``other``."""
+        changed = set()
+        if (self.cpus_present, self.cpus_online) != (other.cpus_present, other.cpus_online):
+            changed.add("cpu")
+        if (self.ram_ranges, self.present_pages) != (other.ram_ranges, other.present_pages):
+            changed.add("memory")
+        return frozenset(changed)
+
     def summary(self) -> str:
         """One line for people: ``cpus 0-3 online of 0-3, 6 RAM ranges, 2048 MiB online``."""
         mib = self.present_pages * 4096 // 2**20 if self.present_pages >= 0 else "?"

@@ -497,6 +497,7 @@ def test_hardware_that_changed_during_our_load_forces_one_more_reload(
     assert rig.ops() == ["load", "load"]
     decision = rig.controller.last_decision
     assert decision is not None and "changed while our load ran" in decision.reason
+    assert rig.controller.stats.reloads == 2
     assert rig.store.state is not None
     assert rig.store.state.fingerprint == read_hardware(root).fingerprint
 

@@ -125,3 +125,15 @@ def test_a_deeply_nested_state_file_is_unusable_not_a_crash(
     (tmp_path / "state.json").write_text("[" * 60000)
     assert FileStore(tmp_path, "b").load() is None
     assert "unusable" in caplog.text
+
+
+def test_changed_subsystems_name_what_moved(tmp_path: Path) -> None:
+    from kdumpd.hardware import Hardware
+
+    base = Hardware("0-3", "0-1", ("100-1ff",), 100)
+    assert base.changed_subsystems(base) == frozenset()
+    assert base.changed_subsystems(Hardware("0-3", "0-2", ("100-1ff",), 100)) == {"cpu"}
+    assert base.changed_subsystems(Hardware("0-4", "0-1", ("100-1ff",), 100)) == {"cpu"}
+    assert base.changed_subsystems(Hardware("0-3", "0-1", ("100-2ff",), 100)) == {"memory"}
+    assert base.changed_subsystems(Hardware("0-3", "0-1", ("100-1ff",), 90)) == {"memory"}
+    assert base.changed_subsystems(Hardware("0", "0", (), 1)) == {"cpu", "memory"}
