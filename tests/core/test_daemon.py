@@ -156,18 +156,18 @@ def test_sigterm_during_a_reload_lets_it_finish(root: Path) -> None:
 
 def test_a_reload_that_lost_the_crash_kernel_is_owed_on_the_next_burst(root: Path) -> None:
     h = Harness(root, fail=1)
-    seen: list[bool] = []
 
     def script(h: Harness) -> None:
         h.source.push(events(3))
         wait_for(lambda: h.controller.stats.failed == 1)
-        seen.append(h.handover.exists())
+        wait_for(lambda: not h.handover.exists())  # handed back (the loop syncs it next)
+        assert h.controller.owed
         h.source.push(events(3))
         wait_for(lambda: h.controller.stats.reloads == 1)
-        seen.append(h.handover.exists())
+        wait_for(h.handover.exists)  # taken back after its own reload worked
 
     h.run(script)
-    assert seen == [False, True]
+    assert not h.controller.owed
     assert not h.handover.exists()
 
 
@@ -295,14 +295,16 @@ def test_handed_back_reloads_stop_until_the_backend_works_again(root: Path) -> N
     def script(h: Harness) -> None:
         h.source.push(events(3))
         wait_for(lambda: h.controller.stats.failed == 1)
-        seen.append((h.handover.exists(), backend.reloads))
+        wait_for(lambda: not h.handover.exists())
+        seen.append((False, backend.reloads))
         h.source.push(events(3))  # the distribution's rules react: kdumpd must not
         wait_for(lambda: h.controller.stats.skipped == 3)
         seen.append((h.handover.exists(), backend.reloads))
         backend.problem = None  # fixed: the next burst is kdumpd's again
         h.source.push(events(3))
         wait_for(lambda: h.controller.stats.reloads == 1)
-        seen.append((h.handover.exists(), backend.reloads))
+        wait_for(h.handover.exists)
+        seen.append((True, backend.reloads))
 
     h.run(script)
     assert seen == [(False, 1), (False, 1), (True, 2)]
