@@ -167,7 +167,7 @@ def test_a_second_run_is_refused_and_leaves_the_first_and_its_handover_alone(
         capture_output=True, text=True, timeout=30, check=False,
     )
     assert second.returncode == 75, second.stderr
-    assert f"another kdumpd (pid {first.process.pid}) owns reloads" in second.stderr
+    assert f"kdumpd run (pid {first.process.pid}) owns reloads" in second.stderr
     assert (tmp_path / "handles-reload").exists()
     burst(16)
     settle(first, "reloads 1")

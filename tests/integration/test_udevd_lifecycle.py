@@ -68,11 +68,11 @@ def test_udevd_stopped_and_started_under_kdumpd_switches_and_resyncs(
         burst(4)
         daemon.wait_for("skipped 4")
         udev.stop_udevd(process)
-        time.sleep(4.0)  # kdumpd acts on two answers 1.5 s apart
+        time.sleep(8.0)  # kdumpd acts on two answers 3 s apart
         burst(4)  # udevd is gone: only the kernel source can see these
         daemon.wait_for("skipped 8", timeout=20)
         process = udev.start_udevd()
-        time.sleep(4.0)
+        time.sleep(8.0)
         burst(4)
         daemon.wait_for("skipped 12", timeout=20)
     finally:
