@@ -7,13 +7,13 @@ A missing file means defaults. Every problem is a :class:`ConfigError` naming th
 from __future__ import annotations
 
 import json
-import os
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
+
+from kdumpd.smallfile import NotRegularFile, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -256,26 +256,15 @@ def load(path: Path = DEFAULT_PATH, *, must_exist: bool = False) -> Config:
     Raises :class:`ConfigError` for unreadable or invalid files.
     """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        raw = read_regular(path, MAX_BYTES + 1)
     except FileNotFoundError:
         if must_exist:
             raise ConfigError("", "no such file", path) from None
         return Config()
+    except NotRegularFile:
+        raise ConfigError("", "not a regular file", path) from None
     except OSError as error:
         raise ConfigError("", f"cannot read: {error.strerror}", path) from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ConfigError("", "not a regular file", path)
-        if info.st_size > MAX_BYTES:
-            raise ConfigError("", f"larger than {MAX_BYTES} bytes: not a kdumpd configuration",
-                              path)
-        with os.fdopen(fd, "rb", closefd=False) as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except OSError as error:
-        raise ConfigError("", f"cannot read: {error.strerror}", path) from None
-    finally:
-        os.close(fd)
     if len(raw) > MAX_BYTES:
         raise ConfigError("", f"larger than {MAX_BYTES} bytes: not a kdumpd configuration", path)
     try:

@@ -51,6 +51,16 @@ class Parts:
     receive_buffer_bytes: int = 128 * 1024 * 1024
 
 
+def reload_safely(parts: Parts, cancel: threading.Event) -> Outcome:
+    """One reload in a worker thread; whatever it raises is a failed reload, never a
+    wedged daemon."""
+    try:
+        return parts.reloader.reload(cancel=cancel)
+    except Exception as error:
+        log.exception("the reload worker raised")
+        return Outcome(False, 1, 0.0, f"internal error: {error!r}", parts.sysfs.crash_loaded())
+
+
 class Daemon:
     def __init__(
         self,
@@ -277,18 +287,11 @@ class Daemon:
         self._sync_handover()
         if burst is None:
             return
-        reloader = self.parts.reloader
-        sysfs = self.parts.sysfs
+        parts = self.parts
         self._cancel.clear()
 
         def work() -> None:
-            try:
-                outcome = reloader.reload(cancel=self._cancel)
-            except Exception as error:  # never wedge the daemon: a failed reload
-                log.exception("the reload worker raised")
-                outcome = Outcome(False, 1, 0.0, f"internal error: {error!r}",
-                                  sysfs.crash_loaded())
-            self._done.put((burst, outcome))
+            self._done.put((burst, reload_safely(parts, self._cancel)))
             self._wake()
 
         self._worker = threading.Thread(target=work, name="kdumpd-reload", daemon=True)
@@ -332,16 +335,11 @@ class Daemon:
         if burst is not None:
             log.critical("stopping with no crash kernel loaded: one last attempt to load it")
             self._cancel.set()  # one attempt, no retries
-            reloader, sysfs = self.parts.reloader, self.parts.sysfs
+            parts = self.parts
             done: list[Outcome] = []
 
             def last_attempt() -> None:
-                try:
-                    done.append(reloader.reload(cancel=self._cancel))
-                except Exception as error:
-                    log.exception("the last reload attempt raised")
-                    done.append(Outcome(False, 1, 0.0, f"internal error: {error!r}",
-                                        sysfs.crash_loaded()))
+                done.append(reload_safely(parts, self._cancel))
 
             worker = threading.Thread(target=last_attempt, name="kdumpd-restore", daemon=True)
             worker.start()

@@ -21,6 +21,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpd.smallfile import read_regular
+
 FILES = {
     "cpus_present": "sys/devices/system/cpu/present",
     "cpus_online": "sys/devices/system/cpu/online",
@@ -92,7 +94,6 @@ def present_pages(zoneinfo: str) -> int:
 
 def _read(path: Path, limit: int = 1 << 20) -> str:
     try:
-        with path.open("rb") as handle:
-            return handle.read(limit).decode("ascii", "replace")
+        return read_regular(path, limit).decode("ascii", "replace")
     except OSError:
         return ""

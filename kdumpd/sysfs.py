@@ -6,11 +6,11 @@ attributes, and crash_hotplug changes with every crash kernel (un)load.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from kdumpd.smallfile import read_regular
 
 OK = "ok"
 ABSENT = "absent"
@@ -72,19 +72,10 @@ def read_value(path: Path, limit: int = 4096) -> Value:
     Bytes that are not ASCII are kept visible (backslash escapes) so a warning can name them.
     """
     try:
-        # Non-blocking and regular files only: a FIFO planted in a (fake) tree must not
-        # stall the event loop.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        # A FIFO planted in a (fake) tree must not stall the event loop.
+        raw = read_regular(path, limit)
     except FileNotFoundError:
         return Value("", ABSENT)
     except OSError as error:
         return Value(error.strerror or str(error), UNREADABLE)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return Value("not a regular file", UNREADABLE)
-        raw = os.read(fd, limit)
-    except OSError as error:
-        return Value(error.strerror or str(error), UNREADABLE)
-    finally:
-        os.close(fd)
     return Value(raw.decode("ascii", "backslashreplace").strip())

@@ -33,17 +33,6 @@ def no_udevd() -> Iterator[None]:
     yield
 
 
-def wait_in(path: Path, text: str, daemon: Daemon, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in path.read_text():
-            return
-        if daemon.process.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} not logged: {path.read_text()[-2000:]}")
-
-
 def test_auto_with_no_udevd_answering_listens_to_the_kernel(
     no_udevd: None, tmp_path: Path
 ) -> None:
