@@ -19,6 +19,8 @@ from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
+from kdumpd.rules.apply import Keeper
+from kdumpd.rules.manage import Env, fadump_enabled
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source, udev_answers
 from kdumpd.state import FileStore, read_boot_id
@@ -119,6 +121,7 @@ def make_daemon(
     reconfigure: Callable[[], Parts | None],
     notify: Callable[[str], None],
     watchdog_s: float | None,
+    rules_watch: Callable[[], None] | None = None,
 ) -> Daemon:
     parts = make_parts(cfg)
     controller = make_controller(cfg, parts, dry_run=dry_run)
@@ -135,7 +138,13 @@ def make_daemon(
         handover=None if dry_run else cfg.rule.handover,
         watchdog_s=watchdog_s,
         udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
+        rules_watch=rules_watch,
     )
+
+
+def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:
+    """``[rule] state`` for `kdumpd run`, fadump read under the configured sysfs root."""
+    return Keeper(cfg, dry_run=dry_run, env=Env(fadump=lambda: fadump_enabled(cfg.sysfs.root)))
 
 
 # Settings a running daemon cannot take over consistently: its state and lock, the

@@ -119,14 +119,6 @@ def _load_config(path: Path, *, must_exist: bool = False) -> Config:
     return cfg
 
 
-def _converge_rule(cfg: Config, dry_run: bool) -> None:
-    if cfg.rule.state == "ignore":
-        return  # leave the rule machinery (and its imports) out of start-up entirely
-    from kdumpd.rules.command import converge
-
-    converge(cfg, dry_run=dry_run)
-
-
 def _take_lock(cfg: Config, command: str) -> int:
     """The one-owner lock; raises LockHeld."""
     try:
@@ -146,25 +138,26 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
         # `kdumpd reload` may signal us as soon as we hold the lock: until the daemon's
         # handler is in place, a request is dropped (the start decides anyway), not fatal.
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-    _converge_rule(cfg, args.dry_run)
-
-    def reconfigure_hook(new_cfg: Config) -> None:
-        _converge_rule(new_cfg, args.dry_run)
-
+    rules = app.make_rule_keeper(cfg, dry_run=args.dry_run)
+    rules.apply()
     try:
-        daemon = app.make_daemon(
-            cfg,
-            dry_run=args.dry_run,
-            reconfigure=app.reloading_config(
-                _config_path(args), reconfigure_hook,
-                lambda path: _load_config(path, must_exist=args.config is not None), cfg),
-            notify=notifier(),
-            watchdog_s=watchdog_interval(),
-        )
-    except OSError as error:
-        log.error("cannot listen for udev events: %s", error.strerror or error)
-        return EXIT_UNAVAILABLE
-    return daemon.run()
+        try:
+            daemon = app.make_daemon(
+                cfg,
+                dry_run=args.dry_run,
+                reconfigure=app.reloading_config(
+                    _config_path(args), rules.apply,
+                    lambda path: _load_config(path, must_exist=args.config is not None), cfg),
+                notify=notifier(),
+                watchdog_s=watchdog_interval(),
+                rules_watch=rules.refresh,
+            )
+        except OSError as error:
+            log.error("cannot listen for udev events: %s", error.strerror or error)
+            return EXIT_UNAVAILABLE
+        return daemon.run()
+    finally:
+        rules.withdraw()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -222,7 +215,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_rule(args: argparse.Namespace) -> int:
-    from kdumpd.rules.command import main as rule_main
+    from kdumpd.rules.apply import main as rule_main
 
     try:
         cfg = _load_config(_config_path(args), must_exist=args.config is not None)

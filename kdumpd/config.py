@@ -25,7 +25,7 @@ DEFAULT_PATH = Path("/etc/kdumpd/kdumpd.toml")
 EVENT_SOURCES = ("auto", "udev", "kernel")
 BACKENDS = ("auto", "kexec", "kdumpctl", "kdump-config", "fake")
 LOAD_MODES = ("auto", "file", "hotplug", "plain")
-RULE_STATES = ("present", "absent", "ignore")
+RULE_STATES = ("runtime", "present", "absent", "ignore")
 MAX_TIMEOUT_S = 300
 
 
@@ -79,7 +79,7 @@ class ReloadConfig:
 
 @dataclass(frozen=True)
 class RuleConfig:
-    state: str = "present"
+    state: str = "runtime"
     path: str = "auto"
     root: Path = Path("/")
     handover: Path = Path("/run/kdumpd/handles-reload")

@@ -35,6 +35,9 @@ log = logging.getLogger("kdumpd")
 
 STATUS_INTERVAL_S = 1.0
 UDEV_WATCH_S = 3.0  # how often udevd is asked whether it still answers (2 answers to act)
+# How often the udev rules files are looked at (a few stat calls): a distribution that
+# rewrites its runtime rules (SUSE's kdump restart) has them without the hand-over this long.
+RULES_WATCH_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,8 @@ class Daemon:
         watchdog_s: float | None = None,
         udev_alive: Callable[[], bool] | None = None,
         udev_watch_s: float = UDEV_WATCH_S,
+        rules_watch: Callable[[], None] | None = None,
+        rules_watch_s: float = RULES_WATCH_S,
     ) -> None:
         self.controller = controller
         self.source = source
@@ -88,6 +93,8 @@ class Daemon:
         self._udev_was_alive = source.kind == "udev"
         self._selector: selectors.BaseSelector | None = None
         self._udev_watch_s = udev_watch_s
+        self._rules_watch = rules_watch
+        self._rules_watch_s = rules_watch_s
         self._udev_changed_once = False
         self._done: queue.SimpleQueue[tuple[Burst, Outcome]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -159,6 +166,7 @@ class Daemon:
         last_status_at = self._clock()
         next_watchdog = self._clock()
         next_watch = self._clock() + self._udev_watch_s
+        next_rules = self._clock() + self._rules_watch_s
         while not self._stop_requested:
             now = self._clock()
             if self._watchdog_s and now >= next_watchdog:
@@ -167,8 +175,12 @@ class Daemon:
             if self._udev_alive is not None and now >= next_watch:
                 self._watch_udev()
                 next_watch = now + self._udev_watch_s
+            if self._rules_watch is not None and now >= next_rules:
+                self._rules_watch()
+                next_rules = self._clock() + self._rules_watch_s
             timers = [t for t, on in ((next_watchdog, bool(self._watchdog_s)),
-                                      (next_watch, self._udev_alive is not None)) if on]
+                                      (next_watch, self._udev_alive is not None),
+                                      (next_rules, self._rules_watch is not None)) if on]
             timeout = self._timeout(now, timers)
             for key, _ in selector.select(timeout):
                 if key.data == "wake":

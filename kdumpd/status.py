@@ -15,6 +15,22 @@ from kdumpd.state import State
 from kdumpd.sysfs import OK, Sysfs, Value
 
 
+# Version of the `kdumpd status --json` document: bumped when a key changes meaning or
+# type (adding a key does not bump it). Keys and types: README, "status --json".
+SCHEMA_VERSION = 2
+
+
+def number(value: Value) -> int | None:
+    """A sysfs number as an int; None when the attribute is absent, unreadable or not a
+    number (``sysfs_problems`` in the JSON says which)."""
+    if value.kind != OK:
+        return None
+    try:
+        return int(value.text, 0)
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Status:
     crash_loaded: Value
@@ -46,11 +62,20 @@ class Status:
         return self.loaded and kernel_updates(self.crash_hotplug[subsystem])
 
     def as_dict(self) -> dict[str, Any]:
+        attributes = {"kexec_crash_loaded": self.crash_loaded,
+                      "kexec_crash_size": self.crash_size,
+                      "crash_elfcorehdr_size": self.elfcorehdr_size,
+                      **{f"{s}/crash_hotplug": v for s, v in self.crash_hotplug.items()}}
         return {
-            "kexec_crash_loaded": str(self.crash_loaded),
-            "kexec_crash_size": str(self.crash_size),
-            "crash_elfcorehdr_size": str(self.elfcorehdr_size),
-            "crash_hotplug": {s: str(v) for s, v in self.crash_hotplug.items()},
+            "schema_version": SCHEMA_VERSION,
+            "kexec_crash_loaded": number(self.crash_loaded),
+            "kexec_crash_size": number(self.crash_size),
+            "crash_elfcorehdr_size": number(self.elfcorehdr_size),
+            "crash_hotplug": {s: number(v) for s, v in self.crash_hotplug.items()},
+            "sysfs_problems": {name: str(value) if value.kind != OK else
+                               f"not a number: {value.text!r}"
+                               for name, value in attributes.items()
+                               if value.kind != OK or number(value) is None},
             "kernel_keeps_current": {s: self.kernel_keeps_current(s) for s in self.crash_hotplug},
             "crash_kernel_loaded": self.loaded,
             "backend": self.backend,
@@ -101,7 +126,8 @@ class Status:
         return "\n".join(lines)
 
     def as_json(self) -> str:
-        return json.dumps(self.as_dict(), indent=2, sort_keys=True)
+        # ensure_ascii: control characters from sysfs or files come out as \u escapes.
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True, ensure_ascii=True)
 
 
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,

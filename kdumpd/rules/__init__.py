@@ -10,5 +10,5 @@ Modules (pure ones first):
 - :mod:`~kdumpd.rules.atomic`: atomic writes and deletes through injectable OS hooks.
 - :mod:`~kdumpd.rules.udev`: ``udevadm verify`` / ``control --reload`` via a runner.
 - :mod:`~kdumpd.rules.manage`: one whole run, an Ansible-shaped result (``run``).
-- :mod:`~kdumpd.rules.command`: ``kdumpd rule`` (``main``) and ``kdumpd run`` (``converge``).
+- :mod:`~kdumpd.rules.apply`: ``kdumpd rule`` (``main``) and ``kdumpd run`` (``converge``).
 """

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import secrets
 import stat
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
+
+LOCK_WAIT_S = 10.0  # how long a run waits for another kdumpd writing the same directory
 
 Validate = Callable[[Path], None]
 
@@ -76,6 +80,51 @@ class WriteResult:
 def temp_name(path: Path, token: str) -> Path:
     # A leading dot and no ".rules" suffix: udevd ignores the file while it exists.
     return path.with_name(f".{path.name}.kdumpd-{token}.tmp")
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, wait_s: float = LOCK_WAIT_S,
+                   sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
+    """Hold an exclusive flock on ``directory`` itself: kdumpd runs that write files in it
+    (two ``kdumpd rule install``, the daemon and the CLI) take turns, so none loses the
+    other's change. No lock file is created. A missing directory needs no lock.
+
+    Raises :class:`WriteError` when another holder keeps it longer than ``wait_s``.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        yield
+        return
+    except OSError as error:
+        raise WriteError(f"cannot lock {directory}: {_reason(error)}") from None
+    try:
+        waited = 0.0
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if waited >= wait_s:
+                    raise WriteError(f"another kdumpd is changing rules in {directory} "
+                                     f"(waited {wait_s:.0f} s); try again") from None
+                sleep(0.05)
+                waited += 0.05
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def remove_stale_temps(path: Path, hooks: OsHooks) -> list[Path]:
+    """Delete temp files an earlier run left for ``path`` (killed between create and
+    rename). Call only under :func:`directory_lock`: then no run is writing one."""
+    removed = []
+    with contextlib.suppress(OSError):
+        for stale in path.parent.glob(f".{path.name}.kdumpd-*.tmp"):
+            with contextlib.suppress(OSError):
+                hooks.unlink(str(stale))
+                removed.append(stale)
+    return removed
 
 
 def backup_name(path: Path, hooks: OsHooks) -> Path:
@@ -191,7 +240,14 @@ def _fill(fd: int, data: bytes, reference: os.stat_result | None, hooks: OsHooks
             view = view[written:]
         if reference is not None:
             step = "set owner"
-            hooks.fchown(fd, reference.st_uid, reference.st_gid)
+            try:
+                hooks.fchown(fd, reference.st_uid, reference.st_gid)
+            except PermissionError as error:
+                raise OSError(error.errno, (
+                    f"{error.strerror}: the file belongs to {reference.st_uid}:"
+                    f"{reference.st_gid} and this process may not give a file away (no "
+                    "CAP_CHOWN, as under kdumpd.service); make it root:root, or run "
+                    "`kdumpd rule install` as root outside the unit")) from None
         step = "set mode"
         hooks.fchmod(fd, stat.S_IMODE(reference.st_mode) if reference else 0o644)
         step = "fsync"

@@ -27,13 +27,15 @@ any admin file.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from kdumpd.command import CommandError
 from kdumpd.rules import atomic, discover, planner, snippet, udev
 from kdumpd.rules.discover import Target
+from kdumpd.smallfile import read_regular
 
 ENCODING = ("utf-8", "surrogateescape")  # arbitrary bytes survive a round trip
 
@@ -69,6 +71,18 @@ class Result:
         return out
 
 
+FADUMP_ENABLED = Path("sys/kernel/fadump/enabled")
+
+
+def fadump_enabled(sysfs_root: Path) -> bool:
+    """Firmware-assisted dump (ppc64) is on: the distribution's rules re-register it on
+    memory events, and no kexec crash kernel exists for kdumpd to keep current."""
+    try:
+        return read_regular(sysfs_root / FADUMP_ENABLED, 64).strip() == b"1"
+    except (OSError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class Env:
     """What a run uses from the outside world; tests inject fakes."""
@@ -76,6 +90,7 @@ class Env:
     udev: udev.Udev = field(default_factory=udev.Udev)
     hooks: atomic.OsHooks = field(default_factory=atomic.OsHooks)
     template: str | None = None  # None: the packaged template
+    fadump: Callable[[], bool] = field(default=lambda: fadump_enabled(Path("/")))
 
 
 def _read(path: Path) -> str | None:
@@ -143,6 +158,35 @@ def _decide(state: str, target: Target, *, current: str | None, vendor: str | No
     return _Decision(plan, msg)
 
 
+def _prepare(target: Target, *, state: str, handover: str, env: Env,
+             result: Result) -> tuple[str | None, _Decision] | Result:
+    """Read the texts and decide; a finished :class:`Result` when there is nothing to do
+    or it failed."""
+    try:
+        template = env.template if env.template is not None else snippet.template()
+        if state == "present" and env.fadump():
+            template = snippet.without_handover(template)
+            result.warnings.append(
+                "fadump is enabled: the block leaves out the hand-over line, so the "
+                "distribution's rules keep re-registering fadump on memory events")
+        if os.path.islink(target.path):
+            raise atomic.WriteError(f"{target.shown} is a symlink; kdumpd does not write "
+                                    "through symlinks (use --path on the real file)")
+        current = _read(target.path)
+        if current is None and target.layer == "runtime" and target.copied_at_load:
+            result.msg = (f"{target.shown} is absent (the distribution's kdump copies "
+                          f"{target.vendor_shown} there when it loads): nothing to do")
+            return result
+        vendor = _read(target.vendor) if target.vendor else None
+        return current, _decide(state, target, current=current, vendor=vendor,
+                                template=template, handover=handover)
+    except (planner.PlanError, snippet.SnippetError, atomic.WriteError) as error:
+        return _failed(result, f"{target.shown}: {error}")
+    except OSError as error:
+        return _failed(result, f"cannot read {error.filename or target.shown}: "
+                       f"{error.strerror or error}")
+
+
 def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bool,
            env: Env) -> Result:
     """Converge one target. Never raises for ordinary failures: ``Result.failed``."""
@@ -151,21 +195,27 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
     if target.masked:
         result.msg = f"{target.shown} masks the rules (symlink to /dev/null): nothing to do"
         return result
+    if target.shadowed is not None and state == "present":
+        return _shadowed(result, target)
     try:
-        template = env.template if env.template is not None else snippet.template()
-        if os.path.islink(target.path):
-            raise atomic.WriteError(f"{target.shown} is a symlink; kdumpd does not write "
-                                    "through symlinks (use --path on the real file)")
-        current = _read(target.path)
-        vendor = _read(target.vendor) if target.vendor else None
-        decision = _decide(state, target, current=current, vendor=vendor, template=template,
-                           handover=handover)
-    except (planner.PlanError, snippet.SnippetError, atomic.WriteError) as error:
+        # Runs writing in this directory take turns (two installs, the daemon and the
+        # CLI): each reads the file the other wrote, so no change is lost.
+        with atomic.directory_lock(target.path.parent):
+            if not check:
+                for stale in atomic.remove_stale_temps(target.path, env.hooks):
+                    result.warnings.append(f"removed {stale.name}, left by an interrupted run")
+            return _ensure_locked(target, state=state, handover=handover, check=check,
+                                  backup=backup, env=env, result=result)
+    except atomic.WriteError as error:
         return _failed(result, f"{target.shown}: {error}")
-    except OSError as error:
-        return _failed(result, f"cannot read {error.filename or target.shown}: "
-                       f"{error.strerror or error}")
 
+
+def _ensure_locked(target: Target, *, state: str, handover: str, check: bool, backup: bool,
+                   env: Env, result: Result) -> Result:
+    prepared = _prepare(target, state=state, handover=handover, env=env, result=result)
+    if isinstance(prepared, Result):
+        return prepared
+    current, decision = prepared
     result.msg = decision.msg
     if decision.plan is None:  # delete kdumpd's own override
         result.changed = True
@@ -183,9 +233,15 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
     result.before, result.after, result.changed = plan.before, plan.after, plan.changed
     if current is None:
         result.before_header = f"{target.shown} (absent)"
-    if not plan.changed or check:
+    if not plan.changed:
         return result
     data = plan.after.encode(*ENCODING)
+    if check:  # validated exactly as a real run would, on a private copy
+        try:
+            result.validated_with = _validate_copy(env.udev, plan, data, target.path.name)
+        except (udev.ValidationError, OSError) as error:
+            return _failed(result, f"{target.shown}: would not change: {error}")
+        return result
 
     checked_with: list[str] = []
 
@@ -211,6 +267,39 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
     return result
 
 
+def _validate_copy(tool: udev.Udev, plan: planner.Plan, data: bytes, name: str) -> str:
+    with tempfile.TemporaryDirectory(prefix="kdumpd-check-") as scratch:
+        copy = Path(scratch) / name
+        copy.write_bytes(data)
+        return tool.validate(plan.after, set(plan.written), copy)
+
+
+def _shadowed(result: Result, target: Target) -> Result:
+    """Runtime layer, and the admin has a file of that name in /etc: udev reads that one."""
+    shown = target.shadowed_shown
+    try:
+        text = _read(target.shadowed) if target.shadowed else None
+    except OSError as error:
+        return _failed(result, f"cannot read {shown}: {error.strerror or error}")
+    if target.masked or (target.shadowed is not None and target.shadowed.is_symlink()):
+        result.msg = f"{shown} overrides the rules (a symlink): nothing to do"
+    elif text is not None and _has_block(text):
+        result.msg = f"{shown} overrides {target.shown} and holds kdumpd's block: nothing to do"
+    else:
+        result.msg = f"{shown} overrides {target.shown}: nothing to do at runtime"
+        result.warnings.append(
+            f"{shown} may reload the crash kernel on hotplug as well as kdumpd; "
+            "`kdumpd rule install` adds kdumpd's block to it")
+    return result
+
+
+def _has_block(text: str) -> bool:
+    try:
+        return bool(planner.parse(text).block)
+    except planner.PlanError:
+        return False
+
+
 def _record(result: Result, done: atomic.WriteResult) -> None:
     if done.backup is not None:
         result.backup_file = str(done.backup)
@@ -232,6 +321,7 @@ def run(
     check: bool = False,
     backup: bool = False,
     env: Env | None = None,
+    layer: str = "persistent",
 ) -> dict[str, Any]:
     """Install (``state="present"``) or remove (``"absent"``) the block; an Ansible result.
 
@@ -249,8 +339,8 @@ def run(
         why = problem or "must be an absolute path"
         return {"failed": True, "changed": False, "msg": f"handover {str(handover)!r} {why}"}
     try:
-        targets = (discover.discover(root) if path == "auto"
-                   else [discover.explicit(root, path)])
+        targets = (discover.discover(root, layer) if path == "auto"
+                   else [discover.explicit(root, path, layer)])
     except discover.DiscoverError as error:
         return {"failed": True, "changed": False, "msg": str(error), "path": path}
     if not targets:

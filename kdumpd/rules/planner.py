@@ -220,6 +220,15 @@ def _signature(content: str, label: str) -> frozenset[tuple[str, str | None, str
     return frozenset((i.key, i.attr, i.op, i.value) for i in items)
 
 
+def _runs_program(content: str) -> bool:
+    """A rule line with RUN, PROGRAM or IMPORT{program}: the only ways a rule reloads."""
+    items = syntax.try_tokenize(content)
+    if items is None:
+        return True  # a line kdumpd cannot read may well run something
+    return any(item.key in ("RUN", "PROGRAM") or (item.key == "IMPORT" and item.attr == "program")
+               for item in items)
+
+
 def _is_rule(line: str) -> bool:
     stripped = line.strip()
     return bool(stripped) and not stripped.startswith("#")
@@ -282,15 +291,22 @@ def plan(
             return Plan(False, text, text, "no kdumpd managed block: nothing to do")
         return Plan(True, text, base, "removed the kdumpd managed block")
 
+    base_logical = [ln for ln in syntax.logical_lines(syntax.physical_lines(base)) if ln.is_rule]
     found = end_label(base)
     label = found or MANAGED_LABEL
-    base_logical = [ln for ln in syntax.logical_lines(syntax.physical_lines(base)) if ln.is_rule]
     if found is None:
         defined = syntax.labels(base_logical)
         if MANAGED_LABEL in defined:
             raise PlanError(f"line {defined[MANAGED_LABEL]}: LABEL=\"{MANAGED_LABEL}\" is "
                             "already used but does not end the file; kdumpd cannot add its own")
     rendered = render(snippet, label=label, handover=handover)
+    if not any(_runs_program(line.content) for line in base_logical):
+        # Nothing in the file reloads anything (SUSE's s390x file is comments only).
+        if base == text:
+            return Plan(False, text, text, "the file runs no program on any event (no "
+                        "reload to skip): nothing to do")
+        return Plan(True, text, base, "the file runs no program on any event any more: "
+                    "removed the kdumpd managed block")
     kept_sections, covered = _missing_sections(rendered, base_logical, label)
     needed = any(_is_rule(line) for section in kept_sections for line in section)
 

@@ -7,6 +7,7 @@ which setuptools copies into wheels as a plain file).
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 from kdumpd.rules.planner import END_LABEL_PLACEHOLDER, HANDOVER_PLACEHOLDER
@@ -33,3 +34,11 @@ def check(text: str) -> str:
         if placeholder not in text:
             raise SnippetError(f"the rule template {NAME} lacks the placeholder {placeholder}")
     return text
+
+
+def without_handover(text: str) -> str:
+    """The template without its hand-over section (the blank-line-separated paragraph
+    that holds the placeholder): for hosts where the distribution's rules must always run
+    (fadump)."""
+    paragraphs = re.split(r"\n[ \t]*\n", text)
+    return "\n\n".join(p for p in paragraphs if HANDOVER_PLACEHOLDER not in p)

@@ -170,7 +170,9 @@ def check_rule_line(content: str) -> None:
         problem = check_assignment(item)
         if problem:
             raise RuleSyntaxError(problem)
-    if not any(i.key in ASSIGN_ONLY or (i.op in ASSIGN_OPS and i.key not in ("PROGRAM", "IMPORT"))
+    # PROGRAM and IMPORT{program} run a program when they match (Debian's kdump-tools
+    # rules reload with PROGRAM= alone), so they act whatever their operator.
+    if not any(i.key in ASSIGN_ONLY or i.op in ASSIGN_OPS or i.key in ("PROGRAM", "IMPORT")
                for i in items):
         raise RuleSyntaxError("a rule with matches only does nothing")
 

@@ -20,7 +20,7 @@ from kdumpd.command import CommandError, Completed, run
 from kdumpd.rules import syntax
 
 VERIFY_SINCE = 254  # systemd version that added `udevadm verify`
-NO_STYLE_SINCE = 255  # `udevadm verify --no-style`
+NO_STYLE_SINCE = 254  # `udevadm verify --no-style` came with verify itself
 CONTROL_SOCKET = Path("/run/udev/control")
 
 
@@ -29,6 +29,21 @@ class ValidationError(Exception):
 
 
 Runner = Callable[[Sequence[str], float], Completed]
+
+
+def verify_diagnostic(done: Completed, path: Path) -> str:
+    """The line of ``udevadm verify``'s output that says what is wrong.
+
+    It logs ``PATH:LINE message`` on stderr and ends with a summary on stdout
+    ("Success: 0", "Fail: 1"), which says nothing about the file.
+    """
+    errors = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    about = [line for line in errors if line.startswith(f"{path}:")]
+    located = [line for line in about if re.match(re.escape(f"{path}:") + r"\d+", line)]
+    for candidates in (located, about, errors):
+        if candidates:
+            return candidates[0]
+    return done.last_error_line()
 
 
 class Udev:
@@ -93,7 +108,7 @@ class Udev:
         except CommandError as error:
             raise ValidationError(str(error)) from None
         if done.returncode != 0:
-            raise ValidationError(f"udevadm verify: {done.last_error_line()}")
+            raise ValidationError(f"udevadm verify: {verify_diagnostic(done, path)}")
         return "udevadm verify"
 
     def reload(self) -> str:

@@ -71,11 +71,49 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert "memory: crash_hotplug=absent; kernel keeps the crash kernel current: no" in text
     assert "backend: fake" in text
     data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
-    assert data["crash_hotplug"] == {"cpu": "1", "memory": "absent"}
+    assert data["schema_version"] == 2
+    assert data["crash_hotplug"] == {"cpu": 1, "memory": None}
+    assert data["sysfs_problems"] == {"memory/crash_hotplug": "absent"}
     assert data["kernel_keeps_current"] == {"cpu": True, "memory": False}
-    assert data["kexec_crash_size"] == "268435456"
-    assert data["crash_elfcorehdr_size"] == "4096"
+    assert data["kexec_crash_loaded"] == 1
+    assert data["kexec_crash_size"] == 268435456
+    assert data["crash_elfcorehdr_size"] == 4096
     assert data["backend"] == "fake"
+    assert_schema(data)
+
+
+# `kdumpd status --json`, schema 2: every key and its JSON type(s). A change here is a
+# change of the documented interface (README, "status --json"): bump SCHEMA_VERSION when
+# a key changes meaning or type.
+STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
+    "schema_version": (int,),
+    "kexec_crash_loaded": (int, type(None)),
+    "kexec_crash_size": (int, type(None)),
+    "crash_elfcorehdr_size": (int, type(None)),
+    "crash_hotplug": (dict,),
+    "sysfs_problems": (dict,),
+    "kernel_keeps_current": (dict,),
+    "crash_kernel_loaded": (bool,),
+    "backend": (str,),
+    "backend_action": (str,),
+    "owed": (bool,),
+    "recorded_hardware": (str, type(None)),
+    "recorded_fingerprint": (str, type(None)),
+    "current_hardware": (str, type(None)),
+    "current_fingerprint": (str, type(None)),
+    "hardware_agrees": (bool, type(None)),
+    "image": (dict, type(None)),
+    "last_load": (dict, type(None)),
+}
+
+
+def assert_schema(data: dict[str, object]) -> None:
+    assert sorted(data) == sorted(STATUS_SCHEMA)
+    for key, types in STATUS_SCHEMA.items():
+        assert isinstance(data[key], types), (key, data[key])
+        assert not isinstance(data[key], bool) or bool in types, key  # bool is an int
+    for value in data["crash_hotplug"].values():  # type: ignore[attr-defined]
+        assert value is None or (isinstance(value, int) and not isinstance(value, bool))
 
 
 def test_status_shows_a_missing_crash_kernel(tmp_path: Path, root: Path) -> None:
@@ -140,6 +178,7 @@ def test_status_shows_the_debt_the_hardware_and_the_last_load(tmp_path: Path, ro
     data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
     assert data["owed"] is True and data["hardware_agrees"] is False
     assert data["last_load"]["how"] == "kexec load (file)"
+    assert_schema(data)
 
 
 def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(

@@ -54,7 +54,9 @@ class Harness:
                  watchdog_s: float | None = None, backend: Backend | None = None,
                  udev_alive: Callable[[], bool] | None = None,
                  store: MemoryStore | None = None, udev_watch_s: float = 0.05,
-                 source_kind: str = "kernel") -> None:
+                 source_kind: str = "kernel",
+                 rules_watch: Callable[[], None] | None = None,
+                 rules_watch_s: float = 0.05) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
@@ -74,7 +76,8 @@ class Harness:
         self.daemon = Daemon(self.controller, self.source, parts, reconfigure=reconfigure,
                              notify=self.notes.append, handover=self.handover,
                              watchdog_s=watchdog_s, udev_alive=udev_alive,
-                             udev_watch_s=udev_watch_s, clock=self.clock)
+                             udev_watch_s=udev_watch_s, clock=self.clock,
+                             rules_watch=rules_watch, rules_watch_s=rules_watch_s)
 
     def clock(self) -> float:
         """The daemon's monotonic clock, counted: an idle loop must not spin."""
@@ -468,7 +471,8 @@ def test_the_watchdog_is_petted_while_a_stop_waits_for_a_long_load(root: Path) -
 def test_an_idle_daemon_sleeps_instead_of_spinning(root: Path, watchdog_s: float | None) -> None:
     # Found by the benchmark: a timer that was off still counted as due, and the loop
     # spun at full CPU between events.
-    h = Harness(root, udev_alive=lambda: True, udev_watch_s=10.0, watchdog_s=watchdog_s)
+    h = Harness(root, udev_alive=lambda: True, udev_watch_s=10.0, watchdog_s=watchdog_s,
+                rules_watch=lambda: None, rules_watch_s=10.0)
 
     def script(h: Harness) -> None:
         before = h.clock_reads
@@ -496,3 +500,16 @@ def test_an_event_socket_that_cannot_be_reopened_stops_the_daemon_with_69(
     with caplog.at_level(logging.INFO, logger="kdumpd"):
         assert h.run(script) == 69
     assert "cannot reopen the event socket" in caplog.text
+
+
+def test_the_rules_watch_runs_on_its_timer_while_idle(root: Path) -> None:
+    """The runtime rule is re-applied from the loop (SUSE rewrites its /run copy)."""
+    looks: list[float] = []
+    h = Harness(root, rules_watch=lambda: looks.append(time.monotonic()), rules_watch_s=0.05)
+
+    def script(h: Harness) -> None:
+        wait_for(lambda: len(looks) >= 4)
+
+    h.run(script)
+    gaps = [b - a for a, b in zip(looks, looks[1:])]
+    assert min(gaps) >= 0.04  # on its timer, not on every turn of the loop

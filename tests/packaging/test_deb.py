@@ -122,6 +122,8 @@ def test_installed_files(installed: Path) -> None:
     assert (installed / UNIT.lstrip("/")).is_file()
     assert (installed / "usr/share/kdumpd/kdumpd-crash-hotplug.rules").is_file()
     assert (installed / "usr/share/kdumpd/kexec-load.conf").is_file()
+    assert (installed / "usr/lib/tmpfiles.d/kdumpd.conf").read_bytes() == (
+        REPO / "units/kdumpd.tmpfiles").read_bytes()
     assert (installed / "usr/share/man/man8/kdumpd.8.gz").is_file()
     assert not list((installed / "lib/udev/rules.d").glob("*kdumpd*"))
     assert not list((installed / "etc/udev/rules.d").glob("*kdumpd*"))

@@ -30,6 +30,7 @@ def test_files(rpm: Path) -> None:
     files = set(query(rpm, "--list").split())
     for path in ("/usr/bin/kdumpd",
                  "/usr/lib/systemd/system/kdumpd.service",
+                 "/usr/lib/tmpfiles.d/kdumpd.conf",
                  "/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
                  "/etc/kdumpd/kdumpd.toml",
                  "/usr/share/man/man8/kdumpd.8.gz"):
@@ -78,5 +79,6 @@ def test_payload_matches_the_sources(rpm: Path, tmp_path: Path) -> None:
                               ("etc/kdumpd/kdumpd.toml", "packaging/kdumpd.toml"),
                               ("usr/share/kdumpd/kdumpd-crash-hotplug.rules",
                                "rules.d/kdumpd-crash-hotplug.rules"),
-                              ("usr/share/kdumpd/kexec-load.conf", "units/kexec-load.conf")):
+                              ("usr/share/kdumpd/kexec-load.conf", "units/kexec-load.conf"),
+                              ("usr/lib/tmpfiles.d/kdumpd.conf", "units/kdumpd.tmpfiles")):
         assert (tmp_path / installed).read_bytes() == (REPO / source).read_bytes(), installed

@@ -69,7 +69,7 @@ def control_socket(tmp_path: Path) -> Path:
 @pytest.fixture
 def env(udevadm: FakeUdevadm, control_socket: Path) -> manage.Env:
     return manage.Env(udev=udev.Udev(udevadm, control_socket=control_socket),
-                      hooks=atomic.OsHooks())
+                      hooks=atomic.OsHooks(), fadump=lambda: False)
 
 
 @pytest.fixture

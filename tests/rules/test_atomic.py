@@ -290,3 +290,42 @@ def test_selinux_disabled_or_missing_leaves_the_context_alone(
     assert fake.set == []
     monkeypatch.setitem(sys.modules, "selinux", None)  # import fails
     atomic.copy_selinux_context("/a", "/b", "/c")
+
+
+def test_the_directory_lock_makes_a_second_writer_wait_then_give_up(tmp_path: Path) -> None:
+    waits: list[float] = []
+    with atomic.directory_lock(tmp_path), pytest.raises(
+            atomic.WriteError, match="another kdumpd is changing rules"), \
+            atomic.directory_lock(tmp_path, wait_s=0.2, sleep=waits.append):
+        pass
+    assert 3 <= len(waits) <= 6
+    with atomic.directory_lock(tmp_path, wait_s=0.0):  # released: free again
+        pass
+
+
+def test_a_missing_directory_needs_no_lock(tmp_path: Path) -> None:
+    with atomic.directory_lock(tmp_path / "absent"):
+        pass
+
+
+def test_stale_temp_files_of_that_file_only_are_removed(tmp_path: Path) -> None:
+    target = tmp_path / "50-kdump-tools.rules"
+    stale = atomic.temp_name(target, "dead0001")
+    other = atomic.temp_name(tmp_path / "98-kexec.rules", "dead0002")
+    for path in (stale, other):
+        path.write_bytes(b"x" * 4096)
+    assert atomic.remove_stale_temps(target, atomic.OsHooks()) == [stale]
+    assert not stale.exists() and other.exists()
+
+
+def test_a_group_that_cannot_be_kept_is_explained(tmp_path: Path) -> None:
+    def no_chown(fd: int, uid: int, gid: int) -> None:
+        raise PermissionError(errno.EPERM, os.strerror(errno.EPERM))
+
+    path = tmp_path / "x.rules"
+    path.write_text("old\n")
+    hooks = dataclasses.replace(atomic.OsHooks(), fchown=no_chown)
+    with pytest.raises(atomic.WriteError, match="no CAP_CHOWN.*root:root"):
+        atomic.write_file(path, b"new\n", hooks=hooks)
+    assert path.read_text() == "old\n"
+    assert not [p for p in tmp_path.iterdir() if ".kdumpd-" in p.name]

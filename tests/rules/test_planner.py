@@ -144,9 +144,26 @@ def test_missing_final_newline_survives_install_and_remove(template: str) -> Non
 
 
 def test_empty_file_round_trips(template: str) -> None:
-    installed = install("", template)
+    installed = install('RUN+="/bin/true"', template)
     assert installed.changed
-    assert remove(installed.after, template).after == ""
+    assert remove(installed.after, template).after == 'RUN+="/bin/true"'
+
+
+@pytest.mark.parametrize("text", ["", "# comments only (SUSE's s390x file)\n",
+                                  'SUBSYSTEM=="memory", GOTO="x"\nLABEL="x"\n'])
+def test_a_file_that_runs_nothing_needs_nothing(text: str, template: str) -> None:
+    result = install(text, template)
+    assert not result.changed
+    assert result.after == text
+    assert "runs no program" in result.msg
+
+
+def test_a_block_left_in_a_file_that_runs_nothing_any_more_goes(template: str) -> None:
+    installed = install('RUN+="/bin/true"\n', template).after
+    emptied = installed.replace('RUN+="/bin/true"\n', "")
+    result = install(emptied, template)
+    assert result.changed
+    assert result.after == ""
 
 
 def test_crlf_lines_round_trip(template: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kdumpd.rules import syntax
@@ -43,6 +45,9 @@ def test_strict_check_names_the_problem(line: str, problem: str) -> None:
     'LABEL="kdumpd_end"',
     'PROGRAM="/bin/cat /sys/kernel/kexec_crash_loaded", RESULT!="0", RUN+="/bin/true"',
     'SUBSYSTEM=="cpu", ACTION=="add", RUN+="/bin/true",',
+    # Debian's kdump-tools reloads with PROGRAM= alone; IMPORT{program} runs one too.
+    'SUBSYSTEM=="memory", ACTION=="online", PROGRAM="/usr/sbin/kdump-config try-reload"',
+    'SUBSYSTEM=="cpu", IMPORT{program}="/bin/true"',
 ])
 def test_valid_lines_pass(line: str) -> None:
     syntax.check_rule_line(line)
@@ -74,3 +79,9 @@ def test_physical_lines_split_on_newline_only() -> None:
     text = "a\x0bb\x0c\u2028c\r\nd"
     assert "".join(syntax.physical_lines(text)) == text
     assert syntax.physical_lines(text) == ["a\x0bb\x0c\u2028c\r\n", "d"]
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parent / "fixtures/real")
+                                        .glob("*") if p.suffix != ".md"))
+def test_every_real_distribution_file_passes_the_own_check(name: str) -> None:
+    syntax.check_lines((Path(__file__).parent / "fixtures/real" / name).read_text())

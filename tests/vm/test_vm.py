@@ -914,7 +914,8 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
         "13. Debian's kdump-tools and kdumpd's default configuration", guest.release,
         "Debian's real kdump-tools (trixie's .deb, `dpkg -i`; its postinst builds the kdump "
         "initramfs) and kdumpd with an empty configuration (backend auto, the package's unit, "
-        "rule state present). (1) kdump-tools' own load (kexec_file_load, crash_hotplug=1); "
+        "rule state runtime: the override in /run/udev/rules.d while kdumpd runs). "
+        "(1) kdump-tools' own load (kexec_file_load, crash_hotplug=1); "
         "(2) `KDUMP_KEXEC_ARGS=\"-c\"` and `kdump-config reload` (crash_hotplug=0): kdumpd "
         "must reload once per burst with kdump-tools' kernel, initrd and command line "
         "(compared with the command kdump-config keeps in /var/crash/kexec_cmd), and the "
@@ -962,6 +963,18 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     mine = kexec_parts(shlex.split(ours))
     assert mine == theirs, (mine, theirs)
     assert before_calls == after_calls, "the distribution's rule reloaded beside kdumpd"
+    # No surprise on install: the override lives in /run while kdumpd runs, never in /etc.
+    layers = vm.sh.run("grep -c 'BEGIN kdumpd managed block' "
+                       "/run/udev/rules.d/50-kdump-tools.rules; "
+                       "test ! -e /etc/udev/rules.d/50-kdump-tools.rules && echo no-etc",
+                       check=False).output.split()
+    d.stop_kdumpd(vm)
+    gone = vm.sh.run("test ! -e /run/udev/rules.d/50-kdump-tools.rules && echo gone",
+                     check=False).output.strip()
+    result.notes.append(f"rules while running: /run override {layers}; after stop: {gone}")
+    assert layers == ["1", "no-etc"], layers
+    assert gone == "gone", "the runtime override outlived kdumpd"
+    d.restart_kdumpd(vm)
 
 
 # -- a seeded chaos run: random hotplug, restarts, kills and foreign loads -------------

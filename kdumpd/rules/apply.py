@@ -1,12 +1,18 @@
-"""`kdumpd rule install|remove` and the daemon's converge step: output and logging only.
+"""Applying the rule: `kdumpd rule install|remove`, and ``[rule] state`` for `kdumpd run`.
 
-The work is in :mod:`kdumpd.rules.manage` (files) and :mod:`kdumpd.rules.planner` (text).
+The work is in :mod:`kdumpd.rules.manage` (files) and :mod:`kdumpd.rules.planner` (text);
+this module only chooses the layer and state, prints and logs.
 
-- :func:`main` serves the CLI: exit 0 ok, changed or nothing to do; 1 failed (with
-  ``--json``: ``{"failed": true, "msg": ...}`` on stdout). Settings that cannot work
-  (an unusable ``[rule] handover``) raise :class:`kdumpd.config.ConfigError` (exit 78).
-- :func:`converge` serves ``kdumpd run`` (start and SIGHUP): brings the rule to
-  ``[rule] state``; logs, never raises for ordinary failures.
+- :func:`main` serves the CLI (the persistent layer, /etc/udev/rules.d): exit 0 ok,
+  changed or nothing to do; 1 failed (with ``--json``: ``{"failed": true, "msg": ...}``
+  on stdout). Settings that cannot work (an unusable ``[rule] handover``) raise
+  :class:`kdumpd.config.ConfigError` (exit 78).
+- :func:`converge` serves ``kdumpd run`` at start and on SIGHUP: ``"runtime"`` (the
+  default) puts kdumpd's override in /run/udev/rules.d, ``"present"``/``"absent"`` install
+  or remove it in /etc/udev/rules.d, ``"ignore"`` leaves both alone. :class:`Keeper` adds
+  what a running daemon needs: re-apply when the rules files change on disk (SUSE's kdump
+  copies its rules into /run at every load) and withdraw the runtime override at stop.
+  Both log and never raise for ordinary failures.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any, TextIO
 
 from kdumpd import journal_ids
 from kdumpd.config import Config, ConfigError
-from kdumpd.rules import manage, planner
+from kdumpd.rules import discover, manage, planner
 
 log = logging.getLogger("kdumpd")
 
@@ -99,9 +105,25 @@ def converge(cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> No
         log.debug("udev rule: [rule] state = \"ignore\": not managed")
         return
     _check_config(cfg)
+    if state == "runtime":
+        _converge(cfg, "present", "runtime", dry_run, env)
+        return
+    _converge(cfg, state, "persistent", dry_run, env)
+    # Switched from "runtime" by a SIGHUP: the runtime override goes (nothing if none).
+    _converge(cfg, "absent", "runtime", dry_run, env, quiet=True)
+
+
+def withdraw(cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> None:
+    """kdumpd stops: take the runtime override away (the distribution's rules work alone)."""
+    if cfg.rule.state == "runtime" and not dry_run:  # a dry run wrote nothing
+        _converge(cfg, "absent", "runtime", dry_run, env)
+
+
+def _converge(cfg: Config, state: str, layer: str, dry_run: bool, env: manage.Env | None,
+              *, quiet: bool = False) -> None:
     try:
         result = manage.run(state=state, path=cfg.rule.path, root=cfg.rule.root,
-                            handover=cfg.rule.handover, check=dry_run, env=env)
+                            handover=cfg.rule.handover, check=dry_run, env=env, layer=layer)
     except Exception as error:  # noqa: BLE001 - the daemon must start regardless
         log.error("udev rule: unexpected %s, rule left as it was: %s",
                   type(error).__name__, error)
@@ -115,9 +137,43 @@ def converge(cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> No
         elif entry.get("changed"):
             log.info("udev rule changed: %s%s", where, entry["msg"],
                      extra={"MESSAGE_ID": journal_ids.RULE_CHANGED})
-        else:
+        elif not quiet:
             log.info("udev rule: %s%s", where, entry["msg"])
     if result.get("udevd"):
         log.info("udev rule: %s", result["udevd"])
     for warning in result.get("warnings", []):
         log.warning("udev rule: %s", warning)
+
+
+class Keeper:
+    """``[rule] state`` for a running daemon: applied at start and on SIGHUP, applied again
+    when a rules file changes on disk (:meth:`refresh`, on the daemon's timer), withdrawn
+    at stop."""
+
+    def __init__(self, cfg: Config, *, dry_run: bool, env: manage.Env | None = None) -> None:
+        self._cfg = cfg
+        self._dry_run = dry_run
+        self._env = env
+        self._seen: object = None
+
+    def apply(self, cfg: Config | None = None) -> None:
+        """Converge (to ``cfg`` when the configuration changed). Raises ConfigError."""
+        if cfg is not None:
+            self._cfg = cfg
+        converge(self._cfg, dry_run=self._dry_run, env=self._env)
+        self._seen = discover.signature(self._cfg.rule.root)
+
+    def refresh(self) -> None:
+        """Converge again if a rules file changed since the last run (a few stat calls)."""
+        if self._cfg.rule.state != "runtime":
+            return
+        seen = discover.signature(self._cfg.rule.root)
+        if seen != self._seen:
+            log.info("udev rule: the kdump rules files changed on disk: applying again")
+            try:
+                self.apply()
+            except ConfigError as error:  # cannot happen: the config was vetted at apply
+                log.error("udev rule: %s", error)
+
+    def withdraw(self) -> None:
+        withdraw(self._cfg, dry_run=self._dry_run, env=self._env)

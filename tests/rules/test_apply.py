@@ -13,13 +13,14 @@ import pytest
 
 from kdumpd import cli, journal_ids
 from kdumpd.config import Config, ConfigError, RuleConfig
-from kdumpd.rules import command, planner
+from kdumpd.rules import apply, planner
 from kdumpd.rules.manage import Env
 
 from .conftest import distro_text, etc, install_vendor
 
 
 def config(root: Path, **rule: object) -> Config:
+    rule.setdefault("state", "present")
     return Config(rule=replace(RuleConfig(root=root), **rule))  # type: ignore[arg-type]
 
 
@@ -28,7 +29,7 @@ def main(action: str, cfg: Config, env: Env, **flags: bool | str | None) -> tupl
     options: dict[str, bool | str | None] = {"path": None, "check": False, "diff": False,
                                              "backup": False, "json_out": False}
     options.update(flags)
-    status = command.main(action, cfg, env=env, out=out, **options)  # type: ignore[arg-type]
+    status = apply.main(action, cfg, env=env, out=out, **options)  # type: ignore[arg-type]
     return status, out.getvalue()
 
 
@@ -93,7 +94,7 @@ def test_unsafe_handover_is_a_config_error(fakeroot: Path, env: Env) -> None:
         main("install", cfg, env)
     assert caught.value.key == "rule.handover"
     with pytest.raises(ConfigError):
-        command.converge(replace(cfg, rule=replace(cfg.rule, state="present")), dry_run=False,
+        apply.converge(replace(cfg, rule=replace(cfg.rule, state="present")), dry_run=False,
                          env=env)
 
 
@@ -138,13 +139,13 @@ def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixtu
 def test_converge_installs_and_logs_rule_changed(
         fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
     install_vendor(fakeroot, "debian")
-    command.converge(config(fakeroot), dry_run=False, env=env)
+    apply.converge(config(fakeroot), dry_run=False, env=env)
     assert etc(fakeroot, "debian").exists()
     [changed] = [r for r in records.records if getattr(r, "MESSAGE_ID", None)]
     assert changed.MESSAGE_ID == journal_ids.RULE_CHANGED  # type: ignore[attr-defined]
     assert "udev rule changed" in changed.getMessage()
     records.clear()
-    command.converge(config(fakeroot), dry_run=False, env=env)
+    apply.converge(config(fakeroot), dry_run=False, env=env)
     assert not [r for r in records.records if getattr(r, "MESSAGE_ID", None)]
     assert "nothing to do" in records.text
 
@@ -152,7 +153,7 @@ def test_converge_installs_and_logs_rule_changed(
 def test_converge_dry_run_writes_nothing(
         fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
     install_vendor(fakeroot, "debian")
-    command.converge(config(fakeroot), dry_run=True, env=env)
+    apply.converge(config(fakeroot), dry_run=True, env=env)
     assert not etc(fakeroot, "debian").exists()
     assert "would change" in records.text
     assert not [r for r in records.records if getattr(r, "MESSAGE_ID", None)]  # nothing changed
@@ -160,20 +161,81 @@ def test_converge_dry_run_writes_nothing(
 
 def test_converge_absent_removes(fakeroot: Path, env: Env) -> None:
     install_vendor(fakeroot, "debian")
-    command.converge(config(fakeroot), dry_run=False, env=env)
-    command.converge(config(fakeroot, state="absent"), dry_run=False, env=env)
+    apply.converge(config(fakeroot), dry_run=False, env=env)
+    apply.converge(config(fakeroot, state="absent"), dry_run=False, env=env)
     assert not etc(fakeroot, "debian").exists()
 
 
 def test_converge_ignore_touches_nothing(fakeroot: Path, env: Env) -> None:
     install_vendor(fakeroot, "debian")
-    command.converge(config(fakeroot, state="ignore"), dry_run=False, env=env)
+    apply.converge(config(fakeroot, state="ignore"), dry_run=False, env=env)
     assert not etc(fakeroot, "debian").exists()
 
 
 def test_converge_logs_failures_instead_of_raising(
         fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
     etc(fakeroot, "debian").write_text(planner.BLOCK_BEGIN + "\n")
-    command.converge(config(fakeroot), dry_run=False, env=env)
+    apply.converge(config(fakeroot), dry_run=False, env=env)
     errors = [r for r in records.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "line 1:" in errors[0].getMessage()
+
+
+def run_override(root: Path) -> Path:
+    return root / "run/udev/rules.d/50-kdump-tools.rules"
+
+
+def test_runtime_is_the_default_and_writes_only_under_run(fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    cfg = Config(rule=RuleConfig(root=fakeroot))
+    assert cfg.rule.state == "runtime"
+    keeper = apply.Keeper(cfg, dry_run=False, env=env)
+    keeper.apply()
+    assert planner.BLOCK_BEGIN in run_override(fakeroot).read_text()
+    assert not etc(fakeroot, "debian").exists()
+    keeper.withdraw()
+    assert not run_override(fakeroot).exists()
+
+
+def test_keeper_applies_again_only_when_a_rules_file_changed(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    install_vendor(fakeroot, "debian")
+    keeper = apply.Keeper(config(fakeroot, state="runtime"), dry_run=False, env=env)
+    keeper.apply()
+    records.clear()
+    keeper.refresh()
+    assert "applying again" not in records.text
+    run_override(fakeroot).write_text(distro_text("debian"))  # a distribution rewrote it
+    keeper.refresh()
+    assert "applying again" in records.text
+    assert planner.BLOCK_BEGIN in run_override(fakeroot).read_text()
+
+
+def test_keeper_refresh_leaves_persistent_states_to_start_and_sighup(
+        fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    keeper = apply.Keeper(config(fakeroot), dry_run=False, env=env)
+    keeper.apply()
+    etc(fakeroot, "debian").unlink()
+    keeper.refresh()
+    assert not etc(fakeroot, "debian").exists()
+
+
+def test_switching_from_runtime_to_present_on_sighup_moves_the_override(
+        fakeroot: Path, env: Env) -> None:
+    install_vendor(fakeroot, "debian")
+    keeper = apply.Keeper(config(fakeroot, state="runtime"), dry_run=False, env=env)
+    keeper.apply()
+    keeper.apply(config(fakeroot, state="present"))
+    assert etc(fakeroot, "debian").exists() and not run_override(fakeroot).exists()
+    keeper.withdraw()  # a persistent install outlives the daemon
+    assert etc(fakeroot, "debian").exists()
+
+
+def test_dry_run_keeper_writes_and_withdraws_nothing(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    install_vendor(fakeroot, "debian")
+    keeper = apply.Keeper(config(fakeroot, state="runtime"), dry_run=True, env=env)
+    keeper.apply()
+    keeper.withdraw()
+    assert not run_override(fakeroot).exists()
+    assert "would change" in records.text
