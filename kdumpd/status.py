@@ -14,7 +14,6 @@ from kdumpd.policy import kernel_updates
 from kdumpd.state import State
 from kdumpd.sysfs import OK, Sysfs, Value
 
-
 # Version of the `kdumpd status --json` document: bumped when a key changes meaning or
 # type (adding a key does not bump it). Keys and types: README, "status --json".
 SCHEMA_VERSION = 2
