@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # support for Debian's python3, a real systemd-udevd for the integration tests.
 APT_TEST_DEPS := libsystemd-dev pkg-config gcc python3-dev python3-venv udev
 
-.PHONY: all test unit lint typecheck demo deps venv deb rpm bench bench-quick vm-test vm-chaos mutmut clean
+.PHONY: all test unit lint typecheck demo deps venv dist deb rpm bench bench-quick vm-test vm-chaos mutmut clean
 
 all: test
 
@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 	$(MAKE) deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,lint,ansible]'
 	touch $@
 
 venv: $(STAMP)
@@ -39,6 +39,16 @@ test: lint typecheck unit
 
 demo: $(STAMP)
 	$(VENV)/bin/kdumpd demo
+
+# The sdist (out/dist/) and proof that it is complete: its own unit tests pass when
+# unpacked, importing kdumpd from the unpacked tree.
+dist: $(STAMP)
+	$(PY) -m pip install -q build
+	rm -rf out/dist && $(PY) -m build --sdist --outdir out/dist .
+	rm -rf out/dist/check && mkdir -p out/dist/check
+	tar -xzf out/dist/kdumpd-*.tar.gz -C out/dist/check --strip-components=1
+	cd out/dist/check && PYTHONPATH=. ../../../$(PY) -m pytest -q -p no:cacheprovider \
+		tests/core tests/rules
 
 deb:
 	./packaging/build-deb

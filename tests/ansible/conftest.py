@@ -45,7 +45,7 @@ def ansible_core() -> str:
     version = ansible_core_version()
     if version is None:
         reason = ("ansible-core is not importable (pip install ansible-core, or "
-                  "pip install -e '.[test]')")
+                  "pip install -e '.[ansible]')")
         if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail(f"CI=true: {reason}")
         pytest.skip(reason)
