@@ -46,7 +46,7 @@ def release(tmp_path: Path, owner: int) -> Path:
     subprocess.run(["tar", "-x", "--same-permissions", "-C", str(tmp_path)], input=archive,
                    check=True, timeout=120)
     tree = tmp_path / "kdumpd"
-    os.chmod(tmp_path, 0o755)
+    os.chmod(tmp_path, 0o755)  # noqa: S103 - a build directory the user must reach
     for path in (tmp_path, *tree.rglob("*"), tree):
         os.lchown(path, owner, owner)
     return tree
@@ -69,7 +69,7 @@ def test_the_deb_builds_from_a_release_tarball(base: Path, uid: int) -> None:
     assert stat.S_IMODE(config.stat().st_mode) & 0o020  # group-writable, as git wrote it
     env = {**CLEAN_ENV, "HOME": str(tmp_path)}
     done = subprocess.run(as_user(uid, ["dpkg-buildpackage", "--no-sign", "-b"]), cwd=tree,
-                          env=env, capture_output=True, text=True, timeout=1800)
+                          env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "kdumpd 0.1" in done.stdout  # the smoke test ran (kdumpd --version)
     assert list(tmp_path.glob("kdumpd_*_all.deb"))
@@ -83,7 +83,7 @@ def test_the_rpm_builds_from_a_release_tarball(base: Path, uid: int) -> None:
     tree = release(tmp_path, uid)
     env = {**CLEAN_ENV, "HOME": str(tmp_path)}
     done = subprocess.run(as_user(uid, ["./packaging/build-rpm"]), cwd=tree, env=env,
-                          capture_output=True, text=True, timeout=1800)
+                          capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rpms = list((tree / "out").rglob("kdumpd-*.noarch.rpm"))
     assert rpms, sorted(p.name for p in (tree / "out").rglob("*"))
