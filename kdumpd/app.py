@@ -13,7 +13,7 @@ from kdumpd.backends import tools as toolbackends
 from kdumpd.backends.distro import CrashImage
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.backends.kexec import KexecBackend
-from kdumpd.backends.runner import Runner, run
+from kdumpd.backends.runner import CheckedRunner, run
 from kdumpd.config import Config, ConfigError
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
@@ -67,7 +67,7 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
             "initrd required": "yes" if image.initrd_required else "no"}
 
 
-def make_backend(cfg: Config, sysfs: Sysfs, *, runner: Runner = run) -> Backend:
+def make_backend(cfg: Config, sysfs: Sysfs, *, runner: CheckedRunner = run) -> Backend:
     name = backend_name(cfg)
     timeout = float(cfg.reload.timeout_s)
     if name == "kdumpctl":

@@ -12,6 +12,7 @@ import signal
 import subprocess  # noqa: S404 - argv lists only, see run()
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 
 class CommandError(Exception):
@@ -31,8 +32,16 @@ class Completed:
         return lines[-1] if lines else f"exit status {self.returncode}"
 
 
-def run(argv: Sequence[str], timeout: float) -> Completed:
-    """Run ``argv`` with ``timeout`` seconds; a command that runs over is killed.
+class Runner(Protocol):
+    """What runs a command: :func:`run`, or a test's fake answering like the real tool."""
+
+    def __call__(self, argv: Sequence[str], timeout: float, *,
+                 pass_fds: Sequence[int] = ()) -> Completed: ...
+
+
+def run(argv: Sequence[str], timeout: float, *, pass_fds: Sequence[int] = ()) -> Completed:
+    """Run ``argv`` with ``timeout`` seconds; a command that runs over is killed, with
+    whatever it started. ``pass_fds`` stay open in the command (as ``/proc/self/fd/N``).
 
     Raises CommandError naming the command when it is not found, cannot start or timed out.
     """
@@ -42,6 +51,7 @@ def run(argv: Sequence[str], timeout: float) -> Completed:
         process = subprocess.Popen(  # noqa: S603 - argv list, no shell
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True, errors="replace", start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     except FileNotFoundError:
         raise CommandError(f"{argv[0]}: command not found") from None

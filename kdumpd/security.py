@@ -70,3 +70,18 @@ def path_problem(path: Path, *, euid: int | None = None) -> str | None:
         if writable and not sticky:
             return f"{where} is group- or world-writable (mode {stat.S_IMODE(info.st_mode):04o})"
     return None
+
+
+def fd_problem(fd: int, *, euid: int | None = None) -> str | None:
+    """As root, why the open file ``fd`` must not be booted as the crash kernel, or None:
+    the check on the file that is then passed on (not on a name someone could re-point)."""
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        return "not a regular file"
+    if info.st_uid != 0:
+        return f"owned by uid {info.st_uid}, not root"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"group- or world-writable (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None

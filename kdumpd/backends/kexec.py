@@ -18,17 +18,21 @@ worked. Under the shipped unit, kexec_load cannot work (no /proc/kcore), so auto
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
+import os
 import shlex
 import struct
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Callable, Union
 
 from kdumpd import security
 from kdumpd.backends import BackendError
 from kdumpd.backends.distro import CrashImage, DistroError
-from kdumpd.backends.runner import Runner
+from kdumpd.backends.runner import CheckedRunner
 from kdumpd.sysfs import OK, Sysfs
 
 MODE_FLAGS = {
@@ -55,7 +59,7 @@ class KexecBackend:
     name = "kexec"
 
     def __init__(
-        self, image: Union[CrashImage, ImageSource], mode: str, sysfs: Sysfs, runner: Runner,
+        self, image: Union[CrashImage, ImageSource], mode: str, sysfs: Sysfs, runner: CheckedRunner,
         timeout_s: float, *, clock: Callable[[], float] = time.monotonic,
         euid: int | None = None,
     ) -> None:
@@ -164,26 +168,62 @@ class KexecBackend:
         image = self.check()
         deadline = self._clock() + self._timeout_s
         errors = []
-        for mode in self.modes():
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                errors.append(f"{mode} load: not tried, reload.timeout_s used up")
-                break
-            argv = self.load_argv(mode, image)
-            log.info("loading the crash kernel: %s", shlex.join(argv))
-            try:
-                self._run(argv, remaining)
-            except BackendError as error:
+        with self._opened(image) as (held, fds):
+            for mode in self.modes():
+                remaining = deadline - self._clock()
+                if remaining <= 0:
+                    errors.append(f"{mode} load: not tried, reload.timeout_s used up")
+                    break
+                error = self._load(mode, image, held, fds, remaining)
+                if error is None:
+                    return
                 errors.append(f"{mode} load: {error}")
-                continue
-            loaded = self._sysfs.crash_loaded()
-            if loaded.kind == OK and loaded.text != "1":
-                raise BackendError(
-                    f"{mode} load succeeded but kexec_crash_loaded reads {loaded.text!r}"
-                )
-            self._worked = mode
-            return
         raise BackendError("; ".join(errors))
+
+    @contextlib.contextmanager
+    def _opened(self, image: CrashImage) -> Iterator[tuple[CrashImage, list[int]]]:
+        """Kernel and initrd opened and vetted on the descriptors kexec then reads (as
+        ``/proc/self/fd/N``): what is booted is what was checked, whatever happens to the
+        names meanwhile. Raises BackendError."""
+        fds: list[int] = []
+        paths: dict[str, Path] = {}
+        try:
+            for label, path in (("kernel", image.kernel), ("initrd", image.initrd)):
+                if path is None:
+                    continue
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+                except OSError as error:
+                    raise BackendError(f"{label} {path}: {error.strerror}; crash kernel left "
+                                       "as it was") from None
+                fds.append(fd)
+                problem = security.fd_problem(fd, euid=self._euid)
+                if problem:
+                    raise BackendError(f"refusing the {label} {path}: {problem}; crash kernel "
+                                       "left as it was", permanent=True)
+                paths[label] = Path(f"/proc/self/fd/{fd}")
+            held = dataclasses.replace(image, kernel=paths["kernel"],
+                                       initrd=paths.get("initrd"))
+            yield held, fds
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def _load(self, mode: str, image: CrashImage, held: CrashImage, fds: list[int],
+              remaining: float) -> str | None:
+        """One load in ``mode``: None when it worked, else why not."""
+        log.info("loading the crash kernel: %s", shlex.join(self.load_argv(mode, image)))
+        try:
+            self._run(self.load_argv(mode, held), remaining, pass_fds=fds)
+        except BackendError as error:
+            return str(error)
+        loaded = self._sysfs.crash_loaded()
+        if loaded.kind == OK and loaded.text != "1":
+            raise BackendError(
+                f"{mode} load succeeded but kexec_crash_loaded reads {loaded.text!r}"
+            )
+        self._worked = mode
+        return None
 
     def describe(self) -> str:
         modes = "/".join(self.modes())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from typing import Callable, Optional
 
-from kdumpd.backends.runner import Runner
+from kdumpd.backends.runner import CheckedRunner
 
 Which = Callable[[str], Optional[str]]
 
@@ -13,7 +13,7 @@ Which = Callable[[str], Optional[str]]
 class ToolBackend:
     """Delegates the whole reload to the distribution's tool (which unloads and loads)."""
 
-    def __init__(self, name: str, argv: tuple[str, ...], runner: Runner, timeout_s: float,
+    def __init__(self, name: str, argv: tuple[str, ...], runner: CheckedRunner, timeout_s: float,
                  which: Which = shutil.which) -> None:
         self.name = name
         self.argv = argv
@@ -31,9 +31,9 @@ class ToolBackend:
         return " ".join(self.argv)
 
 
-def kdumpctl(runner: Runner, timeout_s: float) -> ToolBackend:
+def kdumpctl(runner: CheckedRunner, timeout_s: float) -> ToolBackend:
     return ToolBackend("kdumpctl", ("kdumpctl", "reload"), runner, timeout_s)
 
 
-def kdump_config(runner: Runner, timeout_s: float) -> ToolBackend:
+def kdump_config(runner: CheckedRunner, timeout_s: float) -> ToolBackend:
     return ToolBackend("kdump-config", ("kdump-config", "reload"), runner, timeout_s)

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
-from kdumpd.command import CommandError, Completed, run
+from kdumpd.command import CommandError, Completed, Runner, run
 from kdumpd.rules import syntax
 
 VERIFY_SINCE = 254  # systemd version that added `udevadm verify`
@@ -26,9 +25,6 @@ CONTROL_SOCKET = Path("/run/udev/control")
 
 class ValidationError(Exception):
     """The new text is not valid udev rules; ``str()`` is one line naming the problem."""
-
-
-Runner = Callable[[Sequence[str], float], Completed]
 
 
 def verify_diagnostic(done: Completed, path: Path) -> str:

@@ -24,6 +24,14 @@ from kdumpd.config import Config, ReloadConfig
 from kdumpd.sysfs import Sysfs
 
 
+def resolve_fd(word: str) -> str:
+    """``/proc/self/fd/N`` (alone or after ``--initrd=``) as the file it is open on."""
+    key, sep, value = word.rpartition("=") if word.startswith("--") else ("", "", word)
+    if value.startswith("/proc/self/fd/"):
+        value = os.readlink(value)
+    return f"{key}{sep}{value}"
+
+
 class FakeKexec:
     """A command runner standing in for kexec-tools over the kernel: records argv, and
     like the kernel replaces the loaded image in the load syscall. ``fail_flags`` fail
@@ -38,8 +46,14 @@ class FakeKexec:
         self.calls: list[list[str]] = []
         self.timeouts: list[float] = []
 
-    def __call__(self, argv: Sequence[str], timeout: float) -> str:
-        self.calls.append(list(argv))
+    def __call__(self, argv: Sequence[str], timeout: float, *,
+                 pass_fds: Sequence[int] = ()) -> str:
+        # kexec reads the files kdumpd opened and vetted, by /proc/self/fd/N: the fds must
+        # be passed, and every such path must be one of them. Recorded as the real paths.
+        named = [int(a.rpartition("/")[2]) for a in (w.partition("=")[2] or w for w in argv)
+                 if a.startswith("/proc/self/fd/")]
+        assert named and sorted(named) == sorted(pass_fds), (argv, pass_fds)
+        self.calls.append([resolve_fd(word) for word in argv])
         self.timeouts.append(timeout)
         assert timeout > 0
         if self.fail_flags & set(argv):
@@ -254,9 +268,10 @@ def test_modes_share_one_timeout(root: Path, image: KexecImage) -> None:
     now = [0.0]
 
     class SlowKexec(FakeKexec):
-        def __call__(self, argv: Sequence[str], timeout: float) -> str:
+        def __call__(self, argv: Sequence[str], timeout: float, *,
+                     pass_fds: Sequence[int] = ()) -> str:
             now[0] += 3.0
-            return super().__call__(argv, timeout)
+            return super().__call__(argv, timeout, pass_fds=pass_fds)
 
     sysfs = Sysfs(root)
     runner = SlowKexec(sysfs, fail_flags=["--hotplug", "-s"])
@@ -277,7 +292,8 @@ def test_probe_says_why_without_running_kexec(root: Path, image: KexecImage) -> 
 def test_load_that_leaves_nothing_loaded_is_a_failure(root: Path, image: KexecImage) -> None:
     sysfs = Sysfs(root)
 
-    def lying_runner(argv: Sequence[str], timeout: float) -> str:
+    def lying_runner(argv: Sequence[str], timeout: float, *,
+                     pass_fds: Sequence[int] = ()) -> str:
         sysfs.path("kernel/kexec_crash_loaded").write_text("0\n")
         return ""
 
@@ -341,7 +357,7 @@ def test_auto_backend_is_kdumpds_own_load_whatever_is_installed() -> None:
 def test_tool_backends_run_the_distribution_command(root: Path) -> None:
     calls: list[list[str]] = []
 
-    def runner(argv: Sequence[str], timeout: float) -> str:
+    def runner(argv: Sequence[str], timeout: float, *, pass_fds: Sequence[int] = ()) -> str:
         calls.append(list(argv))
         return ""
 
@@ -354,7 +370,7 @@ def test_tool_backends_run_the_distribution_command(root: Path) -> None:
 def test_tool_backends_probe_for_their_command(root: Path) -> None:
     from kdumpd.backends.tools import ToolBackend
 
-    def runner(argv: Sequence[str], timeout: float) -> str:
+    def runner(argv: Sequence[str], timeout: float, *, pass_fds: Sequence[int] = ()) -> str:
         return ""
 
     assert ToolBackend("x", ("kdumpctl", "reload"), runner, 1, which=lambda _: None).probe() \
@@ -378,3 +394,56 @@ def test_auto_tries_what_worked_first_but_falls_back_when_it_stops_working(
     lockdown.parent.mkdir(parents=True)
     lockdown.write_text("none [integrity] confidentiality\n")
     assert backend.modes() == ["file"]
+
+
+def test_kexec_boots_the_file_that_was_checked_not_what_the_name_points_to_later(
+    root: Path, image: KexecImage
+) -> None:
+    """The attack of issue 15: the name is re-pointed after the check. kexec reads the
+    descriptor kdumpd opened and vetted, so it boots the checked file."""
+    sysfs = Sysfs(root)
+    seen: list[bytes] = []
+
+    def swapping_kexec(argv: Sequence[str], timeout: float, *,
+                       pass_fds: Sequence[int] = ()) -> str:
+        image.kernel.write_bytes(b"someone else's kernel")  # the name now says otherwise
+        kernel = next(word for word in argv if word.startswith("/proc/self/fd/"))
+        seen.append(Path(kernel).read_bytes())
+        sysfs.path("kernel/kexec_crash_loaded").write_text("1\n")
+        return ""
+
+    image.kernel.write_bytes(b"kernel")
+    replacement = image.kernel.with_name("evil")
+    replacement.write_bytes(b"evil")
+
+    def replace_then_load(argv: Sequence[str], timeout: float, *,
+                          pass_fds: Sequence[int] = ()) -> str:
+        os.replace(replacement, image.kernel)  # a new inode under the checked name
+        return swapping_kexec(argv, timeout, pass_fds=pass_fds)
+
+    KexecBackend(image, "file", sysfs, replace_then_load, 5).reload()
+    assert seen == [b"kernel"]
+
+
+def test_the_opened_kernel_is_vetted_on_its_descriptor(tmp_path: Path) -> None:
+    from kdumpd import security
+
+    path = tmp_path / "vmlinuz"
+    path.write_bytes(b"k")
+    os.chmod(path, 0o644)
+    with path.open("rb") as handle:
+        assert security.fd_problem(handle.fileno(), euid=0) is None
+        assert security.fd_problem(handle.fileno(), euid=1000) is None  # only root checks
+        os.chmod(path, 0o664)
+        assert "group- or world-writable" in str(security.fd_problem(handle.fileno(), euid=0))
+        os.chmod(path, 0o644)
+        if os.geteuid() == 0:
+            os.chown(path, 1000, 1000)
+            assert "owned by uid 1000" in str(security.fd_problem(handle.fileno(), euid=0))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        assert security.fd_problem(fd, euid=0) == "not a regular file"
+    finally:
+        os.close(fd)

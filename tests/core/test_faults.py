@@ -15,8 +15,11 @@ FAKE_KEXEC = """
 import pathlib, sys, time
 root = pathlib.Path(sys.argv[1])
 args = sys.argv[2:]
+# The kernel as kexec gets it, /proc/self/fd/N of a file kdumpd opened: its real path.
+shown = [str(pathlib.Path(a).resolve()) if a.startswith("/proc/self/fd/") else a
+         for a in args]
 with open(root / "calls", "a") as calls:
-    calls.write(" ".join(args) + "\\n")
+    calls.write(" ".join(shown) + "\\n")
 loaded = root / "sys/kernel/kexec_crash_loaded"
 if "-u" in args:
     loaded.write_text("0\\n")
@@ -36,9 +39,10 @@ def test_hanging_load_is_killed_and_retried(root: Path, tmp_path: Path) -> None:
     kernel = tmp_path / "vmlinuz"
     kernel.write_bytes(b"k")
 
-    def runner(argv: Sequence[str], timeout: float) -> str:
+    def runner(argv: Sequence[str], timeout: float, *, pass_fds: Sequence[int] = ()) -> str:
         assert argv[0] == "kexec"
-        return run([sys.executable, str(script), str(root), *argv[1:]], timeout)
+        return run([sys.executable, str(script), str(root), *argv[1:]], timeout,
+                   pass_fds=pass_fds)
 
     sysfs = Sysfs(root)
     backend = KexecBackend(KexecImage(kernel, None, "quiet"), "file", sysfs, runner, 0.5)
@@ -57,7 +61,7 @@ def test_load_failing_inside_the_syscall_leaves_status_honest(
     kernel.write_bytes(b"k")
     sysfs = Sysfs(root)
 
-    def runner(argv: Sequence[str], timeout: float) -> str:
+    def runner(argv: Sequence[str], timeout: float, *, pass_fds: Sequence[int] = ()) -> str:
         sysfs.path("kernel/kexec_crash_loaded").write_text("0\n")  # the kernel freed it
         return run([sys.executable, "-c", "import sys; sys.exit('kexec: EBUSY')"], timeout)
 
