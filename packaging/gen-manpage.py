@@ -37,6 +37,62 @@ FILES = (
     ("/run/kdumpd/", "Runtime directory of the service; handles-reload exists while "
      "kdumpd is in charge of reloads (the managed udev block skips the distribution's "
      "reload then)."),
+    ("/run/udev/rules.d/", "With [rule] state = \"runtime\" (the default): kdumpd's "
+     "override of the distribution's kdump rules (98-kexec.rules, 50-kdump-tools.rules, "
+     "70-kdump.rules) while it runs; removed when it stops. Created at boot by "
+     "/usr/lib/tmpfiles.d/kdumpd.conf."),
+    ("/etc/udev/rules.d/", "With \\fBkdumpd rule install\\fR or [rule] state = "
+     "\"present\": the same override, kept across reboots; \\fBkdumpd rule remove\\fR "
+     "deletes an override kdumpd created. Vendor files under /usr/lib are never edited."),
+    ("/var/lib/kdumpd/", "State directory ([state] dir): state.json (a crash kernel kdumpd "
+     "owes after an unload, the hardware the loaded image describes, the last load; tied "
+     "to this boot) and lock (the one-owner lock of \\fBkdumpd run\\fR and "
+     "\\fBkdumpd reload\\fR)."),
+)
+
+SIGNALS = (
+    ("SIGTERM, SIGINT", "Stop. A load in flight finishes first; if kdumpd owes a crash "
+     "kernel it makes one last bounded attempt, then exits (status 1 if still owed)."),
+    ("SIGHUP", "Re-read the configuration (systemctl reload kdumpd) and apply [rule] "
+     "state; a broken file, or a change only a restart can apply (state.dir, "
+     "rule.handover, sysfs.root), is logged and the old configuration kept."),
+    ("SIGUSR1", "Decide now over both subsystems, as if a burst had ended; "
+     "\\fBkdumpd reload\\fR sends it to the running daemon."),
+)
+
+ENVIRONMENT = (
+    ("NOTIFY_SOCKET", "Set by systemd (Type=notify): READY=1, STATUS=, STOPPING=1 and "
+     "watchdog keep-alives go there."),
+    ("WATCHDOG_USEC, WATCHDOG_PID", "Set by systemd (WatchdogSec=): kdumpd pets the "
+     "watchdog at half the period, also while a stop waits for a load."),
+    ("JOURNAL_STREAM", "Set by systemd: when stderr is the journal, kdumpd logs with "
+     "structured fields (MESSAGE_ID, priorities) instead of plain lines."),
+)
+
+EXAMPLES = (
+    ("Is the crash kernel current, and what would a reload load?", "kdumpd status"),
+    ("The same for scripts (see JSON OUTPUT).", "kdumpd status \\-\\-json"),
+    ("What would a reload do now, without doing it?", "kdumpd reload \\-\\-dry\\-run"),
+    ("Keep the distribution's rules quiet persistently, showing the change first.",
+     "kdumpd rule install \\-\\-check \\-\\-diff\n.br\nkdumpd rule install "
+     "\\-\\-backup"),
+    ("Watch events and decisions without root and without changing anything.",
+     "kdumpd run \\-\\-dry\\-run"),
+)
+
+JSON_KEYS = (
+    ("schema_version", "2 (changes only when a key changes meaning or type)."),
+    ("kexec_crash_loaded, kexec_crash_size, crash_elfcorehdr_size",
+     "The kernel's values as numbers, or null."),
+    ("crash_hotplug", "Object: cpu and memory, each 1, 0 or null."),
+    ("sysfs_problems", "Object: why a value above is null (absent, unreadable, not a number)."),
+    ("crash_kernel_loaded, kernel_keeps_current", "Booleans (the latter per subsystem)."),
+    ("backend, backend_action, image", "The backend, what a reload would run, and the "
+     "kernel, initrd and command line it would load with where each came from."),
+    ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded)."),
+    ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",
+     "Strings or null."),
+    ("last_load", "Object or null: at (Unix time), how, ok, duration_s."),
 )
 
 HARDENING = (
@@ -200,9 +256,21 @@ def render() -> str:
     if not statuses:
         raise SystemExit("gen-manpage: no exit statuses found in the parser's epilog")
     out += "\n.TP\n".join(f"{opt(code)}\n{roff(text)}" for code, text in statuses).split("\n")
+    out += [".SH SIGNALS"]
+    for name, text in SIGNALS:
+        out += [".TP", opt(name), text]
+    out += [".SH ENVIRONMENT"]
+    for name, text in ENVIRONMENT:
+        out += [".TP", opt(name), text]
     out += [".SH FILES"]
     for path, text in FILES:
         out += [".TP", arg(path), text]
+    out += [".SH JSON OUTPUT", opt(f"{prog} status --json") + " prints one object:"]
+    for key, text in JSON_KEYS:
+        out += [".TP", opt(key), text]
+    out += [".SH EXAMPLES"]
+    for text, command in EXAMPLES:
+        out += [".PP", text, ".RS", command, ".RE"]
     out += [".SH HARDENING", HARDENING]
     out += [".SH SEE ALSO", ",\n".join(
         "\\fB" + page.split("(")[0].replace("-", "\\-") + "\\fR(" + page.split("(")[1]

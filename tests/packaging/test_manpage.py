@@ -75,3 +75,21 @@ def test_groff_renders_without_warnings(page: str) -> None:
     result = subprocess.run(["groff", "-man", "-ww", "-z", "-Tutf8"], input=page,
                             capture_output=True, text=True, timeout=60, check=False)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_signals_environment_files_json_and_examples(page: str) -> None:
+    for section in ("SIGNALS", "ENVIRONMENT", "FILES", "JSON OUTPUT", "EXAMPLES"):
+        assert f"\n.SH {section}\n" in page, section
+    for needle in ("SIGHUP", "SIGUSR1", "WATCHDOG_USEC", "/run/udev/rules.d/",
+                   "/etc/udev/rules.d/", "/var/lib/kdumpd/", "schema_version"):
+        assert needle in page, needle
+
+
+def test_json_output_names_every_key_status_prints(page: str) -> None:
+    from kdumpd.status import Status
+    from kdumpd.sysfs import Value
+
+    blank = Value("0")
+    keys = Status(blank, blank, blank, {"cpu": blank, "memory": blank}, "x", "y").as_dict()
+    section = page.split("\n.SH JSON OUTPUT\n")[1].split("\n.SH ", maxsplit=1)[0]
+    assert [key for key in keys if key not in section] == []
