@@ -4,7 +4,6 @@ file list, config flags, requirements and scriptlets."""
 from __future__ import annotations
 
 import re
-
 import subprocess
 from pathlib import Path
 
