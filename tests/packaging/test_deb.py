@@ -125,6 +125,9 @@ def test_installed_files(installed: Path) -> None:
     assert (installed / "usr/lib/tmpfiles.d/kdumpd.conf").read_bytes() == (
         REPO / "units/kdumpd.tmpfiles").read_bytes()
     assert (installed / "usr/share/man/man8/kdumpd.8.gz").is_file()
+    completion = (installed / "usr/share/bash-completion/completions/kdumpd").read_text()
+    assert "complete -o filenames -F _shtab_kdumpd kdumpd" in completion
+    assert "('install' 'remove')" in completion  # generated from the real parser
     assert not list((installed / "lib/udev/rules.d").glob("*kdumpd*"))
     assert not list((installed / "etc/udev/rules.d").glob("*kdumpd*"))
     conffiles = chroot.run(installed, ["dpkg-query", "-W", "-f=${Conffiles}", "kdumpd"]).stdout

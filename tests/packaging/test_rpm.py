@@ -32,6 +32,7 @@ def test_files(rpm: Path) -> None:
     for path in ("/usr/bin/kdumpd",
                  "/usr/lib/systemd/system/kdumpd.service",
                  "/usr/lib/tmpfiles.d/kdumpd.conf",
+                 "/usr/share/bash-completion/completions/kdumpd",
                  "/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
                  "/etc/kdumpd/kdumpd.toml",
                  "/usr/share/man/man8/kdumpd.8.gz"):
