@@ -7,6 +7,7 @@ Exit statuses: the EXIT_* constants, described once in EXIT_STATUS_HELP (shown b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import signal
@@ -100,11 +101,21 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--diff", action="store_true", help="print a unified diff")
         sub.add_argument("--backup", action="store_true", help="keep a timestamped copy")
         sub.add_argument("--json", action="store_true", help="print an Ansible-style JSON result")
+        sub.add_argument("--root", metavar="DIR", type=_absolute_path,
+                         help="tree the rules are looked up under (default: [rule] root)")
+        sub.add_argument("--handover", metavar="FILE", type=_absolute_path,
+                         help="hand-over file the block tests (default: [rule] handover)")
 
     commands.add_parser(
         "demo", help="run the real pipeline on a fake sysfs with a simulated event storm",
     )
     return parser
+
+
+def _absolute_path(text: str) -> Path:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an absolute path")
+    return Path(text)
 
 
 def _config_path(args: argparse.Namespace) -> Path:
@@ -225,6 +236,10 @@ def cmd_rule(args: argparse.Namespace) -> int:
 
             print(json.dumps({"failed": True, "changed": False, "msg": str(error)}))
         raise
+    overrides = {key: value for key, value in (("root", args.root), ("handover", args.handover))
+                 if value is not None}
+    if overrides:
+        cfg = dataclasses.replace(cfg, rule=dataclasses.replace(cfg.rule, **overrides))
     return rule_main(
         args.rule_command, cfg,
         path=args.path, check=args.check, diff=args.diff, backup=args.backup, json_out=args.json,

@@ -114,6 +114,8 @@ class Ansible:
             "ANSIBLE_INVENTORY_UNPARSED_WARNING": "false",
             "KDUMPD_RECORD_FILE": str(self.record_file),
             "PYTHONDONTWRITEBYTECODE": "1",
+            # The target's kdumpd command: the one installed beside this Python.
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         })
         return env
 

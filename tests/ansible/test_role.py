@@ -21,7 +21,7 @@ from tests.ansible.conftest import Ansible
 from tests.ansible.test_module import BEGIN, DEBIAN, DEBIAN_ADMIN
 
 ROLE = "kdumpd.kdumpd.kdumpd"
-HANDLER = f"{ROLE} : Restart kdumpd"
+HANDLER = f"{ROLE} : Reload kdumpd"
 
 
 def role_play(target: Path, **variables: Any) -> dict[str, Any]:

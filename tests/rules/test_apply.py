@@ -124,6 +124,27 @@ def test_cli_install_on_a_tmp_root(tmp_path: Path, capsys: pytest.CaptureFixture
     assert (root / "etc/udev/rules.d/50-kdump-tools.rules").read_text() == distro_text("debian")
 
 
+def test_cli_root_and_handover_override_the_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "root"
+    (root / "etc/udev/rules.d").mkdir(parents=True)
+    rules = root / "etc/udev/rules.d/50-kdump-tools.rules"
+    rules.write_text(distro_text("debian"))
+    conf = tmp_path / "k.toml"
+    conf.write_text('[rule]\nroot = "/nonexistent"\n')
+    conf.chmod(0o600)
+    assert cli.main(["rule", "install", "--config", str(conf), "--root", str(root),
+                     "--handover", "/run/x/handover"]) == 0
+    assert 'TEST=="/run/x/handover"' in rules.read_text()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:
+        cli.main(["rule", "install", "--root", "relative/dir"])
+    assert usage.value.code == 2
+    assert "expected an absolute path" in capsys.readouterr().err
+    assert cli.main(["rule", "remove", "--config", str(conf), "--root", str(root),
+                     "--handover", '/run/x"y']) == 78  # the same validation as the config
+
+
 # -- converge (kdumpd run) -------------------------------------------------------------
 
 

@@ -3,9 +3,10 @@
 # Copyright: kdumpd developers
 # GNU General Public License v2.0+ (see https://www.gnu.org/licenses/old-licenses/gpl-2.0.txt)
 
-# A thin adapter: options in, kdumpd.rules.manage.run() on the target, its result out.
-# The planning, file handling and udev validation all live in the kdumpd package that is
-# installed on the target; nothing of it is copied here.
+# A thin adapter: options in, `kdumpd rule install|remove --json` on the target, its
+# result out. The planning, file handling and udev validation all live in kdumpd, which is
+# installed on the target; nothing of it is copied or imported here, so the module runs
+# with whatever Python Ansible uses on the target.
 
 from __future__ import absolute_import, division, print_function
 
@@ -25,9 +26,9 @@ description:
     while kdumpd runs and handles reloads.
   - A vendor file (under C(/usr/lib/udev/rules.d)) is never edited; the result is written
     to the file of the same name in C(/etc/udev/rules.d), which overrides it.
-  - This module is an adapter around the C(kdumpd) Python package on the target, which
-    does all the work (the same code as C(kdumpd rule install|remove)). kdumpd must be
-    installed on the target first; the C(kdumpd.kdumpd.kdumpd) role does that.
+  - This module runs C(kdumpd rule install|remove --json) on the target, which does all
+    the work. kdumpd must be installed on the target first; the C(kdumpd.kdumpd.kdumpd)
+    role does that.
   - After a change (never in check mode) udevd is told to reload its rules, when O(root)
     is C(/) and a udevd runs.
 options:
@@ -62,10 +63,10 @@ options:
   config:
     description:
       - The kdumpd configuration file that supplies the defaults of O(path), O(root) and
-        O(handover). A missing file means kdumpd's built-in defaults.
-      - Read only when one of those options is not given. Run as root, the module refuses
-        it (like the daemon does) unless it is owned by root and not group- or
-        world-writable.
+        O(handover). When it does not exist, kdumpd's default configuration file (or, if
+        that is absent too, its built-in defaults) is used.
+      - Run as root, kdumpd refuses it (like the daemon does) unless it is owned by root
+        and not group- or world-writable.
     type: path
     default: /etc/kdumpd/kdumpd.toml
   backup:
@@ -75,7 +76,7 @@ options:
     type: bool
     default: false
 requirements:
-  - The C(kdumpd) Python package importable by the target's Python interpreter.
+  - The C(kdumpd) command on the target (its package).
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
 attributes:
@@ -155,20 +156,10 @@ results:
   elements: dict
 """
 
-import traceback
-from pathlib import Path
+import json
+import os
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
-try:
-    from kdumpd.config import ConfigError
-    from kdumpd.config import load as load_config
-    from kdumpd.rules import manage
-    from kdumpd.security import check_trusted_file
-except ImportError:
-    KDUMPD_IMPORT_ERROR = traceback.format_exc()
-else:
-    KDUMPD_IMPORT_ERROR = None
+from ansible.module_utils.basic import AnsibleModule
 
 ARGUMENT_SPEC = dict(
     state=dict(type="str", choices=["present", "absent"], default="present"),
@@ -179,23 +170,22 @@ ARGUMENT_SPEC = dict(
     backup=dict(type="bool", default=False),
 )
 
+ACTIONS = {"present": "install", "absent": "remove"}
 
-def settings(params):
-    """path, root and handover: the options given, else the [rule] settings of the config.
 
-    Raises kdumpd's ConfigError for an invalid or untrusted config file: like the daemon,
-    the module (run as root) refuses a config someone other than root could have written,
-    since it names the file to edit.
-    """
-    rule = None
-    if None in (params["path"], params["root"], params["handover"]):
-        config = Path(params["config"])
-        check_trusted_file(config, "config file")
-        rule = load_config(config).rule
-    path = params["path"] if params["path"] is not None else rule.path
-    root = Path(params["root"]) if params["root"] is not None else rule.root
-    handover = Path(params["handover"]) if params["handover"] is not None else rule.handover
-    return path, root, handover
+def command(kdumpd, params, check_mode):
+    """The argv of the kdumpd run for these options."""
+    argv = [kdumpd, "rule", ACTIONS[params["state"]], "--json"]
+    if os.path.exists(params["config"]):
+        argv += ["--config", params["config"]]
+    for option in ("path", "root", "handover"):
+        if params[option] is not None:
+            argv += ["--" + option, params[option]]
+    if params["backup"]:
+        argv.append("--backup")
+    if check_mode:
+        argv.append("--check")
+    return argv
 
 
 def shape(result, diff_mode):
@@ -215,34 +205,25 @@ def shape(result, diff_mode):
 
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if KDUMPD_IMPORT_ERROR is not None:
-        module.fail_json(
-            msg=missing_required_lib(
-                "kdumpd",
-                reason="to manage the kdump udev rules: install kdumpd on the target first "
-                "(the kdumpd.kdumpd.kdumpd role does)",
-            ),
-            exception=KDUMPD_IMPORT_ERROR,
-        )
+    kdumpd = module.get_bin_path("kdumpd")
+    if kdumpd is None:
+        module.fail_json(msg="kdumpd is not installed on the target (no kdumpd command on "
+                         "PATH): install kdumpd on the target first (the "
+                         "kdumpd.kdumpd.kdumpd role does)")
+    argv = command(kdumpd, module.params, module.check_mode)
+    rc, out, err = module.run_command(argv)
     try:
-        path, root, handover = settings(module.params)
-    except ConfigError as error:
-        module.fail_json(msg="cannot read the kdumpd configuration: %s" % error)
-    if not root.is_absolute():
-        module.fail_json(msg="root %r: expected an absolute path" % str(root))
-    result = manage.run(
-        state=module.params["state"],
-        path=path,
-        root=root,
-        handover=handover,
-        check=module.check_mode,
-        backup=module.params["backup"],
-    )
+        result = json.loads(out)
+    except ValueError:
+        module.fail_json(msg="%s: exit status %d: %s" % (" ".join(argv[1:3]), rc,
+                                                         (err or out).strip()),
+                         rc=rc, cmd=argv)
     warnings, failed, result = shape(result, module._diff)
     for warning in warnings:
         module.warn(warning)
-    if failed:
-        module.fail_json(**result)
+    if failed or rc != 0:
+        result.setdefault("msg", (err or "kdumpd exit status %d" % rc).strip())
+        module.fail_json(rc=rc, **result)
     module.exit_json(**result)
 
 
