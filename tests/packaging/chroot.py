@@ -27,9 +27,10 @@ SUITE = "bookworm"
 MIRROR = os.environ.get("KDUMPD_TEST_MIRROR", "http://deb.debian.org/debian")
 # Runtime dependencies of the .deb (so dpkg -i needs no network: anything the package
 # needs beyond these makes dpkg -i fail), systemd for systemd-analyze, and man-db, with
-# which systemd-analyze verify checks that Documentation=man:kdumpd(8) resolves.
+# which systemd-analyze verify checks that Documentation=man:kdumpd(8) resolves; pytest
+# and hypothesis, which debian/tests/control names for the autopkgtest.
 PACKAGES = ("python3", "python3-pyudev", "python3-systemd", "kexec-tools", "procps",
-            "systemd", "man-db")
+            "systemd", "man-db", "python3-pytest", "python3-hypothesis")
 # Bump when the steps below change in a way that changes the result.
 SCRIPT_VERSION = "1"
 MARKER = ".kdumpd-complete"

@@ -192,6 +192,40 @@ def stand_in_rules_package(directory: Path) -> Path:
     return package
 
 
+def autopkgtests() -> list[tuple[str, str, str]]:
+    """(test, Depends, Restrictions) of each stanza of debian/tests/control."""
+    stanzas = (REPO / "debian/tests/control").read_text().split("\n\n")
+    found = []
+    for stanza in stanzas:
+        fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, flags=re.MULTILINE))
+        for test in fields.get("Tests", "").split():
+            found.append((test, fields.get("Depends", ""), fields.get("Restrictions", "")))
+    return found
+
+
+def test_autopkgtests_pass_against_the_installed_package(installed: Path) -> None:
+    """debian/tests/* run as autopkgtest would: in the source tree (here a copy without
+    the kdumpd package, which must come from the .deb), with AUTOPKGTEST_TMP set."""
+    tests = autopkgtests()
+    assert [name for name, _, _ in tests] == ["unit-tests", "cli"]
+    source = installed / "tmp/src"
+    source.mkdir()
+    excludes = [f"--exclude=./{name}" for name in (".git", "out", ".venv*", "kdumpd",
+                                                    "mutants", ".hypothesis", "*_cache")]
+    packed = subprocess.run(["tar", "-c", *excludes, "."], cwd=REPO, capture_output=True,
+                            check=True, timeout=300).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=packed, check=True, timeout=300)
+    for name, depends, _restrictions in tests:
+        for package in (d.strip() for d in depends.split(",")):
+            chroot.run(installed, ["dpkg", "-s", package])  # in the chroot already
+        scratch = f"/tmp/autopkgtest-{name}"
+        done = chroot.run(installed, ["/bin/sh", "-c",
+                                      f"mkdir -p {scratch} && cd /tmp/src && "
+                                      f"AUTOPKGTEST_TMP={scratch} debian/tests/{name}"],
+                          timeout=600, check=False)
+        assert done.returncode == 0, f"{name}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+
+
 def test_managed_block_follows_the_package(installed: Path, deb: Path,
                                            tmp_path: Path) -> None:
     """Next to last: removes the package. The override of kdump-tools' rules that kdumpd
