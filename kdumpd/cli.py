@@ -125,7 +125,7 @@ def _config_path(args: argparse.Namespace) -> Path:
 def _load_config(path: Path, *, must_exist: bool = False) -> Config:
     """Read and vet the config; raises ConfigError (exit 78)."""
     security.check_trusted_file(path, "config file")
-    cfg = configmod.load(path, must_exist=must_exist)
+    cfg = configmod.load(path, must_exist=must_exist, vet=security.fd_problem)
     security.check_image_files(cfg)
     return cfg
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Callable, Union
 
-from kdumpd.smallfile import NotRegularFile, read_regular
+from kdumpd.smallfile import NotRegularFile, Refused, read_regular
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -248,21 +248,25 @@ def parse(text: str, path: Path | None = None) -> Config:
 MAX_BYTES = 1024 * 1024  # a configuration is a few hundred bytes; refuse what is not one
 
 
-def load(path: Path = DEFAULT_PATH, *, must_exist: bool = False) -> Config:
+def load(path: Path = DEFAULT_PATH, *, must_exist: bool = False,
+         vet: Callable[[int], str | None] | None = None) -> Config:
     """Read the config file; a missing file gives the defaults unless ``must_exist``.
 
     Never blocks and never reads without bound: a FIFO, a device or a directory is
-    refused before reading, and so is a file over MAX_BYTES.
-    Raises :class:`ConfigError` for unreadable or invalid files.
+    refused before reading, and so is a file over MAX_BYTES. ``vet(fd)`` checks the
+    opened file (ownership, mode) before it is read.
+    Raises :class:`ConfigError` for unreadable, refused or invalid files.
     """
     try:
-        raw = read_regular(path, MAX_BYTES + 1)
+        raw = read_regular(path, MAX_BYTES + 1, vet)
     except FileNotFoundError:
         if must_exist:
             raise ConfigError("", "no such file", path) from None
         return Config()
     except NotRegularFile:
         raise ConfigError("", "not a regular file", path) from None
+    except Refused as error:
+        raise ConfigError("", f"config file is {error.strerror}: refusing it", path) from None
     except OSError as error:
         raise ConfigError("", f"cannot read: {error.strerror}", path) from None
     if len(raw) > MAX_BYTES:

@@ -11,26 +11,18 @@ from kdumpd.config import Config, ConfigError
 
 
 def check_trusted_file(path: Path, label: str, *, euid: int | None = None) -> None:
-    """As root, refuse ``path`` unless it is owned by root and not group/world-writable.
-
-    A missing file is fine here (the caller decides what absence means).
-    Raises ConfigError naming the file.
-    """
-    if (os.geteuid() if euid is None else euid) != 0:
+    """As root, refuse ``path`` unless it and every directory above it are root's and not
+    writable by others (:func:`path_problem`). A missing file is fine here (the caller
+    decides what absence means); read it with :func:`fd_problem` as its ``vet`` so the
+    file that is read is checked too. Raises ConfigError naming the file."""
+    if not os.path.lexists(path):
         return
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise ConfigError("", f"cannot stat {label}: {error.strerror}", path) from None
-    if info.st_uid != 0:
-        raise ConfigError("", f"{label} is owned by uid {info.st_uid}, not root: refusing it", path)
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        mode = stat.S_IMODE(info.st_mode)
-        raise ConfigError(
-            "", f"{label} is group- or world-writable (mode {mode:04o}): refusing it", path
-        )
+    problem = path_problem(path, euid=euid)
+    if problem:
+        itself = f"{path.resolve()} "
+        problem = (f"{label} {problem[len(itself):]}" if problem.startswith(itself)
+                   else f"{label}: {problem}")
+        raise ConfigError("", f"{problem}: refusing it", path)
 
 
 def check_image_files(cfg: Config, *, euid: int | None = None) -> None:

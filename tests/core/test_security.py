@@ -101,3 +101,36 @@ def test_stop_never_kills_a_load_in_flight_and_waits_long_enough() -> None:
     value = settings["TimeoutStopSec"]
     assert value.endswith("min")
     assert int(value[:-3]) * 60 > stop_wait_s(MAX_TIMEOUT_S)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the tree must be root's")
+def test_a_config_in_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # not sticky: anyone could replace the file
+    path = shared / "kdumpd.toml"
+    path.write_text("")
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"on the way to .*refusing it"):
+        check_trusted_file(path, "config file", euid=0)
+
+
+def test_the_config_read_is_vetted_on_the_opened_file(tmp_path: Path) -> None:
+    """The file read is the file checked: the descriptor is vetted, not the name."""
+    from kdumpd import config, security
+
+    path = tmp_path / "kdumpd.toml"
+    path.write_text('[events]\nquiet_ms = 300\n')
+    path.chmod(0o644)
+    seen: list[int] = []
+
+    def vet(fd: int) -> str | None:
+        seen.append(os.fstat(fd).st_ino)
+        return security.fd_problem(fd, euid=0 if os.geteuid() == 0 else 1000)
+
+    assert config.load(path, vet=vet).events.quiet_ms == 300
+    assert seen == [path.stat().st_ino]
+    path.chmod(0o666)
+    if os.geteuid() == 0:
+        with pytest.raises(ConfigError, match="group- or world-writable.*refusing it"):
+            config.load(path, vet=vet)
