@@ -31,6 +31,9 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from kdumpd.security import fd_problem
+from kdumpd.smallfile import read_regular
+
 DEBIAN_DEFAULTS = "/etc/default/kdump-tools"
 SYSCONFIG = "/etc/sysconfig/kdump"
 DEBIAN_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll "
@@ -58,6 +61,9 @@ GENERIC_APPEND = ("irqpoll nr_cpus=1 reset_devices cgroup_disable=memory mce=off
                   "udev.children-max=2 panic=10 transparent_hugepage=never cma=0 "
                   "hugetlb_cma=0 novmcoredd kfence.sample_interval=0")
 X86_ONLY = "acpi_no_memhotplug"
+
+
+SHELL_FILE_LIMIT = 1 << 20  # a kdump tool's shell configuration is a few KiB
 
 
 class DistroError(Exception):
@@ -234,11 +240,17 @@ def read_shell_vars(root: Path, path: str) -> dict[str, str]:
     (``$``, backquotes) cannot be known without running it and raises DistroError.
     """
     try:
-        text = (root / path.lstrip("/")).read_text(encoding="utf-8", errors="replace")
+        # Never blocks (a FIFO), never reads without bound, and as root the file read is
+        # the file checked: root's, not writable by others.
+        raw = read_regular(root / path.lstrip("/"), SHELL_FILE_LIMIT + 1, fd_problem)
     except FileNotFoundError:
         return {}
     except OSError as error:
         raise DistroError(f"{path}: cannot read: {error.strerror}") from None
+    if len(raw) > SHELL_FILE_LIMIT:
+        raise DistroError(f"{path}: larger than {SHELL_FILE_LIMIT} bytes: not a kdump "
+                          "configuration")
+    text = raw.decode("utf-8", errors="replace")
     values: dict[str, str] = {}
     lines = text.splitlines()
     number = 0

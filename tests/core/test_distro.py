@@ -212,3 +212,64 @@ def test_suse_empty_kdump_cpus_means_32(tmp_path: Path) -> None:
                                       "usr/lib/kdump/load.sh": ""})
     assert not any(w.startswith("nr_cpus=") for w in
                    distro.crash_image(none, RELEASE, "s390x").append.split())
+
+
+# -- hostile distribution configuration files -------------------------------------------
+
+
+def test_a_fifo_as_the_distributions_config_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "etc/default/kdump-tools"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    with pytest.raises(DistroError, match="not a regular file"):
+        distro.read_shell_vars(tmp_path, "/etc/default/kdump-tools")
+
+
+def test_a_huge_distribution_config_is_refused_unread(tmp_path: Path) -> None:
+    path = tmp_path / "etc/sysconfig/kdump"
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as handle:
+        handle.truncate(distro.SHELL_FILE_LIMIT + 1)
+    with pytest.raises(DistroError, match="larger than"):
+        distro.read_shell_vars(tmp_path, "/etc/sysconfig/kdump")
+
+
+def test_a_distribution_config_others_can_write_is_refused_as_root(tmp_path: Path) -> None:
+    import os
+
+    path = tmp_path / "etc/default/kdump-tools"
+    path.parent.mkdir(parents=True)
+    path.write_text('KDUMP_CMDLINE_APPEND="x"\n')
+    path.chmod(0o666)
+    if os.geteuid() != 0:
+        pytest.skip("the ownership check applies to root only")
+    with pytest.raises(DistroError, match="group- or world-writable"):
+        distro.read_shell_vars(tmp_path, "/etc/default/kdump-tools")
+
+
+def test_any_bytes_give_values_or_a_one_line_distro_error(tmp_path_factory: pytest.TempPathFactory,
+                                                            ) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    root = tmp_path_factory.mktemp("hostile")
+    path = root / "etc/sysconfig/kdump"
+    path.parent.mkdir(parents=True)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.one_of(st.binary(max_size=300),
+                     st.text(alphabet="KDUMP_=\"'\\$`# \n\tabc-()", max_size=120)))
+    def check(data: bytes | str) -> None:
+        path.write_bytes(data if isinstance(data, bytes) else data.encode())
+        path.chmod(0o644)
+        try:
+            values = distro.read_shell_vars(root, "/etc/sysconfig/kdump")
+        except DistroError as error:
+            assert "\n" not in str(error)  # one line
+            assert str(error).startswith("/etc/sysconfig/kdump")
+            return
+        assert all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
+
+    check()
