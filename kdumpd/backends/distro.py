@@ -242,15 +242,15 @@ def read_shell_vars(root: Path, path: str) -> dict[str, str]:
     try:
         # Never blocks (a FIFO), never reads without bound, and as root the file read is
         # the file checked: root's, not writable by others.
-        raw = read_regular(root / path.lstrip("/"), SHELL_FILE_LIMIT + 1, fd_problem)
+        data = read_regular(root / path.lstrip("/"), SHELL_FILE_LIMIT + 1, fd_problem)
     except FileNotFoundError:
         return {}
     except OSError as error:
         raise DistroError(f"{path}: cannot read: {error.strerror}") from None
-    if len(raw) > SHELL_FILE_LIMIT:
+    if len(data) > SHELL_FILE_LIMIT:
         raise DistroError(f"{path}: larger than {SHELL_FILE_LIMIT} bytes: not a kdump "
                           "configuration")
-    text = raw.decode("utf-8", errors="replace")
+    text = data.decode("utf-8", errors="replace")
     values: dict[str, str] = {}
     lines = text.splitlines()
     number = 0
