@@ -18,7 +18,7 @@ PT_NOTE = 4
 NT_PRSTATUS = 1
 LOW_MEMORY = 1 << 20  # below 1 MiB the ranges differ between loaders; not what hotplug moves
 
-# Runs in the crash kernel: python3 -c "$VMCORE_READER" prints one JSON line.
+# Runs in the crash kernel: python3 reader.py [ELF file] prints one JSON line.
 VMCORE_READER = r'''
 import json, struct
 def parse(read):
@@ -42,7 +42,9 @@ def parse(read):
                 cpus += n_type == 1 and name == b"CORE"
                 at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
     return {"loads": loads, "prstatus": cpus}
-with open("/proc/vmcore", "rb") as core:
+import sys
+# /proc/vmcore in the crash kernel, or a saved ELF dump (makedumpfile -E) given as argv[1].
+with open(sys.argv[1] if len(sys.argv) > 1 else "/proc/vmcore", "rb") as core:
     def read(offset, size):
         core.seek(offset)
         return core.read(size)

@@ -37,7 +37,7 @@ from .results import BurstResult, RunResults, ScenarioResult
 
 DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKIPPED,
              journal_ids.WOULD_RELOAD}
-SCENARIOS = 14  # scenario() calls in a full run: 1-13, scenario 10 twice
+SCENARIOS = 15  # scenario() calls in a full run: 1-14, scenario 10 twice
 QUIET_S = 0.25  # [events] quiet_ms of the guest's config
 BURST_TIMEOUT_S = 90.0  # events -> all accounted for in kdumpd's journal
 WORKDIR = Path(os.environ.get("KDUMPD_VM_WORKDIR", "/tmp/kdumpd-vm"))
@@ -975,6 +975,86 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     assert layers == ["1", "no-etc"], layers
     assert gone == "gone", "the runtime override outlived kdumpd"
     d.restart_kdumpd(vm)
+
+
+# The dump kernel's boot must not reboot (QEMU runs with -no-reboot, and the root disk's
+# snapshot would be gone) and must give the test its shell back: kdump-tools' init script
+# sources /etc/default/kdump-tools after setting PATH, so a shell function there stands in
+# for its `reboot -f`; a drop-in pulls the test's console shell into the dump boot.
+NO_REBOOT = ('reboot() { echo "kdumpd-vm: reboot after the dump suppressed for the test"; }\n')
+DUMP_SHELL_DROPIN = "/etc/systemd/system/kdump-tools-dump.service.d/kdumpd-vm.conf"
+
+
+def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
+    dumping_trixie: Guest, scenario: Callable
+) -> None:
+    guest = dumping_trixie
+    result = scenario(
+        "14. proof by dump through Debian's own dump path (kdump-tools-dump.service)",
+        guest.release,
+        "Debian's real kdump-tools loading with `KDUMP_KEXEC_ARGS=\"-c\"` (crash_hotplug=0) "
+        "and `MAKEDUMP_ARGS=\"-E -d 0\"` (ELF, nothing filtered: free pages of a new DIMM "
+        "would otherwise be left out whatever the crash kernel knew); kdumpd with its "
+        "default configuration. DIMM then CPU hot-add (kdumpd reloads kdump-tools' image), "
+        "`echo c > /proc/sysrq-trigger`; the crash kernel boots kdump-tools' initrd and "
+        "kdump-tools-dump.service, whose makedumpfile saves the dump under /var/crash. "
+        "Its ELF program headers (after `makedumpfile -R`) must cover every System RAM "
+        "range and hold one NT_PRSTATUS per online CPU. Test scaffolding: the dump boot's "
+        "final `reboot -f` is suppressed and the test's console shell started, so the "
+        "saved file can be read in the same QEMU run.",
+    )
+    vm = guest.vm
+    d.stop_kdumpd(vm)
+    vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb >/dev/null 2>&1; "
+              "test -e /var/lib/kdump/vmlinuz && test -e /var/lib/kdump/initrd.img",
+              timeout=900)
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
+    vm.sh.run("printf '%s\\n' 'KDUMP_KEXEC_ARGS=\"-c\"' 'MAKEDUMP_ARGS=\"-E -d 0\"' "
+              ">> /etc/default/kdump-tools")
+    vm.sh.run(f"printf '{NO_REBOOT}' >> /etc/default/kdump-tools")
+    vm.sh.run(f"mkdir -p {os.path.dirname(DUMP_SHELL_DROPIN)} && printf "
+              "'[Unit]\\nWants=vmshell.service\\n' > " + DUMP_SHELL_DROPIN +
+              " && systemctl daemon-reload")
+    vm.sh.run("kdump-config reload", timeout=300)
+    fresh_state(vm)
+    d.restart_kdumpd(vm)
+    result.bursts.append(run_burst(guest, "DIMM hot-add 512 MiB", dimm_burst(guest)))
+    result.bursts.append(run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest)))
+    assert result.bursts[0].reloads == 1, said(result.bursts[0])
+
+    vm.sh.run("udevadm settle -t 60", timeout=90)
+    ram, reserved = dc.parse_iomem(vm.sh.run("cat /proc/iomem").output)
+    before = dc.Before(ram, reserved,
+                       dc.count_cpus(vm.sh.run("cat /sys/devices/system/cpu/online").output))
+    vm.sh.write_file("/root/vmcore-reader.py", dc.VMCORE_READER)
+    assert d.crash_state(vm).loaded == "1", "no crash kernel loaded before the panic"
+    vm.sh.run("sync")
+    panicked = time.monotonic()
+    vm.sh.send("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger")
+    vm.sh.wait_ready(PANIC_BOOT_TIMEOUT_S)
+    up_s = time.monotonic() - panicked
+    assert vm.sh.run("test -e /proc/vmcore", check=False).ok, "not in a crash kernel"
+    saved = vm.sh.run("systemctl is-active kdump-tools-dump.service; "
+                      "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; "
+                      "ls /var/crash/2*/", check=False, timeout=600)
+    deadline = time.monotonic() + 900
+    while "dump." not in saved.output and time.monotonic() < deadline:
+        time.sleep(10)
+        saved = vm.sh.run("systemctl is-active kdump-tools-dump.service; "
+                          "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; "
+                          "ls /var/crash/2*/", check=False, timeout=120)
+    saved_s = time.monotonic() - panicked
+    result.notes.append("kdump-tools-dump.service: " + " / ".join(
+        line.strip() for line in saved.output.splitlines() if line.strip()))
+    assert "dump." in saved.output, saved.output
+    out = vm.sh.run("f=$(ls /var/crash/2*/dump.* | head -1) && ls -l $f && "
+                    "makedumpfile -R /root/dump.elf < $f >/dev/null && "
+                    "python3 /root/vmcore-reader.py /root/dump.elf", timeout=1200).output
+    dump = dc.parse_reader_output(out)
+    verdict = dc.compare(before, dump)
+    result.notes.append(f"crash kernel up {up_s:.0f} s after the panic, dump saved by "
+                        f"{saved_s:.0f} s. Saved dump: " + dc.summary(before, dump, verdict))
+    assert verdict.ok, verdict.describe()
 
 
 # -- a seeded chaos run: random hotplug, restarts, kills and foreign loads -------------
