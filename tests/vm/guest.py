@@ -204,6 +204,9 @@ class VmConfig:
     smp: str = "2,maxcpus=4"
     extra_append: str = ""
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
+    # A qcow2 overlay of root_image that keeps what the guest writes across QEMU runs (a
+    # reboot test); None: the root image with snapshot=on (nothing kept).
+    overlay: Path | None = None
 
 
 def die_with_parent() -> None:
@@ -255,7 +258,8 @@ class Vm:
             "-smp", c.smp, "-m", c.memory,
             "-kernel", str(c.kernel.vmlinuz), "-initrd", str(c.kernel.initrd),
             "-append", append,
-            "-drive", f"file={c.root_image},if=virtio,format=raw,snapshot=on",
+            "-drive", (f"file={c.overlay},if=virtio,format=qcow2" if c.overlay else
+                       f"file={c.root_image},if=virtio,format=raw,snapshot=on"),
             # No VGA, CD-ROM, NIC: fewer devices to probe under TCG, a faster boot.
             "-nodefaults", "-display", "none", "-monitor", "none", "-no-reboot",
             "-serial", f"file:{self.serial_log}",
@@ -319,6 +323,15 @@ class Vm:
         if self.qmp is None:
             raise GuestError("guest not started")
         return self.qmp
+
+    def wait_exit(self, timeout: float) -> int:
+        """The guest powered itself off (or rebooted: -no-reboot): QEMU's exit status."""
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise GuestError(f"QEMU still running {timeout:.0f} s after the guest was "
+                             f"told to power off\n{self.serial_tail()}") from None
 
     def stop(self) -> None:
         """Power off politely (bounded), then make sure QEMU is gone."""
