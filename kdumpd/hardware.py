@@ -86,7 +86,8 @@ def present_pages(zoneinfo: str) -> int:
     total, seen = 0, False
     for line in zoneinfo.splitlines():
         words = line.split()
-        if len(words) == 2 and words[0] == "present" and words[1].isdigit():
+        if len(words) == 2 and words[0] == "present" and words[1].isascii() \
+                and words[1].isdigit():
             total += int(words[1])
             seen = True
     return total if seen else -1

@@ -102,3 +102,30 @@ def test_any_bytes_in_sysfs_give_a_decision(loaded: bytes, cpu: bytes, memory: b
         assert not decision.reload
     if loaded.strip() == b"1" and (cpu.strip() != b"1" or memory.strip() != b"1"):
         assert decision.reload
+
+
+@settings(max_examples=200, deadline=None)
+@given(iomem=st.binary(max_size=300), zoneinfo=st.binary(max_size=300),
+       present=st.binary(max_size=40), online=st.binary(max_size=40))
+def test_any_bytes_in_proc_and_sysfs_give_a_hardware_fingerprint(
+        iomem: bytes, zoneinfo: bytes, present: bytes, online: bytes) -> None:
+    """The fingerprint's inputs are the kernel's, but never trusted to be well-formed."""
+    from kdumpd.hardware import read_hardware
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for relative, data in (("proc/iomem", iomem), ("proc/zoneinfo", zoneinfo),
+                               ("sys/devices/system/cpu/present", present),
+                               ("sys/devices/system/cpu/online", online)):
+            (root / relative).parent.mkdir(parents=True, exist_ok=True)
+            (root / relative).write_bytes(data)
+        hardware = read_hardware(root)
+        assert isinstance(hardware.fingerprint, str) and hardware.fingerprint
+        assert isinstance(hardware.summary(), str)
+
+
+@given(st.text(max_size=80))
+def test_present_pages_never_raises_on_any_text(text: str) -> None:
+    from kdumpd.hardware import present_pages
+
+    assert present_pages("present " + text) >= -1
