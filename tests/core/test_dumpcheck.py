@@ -72,3 +72,25 @@ def test_the_summary_line_names_ranges_cpus_and_the_verdict(tmp_path: Path) -> N
     assert "reservation 6f000000-7effffff" in line
     assert "vmcore PT_LOAD: 100000-6effffff" in line
     assert "CPUs online 3, NT_PRSTATUS 2" in line and "INCOMPLETE" in line
+
+
+def test_the_kdump_compressed_reader_gives_the_1st_bitmaps_ranges_and_the_cpus(
+        tmp_path: Path) -> None:
+    """Debian's kdump-tools saves this format; its 1st bitmap says which memory the
+    dump kernel's vmcore covered, whatever pages the dump level then left out."""
+    core = tmp_path / "dump"
+    core.write_bytes(dc.kdump_compressed([(0x100, 0x7FFE0), (0x100000, 0x120000)], 3,
+                                         max_pfn=0x120000))
+    done = subprocess.run([sys.executable, "-c", dc.KDUMP_READER, str(core)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    dump = dc.parse_reader_output(done.stdout)
+    assert dump == {"loads": [[0x100000, 0x7FFE0000], [0x100000000, 0x120000000]],
+                    "prstatus": 3}
+    ram, reserved = dc.parse_iomem(IOMEM)
+    assert dc.compare(dc.Before(ram, reserved, 3), dump).ok
+    stale = tmp_path / "stale"
+    stale.write_bytes(dc.kdump_compressed([(0x100, 0x7FFE0)], 2, max_pfn=0x80000))
+    done = subprocess.run([sys.executable, "-c", dc.KDUMP_READER, str(stale)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    verdict = dc.compare(dc.Before(ram, reserved, 3), dc.parse_reader_output(done.stdout))
+    assert (0x100000000, 0x120000000) in verdict.missing and verdict.cpus_in_dump == 2

@@ -52,6 +52,47 @@ with open(sys.argv[1] if len(sys.argv) > 1 else "/proc/vmcore", "rb") as core:
 '''
 
 
+# Reads a saved dump in makedumpfile's kdump-compressed format (Debian's kdump-tools
+# default, `-c -d 31`, after `makedumpfile -R` undoes the -F flattening): the memory it
+# covers is the 1st bitmap (a bit per page frame that is in one of the vmcore's PT_LOAD
+# ranges, whatever the dump level then filtered), the CPUs are the NT_PRSTATUS notes the
+# sub-header points at. Prints the same JSON line as VMCORE_READER. Layout: makedumpfile's
+# diskdump_mod.h (struct disk_dump_header, struct kdump_sub_header), x86_64.
+KDUMP_READER = r'''
+import json, struct, sys
+with open(sys.argv[1], "rb") as dump:
+    head = dump.read(4096)
+    assert head[:8] == b"KDUMP   ", "not a kdump-compressed dump"
+    block_size, sub_hdr_size, bitmap_blocks = struct.unpack_from("<iiI", head, 428)
+    dump.seek(block_size)
+    sub = dump.read(104)
+    offset_note, size_note = struct.unpack_from("<qQ", sub, 48)
+    dump.seek(block_size * (1 + sub_hdr_size))
+    bitmap = dump.read(bitmap_blocks * block_size // 2)
+    dump.seek(offset_note)
+    notes = dump.read(size_note)
+loads, start = [], None
+for pfn in range(len(bitmap) * 8):
+    present = bitmap[pfn >> 3] >> (pfn & 7) & 1
+    if present and start is None:
+        start = pfn
+    elif not present and start is not None:
+        loads.append([start * 4096, pfn * 4096])
+        start = None
+if start is not None:
+    loads.append([start * 4096, len(bitmap) * 8 * 4096])
+cpus, at = 0, 0
+while at + 12 <= len(notes):
+    namesz, descsz, n_type = struct.unpack_from("<III", notes, at)
+    if namesz == 0:
+        break
+    name = notes[at + 12: at + 12 + namesz].rstrip(b"\0")
+    cpus += n_type == 1 and name == b"CORE"
+    at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+print("VMCORE " + json.dumps({"loads": loads, "prstatus": cpus}))
+'''
+
+
 @dataclass(frozen=True)
 class Before:
     """What the first kernel had when it panicked."""
@@ -160,3 +201,25 @@ def elf_vmcore(loads: list[tuple[int, int]], cpus: int) -> bytes:
     for start, end in loads:
         phdrs += struct.pack("<IIQQQQQQ", PT_LOAD, 0, 0, 0, start, end - start, end - start, 0)
     return bytes(header) + phdrs + note
+
+
+def kdump_compressed(pages: list[tuple[int, int]], cpus: int, max_pfn: int) -> bytes:
+    """A minimal kdump-compressed file whose 1st bitmap marks these [start, end) page frame
+    ranges and whose notes hold ``cpus`` NT_PRSTATUS (for the reader's unit test)."""
+    block = 4096
+    note = b""
+    for _ in range(cpus):
+        note += struct.pack("<III", 5, 8, NT_PRSTATUS) + b"CORE\0\0\0\0" + b"\0" * 8
+    note += struct.pack("<III", 0, 0, 0)
+    per_bitmap = -(-max_pfn // 8 // block) or 1  # blocks, rounded up
+    header = bytearray(block)
+    header[:8] = b"KDUMP   "
+    struct.pack_into("<iiI", header, 428, block, 1, 2 * per_bitmap)
+    sub = bytearray(block)
+    note_at = block * (2 + 2 * per_bitmap)
+    struct.pack_into("<qQ", sub, 48, note_at, len(note))
+    bitmap = bytearray(per_bitmap * block)
+    for first, last in pages:
+        for pfn in range(first, last):
+            bitmap[pfn >> 3] |= 1 << (pfn & 7)
+    return bytes(header) + bytes(sub) + bytes(bitmap) + bytes(per_bitmap * block) + note

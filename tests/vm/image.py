@@ -112,8 +112,8 @@ def run(argv: Sequence[str | os.PathLike[str]], timeout: float, **kwargs: object
 
 def ensure_host_tools() -> None:
     """Install the host packages the build and the boot need (a no-op when present)."""
-    run([REPO / "tools" / "ensure-apt", "debootstrap", "qemu-system-x86", "e2fsprogs",
-         "cpio", "zstd"], timeout=900)
+    run([REPO / "tools" / "ensure-apt", "debootstrap", "qemu-system-x86", "qemu-utils",
+         "e2fsprogs", "cpio", "zstd"], timeout=900)
 
 
 def load_image(spec: ImageSpec) -> Image | None:

@@ -994,14 +994,14 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
         "14. proof by dump through Debian's own dump path (kdump-tools-dump.service)",
         guest.release,
         "Debian's real kdump-tools loading with `KDUMP_KEXEC_ARGS=\"-c\"` (crash_hotplug=0), "
-        "`MAKEDUMP_ARGS=\"-E -d 0\"` (ELF, nothing filtered: free pages of a new DIMM "
-        "would otherwise be left out whatever the crash kernel knew) and "
+        "its default dump format (`makedumpfile -c -d 31`, kdump-compressed) and "
         "`acpi_no_memhotplug` added to its KDUMP_CMDLINE_APPEND (see the notes); kdumpd with its "
         "default configuration. DIMM then CPU hot-add (kdumpd reloads kdump-tools' image), "
         "`echo c > /proc/sysrq-trigger`; the crash kernel boots kdump-tools' initrd and "
         "kdump-tools-dump.service, whose makedumpfile saves the dump under /var/crash. "
-        "Its ELF program headers (after `makedumpfile -R`) must cover every System RAM "
-        "range and hold one NT_PRSTATUS per online CPU. Test scaffolding: the dump boot's "
+        "The saved dump (after `makedumpfile -R`) must cover every System RAM range in its "
+        "1st bitmap (the page frames of the vmcore's PT_LOAD ranges, before any filtering) "
+        "and hold one NT_PRSTATUS per online CPU. Test scaffolding: the dump boot's "
         "final `reboot -f` is suppressed and the test's console shell started, so the "
         "saved file can be read in the same QEMU run.",
     )
@@ -1015,7 +1015,7 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
     # inherits memhp_default_state=online_movable from this guest's command line) onlines
     # the hot-added DIMM as its own memory, and makedumpfile then fails on that range
     # ("ioremap on RAM at 0x100000000"); Debian's kdump-tools does not add it. Seen here.
-    vm.sh.run("printf '%s\\n' 'KDUMP_KEXEC_ARGS=\"-c\"' 'MAKEDUMP_ARGS=\"-E -d 0\"' "
+    vm.sh.run("printf '%s\\n' 'KDUMP_KEXEC_ARGS=\"-c\"' "
               "'KDUMP_CMDLINE_APPEND=\"reset_devices systemd.unit=kdump-tools-dump.service "
               "nr_cpus=1 irqpoll usbcore.nousb acpi_no_memhotplug\"' "
               ">> /etc/default/kdump-tools")
@@ -1034,7 +1034,7 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
     ram, reserved = dc.parse_iomem(vm.sh.run("cat /proc/iomem").output)
     before = dc.Before(ram, reserved,
                        dc.count_cpus(vm.sh.run("cat /sys/devices/system/cpu/online").output))
-    vm.sh.write_file("/root/vmcore-reader.py", dc.VMCORE_READER)
+    vm.sh.write_file("/root/kdump-reader.py", dc.KDUMP_READER)
     assert d.crash_state(vm).loaded == "1", "no crash kernel loaded before the panic"
     vm.sh.run("sync")
     panicked = time.monotonic()
@@ -1060,8 +1060,8 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
     # kdump-tools reports "saved vmcore" even then (it checks the pipe's last command).
     assert failed == "0", "makedumpfile failed while kdump-tools saved the dump"
     out = vm.sh.run("f=$(ls /var/crash/2*/dump.* | head -1) && ls -l $f && "
-                    "makedumpfile -R /root/dump.elf < $f >/dev/null && "
-                    "python3 /root/vmcore-reader.py /root/dump.elf", timeout=1200).output
+                    "makedumpfile -R /root/dump.kdump < $f >/dev/null && "
+                    "python3 /root/kdump-reader.py /root/dump.kdump", timeout=1200).output
     dump = dc.parse_reader_output(out)
     verdict = dc.compare(before, dump)
     result.notes.append(f"crash kernel up {up_s:.0f} s after the panic, dump saved by "
