@@ -93,11 +93,19 @@ class Env:
     fadump: Callable[[], bool] = field(default=lambda: fadump_enabled(Path("/")))
 
 
+RULES_LIMIT = 4 << 20  # a kdump rules file is a few KiB; anything this big is not one
+
+
 def _read(path: Path) -> str | None:
+    """The file's text, None when it does not exist. Never blocks (a FIFO) and never reads
+    without bound (a device): raises NotRegularFile, or ValueError when over RULES_LIMIT."""
     try:
-        return path.read_bytes().decode(*ENCODING)
+        data = read_regular(path, RULES_LIMIT + 1)
     except FileNotFoundError:
         return None
+    if len(data) > RULES_LIMIT:
+        raise ValueError(f"{path}: larger than {RULES_LIMIT} bytes: not a udev rules file")
+    return data.decode(*ENCODING)
 
 
 def override_note(vendor_shown: str, vendor_text: str) -> str:
@@ -182,6 +190,8 @@ def _prepare(target: Target, *, state: str, handover: str, env: Env,
                                 template=template, handover=handover)
     except (planner.PlanError, snippet.SnippetError, atomic.WriteError) as error:
         return _failed(result, f"{target.shown}: {error}")
+    except ValueError as error:  # too large
+        return _failed(result, f"{target.shown}: {str(error).split(': ', 1)[-1]}")
     except OSError as error:
         return _failed(result, f"cannot read {error.filename or target.shown}: "
                        f"{error.strerror or error}")
@@ -248,7 +258,11 @@ def _ensure_locked(target: Target, *, state: str, handover: str, check: bool, ba
     def validate(temp: Path) -> None:
         checked_with.append(env.udev.validate(plan.after, set(plan.written), temp))
         # Someone (a package update, an admin) may have written the file meanwhile.
-        if _read(target.path) != current:
+        try:
+            unchanged = _read(target.path) == current
+        except (OSError, ValueError):
+            unchanged = False
+        if not unchanged:
             raise udev.ValidationError("the file changed while kdumpd was working on it; "
                                        "run again")
 
@@ -277,13 +291,15 @@ def _validate_copy(tool: udev.Udev, plan: planner.Plan, data: bytes, name: str) 
 def _shadowed(result: Result, target: Target) -> Result:
     """Runtime layer, and the admin has a file of that name in /etc: udev reads that one."""
     shown = target.shadowed_shown
-    try:
-        text = _read(target.shadowed) if target.shadowed else None
-    except OSError as error:
-        return _failed(result, f"cannot read {shown}: {error.strerror or error}")
     if target.masked or (target.shadowed is not None and target.shadowed.is_symlink()):
         result.msg = f"{shown} overrides the rules (a symlink): nothing to do"
-    elif text is not None and _has_block(text):
+        return result
+    try:
+        text = _read(target.shadowed) if target.shadowed else None
+    except (OSError, ValueError) as error:
+        why = error.strerror if isinstance(error, OSError) else str(error).split(": ", 1)[-1]
+        return _failed(result, f"cannot read {shown}: {why}")
+    if text is not None and _has_block(text):
         result.msg = f"{shown} overrides {target.shown} and holds kdumpd's block: nothing to do"
     else:
         result.msg = f"{shown} overrides {target.shown}: nothing to do at runtime"

@@ -401,3 +401,23 @@ def test_a_temp_file_left_by_a_killed_run_is_removed_by_the_next(
     result = run(fakeroot, env)
     assert not stale.exists()
     assert any("interrupted run" in w for w in result["warnings"])  # type: ignore[union-attr]
+
+
+def test_a_fifo_where_the_rules_file_should_be_fails_at_once(fakeroot: Path, env: Env) -> None:
+    """0.1.0 hung on this (and on a FIFO named with --path)."""
+    fifo = etc(fakeroot, "debian")
+    os.mkfifo(fifo)
+    for path in ("auto", "/etc/udev/rules.d/50-kdump-tools.rules"):
+        result = run(fakeroot, env, path=path)
+        assert result["failed"] is True
+        assert "not a regular file" in str(result["msg"])
+
+
+def test_a_huge_rules_file_is_refused_unread(fakeroot: Path, env: Env) -> None:
+    path = etc(fakeroot, "debian")
+    with path.open("wb") as handle:
+        handle.truncate(manage.RULES_LIMIT + 1)
+    result = run(fakeroot, env)
+    assert result["failed"] is True
+    assert "not a udev rules file" in str(result["msg"]) and "\n" not in str(result["msg"])
+    assert path.stat().st_size == manage.RULES_LIMIT + 1
