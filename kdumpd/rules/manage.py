@@ -16,9 +16,11 @@ result shape and raises nothing for ordinary failures::
 
 Several kdump rules files (unusual) give ``results`` (one dict each) and a list ``diff``.
 
-Vendor files (``/usr/lib/udev/rules.d``) are never edited: the result goes to the same
-name in ``/etc/udev/rules.d``, with a note in the block naming the vendor file and the
-SHA-256 of the vendor text it was built from. An override whose rest still matches that
+Vendor files (``/usr/lib/udev/rules.d``, ``/usr/lib/kdump``) are never edited: the result
+goes to the same name in the layer's directory (``/etc/udev/rules.d``, or
+``/run/udev/rules.d`` for ``layer="runtime"``; see :mod:`kdumpd.rules.discover`), with a
+note in the block naming the vendor file and the SHA-256 of the vendor text it was built
+from. An override whose rest still matches that
 hash is kdumpd's own: install rebuilds it from the current vendor file (so it follows
 package updates), remove deletes it. An override someone edited is managed in place like
 any admin file.
