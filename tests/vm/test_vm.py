@@ -40,6 +40,10 @@ DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKI
              journal_ids.WOULD_RELOAD}
 SCENARIOS = 16  # scenario() calls in a full run: 1-15, scenario 10 twice
 QUIET_S = 0.25  # [events] quiet_ms of the guest's config
+# udev's timestamps are not kdumpd's: a pause this close to quiet_ms at udev may be longer
+# than quiet_ms when kdumpd receives the events, and so may end a burst (seen once: a
+# 0.25 s pause, two reloads, each one correct).
+GAP_MARGIN_S = 0.05
 BURST_TIMEOUT_S = 90.0  # events -> all accounted for in kdumpd's journal
 WORKDIR = Path(os.environ.get("KDUMPD_VM_WORKDIR", "/tmp/kdumpd-vm"))
 DISTRO_RULES = "/root/distro-rules/50-kdump-tools.rules"
@@ -262,7 +266,7 @@ def run_burst(guest: Guest, name: str, action: Callable[[], object]) -> BurstRes
         latency_s=latency,
         span_s=times[-1] - times[0] if times else 0.0,
         max_gap_s=max((b - a for a, b in zip(times, times[1:])), default=0.0),
-        slow_gaps=sum(b - a > QUIET_S for a, b in zip(times, times[1:])),
+        slow_gaps=sum(b - a > QUIET_S - GAP_MARGIN_S for a, b in zip(times, times[1:])),
         reasons=[strip_counts(e.get("MESSAGE")) for e in entries
                  if e.message_id not in (journal_ids.RELOAD_DONE,)],
         udev_subsystems={e.subsystem for e in events},
@@ -288,7 +292,7 @@ def restart_with(guest: Guest, config: d.KdumpdConfig) -> None:
 def said(burst: BurstResult) -> str:
     """What kdumpd logged for ``burst``, for assertion messages."""
     return (f"{burst.burst}: {burst.udev_events} udev events, {burst.reloads} reload(s), "
-            f"{burst.failed} failed, {burst.slow_gaps} pause(s) > quiet_ms, "
+            f"{burst.failed} failed, {burst.slow_gaps} pause(s) near or over quiet_ms, "
             f"crash_hotplug {burst.before.hotplug()} -> {burst.after.hotplug()}, "
             f"kexec_crash_loaded -> {burst.after.loaded}; "
             "kdumpd said: " + " | ".join(burst.reasons)
