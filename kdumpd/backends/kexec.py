@@ -33,6 +33,7 @@ from kdumpd import security
 from kdumpd.backends import BackendError
 from kdumpd.backends.distro import CrashImage, DistroError
 from kdumpd.backends.runner import CheckedRunner
+from kdumpd.smallfile import read_regular
 from kdumpd.sysfs import OK, Sysfs
 
 MODE_FLAGS = {
@@ -125,8 +126,7 @@ class KexecBackend:
             if path is None:
                 continue
             try:
-                with path.open("rb") as handle:
-                    handle.read(1)
+                read_regular(path, 1)  # never blocks (a FIFO), never a device
             except OSError as error:
                 raise BackendError(
                     f"{label} {path} is not readable ({error.strerror}); "
@@ -192,7 +192,7 @@ class KexecBackend:
                 if path is None:
                     continue
                 try:
-                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK)
                 except OSError as error:
                     raise BackendError(f"{label} {path}: {error.strerror}; crash kernel left "
                                        "as it was") from None

@@ -450,3 +450,13 @@ def test_the_opened_kernel_is_vetted_on_its_descriptor(tmp_path: Path) -> None:
         assert security.fd_problem(fd, euid=0) == "not a regular file"
     finally:
         os.close(fd)
+
+
+def test_a_fifo_as_the_kernel_is_refused_without_blocking(root: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "vmlinuz"
+    os.mkfifo(fifo)
+    sysfs = Sysfs(root)
+    runner = FakeKexec(sysfs)
+    with pytest.raises(BackendError, match="not a regular file"):
+        KexecBackend(KexecImage(fifo, None, "quiet"), "file", sysfs, runner, 5).reload()
+    assert runner.calls == []
