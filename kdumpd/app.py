@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, distro
@@ -19,12 +19,13 @@ from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
-from kdumpd.rules.apply import Keeper
-from kdumpd.rules.manage import Env, fadump_enabled
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source, udev_answers
 from kdumpd.state import FileStore, read_boot_id
 from kdumpd.sysfs import Sysfs
+
+if TYPE_CHECKING:
+    from kdumpd.rules.apply import Keeper
 
 log = logging.getLogger("kdumpd")
 
@@ -144,6 +145,10 @@ def make_daemon(
 
 def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:
     """``[rule] state`` for `kdumpd run`, fadump read under the configured sysfs root."""
+    # Only `kdumpd run` needs the rule machinery: other commands do not import it.
+    from kdumpd.rules.apply import Keeper
+    from kdumpd.rules.manage import Env, fadump_enabled
+
     return Keeper(cfg, dry_run=dry_run, env=Env(fadump=lambda: fadump_enabled(cfg.sysfs.root)))
 
 

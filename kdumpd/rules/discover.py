@@ -105,7 +105,7 @@ def discover(root: Path, layer: str = "persistent") -> list[Target]:
     for name, _distro in KNOWN:
         target = _target(root, name, layer)
         if (target.vendor is not None or target.shadowed is not None
-                or os.path.lexists(target.path) or os.path.lexists(root / ETC_DIR / name)):
+                or os.path.lexists(target.path)):
             found.append(target)
     return found
 
