@@ -18,8 +18,24 @@ PT_NOTE = 4
 NT_PRSTATUS = 1
 LOW_MEMORY = 1 << 20  # below 1 MiB the ranges differ between loaders; not what hotplug moves
 
+# Both guest readers count the crashed kernel's CPUs the same way: one NT_PRSTATUS note
+# named CORE per CPU, in an ELF note segment.
+COUNT_PRSTATUS = r'''
+import struct
+def count_prstatus(notes):
+    cpus, at = 0, 0
+    while at + 12 <= len(notes):
+        namesz, descsz, n_type = struct.unpack_from("<III", notes, at)
+        if namesz == 0:
+            break
+        name = notes[at + 12: at + 12 + namesz].rstrip(b"\0")
+        cpus += n_type == 1 and name == b"CORE"
+        at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+    return cpus
+'''
+
 # Runs in the crash kernel: python3 reader.py [ELF file] prints one JSON line.
-VMCORE_READER = r'''
+VMCORE_READER = COUNT_PRSTATUS + r'''
 import json, struct
 def parse(read):
     head = read(0, 64)
@@ -33,14 +49,7 @@ def parse(read):
         if p_type == 1:
             loads.append([paddr, paddr + memsz])
         elif p_type == 4:
-            notes, at = read(offset, filesz), 0
-            while at + 12 <= len(notes):
-                namesz, descsz, n_type = struct.unpack_from("<III", notes, at)
-                if namesz == 0:
-                    break
-                name = notes[at + 12: at + 12 + namesz].rstrip(b"\0")
-                cpus += n_type == 1 and name == b"CORE"
-                at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
+            cpus += count_prstatus(read(offset, filesz))
     return {"loads": loads, "prstatus": cpus}
 import sys
 # /proc/vmcore in the crash kernel, or a saved ELF dump (makedumpfile -E) given as argv[1].
@@ -58,7 +67,7 @@ with open(sys.argv[1] if len(sys.argv) > 1 else "/proc/vmcore", "rb") as core:
 # ranges, whatever the dump level then filtered), the CPUs are the NT_PRSTATUS notes the
 # sub-header points at. Prints the same JSON line as VMCORE_READER. Layout: makedumpfile's
 # diskdump_mod.h (struct disk_dump_header, struct kdump_sub_header), x86_64.
-KDUMP_READER = r'''
+KDUMP_READER = COUNT_PRSTATUS + r'''
 import json, struct, sys
 with open(sys.argv[1], "rb") as dump:
     head = dump.read(4096)
@@ -81,15 +90,7 @@ for pfn in range(len(bitmap) * 8):
         start = None
 if start is not None:
     loads.append([start * 4096, len(bitmap) * 8 * 4096])
-cpus, at = 0, 0
-while at + 12 <= len(notes):
-    namesz, descsz, n_type = struct.unpack_from("<III", notes, at)
-    if namesz == 0:
-        break
-    name = notes[at + 12: at + 12 + namesz].rstrip(b"\0")
-    cpus += n_type == 1 and name == b"CORE"
-    at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
-print("VMCORE " + json.dumps({"loads": loads, "prstatus": cpus}))
+print("VMCORE " + json.dumps({"loads": loads, "prstatus": count_prstatus(notes)}))
 '''
 
 
