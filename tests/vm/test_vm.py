@@ -796,18 +796,14 @@ def dumping_trixie(image: Image, package: Package, run_results: RunResults) -> I
 PANIC_BOOT_TIMEOUT_S = 300.0
 
 
-def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float, str]:
-    """Record RAM and CPUs, panic, wait for the crash kernel's shell, read its vmcore.
-
-    Returns the verdict, the seconds from the panic to the crash kernel's shell, and a
-    summary line for RESULTS.md.
-    """
-    vm = guest.vm
+def panic(vm: Vm, reader_path: str, reader: str) -> tuple[dc.Before, float]:
+    """Record RAM and CPUs, put ``reader`` in the guest, panic; return what was recorded
+    and the seconds until the crash kernel's shell answered."""
     vm.sh.run("udevadm settle -t 60", timeout=90)
     ram, reserved = dc.parse_iomem(vm.sh.run("cat /proc/iomem").output)
     before = dc.Before(ram, reserved,
                        dc.count_cpus(vm.sh.run("cat /sys/devices/system/cpu/online").output))
-    vm.sh.write_file("/root/vmcore-reader.py", dc.VMCORE_READER)
+    vm.sh.write_file(reader_path, reader)
     assert d.crash_state(vm).loaded == "1", "no crash kernel loaded before the panic"
     vm.sh.run("sync")
     panicked = time.monotonic()
@@ -815,6 +811,17 @@ def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float, str]:
     vm.sh.wait_ready(PANIC_BOOT_TIMEOUT_S)
     up_s = time.monotonic() - panicked
     assert vm.sh.run("test -e /proc/vmcore", check=False).ok, "not in a crash kernel"
+    return before, up_s
+
+
+def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float, str]:
+    """Record RAM and CPUs, panic, wait for the crash kernel's shell, read its vmcore.
+
+    Returns the verdict, the seconds from the panic to the crash kernel's shell, and a
+    summary line for RESULTS.md.
+    """
+    vm = guest.vm
+    before, up_s = panic(vm, "/root/vmcore-reader.py", dc.VMCORE_READER)
     out = vm.sh.run("python3 /root/vmcore-reader.py", timeout=120).output
     dump = dc.parse_reader_output(out)
     verdict = dc.compare(before, dump)
@@ -1034,28 +1041,16 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
     result.bursts.append(run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest)))
     assert result.bursts[0].reloads == 1, said(result.bursts[0])
 
-    vm.sh.run("udevadm settle -t 60", timeout=90)
-    ram, reserved = dc.parse_iomem(vm.sh.run("cat /proc/iomem").output)
-    before = dc.Before(ram, reserved,
-                       dc.count_cpus(vm.sh.run("cat /sys/devices/system/cpu/online").output))
-    vm.sh.write_file("/root/kdump-reader.py", dc.KDUMP_READER)
-    assert d.crash_state(vm).loaded == "1", "no crash kernel loaded before the panic"
-    vm.sh.run("sync")
-    panicked = time.monotonic()
-    vm.sh.send("echo 1 > /proc/sys/kernel/sysrq; echo c > /proc/sysrq-trigger")
-    vm.sh.wait_ready(PANIC_BOOT_TIMEOUT_S)
-    up_s = time.monotonic() - panicked
-    assert vm.sh.run("test -e /proc/vmcore", check=False).ok, "not in a crash kernel"
-    saved = vm.sh.run("systemctl is-active kdump-tools-dump.service; "
-                      "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; "
-                      "ls /var/crash/2*/", check=False, timeout=600)
+    before, up_s = panic(vm, "/root/kdump-reader.py", dc.KDUMP_READER)
+    shell_at = time.monotonic()
+    progress = ("systemctl is-active kdump-tools-dump.service; "
+                "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; ls /var/crash/2*/")
+    saved = vm.sh.run(progress, check=False, timeout=600)
     deadline = time.monotonic() + 900
     while "dump." not in saved.output and time.monotonic() < deadline:
         time.sleep(10)
-        saved = vm.sh.run("systemctl is-active kdump-tools-dump.service; "
-                          "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; "
-                          "ls /var/crash/2*/", check=False, timeout=120)
-    saved_s = time.monotonic() - panicked
+        saved = vm.sh.run(progress, check=False, timeout=120)
+    saved_s = up_s + time.monotonic() - shell_at  # from the panic
     result.notes.append("kdump-tools-dump.service: " + " / ".join(
         line.strip() for line in saved.output.splitlines() if line.strip()))
     assert "dump." in saved.output, saved.output
