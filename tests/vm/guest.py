@@ -109,12 +109,18 @@ class Console:
         self._sock.sendall(line.encode() + b"\n")
 
     def wait_ready(self, timeout: float) -> None:
-        """Poke the shell until it answers (it starts late in the boot)."""
+        """Poke the shell until it answers with the terminal set up (it starts late in the boot).
+
+        The answer counts only as ``__KREADY\n``, not ``__KREADY\r\n``: systemd's TTYReset
+        (257, trixie) queries the terminal size with ``ESC[6n`` and reads the reply from the
+        same tty, eating the start of a poke; a poke that lost its ``stty`` still echoes the
+        marker, but with ``onlcr`` still on (seen once in CI: every later marker missed).
+        """
         deadline = time.monotonic() + timeout
         while True:
             self.send("stty -echo -onlcr 2>/dev/null; echo __K''READY")
             try:
-                self._wait_for(b"__KREADY", timeout=3.0)
+                self._wait_for(b"__KREADY\n", timeout=3.0)
                 break
             except GuestError:
                 if time.monotonic() > deadline or self._closed:
