@@ -101,8 +101,10 @@ HARDENING = (
     "enough for the kexec backend, the uevent socket, the journal and the rule writer "
     "(/etc/udev/rules.d). The kdumpctl and kdump-config backends run the distribution's "
     "own kdump scripts, which need more (they write crash initrds and state outside those "
-    "paths). Widen the sandbox with a drop-in made with \\fBsystemctl edit kdumpd.service\\fR; "
-    "the section Hardening of the README in /usr/share/doc/kdumpd/ shows one."
+    "paths, rebuild initrds from the kernel modules and load with kexec_load). Copy the "
+    "drop-in /usr/share/kdumpd/distro-tools.conf into /etc/systemd/system/kdumpd.service.d/ "
+    "for them, and /usr/share/kdumpd/kexec-load.conf for the kexec backend's load modes "
+    "hotplug and plain; then \\fBsystemctl daemon-reload\\fR and restart kdumpd."
 )
 
 SEE_ALSO = ("kexec(8)", "kdump-config(8)", "kdumpctl(8)", "systemd.service(5)",

@@ -125,7 +125,9 @@ def test_runs_on_the_distributions_python_and_libraries(installed: Path) -> None
 def test_installed_files(installed: Path) -> None:
     assert (installed / UNIT.lstrip("/")).is_file()
     assert (installed / "usr/share/kdumpd/kdumpd-crash-hotplug.rules").is_file()
-    assert (installed / "usr/share/kdumpd/kexec-load.conf").is_file()
+    for dropin in ("kexec-load.conf", "distro-tools.conf"):
+        assert (installed / "usr/share/kdumpd" / dropin).read_bytes() == (
+            REPO / "units" / dropin).read_bytes()
     assert (installed / "usr/lib/tmpfiles.d/kdumpd.conf").read_bytes() == (
         REPO / "units/kdumpd.tmpfiles").read_bytes()
     assert (installed / "usr/share/man/man8/kdumpd.8.gz").is_file()

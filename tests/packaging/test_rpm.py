@@ -94,5 +94,6 @@ def test_payload_matches_the_sources(rpm: Path, tmp_path: Path) -> None:
                               ("usr/share/kdumpd/kdumpd-crash-hotplug.rules",
                                "rules.d/kdumpd-crash-hotplug.rules"),
                               ("usr/share/kdumpd/kexec-load.conf", "units/kexec-load.conf"),
+                              ("usr/share/kdumpd/distro-tools.conf", "units/distro-tools.conf"),
                               ("usr/lib/tmpfiles.d/kdumpd.conf", "units/kdumpd.tmpfiles")):
         assert (tmp_path / installed).read_bytes() == (REPO / source).read_bytes(), installed
