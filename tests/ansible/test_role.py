@@ -16,12 +16,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from kdumpd import config as kdumpd_config
 from tests.ansible.conftest import Ansible
 from tests.ansible.test_module import BEGIN, DEBIAN, DEBIAN_ADMIN
 
 ROLE = "kdumpd.kdumpd.kdumpd"
 HANDLER = f"{ROLE} : Reload kdumpd"
+RESTART = f"{ROLE} : Restart kdumpd"
+UNITS = Path(__file__).resolve().parents[2] / "units"  # what the package ships in /usr/share/kdumpd
+DROPINS = "etc/systemd/system/kdumpd.service.d"
 
 
 def role_play(target: Path, **variables: Any) -> dict[str, Any]:
@@ -35,6 +40,8 @@ def role_play(target: Path, **variables: Any) -> dict[str, Any]:
         "kdumpd_config_group": grp.getgrgid(os.getegid()).gr_name,
         "kdumpd_executable": f"{sys.executable} -m kdumpd",
         "kdumpd_rule_root": str(target),
+        "kdumpd_dropin_source_dir": str(UNITS),
+        "kdumpd_unit_dropin_dir": str(target / DROPINS),
     }
     values.update(variables)
     return {"roles": [{"role": ROLE, "vars": values}]}
@@ -119,3 +126,92 @@ def test_role_refuses_a_rule_table_in_kdumpd_settings(ansible: Ansible, target: 
 
     assert run.returncode != 0
     assert "kdumpd_rule_" in run.stdout
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the drop-ins are owned by root")
+def test_role_installs_the_drop_in_the_backend_needs_and_removes_the_one_it_no_longer_needs(
+    ansible: Ansible, target: Path,
+) -> None:
+    dropins = target / DROPINS
+    tools = {"reload": {"backend": "kdump-config"}}
+    hotplug = {"reload": {"backend": "kexec", "load": "hotplug"}}
+
+    def installed() -> list[str]:
+        return sorted(p.name for p in dropins.iterdir())
+
+    first = ansible.playbook(play=role_play(target, kdumpd_settings=tools))
+    after_first = installed()
+    again = ansible.playbook(play=role_play(target, kdumpd_settings=tools))
+    switched = ansible.playbook(play=role_play(target, kdumpd_settings=hotplug))
+    after_switch = installed()
+    default = ansible.playbook(play=role_play(target))
+
+    assert first.returncode == 0, first.stdout
+    assert after_first == ["distro-tools.conf"] and RESTART in first.handlers
+    assert again.recap()["changed"] == 0 and RESTART not in again.handlers
+    assert switched.returncode == 0, switched.stdout
+    assert after_switch == ["kexec-load.conf"] and RESTART in switched.handlers
+    assert default.returncode == 0, default.stdout
+    assert installed() == [] and RESTART in default.handlers
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the drop-ins are owned by root")
+def test_role_drop_in_is_the_packaged_file_and_kexec_load_is_opt_in(
+    ansible: Ansible, target: Path,
+) -> None:
+    dropins = target / DROPINS
+
+    tools = ansible.playbook(play=role_play(
+        target, kdumpd_settings={"reload": {"backend": "kdumpctl"}}))
+    tools_files = {p.name: p.read_bytes() for p in dropins.iterdir()}
+    opted = ansible.playbook(play=role_play(target, kdumpd_kexec_load=True))
+
+    assert tools.returncode == 0, tools.stdout
+    assert tools_files == {"distro-tools.conf": (UNITS / "distro-tools.conf").read_bytes()}
+    assert opted.returncode == 0, opted.stdout
+    assert sorted(p.name for p in dropins.iterdir()) == ["kexec-load.conf"]
+    assert oct((dropins / "kexec-load.conf").stat().st_mode & 0o777) == "0o644"
+
+
+BACKEND_PACKAGES = [  # backend, facts, the packages the role installs for it
+    ("kdump-config", {}, ["kdump-tools"]),
+    ("kdumpctl", {"distribution": "Fedora", "distribution_major_version": "42"},
+     ["kdump-utils"]),
+    ("kdumpctl", {"distribution": "Fedora", "distribution_major_version": "40"},
+     ["kexec-tools"]),
+    ("kdumpctl", {"distribution": "RedHat", "distribution_major_version": "9"},
+     ["kexec-tools"]),
+    ("kdumpctl", {"distribution": "RedHat", "distribution_major_version": "10"},
+     ["kdump-utils"]),
+    ("auto", {}, []),
+    ("kexec", {}, []),
+]
+
+
+def test_role_backend_packages_follow_the_backend_and_the_distribution(
+    ansible: Ansible, target: Path,
+) -> None:
+    tasks: list[dict[str, Any]] = []
+    for n, (backend, facts, packages) in enumerate(BACKEND_PACKAGES):
+        variables = role_play(target, kdumpd_settings={"reload": {"backend": backend}})
+        tasks += [  # the role's variables as facts: they stay set after include_role
+            {"ansible.builtin.set_fact": {"ansible_facts": facts,
+                                          **variables["roles"][0]["vars"]}},
+            {"ansible.builtin.include_role": {"name": ROLE, "public": True}},
+            {"name": f"case {n}", "ansible.builtin.assert": {
+                "that": [f"__kdumpd_backend_packages == {packages!r}"], "quiet": True}},
+        ]
+    tasks += [  # an explicit list wins, even an empty one
+        {"ansible.builtin.set_fact": {"kdumpd_backend_packages": [],
+                                      "kdumpd_settings": {"reload": {"backend": "kdump-config"}}}},
+        {"ansible.builtin.include_role": {"name": ROLE, "public": True}},
+        {"name": "explicit", "ansible.builtin.assert": {
+            "that": ["__kdumpd_backend_packages == []"], "quiet": True}},
+    ]
+
+    run = ansible.playbook(tasks)
+
+    assert run.returncode == 0, run.stdout
+    for n in range(len(BACKEND_PACKAGES)):
+        assert run.results[f"case {n}"]["_status"] == "ok", BACKEND_PACKAGES[n]
+    assert run.results["explicit"]["_status"] == "ok"
