@@ -103,3 +103,47 @@ def test_a_deferred_burst_comes_back_merged_and_not_before_its_time(clock: FakeC
     assert again.started_at == burst.started_at
     s.defer(again, clock() + 5.0)
     assert s.deadline() == pytest.approx(clock() + 5.0)
+
+
+def test_a_deferred_burst_keeps_its_first_and_last_event_and_why_it_was_missed(
+    clock: FakeClock,
+) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(MEM, clock())
+    s.request(clock(), ["memory"], "events arrived during our load", missed=True)
+    clock.advance(0.25)
+    alone = s.take(clock())
+    assert alone is not None and alone.missed == "events arrived during our load"
+
+    s.defer(alone, clock())  # nothing arrived meanwhile: it comes back as it was
+    back = s.take(clock() + 0.25)
+    assert back is not None
+    assert (back.first, back.last, back.events) == (MEM, MEM, 1)
+    assert back.missed == "events arrived during our load"
+
+    s.add(CPU, clock())  # an event arrives before the burst is put back
+    s.defer(back, clock())
+    clock.advance(0.25)
+    merged = s.take(clock())
+    assert merged is not None
+    assert merged.events == 2
+    assert (merged.first, merged.last) == (MEM, CPU)  # oldest first, newest last
+    assert merged.missed == "events arrived during our load"
+    assert merged.started_at == back.started_at
+
+
+def test_a_fresh_scheduler_holds_no_floor_of_its_own() -> None:
+    """On a clock that starts at 0, nothing but the quiet window delays the first burst."""
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(MEM, 0.0)
+    assert s.deadline() == 0.25
+    burst = s.take(0.25)
+    assert burst is not None and burst.missed == "" and not burst.zero_seen
+
+    # Put back with no floor and nothing pending: due a quiet window after its own start.
+    late = ReloadScheduler(0.25, 3.0)
+    late.add(MEM, 0.5)
+    taken = late.take(0.75)
+    assert taken is not None
+    late.defer(taken, 0.0)
+    assert late.deadline() == 0.75
