@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # support for Debian's python3, a real systemd-udevd for the integration tests.
 APT_TEST_DEPS := libsystemd-dev pkg-config gcc python3-dev python3-venv udev
 
-.PHONY: all test unit lint typecheck demo deps venv dist deb rpm bench bench-quick vm-test vm-chaos mutmut clean
+.PHONY: all test unit lint typecheck demo deps venv dist deb rpm bench bench-quick vm-test ansible-vm-test vm-chaos mutmut clean
 
 all: test
 
@@ -64,6 +64,10 @@ bench-quick: $(STAMP)
 
 vm-test: $(STAMP)
 	$(PY) -m pytest -q tests/vm
+
+# The Ansible role on a real Debian 13 host (VM scenario 16; also part of vm-test).
+ansible-vm-test: $(STAMP)
+	$(PY) -m pytest -q tests/vm -k test_16_the_ansible_role
 
 # A long seeded chaos run in the guest: make vm-chaos N=40 [SEED=1234]
 N ?= 30

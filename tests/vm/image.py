@@ -36,6 +36,9 @@ GUEST_PACKAGES = (
     "python3-systemd", "kmod", "initramfs-tools", "procps", "zstd",
     # What Debian's kdump-tools needs, so a scenario can dpkg -i it (see extract_rules).
     "bsdextrautils", "busybox", "file", "linux-base", "ucf", "makedumpfile",
+    # Scenario 16 runs the collection's role inside the guest (its apt module needs python3-apt;
+    # debootstrap does not resolve the virtual python3-cffi-backend-api-* of cryptography).
+    "ansible-core", "python3-apt", "python3-cffi-backend",
 )
 # Modules the small initrd carries: enough to mount the root on virtio-blk.
 INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4")

@@ -38,7 +38,7 @@ from .results import BurstResult, RunResults, ScenarioResult
 
 DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKIPPED,
              journal_ids.WOULD_RELOAD}
-SCENARIOS = 16  # scenario() calls in a full run: 1-15, scenario 10 twice
+SCENARIOS = 17  # scenario() calls in a full run: 1-16, scenario 10 twice
 QUIET_S = 0.25  # [events] quiet_ms of the guest's config
 # udev's timestamps are not kdumpd's: a pause this close to quiet_ms at udev may be longer
 # than quiet_ms when kdumpd receives the events, and so may end a burst (seen once: a
@@ -145,10 +145,10 @@ class Guest:
                               initrd=f"/boot/initrd-small-{self.release}.img", **kwargs)
 
 
-def boot_with_kdumpd(
-    image: Image, kernel: str, package: Package, results: RunResults
-) -> Iterator[Guest]:
-    """Boot ``kernel``, install ``package`` in the guest, enable and start kdumpd.
+def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: RunResults,
+         prepare: Callable[[Guest], None]) -> Iterator[Guest]:
+    """Boot ``kernel`` with ``files`` on the payload disk (mounted at /mnt/payload), run
+    ``prepare`` in it, yield it; stop it afterwards.
 
     A guest still running from an earlier fixture is stopped first: two TCG guests on
     the two cores would slow each other down.
@@ -157,10 +157,7 @@ def boot_with_kdumpd(
         RUNNING.pop().stop()
     workdir = WORKDIR / kernel
     workdir.mkdir(parents=True, exist_ok=True)
-    payload = make_payload(
-        {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode()},
-        workdir / "payload.ext4",
-    )
+    payload = make_payload(files, workdir / "payload.ext4")
     k = image.kernels[kernel]
     vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, workdir=workdir))
     RUNNING.append(vm)
@@ -169,11 +166,7 @@ def boot_with_kdumpd(
         results.boots[f"{kernel} ({k.release})"] = vm.boot_s
         guest = Guest(vm, k.release, d.Hotplug(vm))
         vm.sh.run("mkdir -p /mnt/payload && mount -o ro /dev/vdb /mnt/payload")
-        # Install first: the package's own conffile must not meet ours (dpkg would ask).
-        vm.sh.run(package.install, timeout=180)
-        d.configure_kdumpd(vm, guest.config(load="plain"))
-        vm.sh.run("systemctl enable kdumpd", timeout=60)
-        d.restart_kdumpd(vm)
+        prepare(guest)
         yield guest
     except GuestError as error:
         pytest.fail(f"guest with kernel {k.release}: {error}\n--- serial console tail:\n"
@@ -183,6 +176,22 @@ def boot_with_kdumpd(
         problems = vm.kernel_problems()
         if problems:
             results.notes.append(f"guest kernel {k.release} logged: " + " / ".join(problems[:5]))
+
+
+def boot_with_kdumpd(
+    image: Image, kernel: str, package: Package, results: RunResults
+) -> Iterator[Guest]:
+    """Boot ``kernel``, install ``package`` in the guest, enable and start kdumpd."""
+    def install_and_start(guest: Guest) -> None:
+        vm = guest.vm
+        # Install first: the package's own conffile must not meet ours (dpkg would ask).
+        vm.sh.run(package.install, timeout=180)
+        d.configure_kdumpd(vm, guest.config(load="plain"))
+        vm.sh.run("systemctl enable kdumpd", timeout=60)
+        d.restart_kdumpd(vm)
+
+    files = {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode()}
+    yield from boot(image, kernel, files, results, install_and_start)
 
 
 def start_with_one_retry(vm: Vm, results: RunResults) -> None:
@@ -358,6 +367,7 @@ def cpu_add_burst(guest: Guest) -> Callable[[], object]:
 
 KEXEC_LOAD_DROPIN = "/usr/share/kdumpd/kexec-load.conf"  # shipped by the package
 DROPIN_DIR = "/etc/systemd/system/kdumpd.service.d"
+TOOLS_DROPIN = "/usr/share/kdumpd/distro-tools.conf"  # for the kdump-config/kdumpctl backends
 
 
 def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Callable) -> None:
@@ -918,6 +928,30 @@ def kexec_parts(argv: list[str]) -> dict[str, str]:
     return parts
 
 
+def kdump_config_backend_burst(guest: Guest, result: ScenarioResult) -> None:
+    """Scenario 13's part (3): the backend kdump-config, Debian's own reload, inside the
+    package's unit widened by the drop-in it ships for the tool backends (what the Ansible
+    role installs), kdump-tools loading with -c: one reload per burst, a crash kernel after.
+    """
+    vm = guest.vm
+    vm.sh.run(f"mkdir -p {DROPIN_DIR} && cp {TOOLS_DROPIN} {DROPIN_DIR}/ && "
+              "systemctl daemon-reload")
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", '[reload]\nbackend = "kdump-config"\n')
+    vm.sh.run("kdump-config reload", timeout=300)  # kdumpd's kexec reload left crash_hotplug=1
+    d.restart_kdumpd(vm)
+    before_tool = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+    fourth = run_burst(guest, "DIMM hot-add, backend kdump-config with distro-tools.conf",
+                       dimm_burst(guest))
+    result.bursts.append(fourth)
+    after_tool = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+    vm.sh.run(f"rm -f {DROPIN_DIR}/distro-tools.conf && systemctl daemon-reload")
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
+    assert (fourth.before.cpu, fourth.before.memory) == ("0", "0"), said(fourth)
+    assert fourth.reloads == 1 and fourth.failed == 0, said(fourth)
+    assert fourth.after.loaded == "1", said(fourth)
+    assert before_tool != after_tool, "kdump-config did not load (kexec_cmd unchanged)"
+
+
 def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     dumping_trixie: Guest, scenario: Callable
 ) -> None:
@@ -931,7 +965,10 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
         "(2) `KDUMP_KEXEC_ARGS=\"-c\"` and `kdump-config reload` (crash_hotplug=0): kdumpd "
         "must reload once per burst with kdump-tools' kernel, initrd and command line "
         "(compared with the command kdump-config keeps in /var/crash/kexec_cmd), and the "
-        "distribution's rule must not reload (it stands down while kdumpd runs).",
+        "distribution's rule must not reload (it stands down while kdumpd runs); "
+        "(3) backend \"kdump-config\" in the package's unit with its distro-tools.conf "
+        "drop-in, kdump-tools loaded with -c: one `kdump-config reload` per burst, "
+        "crash kernel loaded after it.",
     )
     vm = guest.vm
     d.stop_kdumpd(vm)
@@ -986,6 +1023,8 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     result.notes.append(f"rules while running: /run override {layers}; after stop: {gone}")
     assert layers == ["1", "no-etc"], layers
     assert gone == "gone", "the runtime override outlived kdumpd"
+
+    kdump_config_backend_burst(guest, result)
     d.restart_kdumpd(vm)
 
 
@@ -1263,6 +1302,87 @@ def test_12_seeded_chaos_keeps_the_invariant_and_the_dump_complete(
 
 
 # -- the old kernel last: booting it stops the trixie guest (one TCG guest at a time) --
+
+
+# -- the Ansible role on a real host ---------------------------------------------------------
+
+ROLE_PLAYBOOK = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: kdumpd.kdumpd.kdumpd
+      vars:
+        kdumpd_package: /mnt/payload/kdumpd.deb
+        kdumpd_rule_state: present
+        kdumpd_settings: {settings}
+"""
+
+
+@pytest.fixture()
+def role_trixie(image: Image, package: Package, run_results: RunResults) -> Iterator[Guest]:
+    """A trixie guest with kdump-tools (from the image's kept .deb, standing in for a
+    mirror) and the collection, but no kdumpd: the role installs it."""
+    def prepare(guest: Guest) -> None:
+        guest.vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb >/dev/null 2>&1; "
+                        "dpkg -s kdump-tools | grep '^Status:' && "
+                        "mkdir -p /root/collections/ansible_collections/kdumpd && "
+                        "cp -r /mnt/payload/collection "
+                        "/root/collections/ansible_collections/kdumpd/kdumpd", timeout=900)
+
+    files = {**package.payload, "collection": REPO / "ansible"}
+    yield from boot(image, "trixie", files, run_results, prepare)
+
+
+def converge(vm: Vm, settings: str) -> tuple[dict[str, int], float, str]:
+    """Run the role in the guest; its PLAY RECAP counters, the time, the output's tail."""
+    vm.sh.write_file("/root/site.yml", ROLE_PLAYBOOK.format(settings=settings))
+    started = time.monotonic()
+    run = vm.sh.run("ANSIBLE_COLLECTIONS_PATH=/root/collections ANSIBLE_NOCOLOR=1 "
+                    "ansible-playbook -i localhost, /root/site.yml", timeout=900, check=False)
+    took = time.monotonic() - started
+    recap = next((line for line in run.output.splitlines() if line.startswith("localhost")
+                  and "ok=" in line), "")
+    counters = {k: int(v) for k, v in (item.split("=") for item in recap.split(":", 1)[-1].split())}
+    assert run.ok and counters, run.output[-3000:]
+    return counters, took, recap.split(":", 1)[-1].strip()
+
+
+def test_16_the_ansible_role_converges_on_a_real_host(role_trixie: Guest,
+                                                      scenario: Callable) -> None:
+    guest = role_trixie
+    vm = guest.vm
+    result = scenario(
+        "16. The Ansible role on a real Debian 13 host", guest.release,
+        "A trixie guest with Debian's kdump-tools and no kdumpd; ansible-core from trixie "
+        "runs the collection's role against localhost: (1) the .deb, backend kdump-config, "
+        "rule state present; (2) the same again, which must change nothing. After (1) "
+        "kdumpd must be active and enabled, run with the package's distro-tools.conf "
+        "drop-in (systemd reloaded by the restart handler) and the backend kdump-config, "
+        "and the block must be in /etc/udev/rules.d. (Switching the backend back, which "
+        "removes the drop-in, is tested in tests/ansible; a third run here costs 2.5 min.)",
+    )
+    tools = "{reload: {backend: kdump-config}}"
+    first, first_s, first_recap = converge(vm, tools)
+    active = vm.sh.run("systemctl is-active kdumpd; systemctl is-enabled kdumpd; "
+                       "systemctl show -P DropInPaths kdumpd; "
+                       "kdumpd status --json", check=False).output
+    block = vm.sh.run("grep -c 'BEGIN kdumpd managed block' "
+                      "/etc/udev/rules.d/50-kdump-tools.rules", check=False).output.strip()
+    second, second_s, second_recap = converge(vm, tools)
+    status = json.loads(active[active.index("{"):])
+    result.notes += [
+        f"first run ({first_s:.0f} s): {first_recap}",
+        f"second run ({second_s:.0f} s): {second_recap}",
+        "after the first run: " + " / ".join(active[:active.index("{")].split())
+        + f"; status backend {status.get('backend')!r}; blocks in /etc: {block}",
+    ]
+    assert first["changed"] > 0 and first["failed"] == 0, first_recap
+    assert active.split()[:3] == ["active", "enabled",
+                                  "/etc/systemd/system/kdumpd.service.d/distro-tools.conf"], active
+    assert status.get("backend") == "kdump-config", status
+    assert block == "1", block
+    assert second["changed"] == 0 and second["failed"] == 0, second_recap
 
 
 @pytest.fixture()
