@@ -145,10 +145,14 @@ def test_events_in_the_grace_period_after_a_reload_count_as_overlapping(
     rig.feed(memory_events(1))
     rig.settle()
     assert rig.ops() == ["load", "load"]
+    clock.advance(rig.controller.grace_s)  # the last instant of the grace period counts
+    rig.feed(memory_events(1))
+    rig.settle()
+    assert rig.ops() == ["load", "load", "load"]
     clock.advance(rig.controller.grace_s + 0.01)  # well after: the kernel handled it
     rig.feed(memory_events(1))
     rig.settle()
-    assert rig.ops() == ["load", "load"]
+    assert rig.ops() == ["load", "load", "load"]
 
 
 def test_a_transient_crash_hotplug_0_is_confirmed_before_reloading(
@@ -300,6 +304,7 @@ def test_first_start_of_a_boot_records_the_baseline_without_reloading(
     assert rig.ops() == []
     assert rig.store.state is not None
     assert rig.store.state.fingerprint == read_hardware(root).fingerprint
+    assert rig.store.state.hardware == read_hardware(root).summary()  # what status shows
     assert rig.store.state.boot_id == "boot-1" and not rig.store.state.owed
 
 
@@ -389,6 +394,7 @@ def test_an_owed_crash_kernel_is_retried_on_a_timer_with_capped_backoff(
     # each gap: the reloader's own retries (1 + 2 s) plus the restore delay
     assert gaps[:len(RESTORE_DELAYS_S)] == [round(d + 3) for d in RESTORE_DELAYS_S]
     assert max(gaps) <= RESTORE_DELAYS_S[-1] + 3
+    assert rig.controller.stats.failed == len(starts)  # each failed reload counted
     assert "next restore attempt" in rig.controller.stats.status_line()
 
 
@@ -476,6 +482,7 @@ def test_a_load_kdumpd_dies_in_is_recorded_and_decided_at_the_next_start(
     fakesysfs.build(root, crash_loaded="0")
     again = Rig(root, clock, store=rig.store)
     again.controller.start(clock())
+    assert rig.store.state.owed and rig.store.state.loading is False  # found, not in flight
     again.settle()
     assert again.ops() == ["load"] and again.sysfs.crash_loaded().text == "1"
     assert rig.store.state is not None and not rig.store.state.loading
@@ -679,3 +686,48 @@ def test_a_failed_reload_is_reported_with_its_error(
     assert rig.controller.stats.restore_at == pytest.approx(clock() + RESTORE_DELAYS_S[0])
     assert rig.store.state is not None and rig.store.state.last_load is not None
     assert not rig.store.state.last_load.ok
+
+
+def test_the_restore_backoff_starts_over_after_a_success(root: Path, clock: FakeClock) -> None:
+    rig = Rig(root, clock, fail=3)  # the first reload fails all its 3 attempts
+    rig.feed(memory_events(2))
+    rig.settle()
+    assert rig.controller.owed
+    assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
+    clock.advance(RESTORE_DELAYS_S[0])
+    restore = rig.controller.poll(clock())  # the restore timer, due at once
+    assert restore is not None
+    rig.controller.reload_finished(restore, rig.reloader.reload(), clock())
+    assert not rig.controller.owed and rig.controller.stats.restore_at is None
+
+    backend = FakeBackend(rig.log, rig.sysfs, fail=3, sleep=clock.advance, wall=clock)
+    rig.controller.backend = backend
+    rig.reloader = Reloader(backend, rig.sysfs, retries=2, sleep=clock.advance, clock=clock)
+    fakesysfs.build(root, crash_hotplug="0")
+    rig.feed(memory_events(1))
+    rig.settle()
+    assert rig.controller.owed
+    assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
+
+
+def test_skips_add_up_and_record_what_the_image_describes(root: Path, clock: FakeClock) -> None:
+    fake_hardware(root)
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock)
+    rig.feed(memory_events(3))
+    rig.settle()
+    clock.advance(1.0)
+    rig.feed(memory_events(2))
+    rig.settle()
+    assert rig.controller.stats.skipped == 5
+    now = read_hardware(root)
+    assert rig.store.state is not None  # the kernel keeps the image current: it is now's
+    assert (rig.store.state.fingerprint, rig.store.state.hardware) == (now.fingerprint,
+                                                                      now.summary())
+
+    fakesysfs.build(root, crash_loaded="0")  # no image at all: nothing to describe
+    clock.advance(1.0)
+    rig.feed(memory_events(1))
+    rig.settle()
+    assert (rig.store.state.fingerprint, rig.store.state.hardware) == ("", "")
+    assert rig.controller.stats.skipped == 6
