@@ -64,8 +64,10 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
         image = image_source(cfg, cfg.sysfs.root)()
     except distro.DistroError as error:
         return {"error": str(error)}
-    return {"family": image.family, **image.sources(), "mode": cfg.reload.load,
-            "initrd required": "yes" if image.initrd_required else "no"}
+    described = {"family": image.family, **image.sources(), "mode": cfg.reload.load,
+                 "initrd required": "yes" if image.initrd_required else "no"}
+    hazard = distro.memory_hotplug_hazard(image, os.uname().machine)
+    return {**described, "warning": hazard} if hazard else described
 
 
 def make_backend(cfg: Config, sysfs: Sysfs, *, runner: CheckedRunner = run) -> Backend:
@@ -133,6 +135,9 @@ def make_daemon(
         kind, source.granted_buffer, parts.reloader.backend.describe(),
         " (dry run: nothing is reloaded or written)" if dry_run else "",
     )
+    warning = (describe_image(cfg) or {}).get("warning")
+    if warning:
+        log.warning("the crash kernel image: %s", warning)
     return Daemon(
         controller, source, parts,
         reconfigure=reconfigure, notify=notify,

@@ -88,7 +88,9 @@ JSON_KEYS = (
     ("sysfs_problems", "Object: why a value above is null (absent, unreadable, not a number)."),
     ("crash_kernel_loaded, kernel_keeps_current", "Booleans (the latter per subsystem)."),
     ("backend, backend_action, image", "The backend, what a reload would run, and the "
-     "kernel, initrd and command line it would load with where each came from."),
+     "kernel, initrd and command line it would load with where each came from; "
+     "image.warning when the dump kernel may take memory hot-added before the panic as "
+     "its own (x86 without acpi_no_memhotplug), naming the setting to fix."),
     ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded)."),
     ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",
      "Strings or null."),

@@ -233,6 +233,38 @@ def default_append(cmdline: str, machine: str = "x86_64") -> str:
     return " ".join([*kept, *extra.split()])
 
 
+# Where each family's dump kernel command line takes extra options.
+APPEND_SETTING = {
+    "debian": f"KDUMP_CMDLINE_APPEND in {DEBIAN_DEFAULTS}",
+    "fedora": f"KDUMP_COMMANDLINE_APPEND in {SYSCONFIG}",
+    "suse": f"KDUMP_COMMANDLINE_APPEND in {SYSCONFIG}",
+}
+
+
+def memory_hotplug_hazard(image: CrashImage, machine: str) -> str | None:
+    """Why the dump kernel of ``image`` may take memory hot-added before the panic as its
+    own, or None.
+
+    On x86 the dump kernel finds hot-added DIMMs in the ACPI tables and onlines them unless
+    told not to (``acpi_no_memhotplug``, or ``memhp_default_state=offline``, the last value
+    winning); it then runs in the memory it should dump, and makedumpfile's read of it
+    fails ("ioremap on RAM"). Seen with Debian's kdump-tools in the Debian 13 guest
+    (tests/vm, scenario 14); Fedora's default append has ``acpi_no_memhotplug``.
+    """
+    if not re.fullmatch(r"i.86|x86_64", machine):
+        return None
+    words = image.append.split()
+    states = [word.split("=", 1)[1] for word in words
+              if word.startswith("memhp_default_state=")]
+    if "acpi_no_memhotplug" in words or states[-1:] == ["offline"]:
+        return None
+    setting = APPEND_SETTING.get(image.family, "reload.append")
+    inherited = f", and it has memhp_default_state={states[-1]}" if states else ""
+    return (f"the dump kernel's command line lacks acpi_no_memhotplug{inherited}: after a "
+            "memory hot-add it may online the new memory as its own and the dump can fail; "
+            f"add acpi_no_memhotplug to {setting}")
+
+
 def read_shell_vars(root: Path, path: str) -> dict[str, str]:
     """``NAME=value`` lines of a shell file that a kdump tool sources; missing file: {}.
 

@@ -253,3 +253,27 @@ def test_reload_beside_another_reload_is_refused_not_signalled(
     assert done.returncode == 75
     assert "kdumpd reload (pid" in done.stderr
     assert not (root / "fake.log").exists()
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the hazard is ACPI memory hotplug")
+def test_status_warns_when_the_dump_kernel_may_take_hot_added_memory(
+    tmp_path: Path, root: Path,
+) -> None:
+    fixtures = Path(__file__).parents[1] / "fixtures" / "distro"
+    for relative, text in {
+        "etc/default/kdump-tools": (fixtures / "debian/kdump-tools").read_text(),
+        "proc/cmdline": "root=/dev/vda ro memhp_default_state=online_movable\n",
+    }.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    path = write_config(tmp_path, root)
+    path.write_text(path.read_text().replace('backend = "fake"', 'backend = "kexec"'))
+
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+
+    assert ("  warning: the dump kernel's command line lacks acpi_no_memhotplug, and it has "
+            "memhp_default_state=online_movable") in text
+    assert data["image"]["warning"].endswith(
+        "add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in /etc/default/kdump-tools")
+    assert_schema(data)

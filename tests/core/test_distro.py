@@ -100,6 +100,7 @@ def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
                          "memhp_default_state=online_movable"]
     assert "acpi_no_memhotplug" in words and "cma=0" in words
     assert words[-2:] == ["disable_cpu_apicid=2", "rd.systemd.gpt_auto=no"]
+    assert distro.memory_hotplug_hazard(image, "x86_64") is None
 
 
 def test_fedora_kdump_initrd_under_var_lib_when_boot_has_none(tmp_path: Path) -> None:
@@ -126,6 +127,7 @@ def test_suse_load_sh_command_line(tmp_path: Path) -> None:
     assert "hugepagesz=2M" in words  # load.sh's list has hugepages, not hugepagesz
     assert "nr_cpus=32" in words  # KDUMP_CPUS=32 in the sysconfig template
     assert words[-3:] == ["rd.udev.children-max=8", "disable_cpu_apicid=2", "panic=1"]
+    assert distro.memory_hotplug_hazard(image, "x86_64") is None  # load.sh adds the option
 
 
 def test_without_a_distribution_the_dump_kernel_drops_what_it_must_not_inherit(
@@ -273,3 +275,38 @@ def test_any_bytes_give_values_or_a_one_line_distro_error(tmp_path_factory: pyte
         assert all(isinstance(k, str) and isinstance(v, str) for k, v in values.items())
 
     check()
+
+
+def test_a_dump_kernel_that_may_take_hot_added_memory_is_named_with_the_setting_to_fix(
+    tmp_path: Path,
+) -> None:
+    debian = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
+    hazard = distro.memory_hotplug_hazard(debian, "x86_64")
+    assert hazard is not None
+    assert "memhp_default_state=online_movable" in hazard  # inherited from /proc/cmdline
+    assert hazard.endswith("add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in "
+                           "/etc/default/kdump-tools")
+    assert distro.memory_hotplug_hazard(debian, "ppc64le") is None  # no ACPI hotplug there
+
+    fixed = distro.CrashImage(debian.kernel, debian.initrd, debian.append + " acpi_no_memhotplug",
+                              family="debian")
+    assert distro.memory_hotplug_hazard(fixed, "x86_64") is None
+
+
+@pytest.mark.parametrize(("append", "machine", "named"), [
+    ("ro irqpoll", "x86_64", "reload.append"),  # kdumpd's own settings: fixed there
+    ("ro memhp_default_state=offline", "x86_64", None),
+    ("memhp_default_state=offline memhp_default_state=online", "i686", "reload.append"),
+    ("memhp_default_state=online memhp_default_state=offline", "x86_64", None),
+    ("ro acpi_no_memhotplug", "x86_64", None),
+    ("ro irqpoll", "aarch64", None),
+])
+def test_memory_hotplug_hazard_follows_the_kernels_last_word(
+    append: str, machine: str, named: str | None,
+) -> None:
+    hazard = distro.memory_hotplug_hazard(distro.CrashImage(Path("/k"), None, append), machine)
+    if named is None:
+        assert hazard is None
+    else:
+        assert hazard is not None and hazard.endswith(f"to {named}")
+        assert ("memhp_default_state=online" in hazard) == ("memhp" in append)
