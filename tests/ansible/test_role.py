@@ -174,7 +174,8 @@ def test_role_drop_in_is_the_packaged_file_and_kexec_load_is_opt_in(
 
 
 BACKEND_PACKAGES = [  # backend, facts, the packages the role installs for it
-    ("kdump-config", {}, ["kdump-tools"]),
+    ("kdump-config", {"distribution": "Debian", "distribution_major_version": "13"},
+     ["kdump-tools"]),
     ("kdumpctl", {"distribution": "Fedora", "distribution_major_version": "42"},
      ["kdump-utils"]),
     ("kdumpctl", {"distribution": "Fedora", "distribution_major_version": "40"},
@@ -183,6 +184,11 @@ BACKEND_PACKAGES = [  # backend, facts, the packages the role installs for it
      ["kexec-tools"]),
     ("kdumpctl", {"distribution": "RedHat", "distribution_major_version": "10"},
      ["kdump-utils"]),
+    ("kdumpctl", {"distribution": "Rocky", "distribution_major_version": "10"},
+     ["kdump-utils"]),
+    ("kdumpctl", {"distribution": "Amazon", "distribution_major_version": "2023"},
+     ["kexec-tools"]),
+    ("kdumpctl", {}, ["kexec-tools"]),  # no facts: the older name
     ("auto", {}, []),
     ("kexec", {}, []),
 ]
@@ -215,3 +221,17 @@ def test_role_backend_packages_follow_the_backend_and_the_distribution(
     for n in range(len(BACKEND_PACKAGES)):
         assert run.results[f"case {n}"]["_status"] == "ok", BACKEND_PACKAGES[n]
     assert run.results["explicit"]["_status"] == "ok"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the drop-ins are owned by root")
+def test_role_in_check_mode_with_a_new_drop_in_directory_reports_and_writes_nothing(
+    ansible: Ansible, target: Path,
+) -> None:
+    (target / DEBIAN_ADMIN).write_text(DEBIAN)
+
+    run = ansible.playbook(play=role_play(
+        target, kdumpd_settings={"reload": {"backend": "kdump-config"}}), check=True)
+
+    assert run.returncode == 0, run.stdout
+    assert not (target / DROPINS).exists()
+    assert run.results["Create the drop-in directory"]["changed"] is True
