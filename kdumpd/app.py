@@ -57,16 +57,23 @@ def image_source(cfg: Config, root: Path, release: str | None = None,
 
 
 def describe_image(cfg: Config) -> dict[str, str] | None:
-    """What a reload of the kexec backend would load now, and where each part came from."""
-    if backend_name(cfg) != "kexec":
+    """What a reload would load now, and where each part came from: kdumpd's own kexec
+    load, or the distribution's image, which kdumpctl and kdump-config load."""
+    name = backend_name(cfg)
+    if name not in ("kexec", "kdumpctl", "kdump-config"):
         return None
+    root = cfg.sysfs.root
+    uname = os.uname()
     try:
-        image = image_source(cfg, cfg.sysfs.root)()
+        image = (image_source(cfg, root)() if name == "kexec"
+                 else distro.crash_image(root, uname.release, uname.machine))
     except distro.DistroError as error:
         return {"error": str(error)}
-    described = {"family": image.family, **image.sources(), "mode": cfg.reload.load,
+    described = {"family": image.family, **image.sources(),
+                 **({"mode": cfg.reload.load} if name == "kexec" else {}),
                  "initrd required": "yes" if image.initrd_required else "no"}
-    hazard = distro.memory_hotplug_hazard(image, os.uname().machine)
+    hazard = distro.memory_hotplug_hazard(image, uname.machine,
+                                          distro.acpi_memory_hotplug(root))
     return {**described, "warning": hazard} if hazard else described
 
 

@@ -263,6 +263,7 @@ def test_status_warns_when_the_dump_kernel_may_take_hot_added_memory(
     for relative, text in {
         "etc/default/kdump-tools": (fixtures / "debian/kdump-tools").read_text(),
         "proc/cmdline": "root=/dev/vda ro memhp_default_state=online_movable\n",
+        "sys/bus/acpi/devices/PNP0C80:00/hid": "PNP0C80\n",  # a DIMM slot
     }.items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_text(text)
@@ -277,3 +278,7 @@ def test_status_warns_when_the_dump_kernel_may_take_hot_added_memory(
     assert data["image"]["warning"].endswith(
         "add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in /etc/default/kdump-tools")
     assert_schema(data)
+    # The same image reloaded by kdump-config: the warning is the same.
+    path.write_text(path.read_text().replace('backend = "kexec"', 'backend = "kdump-config"'))
+    tool = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+    assert tool["image"]["warning"] == data["image"]["warning"] and "mode" not in tool["image"]

@@ -100,7 +100,7 @@ def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
                          "memhp_default_state=online_movable"]
     assert "acpi_no_memhotplug" in words and "cma=0" in words
     assert words[-2:] == ["disable_cpu_apicid=2", "rd.systemd.gpt_auto=no"]
-    assert distro.memory_hotplug_hazard(image, "x86_64") is None
+    assert distro.memory_hotplug_hazard(image, "x86_64", acpi_slots=True) is None
 
 
 def test_fedora_kdump_initrd_under_var_lib_when_boot_has_none(tmp_path: Path) -> None:
@@ -127,7 +127,7 @@ def test_suse_load_sh_command_line(tmp_path: Path) -> None:
     assert "hugepagesz=2M" in words  # load.sh's list has hugepages, not hugepagesz
     assert "nr_cpus=32" in words  # KDUMP_CPUS=32 in the sysconfig template
     assert words[-3:] == ["rd.udev.children-max=8", "disable_cpu_apicid=2", "panic=1"]
-    assert distro.memory_hotplug_hazard(image, "x86_64") is None  # load.sh adds the option
+    assert distro.memory_hotplug_hazard(image, "x86_64", acpi_slots=True) is None  # load.sh
 
 
 def test_without_a_distribution_the_dump_kernel_drops_what_it_must_not_inherit(
@@ -281,32 +281,47 @@ def test_a_dump_kernel_that_may_take_hot_added_memory_is_named_with_the_setting_
     tmp_path: Path,
 ) -> None:
     debian = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
-    hazard = distro.memory_hotplug_hazard(debian, "x86_64")
+    hazard = distro.memory_hotplug_hazard(debian, "x86_64", acpi_slots=True)
     assert hazard is not None
     assert "memhp_default_state=online_movable" in hazard  # inherited from /proc/cmdline
     assert hazard.endswith("add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in "
                            "/etc/default/kdump-tools")
-    assert distro.memory_hotplug_hazard(debian, "ppc64le") is None  # no ACPI hotplug there
+    assert distro.memory_hotplug_hazard(debian, "ppc64le", acpi_slots=True) is None
+    assert distro.memory_hotplug_hazard(debian, "x86_64", acpi_slots=False) is None  # no slot
 
     fixed = distro.CrashImage(debian.kernel, debian.initrd, debian.append + " acpi_no_memhotplug",
                               family="debian")
-    assert distro.memory_hotplug_hazard(fixed, "x86_64") is None
+    assert distro.memory_hotplug_hazard(fixed, "x86_64", acpi_slots=True) is None
+    # kdumpd's own reload.append over Debian's: that is the setting to fix.
+    own = distro.with_overrides(debian, "", "", "root=/dev/vda irqpoll")
+    own_hazard = distro.memory_hotplug_hazard(own, "x86_64", acpi_slots=True)
+    assert own_hazard is not None and own_hazard.endswith("add acpi_no_memhotplug to reload.append")
 
 
 @pytest.mark.parametrize(("append", "machine", "named"), [
     ("ro irqpoll", "x86_64", "reload.append"),  # kdumpd's own settings: fixed there
-    ("ro memhp_default_state=offline", "x86_64", None),
+    ("ro memhp_default_state=offline", "x86_64", "reload.append"),  # still added by ACPI
     ("memhp_default_state=offline memhp_default_state=online", "i686", "reload.append"),
-    ("memhp_default_state=online memhp_default_state=offline", "x86_64", None),
     ("ro acpi_no_memhotplug", "x86_64", None),
     ("ro irqpoll", "aarch64", None),
 ])
-def test_memory_hotplug_hazard_follows_the_kernels_last_word(
+def test_memory_hotplug_hazard_needs_acpi_no_memhotplug(
     append: str, machine: str, named: str | None,
 ) -> None:
-    hazard = distro.memory_hotplug_hazard(distro.CrashImage(Path("/k"), None, append), machine)
+    image = distro.CrashImage(Path("/k"), None, append)
+    hazard = distro.memory_hotplug_hazard(image, machine, acpi_slots=True)
     if named is None:
         assert hazard is None
     else:
         assert hazard is not None and hazard.endswith(f"to {named}")
-        assert ("memhp_default_state=online" in hazard) == ("memhp" in append)
+        last = append.rsplit(maxsplit=1)[-1]
+        assert (f"it has {last}" in hazard) == last.startswith("memhp_default_state=")
+
+
+def test_acpi_memory_slots_are_read_from_sysfs(tmp_path: Path) -> None:
+    devices = tmp_path / "sys/bus/acpi/devices"
+    devices.mkdir(parents=True)
+    (devices / "PNP0A03:00").mkdir()
+    assert not distro.acpi_memory_hotplug(tmp_path)
+    (devices / "PNP0C80:00").mkdir()
+    assert distro.acpi_memory_hotplug(tmp_path)
