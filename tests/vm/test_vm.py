@@ -179,7 +179,8 @@ def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: Run
 
 
 def boot_with_kdumpd(
-    image: Image, kernel: str, package: Package, results: RunResults
+    image: Image, kernel: str, package: Package, results: RunResults,
+    extra: dict[str, Path | bytes] | None = None,
 ) -> Iterator[Guest]:
     """Boot ``kernel``, install ``package`` in the guest, enable and start kdumpd."""
     def install_and_start(guest: Guest) -> None:
@@ -190,7 +191,7 @@ def boot_with_kdumpd(
         vm.sh.run("systemctl enable kdumpd", timeout=60)
         d.restart_kdumpd(vm)
 
-    files = {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode()}
+    files = {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode(), **(extra or {})}
     yield from boot(image, kernel, files, results, install_and_start)
 
 
@@ -954,10 +955,19 @@ def kdump_config_backend_burst(guest: Guest, result: ScenarioResult) -> None:
     assert before_tool != after_tool, "kdump-config did not load (kexec_cmd unchanged)"
 
 
+@pytest.fixture(scope="module")
+def kdump_tools_trixie(image: Image, package: Package,
+                       run_results: RunResults) -> Iterator[Guest]:
+    """A fresh trixie guest shared by scenario 13, which installs Debian's kdump-tools, and
+    scenario 16, which runs the role there (one boot and one kdump initramfs build less)."""
+    yield from boot_with_kdumpd(image, "trixie", package, run_results,
+                                extra={"collection": REPO / "ansible"})
+
+
 def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
-    dumping_trixie: Guest, scenario: Callable
+    kdump_tools_trixie: Guest, scenario: Callable
 ) -> None:
-    guest = dumping_trixie
+    guest = kdump_tools_trixie
     result = scenario(
         "13. Debian's kdump-tools and kdumpd's default configuration", guest.release,
         "Debian's real kdump-tools (trixie's .deb, `dpkg -i`; its postinst builds the kdump "
@@ -1028,6 +1038,83 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
 
     kdump_config_backend_burst(guest, result)
     d.restart_kdumpd(vm)
+
+
+# -- the Ansible role on a real host ---------------------------------------------------------
+
+ROLE_PLAYBOOK = """\
+- hosts: localhost
+  connection: local
+  gather_facts: false
+  roles:
+    - role: kdumpd.kdumpd.kdumpd
+      vars:
+        kdumpd_package: /mnt/payload/kdumpd.deb
+        kdumpd_rule_state: present
+        kdumpd_settings: {settings}
+"""
+
+
+def converge(vm: Vm, settings: str) -> tuple[dict[str, int], float, str]:
+    """Run the role in the guest; its PLAY RECAP counters, the time, the output's tail."""
+    vm.sh.write_file("/root/site.yml", ROLE_PLAYBOOK.format(settings=settings))
+    started = time.monotonic()
+    run = vm.sh.run("ANSIBLE_COLLECTIONS_PATH=/root/collections ANSIBLE_NOCOLOR=1 "
+                    "ansible-playbook -i localhost, -e ansible_python_interpreter=/usr/bin/python3 "
+                    "/root/site.yml", timeout=900, check=False)
+    took = time.monotonic() - started
+    recap = next((line for line in run.output.splitlines() if line.startswith("localhost")
+                  and "ok=" in line), "")
+    counters = {k: int(v) for k, v in (item.split("=") for item in recap.split(":", 1)[-1].split())}
+    assert run.ok and counters, run.output[-3000:]
+    return counters, took, recap.split(":", 1)[-1].strip()
+
+
+def test_16_the_ansible_role_converges_on_a_real_host(kdump_tools_trixie: Guest,
+                                                      scenario: Callable) -> None:
+    guest = kdump_tools_trixie  # after scenario 13: kdump-tools is installed
+    vm = guest.vm
+    # The role installs kdumpd: take away scenario 13's (purge: config and state too).
+    vm.sh.run("systemctl stop kdumpd && dpkg --purge kdumpd >/dev/null && "
+              "! command -v kdumpd && test ! -e /etc/kdumpd && "
+              "dpkg -s kdump-tools | grep -q '^Status: install ok installed' && "
+              "mkdir -p /root/collections/ansible_collections/kdumpd && "
+              "cp -r /mnt/payload/collection /root/collections/ansible_collections/kdumpd/kdumpd",
+              timeout=300)
+    result = scenario(
+        "16. The Ansible role on a real Debian 13 host", guest.release,
+        "The trixie guest of scenario 13 (Debian's kdump-tools installed) with kdumpd "
+        "purged; ansible-core from trixie "
+        "runs the collection's role against localhost: (1) the .deb, backend kdump-config, "
+        "rule state present; (2) the same again, which must change nothing. After (1) "
+        "kdumpd must be active and enabled, run with the package's distro-tools.conf "
+        "drop-in (systemd reloaded by the restart handler) and the backend kdump-config, "
+        "and the block must be in /etc/udev/rules.d. (Switching the backend back, which "
+        "removes the drop-in, is tested in tests/ansible; a third run here costs 2.5 min.)",
+    )
+    tools = "{reload: {backend: kdump-config}}"
+    first, first_s, first_recap = converge(vm, tools)
+    active = vm.sh.run("systemctl is-active kdumpd; systemctl is-enabled kdumpd; "
+                       "systemctl show -P DropInPaths kdumpd; "
+                       "systemctl show -P NeedDaemonReload kdumpd; "
+                       "kdumpd status --json", check=False).output
+    block = vm.sh.run("grep -c 'BEGIN kdumpd managed block' "
+                      "/etc/udev/rules.d/50-kdump-tools.rules", check=False).output.strip()
+    second, second_s, second_recap = converge(vm, tools)
+    status = json.loads(active[active.index("{"):])
+    result.notes += [
+        f"first run ({first_s:.0f} s): {first_recap}",
+        f"second run ({second_s:.0f} s): {second_recap}",
+        "after the first run: " + " / ".join(active[:active.index("{")].split())
+        + f"; status backend {status.get('backend')!r}; blocks in /etc: {block}",
+    ]
+    assert first["changed"] > 0 and first["failed"] == 0, first_recap
+    assert active.split()[:4] == ["active", "enabled",
+                                  "/etc/systemd/system/kdumpd.service.d/distro-tools.conf",
+                                  "no"], active  # started after systemd read the drop-in
+    assert status.get("backend") == "kdump-config", status
+    assert block == "1", block
+    assert second["changed"] == 0 and second["failed"] == 0, second_recap
 
 
 # The dump kernel's boot must not reboot (QEMU runs with -no-reboot, and the root disk's
@@ -1304,89 +1391,6 @@ def test_12_seeded_chaos_keeps_the_invariant_and_the_dump_complete(
 
 
 # -- the old kernel last: booting it stops the trixie guest (one TCG guest at a time) --
-
-
-# -- the Ansible role on a real host ---------------------------------------------------------
-
-ROLE_PLAYBOOK = """\
-- hosts: localhost
-  connection: local
-  gather_facts: false
-  roles:
-    - role: kdumpd.kdumpd.kdumpd
-      vars:
-        kdumpd_package: /mnt/payload/kdumpd.deb
-        kdumpd_rule_state: present
-        kdumpd_settings: {settings}
-"""
-
-
-@pytest.fixture()
-def role_trixie(image: Image, package: Package, run_results: RunResults) -> Iterator[Guest]:
-    """A trixie guest with kdump-tools (from the image's kept .deb, standing in for a
-    mirror) and the collection, but no kdumpd: the role installs it."""
-    def prepare(guest: Guest) -> None:
-        guest.vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb >/dev/null 2>&1; "
-                        "dpkg -s kdump-tools | grep -q '^Status: install ok installed' && "
-                        "mkdir -p /root/collections/ansible_collections/kdumpd && "
-                        "cp -r /mnt/payload/collection "
-                        "/root/collections/ansible_collections/kdumpd/kdumpd", timeout=900)
-
-    files = {**package.payload, "collection": REPO / "ansible"}
-    yield from boot(image, "trixie", files, run_results, prepare)
-
-
-def converge(vm: Vm, settings: str) -> tuple[dict[str, int], float, str]:
-    """Run the role in the guest; its PLAY RECAP counters, the time, the output's tail."""
-    vm.sh.write_file("/root/site.yml", ROLE_PLAYBOOK.format(settings=settings))
-    started = time.monotonic()
-    run = vm.sh.run("ANSIBLE_COLLECTIONS_PATH=/root/collections ANSIBLE_NOCOLOR=1 "
-                    "ansible-playbook -i localhost, /root/site.yml", timeout=900, check=False)
-    took = time.monotonic() - started
-    recap = next((line for line in run.output.splitlines() if line.startswith("localhost")
-                  and "ok=" in line), "")
-    counters = {k: int(v) for k, v in (item.split("=") for item in recap.split(":", 1)[-1].split())}
-    assert run.ok and counters, run.output[-3000:]
-    return counters, took, recap.split(":", 1)[-1].strip()
-
-
-def test_16_the_ansible_role_converges_on_a_real_host(role_trixie: Guest,
-                                                      scenario: Callable) -> None:
-    guest = role_trixie
-    vm = guest.vm
-    result = scenario(
-        "16. The Ansible role on a real Debian 13 host", guest.release,
-        "A trixie guest with Debian's kdump-tools and no kdumpd; ansible-core from trixie "
-        "runs the collection's role against localhost: (1) the .deb, backend kdump-config, "
-        "rule state present; (2) the same again, which must change nothing. After (1) "
-        "kdumpd must be active and enabled, run with the package's distro-tools.conf "
-        "drop-in (systemd reloaded by the restart handler) and the backend kdump-config, "
-        "and the block must be in /etc/udev/rules.d. (Switching the backend back, which "
-        "removes the drop-in, is tested in tests/ansible; a third run here costs 2.5 min.)",
-    )
-    tools = "{reload: {backend: kdump-config}}"
-    first, first_s, first_recap = converge(vm, tools)
-    active = vm.sh.run("systemctl is-active kdumpd; systemctl is-enabled kdumpd; "
-                       "systemctl show -P DropInPaths kdumpd; "
-                       "systemctl show -P NeedDaemonReload kdumpd; "
-                       "kdumpd status --json", check=False).output
-    block = vm.sh.run("grep -c 'BEGIN kdumpd managed block' "
-                      "/etc/udev/rules.d/50-kdump-tools.rules", check=False).output.strip()
-    second, second_s, second_recap = converge(vm, tools)
-    status = json.loads(active[active.index("{"):])
-    result.notes += [
-        f"first run ({first_s:.0f} s): {first_recap}",
-        f"second run ({second_s:.0f} s): {second_recap}",
-        "after the first run: " + " / ".join(active[:active.index("{")].split())
-        + f"; status backend {status.get('backend')!r}; blocks in /etc: {block}",
-    ]
-    assert first["changed"] > 0 and first["failed"] == 0, first_recap
-    assert active.split()[:4] == ["active", "enabled",
-                                  "/etc/systemd/system/kdumpd.service.d/distro-tools.conf",
-                                  "no"], active  # started after systemd read the drop-in
-    assert status.get("backend") == "kdump-config", status
-    assert block == "1", block
-    assert second["changed"] == 0 and second["failed"] == 0, second_recap
 
 
 @pytest.fixture()
