@@ -731,3 +731,66 @@ def test_skips_add_up_and_record_what_the_image_describes(root: Path, clock: Fak
     rig.settle()
     assert (rig.store.state.fingerprint, rig.store.state.hardware) == ("", "")
     assert rig.controller.stats.skipped == 6
+
+
+def journal(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """kdumpd's messages as an admin reads them in the journal: level and text."""
+    return [f"{r.levelname} {r.getMessage()}" for r in caplog.records if r.name == "kdumpd"]
+
+
+def test_the_journal_tells_the_owed_and_overlap_stories(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = MemoryStore(State("boot-1", owed=True))
+    rig = Rig(root, clock, store=store, hotplug_after_load=True)  # someone loaded one again
+    with caplog.at_level(logging.DEBUG, logger="kdumpd"):
+        rig.controller.start(clock())
+        rig.settle()
+        assert store.state is not None and store.state.owed is False
+        rig.feed(memory_events(1))
+        rig.settle()  # kdumpd's own load: crash_hotplug=1 afterwards
+        clock.advance(rig.controller.grace_s / 2)
+        rig.feed(memory_events(2))
+        rig.settle()
+    lines = journal(caplog)
+    assert ("INFO a crash kernel is loaded again (not by kdumpd): nothing is owed any more"
+            in lines)
+    assert ("INFO 2 event(s) on memory: reloading: events arrived while our load held the "
+            "kexec lock: the kernel may have skipped their elfcorehdr update") in lines
+
+
+def test_the_journal_tells_the_hand_back_and_take_back_story(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Missing:
+        name = "missing"
+        problem: str | None = "kexec: command not found"
+
+        def reload(self) -> None:
+            raise AssertionError("no reload while handed back")
+
+        def probe(self) -> str | None:
+            return self.problem
+
+        def describe(self) -> str:
+            return "missing"
+
+    rig = Rig(root, clock)
+    backend = Missing()
+    rig.controller.backend = backend
+    rig.controller.stats.handed_back = True  # an earlier reload failed for good
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.feed(memory_events(3))
+        rig.settle()
+        backend.problem = None
+        rig.feed(memory_events(1))
+        clock.advance(0.25)
+        assert rig.controller.poll(clock()) is None
+    lines = journal(caplog)
+    assert lines[0] == ("INFO 3 event(s) on memory: no reload: reloads are handed back to the "
+                        "distribution's rules while kdumpd's backend cannot work: "
+                        "kexec: command not found")
+    assert lines[-1] == ("INFO the backend works again: kdumpd takes reloads back and decides "
+                         f"in {TAKE_BACK_S:.0f} s, once the distribution's rules are done "
+                         "with these events")
+    assert rig.controller.stats.handed_back is False
