@@ -929,6 +929,11 @@ def kexec_parts(argv: list[str]) -> dict[str, str]:
     return parts
 
 
+def kexec_cmd_written(vm: Vm) -> str:
+    """When kdump-config last loaded: it rewrites /var/crash/kexec_cmd at every load."""
+    return vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+
+
 def kdump_config_backend_burst(guest: Guest, result: ScenarioResult) -> None:
     """Scenario 13's part (3): the backend kdump-config, Debian's own reload, inside the
     package's unit widened by the drop-in it ships for the tool backends (what the Ansible
@@ -941,11 +946,11 @@ def kdump_config_backend_burst(guest: Guest, result: ScenarioResult) -> None:
         vm.sh.write_file("/etc/kdumpd/kdumpd.toml", '[reload]\nbackend = "kdump-config"\n')
         vm.sh.run("kdump-config reload", timeout=300)  # kdumpd's reload left crash_hotplug=1
         d.restart_kdumpd(vm)
-        before_tool = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+        before_tool = kexec_cmd_written(vm)
         fourth = run_burst(guest, "DIMM hot-add, backend kdump-config with distro-tools.conf",
                            dimm_burst(guest))
         result.bursts.append(fourth)
-        after_tool = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+        after_tool = kexec_cmd_written(vm)
     finally:  # the later scenarios on this guest expect the defaults
         vm.sh.run(f"rm -f {DROPIN_DIR}/distro-tools.conf && systemctl daemon-reload")
         vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
@@ -1004,12 +1009,12 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     vm.sh.run("echo 'KDUMP_KEXEC_ARGS=\"-c\"' >> /etc/default/kdump-tools && "
               "kdump-config reload", timeout=300)
     distro_cmd = vm.sh.run("cat /var/crash/kexec_cmd").output.strip()
-    before_calls = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+    before_calls = kexec_cmd_written(vm)
     second = run_burst(guest, "DIMM hot-add, kdump-tools loaded with -c", dimm_burst(guest))
     result.bursts.append(second)
     third = run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest))
     result.bursts.append(third)
-    after_calls = vm.sh.run("stat -c %Y /var/crash/kexec_cmd").output.strip()
+    after_calls = kexec_cmd_written(vm)
     ours = vm.sh.run("journalctl -u kdumpd -o cat | grep 'loading the crash kernel: ' | "
                      "tail -1").output.strip().split("loading the crash kernel: ", 1)[-1]
     result.notes.append(f"kdump-config's load: {distro_cmd}")
@@ -1064,10 +1069,10 @@ def converge(vm: Vm, settings: str) -> tuple[dict[str, int], float, str]:
                     "/root/site.yml", timeout=900, check=False)
     took = time.monotonic() - started
     recap = next((line for line in run.output.splitlines() if line.startswith("localhost")
-                  and "ok=" in line), "")
-    counters = {k: int(v) for k, v in (item.split("=") for item in recap.split(":", 1)[-1].split())}
+                  and "ok=" in line), "").split(":", 1)[-1].strip()
+    counters = {k: int(v) for k, v in (item.split("=") for item in recap.split())}
     assert run.ok and counters, run.output[-3000:]
-    return counters, took, recap.split(":", 1)[-1].strip()
+    return counters, took, recap
 
 
 def test_16_the_ansible_role_converges_on_a_real_host(kdump_tools_trixie: Guest,
