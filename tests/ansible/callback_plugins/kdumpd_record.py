@@ -31,7 +31,13 @@ class CallbackModule(CallbackBase):  # type: ignore[misc]
     def _add(self, result: Any, status: str) -> None:
         body = dict(getattr(result, "_result", None) or getattr(result, "result", {}))
         body["_status"] = status
-        self.record["results"][result.task_name] = body
+        self.record["results"][self._plain_name(result)] = body
+
+    @staticmethod
+    def _plain_name(result: Any) -> str:
+        """The task's own name, without its role: "role : name" from ansible-core 2.21 on."""
+        task = getattr(result, "task", None) or result._task  # `task` from 2.19 on
+        return str(task.name or task.action)
 
     def v2_runner_on_ok(self, result: Any) -> None:
         self._add(result, "ok")
