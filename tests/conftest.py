@@ -1,7 +1,10 @@
-"""Shared fixtures: fake sysfs trees and a fake clock."""
+"""Shared fixtures: fake sysfs trees, a fake clock, and turns at the host's udev."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,3 +22,22 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+HOST_UDEV_LOCK = Path("/run/lock/kdumpd-tests-real-uevents.lock")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def host_udev_turn(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Modules marked real_uevents take turns at the host's udev, across pytest runs.
+
+    .ci/run runs the other Pythons' unit tests beside the main run; two such modules at
+    once would count each other's synthetic uevents and fight over the one udevd.
+    """
+    if (request.node.get_closest_marker("real_uevents") is None
+            or os.environ.get("KDUMPD_REAL_UEVENTS") != "1"):
+        yield
+        return
+    with open(HOST_UDEV_LOCK, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the run dies
+        yield
