@@ -357,10 +357,7 @@ def two_dimms_burst(guest: Guest) -> Callable[[], object]:
 
 
 def cpu_add_burst(guest: Guest) -> Callable[[], object]:
-    def add_and_online() -> None:
-        cpu = guest.hotplug.add_cpu()
-        guest.hotplug.set_cpu_online(cpu, True)
-    return add_and_online
+    return guest.hotplug.add_cpu_online
 
 
 # -- scenarios on 6.12 -----------------------------------------------------------------------
@@ -901,8 +898,7 @@ def panic_and_check_after(guest: Guest, result: ScenarioResult) -> dc.Verdict:
     """Hotplug without anyone watching (no udev burst accounting: kdumpd is stopped)."""
     guest.hotplug.add_dimm()
     guest.vm.sh.run("udevadm settle -t 60", timeout=90)
-    cpu = guest.hotplug.add_cpu()
-    guest.hotplug.set_cpu_online(cpu, True)
+    guest.hotplug.add_cpu_online()
     verdict, up_s, line = panic_and_check(guest)
     result.notes.append(f"crash kernel shell after {up_s:.0f} s. {line}")
     return verdict
