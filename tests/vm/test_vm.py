@@ -1118,6 +1118,102 @@ def test_16_the_ansible_role_converges_on_a_real_host(kdump_tools_trixie: Guest,
     assert second["changed"] == 0 and second["failed"] == 0, second_recap
 
 
+# -- Debian's kdump-tools across a reboot, then its own dump path ---------------------------
+
+
+@pytest.fixture(scope="module")
+def rebooted_kdump_tools_trixie(image: Image, package: Package,
+                                run_results: RunResults) -> Iterator[Guest]:
+    """A trixie guest on a disk that survives a power-off (a qcow2 overlay of the image
+    instead of snapshot=on): kdumpd's .deb and Debian's real kdump-tools installed and
+    enabled on the first boot, kdumpd's default configuration, `systemctl poweroff`;
+    yielded on its second boot. Scenario 15 checks that boot, scenario 14 then dumps from
+    the same guest (one boot and one kdump initramfs build less than a guest each)."""
+    while RUNNING:
+        RUNNING.pop().stop()
+    workdir = WORKDIR / "reboot"
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    overlay = workdir / "root.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
+                    str(image.root), str(overlay)], check=True, timeout=60)
+    payload = make_payload(dict(package.payload), workdir / "payload.ext4")
+    k = image.kernels["trixie"]
+    vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, overlay=overlay,
+                     workdir=workdir / "first"))
+    RUNNING.append(vm)
+    started = time.monotonic()
+    try:
+        start_with_one_retry(vm, run_results)
+        vm.sh.run("mkdir -p /mnt/payload && mount -o ro /dev/vdb /mnt/payload && "
+                  f"{package.install}", timeout=180)
+        vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb >/dev/null 2>&1; "
+                  "test -e /var/lib/kdump/initrd.img && systemctl is-enabled kdump-tools "
+                  "kdumpd", timeout=900)
+        vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
+        vm.sh.send("sync; systemctl poweroff")
+        vm.wait_exit(300)
+        vm.stop()
+        RUNNING.remove(vm)
+        vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, overlay=overlay,
+                         workdir=workdir / "second"))
+        RUNNING.append(vm)
+        start_with_one_retry(vm, run_results)
+        run_results.boots[f"trixie ({k.release}) after a power-off"] = vm.boot_s
+        vm.sh.run("mkdir -p /mnt/payload && mount -o ro /dev/vdb /mnt/payload")
+        run_results.notes.append(
+            "scenarios 15 and 14's guest: two boots, kdumpd's and kdump-tools' installs and "
+            f"a power-off took {time.monotonic() - started:.0f} s before scenario 15")
+        yield Guest(vm, k.release, d.Hotplug(vm))
+    except GuestError as error:
+        pytest.fail(f"rebooting guest: {error}\n--- serial console tail:\n"
+                    f"{vm.serial_tail()}")
+    finally:
+        vm.stop()
+        if vm in RUNNING:
+            RUNNING.remove(vm)
+        problems = vm.kernel_problems()
+        if problems:
+            run_results.notes.append(f"guest kernel {k.release} logged: "
+                                     + " / ".join(problems[:5]))
+
+
+def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
+    rebooted_kdump_tools_trixie: Guest, scenario: Callable
+) -> None:
+    result = scenario(
+        "15. a reboot with Debian's kdump-tools and kdumpd both enabled", "trixie",
+        "A guest whose disk survives a power-off (a qcow2 overlay of the image instead of "
+        "snapshot=on): kdumpd's .deb and Debian's real kdump-tools installed and enabled, "
+        "kdumpd's default configuration, then `systemctl poweroff` and a second boot. On "
+        "that boot kdump-tools.service must have loaded the crash kernel before kdumpd "
+        "started (the unit's After=), kdumpd must find it loaded and reload nothing, and "
+        "its runtime rules override must be in /run, none in /etc.",
+    )
+    vm = rebooted_kdump_tools_trixie.vm
+    vm.sh.run("systemctl is-system-running --wait", timeout=300, check=False)
+    times = {}
+    for unit, prop in (("kdump-tools", "ActiveEnterTimestampMonotonic"),
+                       ("kdumpd", "ExecMainStartTimestampMonotonic")):
+        value = vm.sh.run(f"systemctl show -P {prop} {unit}").output.strip()
+        times[unit] = int(value or 0)
+    state = d.crash_state(vm)
+    journal = vm.sh.run("journalctl -b -u kdumpd -o cat --no-pager").output
+    loads = journal.count("loading the crash kernel: ")
+    layers = vm.sh.run("ls /run/udev/rules.d/ /etc/udev/rules.d/ 2>&1", check=False).output
+    result.notes.append(
+        f"second boot: kdump-tools active at {times['kdump-tools'] / 1e6:.1f} s, kdumpd "
+        f"started at {times['kdumpd'] / 1e6:.1f} s (monotonic); kexec_crash_loaded "
+        f"{state.loaded}, crash_hotplug {state.hotplug()}; loads by kdumpd: {loads}; "
+        "rules directories: " + " ".join(layers.split()))
+    assert 0 < times["kdump-tools"] <= times["kdumpd"], times
+    assert state.loaded == "1", state
+    assert loads == 0, journal[-2000:]
+    assert "50-kdump-tools.rules" in vm.sh.run("ls /run/udev/rules.d/").output
+    assert not vm.sh.run("test -e /etc/udev/rules.d/50-kdump-tools.rules",
+                         check=False).ok
+
+
 # The dump kernel's boot must not reboot (QEMU runs with -no-reboot, and the root disk's
 # snapshot would be gone) and must give the test its shell back: kdump-tools' init script
 # sources /etc/default/kdump-tools after setting PATH, so a shell function there stands in
@@ -1127,12 +1223,13 @@ DUMP_SHELL_DROPIN = "/etc/systemd/system/kdump-tools-dump.service.d/kdumpd-vm.co
 
 
 def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
-    dumping_trixie: Guest, scenario: Callable
+    rebooted_kdump_tools_trixie: Guest, scenario: Callable
 ) -> None:
-    guest = dumping_trixie
+    guest = rebooted_kdump_tools_trixie  # scenario 15's: kdump-tools installed, rebooted
     result = scenario(
         "14. proof by dump through Debian's own dump path (kdump-tools-dump.service)",
         guest.release,
+        "Scenario 15's guest after its reboot (kdump-tools installed before it). "
         "Debian's real kdump-tools loading with `KDUMP_KEXEC_ARGS=\"-c\"` (crash_hotplug=0), "
         "its default dump format (`makedumpfile -c -d 31`, kdump-compressed) and "
         "`acpi_no_memhotplug` added to its KDUMP_CMDLINE_APPEND (see the notes); kdumpd with its "
@@ -1147,10 +1244,7 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
     )
     vm = guest.vm
     d.stop_kdumpd(vm)
-    vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb >/dev/null 2>&1; "
-              "test -e /var/lib/kdump/vmlinuz && test -e /var/lib/kdump/initrd.img",
-              timeout=900)
-    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
+    vm.sh.run("test -e /var/lib/kdump/vmlinuz && test -e /var/lib/kdump/initrd.img")
     # acpi_no_memhotplug, as Fedora's kdumpctl appends: without it the dump kernel (which
     # inherits memhp_default_state=online_movable from this guest's command line) onlines
     # the hot-added DIMM as its own memory, and makedumpfile then fails on that range
@@ -1195,77 +1289,6 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
     result.notes.append(f"crash kernel up {up_s:.0f} s after the panic, dump saved by "
                         f"{saved_s:.0f} s. Saved dump: " + dc.summary(before, dump, verdict))
     assert verdict.ok, verdict.describe()
-
-
-def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
-    image: Image, package: Package, run_results: RunResults, scenario: Callable
-) -> None:
-    result = scenario(
-        "15. a reboot with Debian's kdump-tools and kdumpd both enabled", "trixie",
-        "A guest whose disk survives a power-off (a qcow2 overlay of the image instead of "
-        "snapshot=on): kdumpd's .deb and Debian's real kdump-tools installed and enabled, "
-        "kdumpd's default configuration, then `systemctl poweroff` and a second boot. On "
-        "that boot kdump-tools.service must have loaded the crash kernel before kdumpd "
-        "started (the unit's After=), kdumpd must find it loaded and reload nothing, and "
-        "its runtime rules override must be in /run, none in /etc.",
-    )
-    while RUNNING:
-        RUNNING.pop().stop()
-    workdir = WORKDIR / "reboot"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    overlay = workdir / "root.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw", "-b",
-                    str(image.root), str(overlay)], check=True, timeout=60)
-    payload = make_payload(dict(package.payload), workdir / "payload.ext4")
-    k = image.kernels["trixie"]
-
-    def boot(name: str) -> Vm:
-        vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, overlay=overlay,
-                         workdir=workdir / name))
-        RUNNING.append(vm)
-        start_with_one_retry(vm, run_results)
-        return vm
-
-    vm = boot("first")
-    try:
-        vm.sh.run("mkdir -p /mnt/payload && mount -o ro /dev/vdb /mnt/payload && "
-                  f"{package.install}", timeout=180)
-        vm.sh.run("dpkg -i /root/debs/kdump-tools_*.deb >/dev/null 2>&1; "
-                  "test -e /var/lib/kdump/initrd.img && systemctl is-enabled kdump-tools "
-                  "kdumpd", timeout=900)
-        vm.sh.write_file("/etc/kdumpd/kdumpd.toml", "# kdumpd's defaults\n")
-        vm.sh.send("sync; systemctl poweroff")
-        vm.wait_exit(300)
-    finally:
-        vm.stop()
-    RUNNING.remove(vm)
-    vm = boot("second")
-    try:
-        vm.sh.run("systemctl is-system-running --wait", timeout=300, check=False)
-        times = {}
-        for unit, prop in (("kdump-tools", "ActiveEnterTimestampMonotonic"),
-                           ("kdumpd", "ExecMainStartTimestampMonotonic")):
-            value = vm.sh.run(f"systemctl show -P {prop} {unit}").output.strip()
-            times[unit] = int(value or 0)
-        state = d.crash_state(vm)
-        journal = vm.sh.run("journalctl -b -u kdumpd -o cat --no-pager").output
-        loads = journal.count("loading the crash kernel: ")
-        layers = vm.sh.run("ls /run/udev/rules.d/ /etc/udev/rules.d/ 2>&1", check=False).output
-        result.notes.append(
-            f"second boot: kdump-tools active at {times['kdump-tools'] / 1e6:.1f} s, kdumpd "
-            f"started at {times['kdumpd'] / 1e6:.1f} s (monotonic); kexec_crash_loaded "
-            f"{state.loaded}, crash_hotplug {state.hotplug()}; loads by kdumpd: {loads}; "
-            "rules directories: " + " ".join(layers.split()))
-        assert 0 < times["kdump-tools"] <= times["kdumpd"], times
-        assert state.loaded == "1", state
-        assert loads == 0, journal[-2000:]
-        assert "50-kdump-tools.rules" in vm.sh.run("ls /run/udev/rules.d/").output
-        assert not vm.sh.run("test -e /etc/udev/rules.d/50-kdump-tools.rules",
-                             check=False).ok
-    finally:
-        vm.stop()
-        RUNNING.remove(vm)
 
 
 # -- a seeded chaos run: random hotplug, restarts, kills and foreign loads -------------
