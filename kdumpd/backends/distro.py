@@ -15,8 +15,10 @@ tool does, read from its sources (see tests/fixtures/distro/README.md):
   initrd ``/boot/initramfs-<ver>kdump.img`` (or under /var/lib/kdump); the command line
   is ``KDUMP_COMMANDLINE`` or /proc/cmdline without ``KDUMP_COMMANDLINE_REMOVE`` and the
   options kdumpctl always removes, then ``KDUMP_COMMANDLINE_APPEND``,
-  ``disable_cpu_apicid=`` of CPU 0 and ``rd.systemd.gpt_auto=no``. Not reproduced: the
-  ``<driver>.pretimeout=0`` kdumpctl adds per watchdog device (it asks modprobe).
+  ``disable_cpu_apicid=`` of CPU 0, ``<driver>.pretimeout=0`` for each watchdog's driver
+  (``hpwdt.kdumptimeout=0`` too; the drivers modprobe would name, read from the kernel's
+  modules.alias) and ``rd.systemd.gpt_auto=no``. Not reproduced: dropping ``irqpoll`` on
+  AWS Graviton (kdumpctl asks lscpu for the BIOS model name).
 - openSUSE/SLES kdump (``/usr/lib/kdump/load.sh``): ``/etc/sysconfig/kdump``; kernel
   ``/var/lib/kdump/kernel``, initrd ``/var/lib/kdump/initrd``; the command line of
   ``build_kdump_commandline`` (not its Xen serial console).
@@ -26,6 +28,7 @@ Every file is read under an injected root; nothing here runs a command.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shlex
 from dataclasses import dataclass
@@ -64,6 +67,8 @@ X86_ONLY = "acpi_no_memhotplug"
 
 
 SHELL_FILE_LIMIT = 1 << 20  # a kdump tool's shell configuration is a few KiB
+MODALIAS_LIMIT = 4096
+ALIAS_FILE_LIMIT = 16 << 20  # modules.alias: 1.3 MiB on Fedora 42
 
 
 class DistroError(Exception):
@@ -173,13 +178,18 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
     apicid = _boot_cpu_apicid(root, "apicid")
     if apicid:
         parts.append(f"disable_cpu_apicid={apicid}")
+    for driver in watchdog_drivers(root, version):
+        # A pretimeout would panic the dump kernel instead of letting the watchdog reset.
+        parts.append(f"{driver}.pretimeout=0")
+        if driver == "hpwdt":
+            parts.append("hpwdt.kdumptimeout=0")
     parts.append("rd.systemd.gpt_auto=no")
     return CrashImage(
         kernel, initrd, _squeeze(" ".join(parts)), True, "fedora",
         f"{SYSCONFIG} (KDUMP_KERNELVER, KDUMP_IMG) as kdumpctl finds it",
         "kdumpctl's kdump initramfs for that kernel",
         f"{'KDUMP_COMMANDLINE' if settings.get('KDUMP_COMMANDLINE') else '/proc/cmdline'} "
-        f"as kdumpctl's prepare_cmdline edits it ({SYSCONFIG}), without watchdog pretimeouts",
+        f"as kdumpctl's prepare_cmdline edits it ({SYSCONFIG})",
         SYSCONFIG,
     )
 
@@ -353,6 +363,51 @@ def _remove_options(cmdline: str, names: str) -> str:
 
 def _words(cmdline: str) -> list[str]:
     return re.findall(r'(?:"[^"]*"?|[^"\s])+', cmdline)
+
+
+def watchdog_drivers(root: Path, version: str) -> list[str]:
+    """kdumpctl's get_watchdog_drvs: the modules ``modprobe --set-version <version> -R``
+    names for each /sys/class/watchdog/*/device/modalias, each once, in order.
+
+    modprobe matches the alias against the shell patterns of that kernel's modules.alias
+    and modules.builtin.alias; so does this. A watchdog without a device (softdog) has
+    no modalias and adds nothing, as in kdumpctl.
+    """
+    aliases = []
+    for modalias in sorted((root / "sys/class/watchdog").glob("*/device/modalias")):
+        try:
+            aliases.append(read_regular(modalias, MODALIAS_LIMIT).decode("ascii", "replace"))
+        except OSError:
+            continue
+    drivers: list[str] = []
+    table = _module_aliases(root, version) if aliases else []
+    for alias in (a.strip() for a in aliases):
+        for prefix, pattern, module in table:
+            if (alias.startswith(prefix) and fnmatch.fnmatchcase(alias, pattern)
+                    and module not in drivers):
+                drivers.append(module)
+    return drivers
+
+
+def _module_aliases(root: Path, version: str) -> list[tuple[str, str, str]]:
+    """(literal prefix, pattern, module) of each ``alias`` line of the kernel's
+    modules.alias and modules.builtin.alias; empty when there are none."""
+    table = []
+    for base in ("lib/modules", "usr/lib/modules"):
+        directory = root / base / version
+        if directory.is_dir():
+            break
+    for name in ("modules.alias", "modules.builtin.alias"):
+        try:
+            text = read_regular(directory / name, ALIAS_FILE_LIMIT).decode("utf-8", "replace")
+        except OSError:
+            continue
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) == 3 and words[0] == "alias":
+                prefix = re.split(r"[*?\[]", words[1], maxsplit=1)[0]
+                table.append((prefix, words[1], words[2]))
+    return table
 
 
 def _boot_cpu_apicid(root: Path, field: str) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -325,3 +326,66 @@ def test_acpi_memory_slots_are_read_from_sysfs(tmp_path: Path) -> None:
     assert not distro.acpi_memory_hotplug(tmp_path)
     (devices / "PNP0C80:00").mkdir()
     assert distro.acpi_memory_hotplug(tmp_path)
+
+
+# Lines of Debian 13's modules.alias (6.12.117+deb13-amd64), and two that must not match.
+MODULES_ALIAS = """\
+# Aliases extracted from modules themselves.
+alias pci:v00008086d000025ABsv*sd*bc*sc*i* i6300esb
+alias platform:iTCO_wdt iTCO_wdt
+alias pci:v0000103Cd00003306sv*sd*bc*sc*i* hpwdt
+alias pci:v00008086d000025A[C-F]sv*sd*bc*sc*i* not_this_one
+alias pci:v00001022d0000790Bsv*sd*bc*sc*i* sp5100_tco
+"""
+I6300ESB = "pci:v00008086d000025ABsv00001AF4sd00001100bc08sc80i00"  # QEMU's, as sysfs says
+HPWDT = "pci:v0000103Cd00003306sv0000103Csd00003381bc08sc80i00"
+
+
+def fedora_watchdog_root(tmp_path: Path, watchdogs: dict[str, str | None],
+                         modules: str = "lib/modules") -> Path:
+    files: dict[str, str | None] = {
+        "etc/sysconfig/kdump": 'KDUMP_COMMANDLINE="ro"\n', "usr/bin/kdumpctl": "",
+        f"boot/vmlinuz-{RELEASE}": "k", f"boot/initramfs-{RELEASE}kdump.img": "i",
+        f"{modules}/{RELEASE}/modules.alias": MODULES_ALIAS,
+        f"{modules}/{RELEASE}/modules.builtin.alias": "alias platform:iTCO_wdt iTCO_wdt\n",
+    }
+    for name, modalias in watchdogs.items():
+        files[f"sys/class/watchdog/{name}/dev"] = "10:130\n"
+        if modalias is not None:
+            files[f"sys/class/watchdog/{name}/device/modalias"] = modalias + "\n"
+    return make_root(tmp_path, files)
+
+
+def test_fedora_sets_each_watchdog_drivers_pretimeout_to_zero_as_kdumpctl_does(
+    tmp_path: Path
+) -> None:
+    root = fedora_watchdog_root(tmp_path, {
+        "watchdog0": I6300ESB, "watchdog1": "platform:iTCO_wdt", "watchdog2": HPWDT,
+        "watchdog3": None,  # softdog: no device, no modalias
+        "watchdog4": "platform:iTCO_wdt",  # a second device of a driver: named once
+    })
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert image.append.split()[1:] == [
+        "disable_cpu_apicid=2", "i6300esb.pretimeout=0", "iTCO_wdt.pretimeout=0",
+        "hpwdt.pretimeout=0", "hpwdt.kdumptimeout=0", "rd.systemd.gpt_auto=no"]
+
+
+def test_watchdog_drivers_come_from_the_dump_kernels_modules_under_usr_lib(
+    tmp_path: Path
+) -> None:
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": I6300ESB}, modules="usr/lib/modules")
+    assert distro.watchdog_drivers(root, RELEASE) == ["i6300esb"]
+    assert distro.watchdog_drivers(root, "6.1.0-other") == []  # modprobe finds nothing
+
+
+def test_a_watchdog_no_module_alias_names_adds_nothing(tmp_path: Path) -> None:
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": "platform:unknown_wdt"})
+    assert distro.watchdog_drivers(root, RELEASE) == []
+    assert ".pretimeout" not in distro.crash_image(root, RELEASE, "x86_64").append
+
+
+def test_a_fifo_as_a_watchdogs_modalias_is_skipped_without_blocking(tmp_path: Path) -> None:
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": None, "watchdog1": I6300ESB})
+    (root / "sys/class/watchdog/watchdog0/device").mkdir()
+    os.mkfifo(root / "sys/class/watchdog/watchdog0/device/modalias")
+    assert distro.watchdog_drivers(root, RELEASE) == ["i6300esb"]
