@@ -41,6 +41,12 @@ DEBIAN_DEFAULTS = "/etc/default/kdump-tools"
 SYSCONFIG = "/etc/sysconfig/kdump"
 DEBIAN_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll "
                  "usbcore.nousb")
+# kdump-tools' debian/rules builds its default KDUMP_CMDLINE_APPEND per architecture.
+DEBIAN_APPEND_BY_MACHINE = {
+    "aarch64": "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1",
+    "ppc64le": ("reset_devices systemd.unit=kdump-tools-dump.service maxcpus=1 irqpoll "
+                "noirqdistrib usbcore.nousb"),
+}
 # kdumpctl's prepare_cmdline always removes these.
 FEDORA_DEFAULT_REMOVE = "hugepages hugepagesz slub_debug"
 FEDORA_ALWAYS_REMOVED = ("crashkernel", "panic_on_warn", "root", "rd.lvm.lv", "rd.luks.uuid",
@@ -141,7 +147,8 @@ def debian(root: Path, release: str, machine: str) -> CrashImage:
                       _proc_cmdline(root))
         base_from = "/proc/cmdline"
     # kdump-config: KDUMP_CMDLINE_APPEND=${KDUMP_CMDLINE_APPEND:="..."}: empty means default.
-    append = settings.get("KDUMP_CMDLINE_APPEND") or DEBIAN_APPEND
+    append = (settings.get("KDUMP_CMDLINE_APPEND")
+              or DEBIAN_APPEND_BY_MACHINE.get(machine, DEBIAN_APPEND))
     appended = (where.format("KDUMP_CMDLINE_APPEND") if settings.get("KDUMP_CMDLINE_APPEND")
                 else "kdump-config's default KDUMP_CMDLINE_APPEND")
     return CrashImage(
@@ -166,14 +173,9 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
     # kdumpctl: KDUMP_COMMANDLINE_REMOVE defaults to these when the file does not set it;
     # its entries are option names ("foo=bar" removes every "foo").
     remove_setting = settings.get("KDUMP_COMMANDLINE_REMOVE", FEDORA_DEFAULT_REMOVE)
-    removed = set(FEDORA_ALWAYS_REMOVED) | {w.partition("=")[0] for w in remove_setting.split()}
-    kept = []
-    for word in _words(base):
-        name, equals, value = word.partition("=")
-        if equals and not value:
-            continue  # kdumpctl drops "foo="
-        if name not in removed:
-            kept.append(word)
+    removed = set(FEDORA_ALWAYS_REMOVED) | {n for n, _ in _kdumpctl_options(remove_setting)}
+    kept = [name if value is None else f"{name}={value}"
+            for name, value in _kdumpctl_options(base) if name not in removed]
     parts = [*kept, settings.get("KDUMP_COMMANDLINE_APPEND", "")]
     apicid = _boot_cpu_apicid(root, "apicid")
     if apicid:
@@ -354,6 +356,25 @@ def _needs_expansion(raw: str) -> bool:
     return False
 
 
+def _kdumpctl_options(cmdline: str) -> list[tuple[str, str | None]]:
+    """kdumpctl's _cmdline_parse: xargs splits the words and takes their quotes off;
+    "foo=" is dropped; a value with a space in it is quoted again. (name, value or None)."""
+    try:
+        words = shlex.split(cmdline)
+    except ValueError:  # xargs fails on an unmatched quote too; keep the words as they are
+        words = _words(cmdline)
+    options: list[tuple[str, str | None]] = []
+    for word in words:
+        name, equals, value = word.partition("=")
+        if not name or (equals and not value):
+            continue
+        if not equals:
+            options.append((name, None))
+        else:
+            options.append((name, f'"{value}"' if any(c.isspace() for c in value) else value))
+    return options
+
+
 def _remove_options(cmdline: str, names: str) -> str:
     """Drop words whose option name matches the regex alternation ``names`` (SUSE's
     remove_from_commandline: ``^(names)(=|$)`` on each word, quotes ignored)."""
@@ -369,9 +390,10 @@ def watchdog_drivers(root: Path, version: str) -> list[str]:
     """kdumpctl's get_watchdog_drvs: the modules ``modprobe --set-version <version> -R``
     names for each /sys/class/watchdog/*/device/modalias, each once, in order.
 
-    modprobe matches the alias against the shell patterns of that kernel's modules.alias
-    and modules.builtin.alias; so does this. A watchdog without a device (softdog) has
-    no modalias and adds nothing, as in kdumpctl.
+    Like modprobe, this matches the alias against the shell patterns of that kernel's
+    modules.alias and, only when none matches, the aliases of its built-in drivers
+    (modules.builtin.modinfo), with "-" and "_" alike. A watchdog without a device
+    (softdog) has no modalias and adds nothing, as in kdumpctl.
     """
     aliases = []
     for modalias in sorted((root / "sys/class/watchdog").glob("*/device/modalias")):
@@ -380,34 +402,76 @@ def watchdog_drivers(root: Path, version: str) -> list[str]:
         except OSError:
             continue
     drivers: list[str] = []
-    table = _module_aliases(root, version) if aliases else []
-    for alias in (a.strip() for a in aliases):
-        for prefix, pattern, module in table:
-            if (alias.startswith(prefix) and fnmatch.fnmatchcase(alias, pattern)
-                    and module not in drivers):
-                drivers.append(module)
+    if not aliases:
+        return drivers
+    directory = _modules_dir(root, version)
+    modules, builtin = _module_aliases(directory), None
+    for alias in (_normalize(a.strip()) for a in aliases):
+        found = _matches(alias, modules)
+        if not found:
+            builtin = _builtin_aliases(directory) if builtin is None else builtin
+            found = _matches(alias, builtin)
+        drivers.extend(m for m in dict.fromkeys(found) if m not in drivers)
     return drivers
 
 
-def _module_aliases(root: Path, version: str) -> list[tuple[str, str, str]]:
-    """(literal prefix, pattern, module) of each ``alias`` line of the kernel's
-    modules.alias and modules.builtin.alias; empty when there are none."""
+AliasTable = list[tuple[str, str, str]]  # (literal prefix, pattern, module), normalised
+
+
+def _matches(alias: str, table: AliasTable) -> list[str]:
+    return [module for prefix, pattern, module in table
+            if alias.startswith(prefix) and fnmatch.fnmatchcase(alias, pattern)]
+
+
+def _modules_dir(root: Path, version: str) -> Path:
+    usr = root / "usr/lib/modules" / version
+    return usr if usr.is_dir() else root / "lib/modules" / version
+
+
+def _module_aliases(directory: Path) -> AliasTable:
+    """The ``alias <pattern> <module>`` lines of modules.alias."""
+    try:
+        text = read_regular(directory / "modules.alias", ALIAS_FILE_LIMIT).decode(
+            "utf-8", "replace")
+    except OSError:
+        return []
+    words = (line.split() for line in text.splitlines())
+    return [_alias_entry(w[1], w[2]) for w in words if len(w) == 3 and w[0] == "alias"]
+
+
+def _builtin_aliases(directory: Path) -> AliasTable:
+    """The ``<module>.alias=<pattern>`` entries of modules.builtin.modinfo (NUL-separated);
+    depmod writes the built-in aliases only in binary form otherwise."""
+    try:
+        data = read_regular(directory / "modules.builtin.modinfo", ALIAS_FILE_LIMIT)
+    except OSError:
+        return []
     table = []
-    for base in ("lib/modules", "usr/lib/modules"):
-        directory = root / base / version
-        if directory.is_dir():
-            break
-    for name in ("modules.alias", "modules.builtin.alias"):
-        try:
-            text = read_regular(directory / name, ALIAS_FILE_LIMIT).decode("utf-8", "replace")
-        except OSError:
-            continue
-        for line in text.splitlines():
-            words = line.split()
-            if len(words) == 3 and words[0] == "alias":
-                prefix = re.split(r"[*?\[]", words[1], maxsplit=1)[0]
-                table.append((prefix, words[1], words[2]))
+    for entry in data.decode("utf-8", "replace").split("\0"):
+        module, _, field = entry.partition(".")
+        key, equals, pattern = field.partition("=")
+        if key == "alias" and equals and pattern:
+            table.append(_alias_entry(pattern, module))
     return table
+
+
+def _alias_entry(pattern: str, module: str) -> tuple[str, str, str]:
+    pattern = _normalize(pattern)
+    return re.split(r"[*?\[]", pattern, maxsplit=1)[0], pattern, module
+
+
+def _normalize(alias: str) -> str:
+    """kmod's alias_normalize: "-" is "_" outside bracket expressions."""
+    if "[" not in alias:
+        return alias.replace("-", "_")
+    out, in_brackets = [], False
+    for char in alias:
+        if char == "[":
+            in_brackets = True
+        elif char == "]":
+            in_brackets = False
+        out.append("_" if char == "-" and not in_brackets else char)
+    return "".join(out)
 
 
 def _boot_cpu_apicid(root: Path, field: str) -> str:

@@ -337,6 +337,11 @@ alias pci:v0000103Cd00003306sv*sd*bc*sc*i* hpwdt
 alias pci:v00008086d000025A[C-F]sv*sd*bc*sc*i* not_this_one
 alias pci:v00001022d0000790Bsv*sd*bc*sc*i* sp5100_tco
 """
+# modules.builtin.modinfo: NUL-separated "<module>.<field>=<value>" (depmod keeps the
+# built-in aliases only in binary form otherwise).
+BUILTIN_MODINFO = (b"fuse.alias=devname:fuse\0wdat_wdt.alias=platform:wdat-wdt\0"
+                   b"wdat_wdt.description=ACPI Hardware Watchdog (WDAT) driver\0"
+                   b"other_wdt.alias=platform:iTCO_wdt\0")  # made up: modules.alias wins
 I6300ESB = "pci:v00008086d000025ABsv00001AF4sd00001100bc08sc80i00"  # QEMU's, as sysfs says
 HPWDT = "pci:v0000103Cd00003306sv0000103Csd00003381bc08sc80i00"
 
@@ -347,8 +352,10 @@ def fedora_watchdog_root(tmp_path: Path, watchdogs: dict[str, str | None],
         "etc/sysconfig/kdump": 'KDUMP_COMMANDLINE="ro"\n', "usr/bin/kdumpctl": "",
         f"boot/vmlinuz-{RELEASE}": "k", f"boot/initramfs-{RELEASE}kdump.img": "i",
         f"{modules}/{RELEASE}/modules.alias": MODULES_ALIAS,
-        f"{modules}/{RELEASE}/modules.builtin.alias": "alias platform:iTCO_wdt iTCO_wdt\n",
     }
+    builtin = tmp_path / "root" / modules / RELEASE / "modules.builtin.modinfo"
+    builtin.parent.mkdir(parents=True, exist_ok=True)
+    builtin.write_bytes(BUILTIN_MODINFO)
     for name, modalias in watchdogs.items():
         files[f"sys/class/watchdog/{name}/dev"] = "10:130\n"
         if modalias is not None:
@@ -389,3 +396,39 @@ def test_a_fifo_as_a_watchdogs_modalias_is_skipped_without_blocking(tmp_path: Pa
     (root / "sys/class/watchdog/watchdog0/device").mkdir()
     os.mkfifo(root / "sys/class/watchdog/watchdog0/device/modalias")
     assert distro.watchdog_drivers(root, RELEASE) == ["i6300esb"]
+
+
+def test_built_in_watchdog_drivers_count_only_when_no_module_claims_the_alias(
+    tmp_path: Path
+) -> None:
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": "platform:wdat_wdt",
+                                           "watchdog1": "platform:iTCO_wdt"})
+    # wdat_wdt is built in (its alias written with "-", which kmod reads as "_"); the
+    # iTCO_wdt alias is in both tables: modprobe names the module's driver only.
+    assert distro.watchdog_drivers(root, RELEASE) == ["wdat_wdt", "iTCO_wdt"]
+
+
+@pytest.mark.parametrize(("machine", "tail"), [
+    ("x86_64", "nr_cpus=1 irqpoll usbcore.nousb"),
+    ("aarch64", "systemd.unit=kdump-tools-dump.service nr_cpus=1"),
+    ("ppc64le", "maxcpus=1 irqpoll noirqdistrib usbcore.nousb"),
+])
+def test_debian_default_append_is_kdump_tools_default_for_the_architecture(
+    tmp_path: Path, machine: str, tail: str
+) -> None:
+    root = make_root(tmp_path, {"etc/default/kdump-tools": "KDUMP_KERNEL=\n",
+                                f"boot/vmlinuz-{RELEASE}": "k"})
+    assert distro.crash_image(root, RELEASE, machine).append.endswith(" " + tail)
+
+
+def test_fedora_reads_quoted_options_as_kdumpctls_xargs_does(tmp_path: Path) -> None:
+    root = make_root(tmp_path, {
+        "proc/cmdline": '"root=LABEL=my disk" ro foo="" bar="x" '
+                        'acpi_osi="!Windows 2012" =odd quiet\n',
+        "etc/sysconfig/kdump": 'KDUMP_COMMANDLINE_REMOVE="quiet ro="\n',
+        "usr/bin/kdumpctl": "", f"boot/vmlinuz-{RELEASE}": "k",
+        f"boot/initramfs-{RELEASE}kdump.img": "i"})
+    words = distro.crash_image(root, RELEASE, "x86_64").append
+    # root= is removed even quoted, "foo=" dropped, quotes off unless the value has a
+    # space, and "ro=" in the remove list is ignored (kdumpctl skips "name=" there too).
+    assert words.startswith('ro bar=x acpi_osi="!Windows 2012" disable_cpu_apicid=2 ')
