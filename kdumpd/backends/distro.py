@@ -202,7 +202,11 @@ def suse(root: Path, release: str, machine: str) -> CrashImage:
     if not commandline:
         commandline = _remove_options(_proc_cmdline(root), SUSE_REMOVED)
         cpus = settings.get("KDUMP_CPUS") or "32"  # kdump-read-config.sh's default
-        nr_cpus = f"nr_cpus={cpus}" if cpus != "0" else ""
+        if not re.fullmatch(r"-?[0-9]+", cpus):
+            cpus = "32"  # kdump-read-config.sh ignores a value that is not a number
+        if _exists(root, "/proc/xen"):
+            cpus = "1"  # load.sh: makedumpfile cannot use threads on Xen
+        nr_cpus = f"nr_cpus={cpus}" if int(cpus) != 0 else ""
         commandline += (" sysrq=yes reset_devices acpi_no_memhotplug cgroup_disable=memory "
                         f"nokaslr numa=off irqpoll {nr_cpus} root=kdump rootflags=bind "
                         "rd.udev.children-max=8")

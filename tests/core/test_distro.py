@@ -432,3 +432,17 @@ def test_fedora_reads_quoted_options_as_kdumpctls_xargs_does(tmp_path: Path) -> 
     # root= is removed even quoted, "foo=" dropped, quotes off unless the value has a
     # space, and "ro=" in the remove list is ignored (kdumpctl skips "name=" there too).
     assert words.startswith('ro bar=x acpi_osi="!Windows 2012" disable_cpu_apicid=2 ')
+
+
+@pytest.mark.parametrize(("cpus", "xen", "expected"), [
+    ("4", False, "nr_cpus=4"), ("auto", False, "nr_cpus=32"), ("00", False, None),
+    ("4", True, "nr_cpus=1"),
+])
+def test_suse_nr_cpus_as_load_sh_and_kdump_read_config_set_it(
+    tmp_path: Path, cpus: str, xen: bool, expected: str | None
+) -> None:
+    files = {"etc/sysconfig/kdump": f'KDUMP_CPUS="{cpus}"\n', "usr/lib/kdump/load.sh": ""}
+    if xen:
+        files["proc/xen/capabilities"] = "control_d\n"
+    words = distro.crash_image(make_root(tmp_path, files), RELEASE, "x86_64").append.split()
+    assert [w for w in words if w.startswith("nr_cpus=")] == ([expected] if expected else [])
