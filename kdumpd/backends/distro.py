@@ -11,8 +11,11 @@ tool does, read from its sources (see tests/fixtures/distro/README.md):
   line is ``KDUMP_CMDLINE`` or /proc/cmdline without ``crashkernel=``, ``hugepages=``,
   ``hugepagesz=``, ``abm=``, then ``KDUMP_CMDLINE_APPEND`` (default below).
 - Fedora/RHEL kdump-utils (``kdumpctl``, ``prepare_kdump_bootinfo``/``prepare_cmdline``
-  in kdump-lib.sh): ``/etc/sysconfig/kdump``; kernel ``/boot/vmlinuz-<KDUMP_KERNELVER>``,
-  initrd ``/boot/initramfs-<ver>kdump.img`` (or under /var/lib/kdump); the command line
+  in kdump-lib.sh): ``/etc/sysconfig/kdump``; the kernel of ``KDUMP_KERNELVER`` (or the
+  running one, or its non-debug twin) found as kdumpctl looks for it (BOOT_IMAGE,
+  ``vmlinuz-<ver>``, the Boot Loader Specification and UKI names, OSTree deployments, in
+  ``KDUMP_BOOTDIR``), the kdump initrd beside its initramfs (``initramfs-<ver>kdump.img``)
+  or, without one or on a read-only /boot, under /var/lib/kdump; the command line
   is ``KDUMP_COMMANDLINE`` or /proc/cmdline without ``KDUMP_COMMANDLINE_REMOVE`` and the
   options kdumpctl always removes, then ``KDUMP_COMMANDLINE_APPEND``,
   ``disable_cpu_apicid=`` of CPU 0, ``<driver>.pretimeout=0`` for each watchdog's driver
@@ -29,6 +32,7 @@ Every file is read under an injected root; nothing here runs a command.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -74,6 +78,8 @@ X86_ONLY = "acpi_no_memhotplug"
 
 SHELL_FILE_LIMIT = 1 << 20  # a kdump tool's shell configuration is a few KiB
 MODALIAS_LIMIT = 4096
+EFI_STUB_IMAGE = ("/sys/firmware/efi/efivars/"
+                  "StubImageIdentifier-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f")
 ALIAS_FILE_LIMIT = 16 << 20  # modules.alias: 1.3 MiB on Fedora 42
 
 
@@ -160,15 +166,9 @@ def debian(root: Path, release: str, machine: str) -> CrashImage:
 
 def fedora(root: Path, release: str, machine: str) -> CrashImage:
     settings = read_shell_vars(root, SYSCONFIG)
-    version = settings.get("KDUMP_KERNELVER") or release
-    image = f"{settings.get('KDUMP_IMG') or 'vmlinuz'}-{version}{settings.get('KDUMP_IMG_EXT', '')}"
-    boot_dirs = (settings.get("KDUMP_BOOTDIR") or "/boot /boot/efi /efi /").split()
-    kernel = next((Path(d) / image for d in boot_dirs if _exists(root, str(Path(d) / image))),
-                  Path(boot_dirs[0]) / image)
-    boot = kernel.parent
-    candidates = [boot / f"initramfs-{version}kdump.img", boot / "initrdkdump",
-                  Path(f"/var/lib/kdump/initramfs-{version}kdump.img")]
-    initrd = next((c for c in candidates if _exists(root, str(c))), candidates[0])
+    version = settings.get("KDUMP_KERNELVER") or _kdumpctl_version(root, release)
+    kernel = _kdumpctl_kernel(root, settings, version)
+    initrd = _kdumpctl_initrd(root, kernel.parent, version)
     base = settings.get("KDUMP_COMMANDLINE") or _proc_cmdline(root)
     # kdumpctl: KDUMP_COMMANDLINE_REMOVE defaults to these when the file does not set it;
     # its entries are option names ("foo=bar" removes every "foo").
@@ -194,6 +194,59 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
         f"as kdumpctl's prepare_cmdline edits it ({SYSCONFIG})",
         SYSCONFIG,
     )
+
+
+def _kdumpctl_version(root: Path, release: str) -> str:
+    """_get_kdump_kernel_version: a debug kernel dumps with its non-debug twin if installed."""
+    plain = re.sub(r"[+-]debug$", "", release)
+    if plain != release and _exists(root, f"/usr/lib/modules/{plain}/modules.dep"):
+        return plain
+    return release
+
+
+def _kdumpctl_kernel(root: Path, settings: dict[str, str], version: str) -> Path:
+    """prepare_kdump_kernel: the first image that exists, names within directories."""
+    image = settings.get("KDUMP_IMG") or "vmlinuz"
+    machine_id = _first_line(root, "/etc/machine-id")
+    try:  # the UKI the firmware booted, as a path with backslashes
+        stub = read_regular(root / EFI_STUB_IMAGE.lstrip("/"), MODALIAS_LIMIT)
+        uki = "".join(chr(b) for b in stub if 32 <= b < 127).replace("\\", "/")
+    except OSError:
+        uki = f"EFI/Linux/{machine_id}-{version}.efi"
+    standard = f"{image}-{version}{settings.get('KDUMP_IMG_EXT', '')}"
+    images = [standard, f"{machine_id}/{version}/{image}", uki]
+    boot_image = re.search(r"^BOOT_IMAGE=(?:\([^)]*\))?(\S*)", _proc_cmdline(root))
+    if boot_image and boot_image.group(1).endswith(version):
+        images.insert(0, boot_image.group(1))
+    dirs = (settings.get("KDUMP_BOOTDIR") or "/boot /boot/efi /efi /").split()
+    if _exists(root, "/run/ostree-booted"):
+        dirs[:0] = sorted(f"/{p.relative_to(root)}" for p in (root / "boot/ostree").glob("*"))
+    for directory in dirs:
+        for name in images:
+            path = re.sub("/+", "/", f"{directory}/{name}")
+            if (root / path.lstrip("/")).is_file():
+                return Path(path)
+    return Path(dirs[0]) / standard  # none: the check before the load names it
+
+
+def _kdumpctl_initrd(root: Path, boot: Path, version: str) -> Path:
+    """prepare_kdump_bootinfo: beside the boot initramfs, unless there is none or its
+    directory is read-only; then under /var/lib/kdump."""
+    default = next((boot / name for name in (f"initramfs-{version}.img", "initrd")
+                    if (root / str(boot / name).lstrip("/")).is_file()), None)
+    if default is None or not os.access(root / str(boot).lstrip("/"), os.W_OK):
+        return Path(f"/var/lib/kdump/initramfs-{version}kdump.img")
+    if default.name.endswith(".img"):
+        return default.with_name(default.name[:-len(".img")] + "kdump.img")
+    return default.with_name(default.name + "kdump")
+
+
+def _first_line(root: Path, path: str) -> str:
+    try:
+        text = read_regular(root / path.lstrip("/"), MODALIAS_LIMIT).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return (text.splitlines() or [""])[0].strip()
 
 
 def suse(root: Path, release: str, machine: str) -> CrashImage:

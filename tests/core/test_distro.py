@@ -86,7 +86,7 @@ def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
     root = make_root(tmp_path, {
         "etc/sysconfig/kdump": (FIXTURES / "fedora/sysconfig-kdump").read_text(),
         "usr/bin/kdumpctl": "", f"boot/vmlinuz-{RELEASE}": "k",
-        f"boot/initramfs-{RELEASE}kdump.img": "i",
+        f"boot/initramfs-{RELEASE}.img": "boot", f"boot/initramfs-{RELEASE}kdump.img": "i",
     })
     image = distro.crash_image(root, RELEASE, "x86_64")
     assert image.family == "fedora"
@@ -446,3 +446,47 @@ def test_suse_nr_cpus_as_load_sh_and_kdump_read_config_set_it(
         files["proc/xen/capabilities"] = "control_d\n"
     words = distro.crash_image(make_root(tmp_path, files), RELEASE, "x86_64").append.split()
     assert [w for w in words if w.startswith("nr_cpus=")] == ([expected] if expected else [])
+
+
+FC = "6.12.0-1.fc42.x86_64"
+STUB = ("sys/firmware/efi/efivars/"
+        "StubImageIdentifier-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f")
+
+
+@pytest.mark.parametrize(("release", "files", "kernel", "initrd"), [
+    # a debug kernel dumps with its non-debug twin when that is installed
+    (FC + "+debug", {f"usr/lib/modules/{FC}/modules.dep": "", f"boot/vmlinuz-{FC}": "k",
+                     f"boot/vmlinuz-{FC}+debug": "k", f"boot/initramfs-{FC}.img": "i"},
+     f"/boot/vmlinuz-{FC}", f"/boot/initramfs-{FC}kdump.img"),
+    (FC + "+debug", {f"boot/vmlinuz-{FC}+debug": "k", f"boot/initramfs-{FC}+debug.img": "i"},
+     f"/boot/vmlinuz-{FC}+debug", f"/boot/initramfs-{FC}+debugkdump.img"),
+    # a Boot Loader Specification layout: <machine-id>/<version>/vmlinuz and its "initrd"
+    (FC, {"etc/machine-id": "4f1c\n", f"boot/4f1c/{FC}/vmlinuz": "k",
+          f"boot/4f1c/{FC}/initrd": "i"},
+     f"/boot/4f1c/{FC}/vmlinuz", f"/boot/4f1c/{FC}/initrdkdump"),
+    # the UKI the firmware names; no initramfs beside it: the kdump one in /var/lib/kdump
+    (FC, {"boot/efi/EFI/Linux/fedora-uki.efi": "k",
+          STUB: b"\x06\0\0\0" + "\\EFI\\Linux\\fedora-uki.efi\0".encode("utf-16-le")},
+     "/boot/efi/EFI/Linux/fedora-uki.efi", f"/var/lib/kdump/initramfs-{FC}kdump.img"),
+    # OSTree: the deployment's kernel comes before /boot's
+    (FC, {"run/ostree-booted": "", f"boot/ostree/fedora-9a/vmlinuz-{FC}": "k",
+          f"boot/vmlinuz-{FC}": "k"},
+     f"/boot/ostree/fedora-9a/vmlinuz-{FC}", f"/var/lib/kdump/initramfs-{FC}kdump.img"),
+    # BOOT_IMAGE, without GRUB's device, when it names this version
+    (FC, {"proc/cmdline": f"BOOT_IMAGE=(hd0,gpt2)/kernels/vmlinuz-{FC} ro\n",
+          f"boot/kernels/vmlinuz-{FC}": "k"},
+     f"/boot/kernels/vmlinuz-{FC}", f"/var/lib/kdump/initramfs-{FC}kdump.img"),
+])
+def test_fedora_finds_kernel_and_initrd_where_kdumpctl_does(
+    tmp_path: Path, release: str, files: dict[str, str | bytes], kernel: str, initrd: str
+) -> None:
+    root = make_root(tmp_path, {"etc/sysconfig/kdump": "\n", "usr/bin/kdumpctl": ""})
+    for relative, content in files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+    image = distro.crash_image(root, release, "x86_64")
+    assert (str(image.kernel), str(image.initrd)) == (kernel, initrd)
