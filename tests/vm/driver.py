@@ -118,12 +118,12 @@ class Hotplug:
             '[ -e "$d/online" ] || continue; echo 1 > "$d/online"; '
             f"echo $c > {CPU_ADDED}; exit 0; done; sleep 0.02; done; echo none > {CPU_ADDED}"
         )
-        self.vm.sh.run(f"rm -f {CPU_ADDED}; (setsid sh -c '{waiter}' >/dev/null 2>&1 &)")
         slots = self.vm.monitor.execute("query-hotpluggable-cpus")
         free = [slot for slot in slots if "qom-path" not in slot]
         if not free:
             raise GuestError("no free CPU slot left")
         slot = free[-1]
+        self.vm.sh.run(f"rm -f {CPU_ADDED}; (setsid sh -c '{waiter}' >/dev/null 2>&1 &)")
         self._cpus += 1
         self.vm.monitor.execute("device_add", driver=slot["type"], id=f"hotcpu{self._cpus}",
                                 **slot["props"])
