@@ -31,8 +31,8 @@ Every file is read under an injected root; nothing here runs a command.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
-import os
 import re
 import shlex
 from dataclasses import dataclass
@@ -42,14 +42,14 @@ from kdumpd.security import fd_problem
 from kdumpd.smallfile import read_regular
 
 DEBIAN_DEFAULTS = "/etc/default/kdump-tools"
+KDUMP_CONFIG = "/usr/sbin/kdump-config"
 SYSCONFIG = "/etc/sysconfig/kdump"
-DEBIAN_APPEND = ("reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll "
-                 "usbcore.nousb")
 # kdump-tools' debian/rules builds its default KDUMP_CMDLINE_APPEND per architecture.
+_DEBIAN_DUMP = "reset_devices systemd.unit=kdump-tools-dump.service"
+DEBIAN_APPEND = f"{_DEBIAN_DUMP} nr_cpus=1 irqpoll usbcore.nousb"
 DEBIAN_APPEND_BY_MACHINE = {
-    "aarch64": "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1",
-    "ppc64le": ("reset_devices systemd.unit=kdump-tools-dump.service maxcpus=1 irqpoll "
-                "noirqdistrib usbcore.nousb"),
+    "aarch64": f"{_DEBIAN_DUMP} nr_cpus=1",
+    "ppc64le": f"{_DEBIAN_DUMP} maxcpus=1 irqpoll noirqdistrib usbcore.nousb",
 }
 # kdumpctl's prepare_cmdline always removes these.
 FEDORA_DEFAULT_REMOVE = "hugepages hugepagesz slub_debug"
@@ -77,7 +77,7 @@ X86_ONLY = "acpi_no_memhotplug"
 
 
 SHELL_FILE_LIMIT = 1 << 20  # a kdump tool's shell configuration is a few KiB
-MODALIAS_LIMIT = 4096
+SMALL_FILE_LIMIT = 64 << 10  # a modalias, /etc/machine-id, an EFI variable, /proc/cmdline
 EFI_STUB_IMAGE = ("/sys/firmware/efi/efivars/"
                   "StubImageIdentifier-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f")
 ALIAS_FILE_LIMIT = 16 << 20  # modules.alias: 1.3 MiB on Fedora 42
@@ -153,8 +153,7 @@ def debian(root: Path, release: str, machine: str) -> CrashImage:
                       _proc_cmdline(root))
         base_from = "/proc/cmdline"
     # kdump-config: KDUMP_CMDLINE_APPEND=${KDUMP_CMDLINE_APPEND:="..."}: empty means default.
-    append = (settings.get("KDUMP_CMDLINE_APPEND")
-              or DEBIAN_APPEND_BY_MACHINE.get(machine, DEBIAN_APPEND))
+    append = settings.get("KDUMP_CMDLINE_APPEND") or _kdump_config_default(root, machine)
     appended = (where.format("KDUMP_CMDLINE_APPEND") if settings.get("KDUMP_CMDLINE_APPEND")
                 else "kdump-config's default KDUMP_CMDLINE_APPEND")
     return CrashImage(
@@ -162,6 +161,19 @@ def debian(root: Path, release: str, machine: str) -> CrashImage:
         kernel_from, initrd_from, f"{base_from} as kdump-config edits it, then {appended}",
         DEBIAN_DEFAULTS,
     )
+
+
+def _kdump_config_default(root: Path, machine: str) -> str:
+    """kdump-config's own default KDUMP_CMDLINE_APPEND (debian/rules writes it into the
+    script per package architecture); kdump-tools' per-architecture values without it."""
+    try:
+        script = read_regular(root / KDUMP_CONFIG.lstrip("/"), SHELL_FILE_LIMIT)
+    except OSError:
+        script = b""
+    found = re.search(rb'KDUMP_CMDLINE_APPEND:="([^"$`\\]*)"', script)
+    if found:
+        return found.group(1).decode("utf-8", "replace")
+    return DEBIAN_APPEND_BY_MACHINE.get(machine, DEBIAN_APPEND)
 
 
 def fedora(root: Path, release: str, machine: str) -> CrashImage:
@@ -209,7 +221,7 @@ def _kdumpctl_kernel(root: Path, settings: dict[str, str], version: str) -> Path
     image = settings.get("KDUMP_IMG") or "vmlinuz"
     machine_id = _first_line(root, "/etc/machine-id")
     try:  # the UKI the firmware booted, as a path with backslashes
-        stub = read_regular(root / EFI_STUB_IMAGE.lstrip("/"), MODALIAS_LIMIT)
+        stub = read_regular(root / EFI_STUB_IMAGE.lstrip("/"), SMALL_FILE_LIMIT)
         uki = "".join(chr(b) for b in stub if 32 <= b < 127).replace("\\", "/")
     except OSError:
         uki = f"EFI/Linux/{machine_id}-{version}.efi"
@@ -224,26 +236,44 @@ def _kdumpctl_kernel(root: Path, settings: dict[str, str], version: str) -> Path
     for directory in dirs:
         for name in images:
             path = re.sub("/+", "/", f"{directory}/{name}")
-            if (root / path.lstrip("/")).is_file():
+            if _is_file(root, Path(path)):
                 return Path(path)
-    return Path(dirs[0]) / standard  # none: the check before the load names it
+    return Path(dirs[0] if dirs else "/boot") / standard  # none: the load check names it
 
 
 def _kdumpctl_initrd(root: Path, boot: Path, version: str) -> Path:
-    """prepare_kdump_bootinfo: beside the boot initramfs, unless there is none or its
-    directory is read-only; then under /var/lib/kdump."""
+    """prepare_kdump_bootinfo's kdump initrd: beside the boot initramfs
+    (``initramfs-<ver>kdump.img``, ``initrdkdump``), or under /var/lib/kdump when there is
+    none or /boot is read-only to kdumpctl.
+
+    Whether /boot is writable cannot be asked from inside kdumpd's unit, where /boot is
+    always read-only (ProtectSystem=strict): the one that exists is the one kdumpctl built,
+    the newer one if both do.
+    """
     default = next((boot / name for name in (f"initramfs-{version}.img", "initrd")
-                    if (root / str(boot / name).lstrip("/")).is_file()), None)
-    if default is None or not os.access(root / str(boot).lstrip("/"), os.W_OK):
-        return Path(f"/var/lib/kdump/initramfs-{version}kdump.img")
+                    if _is_file(root, boot / name)), None)
+    state = Path(f"/var/lib/kdump/initramfs-{version}kdump.img")
+    if default is None:
+        return state
     if default.name.endswith(".img"):
-        return default.with_name(default.name[:-len(".img")] + "kdump.img")
-    return default.with_name(default.name + "kdump")
+        beside = default.with_name(default.name[:-len(".img")] + "kdump.img")
+    else:
+        beside = default.with_name(default.name + "kdump")
+    built = [(_mtime(root, path), path) for path in (beside, state) if _is_file(root, path)]
+    return max(built)[1] if built else beside
+
+
+def _is_file(root: Path, path: Path) -> bool:
+    return (root / str(path).lstrip("/")).is_file()
+
+
+def _mtime(root: Path, path: Path) -> float:
+    return (root / str(path).lstrip("/")).stat().st_mtime
 
 
 def _first_line(root: Path, path: str) -> str:
     try:
-        text = read_regular(root / path.lstrip("/"), MODALIAS_LIMIT).decode("utf-8", "replace")
+        text = read_regular(root / path.lstrip("/"), SMALL_FILE_LIMIT).decode("utf-8", "replace")
     except OSError:
         return ""
     return (text.splitlines() or [""])[0].strip()
@@ -416,10 +446,12 @@ def _needs_expansion(raw: str) -> bool:
 def _kdumpctl_options(cmdline: str) -> list[tuple[str, str | None]]:
     """kdumpctl's _cmdline_parse: xargs splits the words and takes their quotes off;
     "foo=" is dropped; a value with a space in it is quoted again. (name, value or None)."""
-    try:
-        words = shlex.split(cmdline)
-    except ValueError:  # xargs fails on an unmatched quote too; keep the words as they are
-        words = _words(cmdline)
+    lexer = shlex.shlex(cmdline, posix=True)
+    lexer.whitespace_split, lexer.commenters = True, ""
+    words: list[str] = []
+    with contextlib.suppress(ValueError):  # an unmatched quote: xargs keeps the words
+        for word in lexer:                 # before it, and stops
+            words.append(word)
     options: list[tuple[str, str | None]] = []
     for word in words:
         name, equals, value = word.partition("=")
@@ -455,7 +487,7 @@ def watchdog_drivers(root: Path, version: str) -> list[str]:
     aliases = []
     for modalias in sorted((root / "sys/class/watchdog").glob("*/device/modalias")):
         try:
-            aliases.append(read_regular(modalias, MODALIAS_LIMIT).decode("ascii", "replace"))
+            aliases.append(read_regular(modalias, SMALL_FILE_LIMIT).decode("ascii", "replace"))
         except OSError:
             continue
     drivers: list[str] = []
@@ -488,8 +520,7 @@ def _modules_dir(root: Path, version: str) -> Path:
 def _module_aliases(directory: Path) -> AliasTable:
     """The ``alias <pattern> <module>`` lines of modules.alias."""
     try:
-        text = read_regular(directory / "modules.alias", ALIAS_FILE_LIMIT).decode(
-            "utf-8", "replace")
+        text = _read_whole(directory / "modules.alias").decode("utf-8", "replace")
     except OSError:
         return []
     words = (line.split() for line in text.splitlines())
@@ -500,7 +531,7 @@ def _builtin_aliases(directory: Path) -> AliasTable:
     """The ``<module>.alias=<pattern>`` entries of modules.builtin.modinfo (NUL-separated);
     depmod writes the built-in aliases only in binary form otherwise."""
     try:
-        data = read_regular(directory / "modules.builtin.modinfo", ALIAS_FILE_LIMIT)
+        data = _read_whole(directory / "modules.builtin.modinfo")
     except OSError:
         return []
     table = []
@@ -510,6 +541,13 @@ def _builtin_aliases(directory: Path) -> AliasTable:
         if key == "alias" and equals and pattern:
             table.append(_alias_entry(pattern, module))
     return table
+
+
+def _read_whole(path: Path) -> bytes:
+    data = read_regular(path, ALIAS_FILE_LIMIT + 1)
+    if len(data) > ALIAS_FILE_LIMIT:  # a cut last line could name the wrong module
+        raise DistroError(f"{path}: larger than {ALIAS_FILE_LIMIT >> 20} MiB")
+    return data
 
 
 def _alias_entry(pattern: str, module: str) -> tuple[str, str, str]:
@@ -550,9 +588,10 @@ def _boot_cpu_apicid(root: Path, field: str) -> str:
 
 def _proc_cmdline(root: Path) -> str:
     try:
-        return (root / "proc/cmdline").read_text(encoding="utf-8", errors="replace").strip()
+        data = read_regular(root / "proc/cmdline", SMALL_FILE_LIMIT)
     except OSError:
         return ""
+    return data.decode("utf-8", "replace").strip()
 
 
 def _exists(root: Path, path: str) -> bool:

@@ -490,3 +490,49 @@ def test_fedora_finds_kernel_and_initrd_where_kdumpctl_does(
             path.write_text(content)
     image = distro.crash_image(root, release, "x86_64")
     assert (str(image.kernel), str(image.initrd)) == (kernel, initrd)
+
+
+def test_debian_default_append_is_the_one_in_the_installed_kdump_config(
+    tmp_path: Path
+) -> None:
+    # An amd64 kdump-tools (its userland) under an arm64 kernel: the script's default wins.
+    root = make_root(tmp_path, {
+        "etc/default/kdump-tools": "KDUMP_KERNEL=\n", f"boot/vmlinuz-{RELEASE}": "k",
+        "usr/sbin/kdump-config": (FIXTURES / "debian/kdump-config").read_text()})
+    append = distro.crash_image(root, RELEASE, "aarch64").append
+    assert append.endswith(" nr_cpus=1 irqpoll usbcore.nousb")
+
+
+def test_fedora_takes_the_kdump_initrd_that_exists_as_its_boot_dir_is_read_only_here(
+    tmp_path: Path
+) -> None:
+    root = make_root(tmp_path, {"etc/sysconfig/kdump": "\n", "usr/bin/kdumpctl": "",
+                                f"boot/vmlinuz-{FC}": "k", f"boot/initramfs-{FC}.img": "i"})
+    image = lambda: distro.crash_image(root, FC, "x86_64").initrd  # noqa: E731
+    assert image() == Path(f"/boot/initramfs-{FC}kdump.img")  # none built yet: kdumpctl's
+    state = root / f"var/lib/kdump/initramfs-{FC}kdump.img"  # kdumpctl on a read-only /boot
+    state.parent.mkdir(parents=True)
+    state.write_text("kdump")
+    assert image() == Path(f"/var/lib/kdump/initramfs-{FC}kdump.img")
+    beside = root / f"boot/initramfs-{FC}kdump.img"
+    beside.write_text("kdump")
+    os.utime(state, (1_000_000, 1_000_000))  # both: the newer one is the one kdumpctl rebuilt
+    assert image() == Path(f"/boot/initramfs-{FC}kdump.img")
+
+
+def test_fedora_unmatched_quote_keeps_the_words_before_it_as_xargs_does(
+    tmp_path: Path
+) -> None:
+    root = make_root(tmp_path, {
+        "proc/cmdline": 'ro quiet acpi_osi="Windows rd.x=1\n', "etc/sysconfig/kdump": "\n",
+        "usr/bin/kdumpctl": "", f"boot/vmlinuz-{RELEASE}": "k"})
+    append = distro.crash_image(root, RELEASE, "x86_64").append
+    assert append == "ro quiet disable_cpu_apicid=2 rd.systemd.gpt_auto=no"
+
+
+def test_fedora_blank_boot_dir_setting_names_a_kernel_the_load_check_refuses(
+    tmp_path: Path
+) -> None:
+    root = make_root(tmp_path, {"etc/sysconfig/kdump": 'KDUMP_BOOTDIR=" "\n',
+                                "usr/bin/kdumpctl": ""})
+    assert distro.crash_image(root, RELEASE, "x86_64").kernel == Path(f"/boot/vmlinuz-{RELEASE}")
