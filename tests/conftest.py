@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ def clock() -> FakeClock:
 
 
 HOST_UDEV_LOCK = Path("/run/lock/kdumpd-tests-real-uevents.lock")
+HOST_UDEV_WAIT_S = 20 * 60  # the longest real-uevent module takes about 40 s
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -39,5 +41,14 @@ def host_udev_turn(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
         return
     with open(HOST_UDEV_LOCK, "a", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or the run dies
+        deadline = time.monotonic() + HOST_UDEV_WAIT_S
+        while True:  # the lock goes with the file: when it is closed, or its run dies
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{HOST_UDEV_LOCK}: another pytest run has held the host's "
+                                f"udev for {HOST_UDEV_WAIT_S // 60} min (fuser -v names it)")
+                time.sleep(1.0)
         yield

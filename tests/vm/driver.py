@@ -115,8 +115,10 @@ class Hotplug:
             f"n=0; while [ $n -lt {int(timeout * 50)} ]; do n=$((n+1)); "
             "for d in /sys/devices/system/cpu/cpu[0-9]*; do c=${d##*/cpu}; "
             f'case " {present} " in *" $c "*) continue;; esac; '
-            '[ -e "$d/online" ] || continue; echo 1 > "$d/online"; '
-            f"echo $c > {CPU_ADDED}; exit 0; done; sleep 0.02; done; echo none > {CPU_ADDED}"
+            '[ -e "$d/online" ] || continue; '
+            f'if echo 1 > "$d/online"; then echo $c > {CPU_ADDED}; exit 0; fi; '
+            f"echo online-failed > {CPU_ADDED}; exit 1; done; sleep 0.02; done; "
+            f"echo none > {CPU_ADDED}"
         )
         slots = self.vm.monitor.execute("query-hotpluggable-cpus")
         free = [slot for slot in slots if "qom-path" not in slot]
@@ -125,9 +127,13 @@ class Hotplug:
         slot = free[-1]
         self.vm.sh.run(f"rm -f {CPU_ADDED}; (setsid sh -c '{waiter}' >/dev/null 2>&1 &)")
         self._cpus += 1
-        self.vm.monitor.execute("device_add", driver=slot["type"], id=f"hotcpu{self._cpus}",
-                                **slot["props"])
-        deadline = time.monotonic() + timeout + 10
+        try:
+            self.vm.monitor.execute("device_add", driver=slot["type"],
+                                    id=f"hotcpu{self._cpus}", **slot["props"])
+        except Exception:
+            self.vm.sh.run("pkill -f 'n=0; while' || true", check=False)  # the waiter
+            raise
+        deadline, added = time.monotonic() + timeout + 10, ""
         while time.monotonic() < deadline:
             added = self.vm.sh.run(f"cat {CPU_ADDED} 2>/dev/null", check=False).output.strip()
             if added.isdigit():
@@ -135,7 +141,8 @@ class Hotplug:
             if added:
                 break
             time.sleep(0.5)
-        raise GuestError(f"hot-added CPU did not come online in the guest within {timeout:.0f} s")
+        raise GuestError(f"hot-added CPU did not come online in the guest within {timeout:.0f} s"
+                         f" (waiter said {added or 'nothing'})")
 
     def online_cpus(self, present: bool = False) -> list[int]:
         """CPU numbers online (or present) in the guest."""
