@@ -14,8 +14,8 @@ tool does, read from its sources (see tests/fixtures/distro/README.md):
   in kdump-lib.sh): ``/etc/sysconfig/kdump``; the kernel of ``KDUMP_KERNELVER`` (or the
   running one, or its non-debug twin) found as kdumpctl looks for it (BOOT_IMAGE,
   ``vmlinuz-<ver>``, the Boot Loader Specification and UKI names, OSTree deployments, in
-  ``KDUMP_BOOTDIR``), the kdump initrd beside its initramfs (``initramfs-<ver>kdump.img``)
-  or, without one or on a read-only /boot, under /var/lib/kdump; the command line
+  ``KDUMP_BOOTDIR``), the kdump initrd kdumpctl built beside its initramfs
+  (``initramfs-<ver>kdump.img``) or under /var/lib/kdump; the command line
   is ``KDUMP_COMMANDLINE`` or /proc/cmdline without ``KDUMP_COMMANDLINE_REMOVE`` and the
   options kdumpctl always removes, then ``KDUMP_COMMANDLINE_APPEND``,
   ``disable_cpu_apicid=`` of CPU 0, ``<driver>.pretimeout=0`` for each watchdog's driver
