@@ -1266,22 +1266,26 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
 
     before, up_s = panic(vm, "/root/kdump-reader.py", dc.KDUMP_READER)
     shell_at = time.monotonic()
+    # kdump-tools writes dump-incomplete and renames it dump.<stamp> when makedumpfile is
+    # done. (Looking for "dump." in the output also matched "kdump-tools-dump.service" in
+    # the journal lines, and once read the directory before the dump was there.)
     progress = ("systemctl is-active kdump-tools-dump.service; "
-                "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; ls /var/crash/2*/")
+                "journalctl -u kdump-tools-dump -o cat --no-pager | tail -4; ls /var/crash/2*/; "
+                'for f in /var/crash/2*/dump.2*; do [ -e "$f" ] && echo "SAVED $f"; done')
     saved = vm.sh.run(progress, check=False, timeout=600)
     deadline = time.monotonic() + 900
-    while "dump." not in saved.output and time.monotonic() < deadline:
+    while "SAVED " not in saved.output and time.monotonic() < deadline:
         time.sleep(10)
         saved = vm.sh.run(progress, check=False, timeout=120)
     saved_s = up_s + time.monotonic() - shell_at  # from the panic
     result.notes.append("kdump-tools-dump.service: " + " / ".join(
         line.strip() for line in saved.output.splitlines() if line.strip()))
-    assert "dump." in saved.output, saved.output
+    assert "SAVED " in saved.output, saved.output
     failed = vm.sh.run("journalctl -u kdump-tools-dump -o cat --no-pager | "
                        "grep -c 'makedumpfile Failed'", check=False).output.strip()
     # kdump-tools reports "saved vmcore" even then (it checks the pipe's last command).
     assert failed == "0", "makedumpfile failed while kdump-tools saved the dump"
-    out = vm.sh.run("f=$(ls /var/crash/2*/dump.* | head -1) && ls -l $f && "
+    out = vm.sh.run("f=$(ls /var/crash/2*/dump.2* | head -1) && ls -l $f && "
                     "makedumpfile -R /root/dump.kdump < $f >/dev/null && "
                     "python3 /root/kdump-reader.py /root/dump.kdump", timeout=1200).output
     dump = dc.parse_reader_output(out)
