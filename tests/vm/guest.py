@@ -249,6 +249,9 @@ class Vm:
         self.console: Console | None = None
         self.qmp: Qmp | None = None
         self.boot_s = 0.0
+        # What the kernel printed, read when QEMU stopped: the next guest in the same
+        # workdir truncates serial.log, and fixtures report after later guests ran.
+        self._problems: list[str] | None = None
 
     def argv(self) -> list[str]:
         c = self.config
@@ -280,6 +283,7 @@ class Vm:
 
     def start(self, timeout: float = BOOT_TIMEOUT_S) -> None:
         """Boot and wait for the root shell; ``boot_s`` is the time that took."""
+        self._problems = None
         for name in ("console.sock", "qmp.sock"):
             (self.dir / name).unlink(missing_ok=True)
         started = time.monotonic()
@@ -302,7 +306,10 @@ class Vm:
         self.boot_s = time.monotonic() - started
 
     def kernel_problems(self) -> list[str]:
-        """Oops, BUG, WARNING and panic lines the guest kernel printed on the serial log."""
+        """Oops, BUG, WARNING and panic lines the guest kernel printed on the serial log
+        (as it was when QEMU stopped, once it has)."""
+        if self._problems is not None:
+            return list(self._problems)
         try:
             text = self.serial_log.read_text(errors="replace")
         except OSError:
@@ -351,6 +358,8 @@ class Vm:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        if self._problems is None:
+            self._problems = self.kernel_problems()
         for closer in (self.console, self.qmp):
             if closer is not None:
                 with contextlib.suppress(OSError):
