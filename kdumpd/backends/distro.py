@@ -268,7 +268,10 @@ def _is_file(root: Path, path: Path) -> bool:
 
 
 def _mtime(root: Path, path: Path) -> float:
-    return (root / str(path).lstrip("/")).stat().st_mtime
+    try:
+        return (root / str(path).lstrip("/")).stat().st_mtime
+    except OSError:  # removed since it was seen: the other one, if any
+        return float("-inf")
 
 
 def _first_line(root: Path, path: str) -> str:
