@@ -8,6 +8,8 @@ import sys
 from typing import Callable, TextIO
 
 Notify = Callable[[str], None]
+NOTIFY_ATTEMPTS = 5
+log = logging.getLogger("kdumpd.systemd")
 
 
 def journal_stream_is_stderr(
@@ -45,14 +47,34 @@ def setup_logging(verbose: bool = False) -> None:
     root.addHandler(handler)
 
 
-def notifier(env: dict[str, str] | None = None) -> Notify:
-    """sd_notify when NOTIFY_SOCKET is set, else a no-op."""
+def notifier(env: dict[str, str] | None = None,
+             send: Callable[[str], object] | None = None) -> Notify:
+    """sd_notify when NOTIFY_SOCKET is set, else a no-op.
+
+    A notification never ends the daemon: sd_notify's sendmsg() interrupted by a signal
+    (SIGTERM during a STATUS= update; the C call does not retry as Python's own calls do)
+    is sent again, and any other failure is logged. ``send`` stands in for sd_notify in
+    tests.
+    """
     if not (env if env is not None else os.environ).get("NOTIFY_SOCKET"):
         return lambda _message: None
-    from systemd import daemon
+    if send is None:
+        from systemd import daemon
+
+        send = daemon.notify
 
     def notify(message: str) -> None:
-        daemon.notify(message)
+        for _ in range(NOTIFY_ATTEMPTS):
+            try:
+                send(message)
+                return
+            except InterruptedError:
+                continue
+            except OSError as error:
+                log.warning("sd_notify(%s) failed: %s", message.split("=", 1)[0], error)
+                return
+        log.warning("sd_notify(%s) interrupted %d times: not sent",
+                    message.split("=", 1)[0], NOTIFY_ATTEMPTS)
 
     return notify
 
