@@ -179,9 +179,10 @@ def _kdump_config_default(root: Path, machine: str) -> str:
 def fedora(root: Path, release: str, machine: str) -> CrashImage:
     settings = read_shell_vars(root, SYSCONFIG)
     version = settings.get("KDUMP_KERNELVER") or _kdumpctl_version(root, release)
-    kernel = _kdumpctl_kernel(root, settings, version)
+    cmdline = _proc_cmdline(root)
+    kernel = _kdumpctl_kernel(root, settings, version, cmdline)
     initrd = _kdumpctl_initrd(root, kernel.parent, version)
-    base = settings.get("KDUMP_COMMANDLINE") or _proc_cmdline(root)
+    base = settings.get("KDUMP_COMMANDLINE") or cmdline
     # kdumpctl: KDUMP_COMMANDLINE_REMOVE defaults to these when the file does not set it;
     # its entries are option names ("foo=bar" removes every "foo").
     remove_setting = settings.get("KDUMP_COMMANDLINE_REMOVE", FEDORA_DEFAULT_REMOVE)
@@ -216,10 +217,11 @@ def _kdumpctl_version(root: Path, release: str) -> str:
     return release
 
 
-def _kdumpctl_kernel(root: Path, settings: dict[str, str], version: str) -> Path:
+def _kdumpctl_kernel(root: Path, settings: dict[str, str], version: str,
+                     cmdline: str) -> Path:
     """prepare_kdump_kernel: the first image that exists, names within directories."""
     image = settings.get("KDUMP_IMG") or "vmlinuz"
-    machine_id = _first_line(root, "/etc/machine-id")
+    machine_id = (_small_text(root, "/etc/machine-id").splitlines() or [""])[0].strip()
     try:  # the UKI the firmware booted, as a path with backslashes
         stub = read_regular(root / EFI_STUB_IMAGE.lstrip("/"), SMALL_FILE_LIMIT)
         uki = "".join(chr(b) for b in stub if 32 <= b < 127).replace("\\", "/")
@@ -227,7 +229,7 @@ def _kdumpctl_kernel(root: Path, settings: dict[str, str], version: str) -> Path
         uki = f"EFI/Linux/{machine_id}-{version}.efi"
     standard = f"{image}-{version}{settings.get('KDUMP_IMG_EXT', '')}"
     images = [standard, f"{machine_id}/{version}/{image}", uki]
-    boot_image = re.search(r"^BOOT_IMAGE=(?:\([^)]*\))?(\S*)", _proc_cmdline(root))
+    boot_image = re.search(r"^BOOT_IMAGE=(?:\([^)]*\))?(\S*)", cmdline)
     if boot_image and boot_image.group(1).endswith(version):
         images.insert(0, boot_image.group(1))
     dirs = (settings.get("KDUMP_BOOTDIR") or "/boot /boot/efi /efi /").split()
@@ -272,14 +274,6 @@ def _mtime(root: Path, path: Path) -> float:
         return (root / str(path).lstrip("/")).stat().st_mtime
     except OSError:  # removed since it was seen: the other one, if any
         return float("-inf")
-
-
-def _first_line(root: Path, path: str) -> str:
-    try:
-        text = read_regular(root / path.lstrip("/"), SMALL_FILE_LIMIT).decode("utf-8", "replace")
-    except OSError:
-        return ""
-    return (text.splitlines() or [""])[0].strip()
 
 
 def suse(root: Path, release: str, machine: str) -> CrashImage:
@@ -590,11 +584,16 @@ def _boot_cpu_apicid(root: Path, field: str) -> str:
 
 
 def _proc_cmdline(root: Path) -> str:
+    return _small_text(root, "/proc/cmdline").strip()
+
+
+def _small_text(root: Path, path: str) -> str:
+    """A small file's text under ``root``; "" when it cannot be read."""
     try:
-        data = read_regular(root / "proc/cmdline", SMALL_FILE_LIMIT)
+        data = read_regular(root / path.lstrip("/"), SMALL_FILE_LIMIT)
     except OSError:
         return ""
-    return data.decode("utf-8", "replace").strip()
+    return data.decode("utf-8", "replace")
 
 
 def _exists(root: Path, path: str) -> bool:
