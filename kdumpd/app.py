@@ -17,11 +17,12 @@ from kdumpd.backends.runner import CheckedRunner, run
 from kdumpd.config import Config, ConfigError
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
-from kdumpd.hardware import read_hardware
+from kdumpd.hardware import read_crash_reservation, read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source, udev_answers
 from kdumpd.state import FileStore, read_boot_id
+from kdumpd.status import NO_RESERVATION
 from kdumpd.sysfs import Sysfs
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ def make_daemon(
         kind, source.granted_buffer, parts.reloader.backend.describe(),
         " (dry run: nothing is reloaded or written)" if dry_run else "",
     )
+    if not read_crash_reservation(cfg.sysfs.root).listed:
+        log.warning(NO_RESERVATION)  # once: the policy never reloads without a crash kernel
     warning = (describe_image(cfg) or {}).get("warning")
     if warning:
         log.warning("the crash kernel image: %s", warning)

@@ -5,8 +5,10 @@ the number of memory blocks (a 512 GiB guest has 4096 of them, a large host 1310
 
 - ``sys/devices/system/cpu/present`` and ``.../online``: CPU hot-add/remove and
   online/offline;
-- the top-level ``System RAM`` ranges of ``proc/iomem``: memory hot-add/remove (a block
-  that is offlined keeps its resource, so this alone misses offlining);
+- every ``System RAM`` range of ``proc/iomem``, at any depth and with any suffix (the
+  x86 header includes driver-managed RAM: a top-level ``System RAM (virtio_mem)``, a
+  nested ``System RAM (kmem)`` under a dax device): memory hot-add/remove (a block that
+  is offlined keeps its resource, so this alone misses offlining);
 - the sum of ``present`` pages over ``proc/zoneinfo``: memory online/offline (the kernel
   adjusts a zone's present pages when a block goes on- or offline; a balloon driver
   changes ``managed`` pages, not these).
@@ -33,7 +35,7 @@ FILES = {
 class Hardware:
     cpus_present: str  # the kernel's CPU list, "0-3"
     cpus_online: str
-    ram_ranges: tuple[str, ...]  # "100000000-11fffffff" per top-level System RAM range
+    ram_ranges: tuple[str, ...]  # "100000000-11fffffff" per System RAM range (any depth)
     present_pages: int  # summed over all zones; -1 when unreadable
 
     @property
@@ -70,15 +72,59 @@ def read_hardware(root: Path) -> Hardware:
 
 
 def ram_ranges(iomem: str) -> tuple[str, ...]:
-    """The top-level (unindented) ``System RAM`` ranges of /proc/iomem."""
-    ranges = []
-    for line in iomem.splitlines():
-        if line[:1].isspace():
+    """Every ``System RAM`` range of /proc/iomem: top-level ones and nested ones, plain
+    (``System RAM``) or driver-managed (``System RAM (virtio_mem)``, ``System RAM (kmem)``)."""
+    return tuple(span for span, name in _resources(iomem) if _is_ram(name))
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """The crash kernel's memory as /proc/iomem lists it."""
+
+    listed: bool  # a ``Crash kernel`` range exists (booted with ``crashkernel=``)
+    size: int | None  # bytes; None when unknown (addresses read as zero without root)
+
+
+def crash_reservation(iomem: str) -> Reservation:
+    """The sum of /proc/iomem's ``Crash kernel`` ranges (``crashkernel=`` and its
+    ``,low`` part).
+
+    This is what ``/sys/kernel/kexec_crash_size`` tells, read without the kexec lock:
+    the kernel's ``crash_get_memory_size()`` takes ``kexec_trylock()``, and a hotplug
+    update that meets the lock held is skipped ("kexec_trylock() failed, kdump image may
+    be inaccurate"), so kdumpd never reads that attribute.
+    """
+    listed, total = False, 0
+    for span, name in _resources(iomem):
+        if name != "Crash kernel":
             continue
-        span, _, name = line.partition(" : ")
-        if name.strip() == "System RAM":
-            ranges.append(span.strip())
-    return tuple(ranges)
+        listed = True
+        start, _, end = span.partition("-")
+        try:
+            low, high = int(start, 16), int(end, 16)
+        except ValueError:
+            continue
+        if high > low:
+            total += high - low + 1
+    return Reservation(listed, total or None)
+
+
+def read_crash_reservation(root: Path) -> Reservation:
+    return crash_reservation(_read(root / "proc/iomem"))
+
+
+def _resources(iomem: str) -> list[tuple[str, str]]:
+    """(span, name) of every /proc/iomem line, whatever its depth."""
+    found = []
+    for line in iomem.splitlines():
+        span, _, name = line.strip().partition(" : ")
+        if name:
+            found.append((span.strip(), name.strip()))
+    return found
+
+
+def _is_ram(name: str) -> bool:
+    return name == "System RAM" or name.startswith("System RAM (")
 
 
 def present_pages(zoneinfo: str) -> int:

@@ -9,7 +9,7 @@ from typing import Any
 
 from kdumpd.backends import Backend
 from kdumpd.events import SUBSYSTEMS
-from kdumpd.hardware import Hardware
+from kdumpd.hardware import Hardware, Reservation, read_crash_reservation
 from kdumpd.policy import kernel_updates
 from kdumpd.state import State
 from kdumpd.sysfs import OK, Sysfs, Value
@@ -33,7 +33,7 @@ def number(value: Value) -> int | None:
 @dataclass(frozen=True)
 class Status:
     crash_loaded: Value
-    crash_size: Value
+    reservation: Reservation  # from /proc/iomem: kexec_crash_size takes the kexec lock
     elfcorehdr_size: Value
     crash_hotplug: dict[str, Value]
     backend: str
@@ -49,8 +49,9 @@ class Status:
     @property
     def hardware_agrees(self) -> bool | None:
         """Does the recorded fingerprint match the hardware now (None: nothing recorded)."""
-        if self.state is None or not self.state.fingerprint or self.hardware is None:
-            return None
+        if self.state is None or not self.state.fingerprint or self.hardware is None \
+                or not self.loaded:
+            return None  # agreement is only ever claimed for a loaded image
         return self.state.fingerprint == self.hardware.fingerprint
 
     @property
@@ -62,13 +63,15 @@ class Status:
 
     def as_dict(self) -> dict[str, Any]:
         attributes = {"kexec_crash_loaded": self.crash_loaded,
-                      "kexec_crash_size": self.crash_size,
                       "crash_elfcorehdr_size": self.elfcorehdr_size,
                       **{f"{s}/crash_hotplug": v for s, v in self.crash_hotplug.items()}}
         return {
             "schema_version": SCHEMA_VERSION,
             "kexec_crash_loaded": number(self.crash_loaded),
-            "kexec_crash_size": number(self.crash_size),
+            # Bytes reserved, as /proc/iomem's "Crash kernel" ranges give them: reading
+            # /sys/kernel/kexec_crash_size takes the kexec lock (see hardware.py).
+            "kexec_crash_size": self.reservation.size,
+            "crash_memory_reserved": self.reservation.listed,
             "crash_elfcorehdr_size": number(self.elfcorehdr_size),
             "crash_hotplug": {s: number(v) for s, v in self.crash_hotplug.items()},
             "sysfs_problems": {name: str(value) if value.kind != OK else
@@ -97,8 +100,11 @@ class Status:
         loaded = "loaded" if self.loaded else "NOT loaded"
         lines = [
             f"crash kernel: {loaded} (kexec_crash_loaded={self.crash_loaded}, "
-            f"kexec_crash_size={self.crash_size}, crash_elfcorehdr_size={self.elfcorehdr_size})",
+            f"reserved {_reserved(self.reservation)}, "
+            f"crash_elfcorehdr_size={self.elfcorehdr_size})",
         ]
+        if not self.reservation.listed and not self.loaded:
+            lines.append(NO_RESERVATION)
         for subsystem, value in self.crash_hotplug.items():
             verdict = "yes" if self.kernel_keeps_current(subsystem) else "no"
             lines.append(
@@ -112,7 +118,9 @@ class Status:
             lines.append("kdumpd OWES a crash kernel it unloaded: the daemon retries loading it")
         agrees = self.hardware_agrees
         now = self.hardware.summary() if self.hardware else "unknown"
-        if agrees is None:
+        if not self.loaded:
+            lines.append(f"hardware: {now}; no crash kernel loaded to describe it")
+        elif agrees is None:
             lines.append(f"hardware: {now}; nothing recorded for this boot")
         else:
             verdict = "agrees with" if agrees else "DIFFERS from"
@@ -134,7 +142,7 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
     snapshot = sysfs.snapshot(SUBSYSTEMS)
     return Status(
         crash_loaded=snapshot.crash_loaded,
-        crash_size=sysfs.read("kernel/kexec_crash_size"),
+        reservation=read_crash_reservation(sysfs.root),
         elfcorehdr_size=sysfs.read("kernel/crash_elfcorehdr_size"),
         crash_hotplug=snapshot.crash_hotplug,
         backend=backend.name,
@@ -143,6 +151,17 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         hardware=hardware,
         image=image,
     )
+
+
+NO_RESERVATION = ("no memory is reserved for a crash kernel (/proc/iomem has no \"Crash "
+                  "kernel\" range): nothing can be loaded; boot with crashkernel= (for "
+                  "example crashkernel=256M, or the distribution's default) and reboot")
+
+
+def _reserved(reservation: Reservation) -> str:
+    if reservation.size is not None:
+        return f"{reservation.size // 2**20} MiB"
+    return "size unknown (addresses hidden)" if reservation.listed else "none"
 
 
 def escape_controls(text: str) -> str:

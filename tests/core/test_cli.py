@@ -62,6 +62,7 @@ def test_usage_error_exits_2() -> None:
 
 
 def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
+    (root / "sys/kernel/kexec_crash_size").write_text("1\n")
     (root / "sys/devices/system/cpu/crash_hotplug").write_text("1\n")
     (root / "sys/devices/system/memory/crash_hotplug").unlink()
     path = write_config(tmp_path, root)
@@ -76,7 +77,10 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert data["sysfs_problems"] == {"memory/crash_hotplug": "absent"}
     assert data["kernel_keeps_current"] == {"cpu": True, "memory": False}
     assert data["kexec_crash_loaded"] == 1
-    assert data["kexec_crash_size"] == 268435456
+    # From /proc/iomem's "Crash kernel" range, not /sys/kernel/kexec_crash_size (whose read
+    # takes the kexec lock): the fake tree's attribute says something else on purpose.
+    assert data["kexec_crash_size"] == 256 * 2**20
+    assert data["crash_memory_reserved"] is True
     assert data["crash_elfcorehdr_size"] == 4096
     assert data["backend"] == "fake"
     assert_schema(data)
@@ -89,6 +93,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "schema_version": (int,),
     "kexec_crash_loaded": (int, type(None)),
     "kexec_crash_size": (int, type(None)),
+    "crash_memory_reserved": (bool,),
     "crash_elfcorehdr_size": (int, type(None)),
     "crash_hotplug": (dict,),
     "sysfs_problems": (dict,),
@@ -120,6 +125,21 @@ def test_status_shows_a_missing_crash_kernel(tmp_path: Path, root: Path) -> None
     fakesysfs.build(root, crash_loaded="0")
     text = kdumpd("status", "--config", str(write_config(tmp_path, root)), check=True).stdout
     assert "crash kernel: NOT loaded" in text
+    assert "no memory is reserved" not in text
+    assert "no crash kernel loaded to describe it" in text
+    assert "agrees with" not in text
+
+
+def test_status_names_crashkernel_when_nothing_is_reserved(tmp_path: Path, root: Path) -> None:
+    fakesysfs.build(root, crash_loaded="0")
+    (root / "proc/iomem").write_text("00001000-0009fbff : System RAM\n")
+    path = write_config(tmp_path, root)
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    assert "no memory is reserved for a crash kernel" in text
+    assert "boot with crashkernel=" in text
+    data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+    assert (data["crash_memory_reserved"], data["kexec_crash_size"]) == (False, None)
+    assert data["hardware_agrees"] is None
 
 
 def test_reload_runs_the_backend_once(tmp_path: Path, root: Path) -> None:

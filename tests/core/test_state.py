@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kdumpd import lock
-from kdumpd.hardware import present_pages, ram_ranges, read_hardware
+from kdumpd.hardware import Reservation, crash_reservation, present_pages, ram_ranges, read_hardware
 from kdumpd.state import FileStore, LastLoad, State, read_boot_id
 
 
@@ -69,8 +69,31 @@ IOMEM = """00000000-00000fff : Reserved
 """
 
 
-def test_ram_ranges_are_the_top_level_system_ram_lines() -> None:
+def test_ram_ranges_are_the_system_ram_lines() -> None:
     assert ram_ranges(IOMEM) == ("00001000-0009fbff", "00100000-7ffdffff", "100000000-11fffffff")
+
+
+def test_ram_ranges_include_driver_managed_ram_at_any_depth() -> None:
+    # virtio-mem adds a top-level "System RAM (virtio_mem)", dax/kmem a nested
+    # "System RAM (kmem)": the x86 elfcorehdr includes both.
+    iomem = IOMEM + ("140000000-17fffffff : System RAM (virtio_mem)\n"
+                     "180000000-1ffffffff : Persistent Memory\n"
+                     "  180000000-1ffffffff : namespace0.0\n"
+                     "    180000000-1ffffffff : dax0.0\n"
+                     "      180000000-1ffffffff : System RAM (kmem)\n"
+                     "200000000-200000fff : System RAMBLE\n")
+    assert ram_ranges(iomem)[3:] == ("140000000-17fffffff", "180000000-1ffffffff")
+
+
+def test_crash_reservation_is_the_sum_of_the_crash_kernel_ranges() -> None:
+    iomem = IOMEM + ("  6f000000-7effffff : Crash kernel\n"
+                     "  3f000000-3fffffff : Crash kernel\n"
+                     "  40000000-4000ffff : Crash kernel notes\n")
+    assert crash_reservation(iomem) == Reservation(True, 256 * 2**20 + 16 * 2**20)
+    assert crash_reservation(IOMEM) == Reservation(False, None)
+    # Without CAP_SYS_ADMIN every address reads 0: reserved, size unknown.
+    assert crash_reservation("00000000-00000000 : Crash kernel\n") == Reservation(True, None)
+    assert crash_reservation("zz-yy : Crash kernel\n") == Reservation(True, None)
 
 
 def test_present_pages_sum_every_zone() -> None:

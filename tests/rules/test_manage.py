@@ -256,7 +256,7 @@ def test_own_check_rejects_a_broken_template(fakeroot: Path, env: Env, template:
     install_vendor(fakeroot, "debian")
     result = run(fakeroot, dataclasses.replace(env, template=broken))
     assert result["failed"] is True
-    assert "TEST only matches" in str(result["msg"]) and "line 13" in str(result["msg"])
+    assert "TEST only matches" in str(result["msg"]) and "line 10" in str(result["msg"])
     assert not etc(fakeroot, "debian").exists()
 
 

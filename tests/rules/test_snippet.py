@@ -28,6 +28,13 @@ def test_template_has_both_placeholders_and_three_rule_lines() -> None:
     assert all(line.endswith('GOTO="@END_LABEL@"') for line in rules)
 
 
+def test_the_hand_over_test_comes_before_any_crash_hotplug_read() -> None:
+    # Reading crash_hotplug takes the kexec lock; while kdumpd runs udev must not read it.
+    rules = [line for line in snippet.template().splitlines()
+             if line and not line.startswith("#")]
+    assert "TEST==" in rules[0] and all("ATTRS{crash_hotplug}" in line for line in rules[1:])
+
+
 def test_a_template_without_placeholders_is_a_clear_error() -> None:
     with pytest.raises(SnippetError, match="lacks the placeholder @HANDOVER@"):
         snippet.check('GOTO="@END_LABEL@"\n')
