@@ -122,6 +122,7 @@ def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
     return Controller(
         ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot,
         store=store, hardware=parts.hardware, backend=parts.reloader.backend, dry_run=dry_run,
+        arch=os.uname().machine,
     )
 
 

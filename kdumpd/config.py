@@ -52,7 +52,7 @@ class SysfsConfig:
 @dataclass(frozen=True)
 class EventsConfig:
     source: str = "auto"
-    quiet_ms: int = 250
+    quiet_ms: int = 50
     max_delay_ms: int = 3000
     receive_buffer_bytes: int = 128 * 1024 * 1024
 

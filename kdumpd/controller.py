@@ -25,18 +25,16 @@ from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updat
 from kdumpd.reloader import Outcome
 from kdumpd.scheduler import Burst, ReloadScheduler
 from kdumpd.state import LastLoad, State, Store
-from kdumpd.sysfs import ABSENT, Snapshot, Value
+from kdumpd.sysfs import ABSENT, OK, RE_READ_S, Snapshot, Value
 
 log = logging.getLogger("kdumpd")
 
-# A 0 read from crash_hotplug is read again this much later before it causes a reload:
-# the attribute reads 0 while anyone holds the kexec lock, and the kernel's own
-# elfcorehdr update holds it for milliseconds (see docs/design.md).
-CONFIRM_S = 0.25
-# Events that arrive up to this long after one of our loads finished may still belong to
-# hotplugs the kernel handled while the load held the kexec lock (udev delivered events
-# 0.06-0.33 s after the action in the guest).
-GRACE_S = 0.5
+# A 0 read from crash_hotplug or kexec_crash_loaded is read again this much later before
+# it is acted on, unless the last read for the same image already gave 0: crash_hotplug
+# reads 0 while anyone holds the kexec lock (a loader between its trylock and freeing the
+# old image: microseconds), kexec_crash_loaded while x86 swaps in an updated header
+# (docs/design.md).
+CONFIRM_S = RE_READ_S
 # A reload that failed for good is retried without waiting for an event (a crash kernel
 # kdumpd unloaded must come back; a stale one must become current): after these delays,
 # then every RESTORE_DELAYS_S[-1] seconds.
@@ -52,6 +50,8 @@ REASON_INTERRUPTED = "a reload of kdumpd's was interrupted"
 REASON_DURING_LOAD = ("the hardware changed while our load ran: the new image, or the "
                       "kernel's update of it, may lack the change")
 REASON_LOST = "events were lost"
+REASON_KERNEL_SKIPPED = ("the kernel skipped a hotplug update of the crash kernel's "
+                         "header (\"kexec_trylock() failed\" in its log)")
 
 
 @dataclass
@@ -122,6 +122,10 @@ def kernel_keeps_current(snapshot: Snapshot) -> bool:
 _MISSING = Value("", ABSENT)
 
 
+def _text(value: Value) -> str:
+    return value.text if value.kind == OK else ""
+
+
 class Controller:
     def __init__(
         self,
@@ -134,8 +138,8 @@ class Controller:
         dry_run: bool = False,
         wall: Callable[[], float] = time.time,
         confirm_s: float = CONFIRM_S,
-        grace_s: float = GRACE_S,
         take_back_s: float = TAKE_BACK_S,
+        arch: str = "x86_64",
     ) -> None:
         self.scheduler = scheduler
         self.snapshot = snapshot
@@ -145,16 +149,20 @@ class Controller:
         self.dry_run = dry_run
         self._wall = wall
         self.confirm_s = confirm_s
-        self.grace_s = grace_s
         self.take_back_s = take_back_s
+        self.arch = arch  # uname -m: which events can leave the header stale (policy.py)
         self.stats = Stats()
         self.last_decision: Decision | None = None
         self.state = State(boot_id=store.boot_id)
         self._reload_started_wall = 0.0
         self._loading: Hardware | None = None  # what the image being loaded describes
-        self._overlap_until = float("-inf")
         self._restore_at: float | None = None  # monotonic
         self._restore_failures = 0
+        # What crash_hotplug last read for the image loaded now (per subsystem), and the
+        # kexec_crash_loaded of that read: a new image (ours, anyone's) forgets it.
+        self._image_hotplug: dict[str, str] = {}
+        self._image_loaded = ""
+        self._missed_while_away = ""  # a kernel skip seen while reloads were handed back
 
     # -- what kdumpd owes ------------------------------------------------------------------
 
@@ -174,15 +182,24 @@ class Controller:
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def start(self, now: float) -> None:
+    def start(self, now: float, *, kernel_skips: int = 0) -> None:
         """Take up the state of this boot and request what a restart owes.
 
         No state for this boot: record the hardware as the baseline (the distribution
-        loaded the crash kernel at boot, before kdumpd). An owed crash kernel: restore
-        it. A fingerprint that differs from the hardware now: decide over both subsystems.
+        loaded the crash kernel at boot, before kdumpd), unless the kernel logged
+        ``kernel_skips`` skipped header updates this boot (a boot-time load that overlapped
+        memory onlining): then reload whatever crash_hotplug says. An owed crash kernel:
+        restore it. A fingerprint that differs from the hardware now: decide over both
+        subsystems.
         """
         state = self.store.load()
         hardware = self.hardware()
+        self._remember(self.snapshot(SUBSYSTEMS))  # what the image loaded at start says
+        if state is None and kernel_skips:
+            log.warning("the kernel skipped %d hotplug update(s) of the crash kernel's header "
+                        "this boot, before kdumpd ran: deciding over both subsystems",
+                        kernel_skips)
+            self.request(now, SUBSYSTEMS, REASON_KERNEL_SKIPPED, missed=True)
         if state is not None and state.loading:
             # Killed during a load: the syscall may have freed the old image.
             log.warning("%s: deciding over both subsystems", REASON_INTERRUPTED)
@@ -206,7 +223,7 @@ class Controller:
         elif state.fingerprint != hardware.fingerprint:
             log.info("the hardware changed while kdumpd was not running (was: %s; now: %s)",
                      state.hardware or "unknown", hardware.summary())
-            self.request(now, SUBSYSTEMS, REASON_HARDWARE)
+            self.request(now, SUBSYSTEMS, REASON_HARDWARE, unknown_events=True)
 
     def on_event(self, event: Event, now: float) -> None:
         self.stats.events += 1
@@ -219,15 +236,26 @@ class Controller:
             "event socket overflowed, events were lost: scheduling a resync decision",
             extra={"MESSAGE_ID": journal_ids.EVENTS_LOST},
         )
-        self.request(now, SUBSYSTEMS, REASON_LOST)
+        self.request(now, SUBSYSTEMS, REASON_LOST, unknown_events=True)
+
+    def on_kernel_skip(self, now: float, message: str) -> None:
+        """The kernel logged that it skipped a hotplug update of the header (someone held
+        the kexec lock): the image may lack the change whatever crash_hotplug says. While a
+        load of ours runs the request joins the follow-up burst."""
+        log.warning("kernel: %s: deciding over both subsystems", message.strip(),
+                    extra={"MESSAGE_ID": journal_ids.KERNEL_SKIPPED})
+        self.request(now, SUBSYSTEMS, REASON_KERNEL_SKIPPED, missed=True)
 
     def request(
         self, now: float, subsystems: Iterable[str], reason: str, *, due_now: bool = False,
-        missed: bool = False,
+        missed: bool = False, unknown_events: bool = False,
     ) -> None:
         """Ask for a decision over ``subsystems`` without an event: due like a burst, or at
-        once with ``due_now``; ``missed``: reload a loaded image whatever crash_hotplug says."""
-        self.scheduler.request(now, subsystems, reason, due_now=due_now, missed=missed)
+        once with ``due_now``; ``missed``: reload a loaded image whatever crash_hotplug says;
+        ``unknown_events``: events may have happened unseen (lost, or while kdumpd was
+        away), so assume any action, a removal too."""
+        self.scheduler.request(now, subsystems, reason, due_now=due_now, missed=missed,
+                               unknown_events=unknown_events)
 
     def deadline(self) -> float | None:
         deadlines = [d for d in (self.scheduler.deadline(), self._restore_at) if d is not None]
@@ -261,21 +289,26 @@ class Controller:
         if self.handed_back and not self.owed:
             problem = self.backend.probe()
             if problem:
+                # A skip the kernel logged meanwhile (the distribution's own load held the
+                # kexec lock) is owed at the take-back.
+                self._missed_while_away = self._missed_while_away or burst.missed
                 self._skip(burst, fields, "reloads are handed back to the distribution's "
                            f"rules while kdumpd's backend cannot work: {problem}")
                 return None
             log.info("the backend works again: kdumpd takes reloads back and decides in "
                      "%.0f s, once the distribution's rules are done with these events",
                      self.take_back_s)
-            self.stats.handed_back = False
+            self._take_back(now)
             self.scheduler.defer(burst, now + self.take_back_s)
             return None
         missed = burst.missed
-        if not missed and burst.events and burst.started_at <= self._overlap_until:
+        if not missed and burst.follow_up:
             missed = ("events arrived while our load held the kexec lock: the kernel may "
                       "have skipped their elfcorehdr update")
         decision = decide(burst.subsystems, snapshot, owed=self.owed, missed=missed,
-                          zero_seen=burst.zero_seen)
+                          zero_seen=burst.zero_seen or self._zero_known(snapshot),
+                          actions=burst.actions, arch=self.arch)
+        self._remember(snapshot)
         self.last_decision = decision
         if decision.confirm:
             log.debug("%s: %s", what(burst), decision.reason)
@@ -297,6 +330,33 @@ class Controller:
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
 
+    def _zero_known(self, snapshot: Snapshot) -> bool:
+        """Every crash_hotplug that reads 0 now read 0 the last time too, for the same
+        image: a 0 that lasts is not a lock holder's instant; no second read needed."""
+        if self._image_loaded != _text(snapshot.crash_loaded):
+            return False
+        zeros = [s for s, v in snapshot.crash_hotplug.items() if _text(v) == "0"]
+        return bool(zeros) and all(self._image_hotplug.get(s) == "0" for s in zeros)
+
+    def _remember(self, snapshot: Snapshot) -> None:
+        loaded = _text(snapshot.crash_loaded)
+        if loaded != self._image_loaded:
+            self._image_hotplug = {}  # another image (or none): what we knew is void
+            self._image_loaded = loaded
+        self._image_hotplug.update(
+            {s: v.text for s, v in snapshot.crash_hotplug.items() if v.kind == OK})
+
+    def _forget_image(self) -> None:
+        self._image_hotplug = {}
+        self._image_loaded = ""
+
+    def _take_back(self, now: float) -> None:
+        """Decide as the owner again; a kernel skip seen meanwhile is decided on."""
+        self.stats.handed_back = False
+        if self._missed_while_away:
+            self.request(now, SUBSYSTEMS, self._missed_while_away, missed=True)
+            self._missed_while_away = ""
+
     def _retry_due(self, now: float) -> None:
         """The retry timer of a failed reload fired."""
         self._restore_at = None
@@ -309,7 +369,7 @@ class Controller:
                         REASON_RETRY, problem)
             self._schedule_retry(now)
             return
-        self.stats.handed_back = False  # the probe passed: decide as the owner again
+        self._take_back(now)  # the probe passed: decide as the owner again
         self.scheduler.request(now, SUBSYSTEMS, REASON_RETRY, due_now=True)
 
     def _schedule_retry(self, now: float) -> float:
@@ -335,8 +395,9 @@ class Controller:
             self._save(self.state.with_hardware("", ""))
 
     def reload_finished(self, burst: Burst, outcome: Outcome, now: float) -> None:
-        self.scheduler.reload_finished()
-        self._overlap_until = now + self.grace_s
+        self.scheduler.reload_finished(now)
+        self._forget_image()  # a load ran: whatever crash_hotplug read before is void
+        self._remember(self.snapshot(SUBSYSTEMS))  # what the image loaded now says
         fields = {
             **burst_fields(burst),
             "KDUMPD_RELOAD_DURATION_MS": round(outcome.duration_s * 1000),

@@ -262,7 +262,7 @@ class Daemon:
                               ask if udev_alive is None else (lambda: udev_alive))
         log.warning("%s: listening for %s events now; deciding over both subsystems", why, kind)
         self._swap_source(kind)
-        self.controller.request(self._clock(), SUBSYSTEMS, why)
+        self.controller.request(self._clock(), SUBSYSTEMS, why, unknown_events=True)
 
     def _watch_udev(self) -> None:
         """Notice udevd going away or coming back: what happened meanwhile was not seen."""
@@ -285,7 +285,8 @@ class Daemon:
             if alive:
                 log.warning("udevd answers again: deciding over both subsystems for what "
                             "happened while it was away")
-                self.controller.request(self._clock(), SUBSYSTEMS, "udevd came back")
+                self.controller.request(self._clock(), SUBSYSTEMS, "udevd came back",
+                                        unknown_events=True)
             else:
                 log.error("udevd stopped answering: no events reach kdumpd until it is back "
                           '([events] source = "udev")')

@@ -8,7 +8,30 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from kdumpd.scheduler import ANY_ACTION
 from kdumpd.sysfs import ABSENT, OK, Snapshot, Value
+
+# Per architecture, from the kernel's sources (torvalds/linux, 6.6-6.12):
+#
+# - s390: the dump kernel builds the ELF core header itself from the memory and CPUs it
+#   finds (arch/s390/kernel/crash_dump.c, elfcorehdr_alloc()); the loaded image holds no
+#   header to go stale, and there is no crash_hotplug attribute (openSUSE's s390x kdump
+#   installs no reload rules). No event needs a reload.
+# - x86: the kernel's own update (crash_hotplug=1) rebuilds the header from the System
+#   RAM resources (arch_crash_handle_hotplug_event() -> walk_system_ram_res()), and it
+#   runs for MEM_ONLINE and MEM_OFFLINE only (crash_memhp_notifier()). An offlined block
+#   keeps its resource until it is removed, and nothing rebuilds the header at removal:
+#   after a DIMM hot-remove the header still lists the removed range (seen in the Debian
+#   13 guest: a PT_LOAD for the 512 MiB that no longer existed). A memory removal
+#   therefore needs a reload even when the kernel keeps the image current.
+# - powerpc: its update also removes the range (and rewrites the FDT): crash_hotplug=1
+#   is the whole truth there, as on the other architectures.
+HEADER_BUILT_BY_DUMP_KERNEL = ("s390", "s390x")
+REMOVAL_LEAVES_RANGE = ("x86_64", "i386", "i486", "i586", "i686")
+REASON_S390 = ("the dump kernel builds its ELF core header itself on this architecture "
+               "(s390, elfcorehdr_alloc()): no reload needed")
+STALE_AFTER_REMOVE = ("memory: hot-remove, which the kernel's own update does not take out "
+                      "of the header on x86")
 
 
 @dataclass(frozen=True)
@@ -39,6 +62,8 @@ def decide(
     owed: bool = False,
     missed: str = "",
     zero_seen: bool = False,
+    actions: Collection[tuple[str, str]] = (),
+    arch: str = "x86_64",
 ) -> Decision:
     """Decide for a burst on ``subsystems`` (cpu, memory; empty for a request without events).
 
@@ -46,9 +71,12 @@ def decide(
     "nothing loaded" is no reason to skip.
     ``missed``: why the kernel may have missed an update whatever crash_hotplug says (the
     events arrived while a load held the kexec lock); a loaded image is then reloaded.
-    ``zero_seen``: an earlier read of crash_hotplug already gave 0 for this burst. A single
-    0 can be transient (the attribute reads 0 while anyone holds the kexec lock), so a
-    first 0 asks for confirmation instead of a reload.
+    ``zero_seen``: a 0 was already read again for this burst, or the last read for the
+    same image gave 0 too. A single 0 can be transient (crash_hotplug reads 0 while anyone
+    holds the kexec lock; kexec_crash_loaded while x86 swaps in an updated header), so a
+    first 0 of either asks for confirmation instead of acting on it.
+    ``actions``: the (subsystem, action) pairs of the burst (``ANY_ACTION``: unknown).
+    ``arch``: the machine (``uname -m``): see the table above.
     """
     warnings: list[str] = []
     loaded = snapshot.crash_loaded
@@ -57,12 +85,18 @@ def decide(
     if is_unloaded(loaded):
         if owed:
             return Decision(True, "the crash kernel our failed reload unloaded is still missing")
+        if subsystems and not zero_seen:
+            # x86 sets the image to NULL for an instant while it updates the header.
+            return Decision(False, "kexec_crash_loaded reads 0: confirming (a 0 can be "
+                            "transient)", confirm=True)
         return Decision(False, "no crash kernel loaded: nothing to keep current")
     if not is_loaded(loaded):
         # Fail safe: when we cannot tell, assume a crash kernel is there to keep current.
         warnings.append(
             f"kexec_crash_loaded reads {_show(loaded)}; assuming a crash kernel is loaded"
         )
+    if arch in HEADER_BUILT_BY_DUMP_KERNEL:
+        return Decision(False, REASON_S390, tuple(warnings))
     if missed:
         return Decision(True, missed, tuple(warnings))
     if not subsystems:
@@ -70,9 +104,13 @@ def decide(
 
     stale: list[str] = []
     zeros = 0
+    removed = arch in REMOVAL_LEAVES_RANGE and any(
+        pair in actions for pair in (("memory", "remove"), ("memory", ANY_ACTION)))
     for subsystem in sorted(subsystems):
         value = snapshot.crash_hotplug.get(subsystem, Value("", ABSENT))
         if kernel_updates(value):
+            if subsystem == "memory" and removed:
+                stale.append(STALE_AFTER_REMOVE)
             continue
         if value.kind == ABSENT:
             stale.append(f"{subsystem}: crash_hotplug absent")

@@ -78,7 +78,7 @@ class Reloader:
                 error = f"internal error: {type(failure).__name__}: {failure}"
             else:
                 duration = self._clock() - started
-                return Outcome(True, attempts, duration, "", self._sysfs.crash_loaded())
+                return Outcome(True, attempts, duration, "", self._sysfs.settled_crash_loaded())
             delay = next(delays, None)
             if delay is None or (cancel is not None and cancel.is_set()):
                 break
@@ -88,4 +88,5 @@ class Reloader:
                     break
             else:
                 self._sleep(delay)
-        return Outcome(False, attempts, self._clock() - started, error, self._sysfs.crash_loaded())
+        return Outcome(False, attempts, self._clock() - started, error,
+                       self._sysfs.settled_crash_loaded())

@@ -6,15 +6,22 @@ attributes, and crash_hotplug changes with every crash kernel (un)load.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from kdumpd.smallfile import read_regular
 
 OK = "ok"
 ABSENT = "absent"
 UNREADABLE = "unreadable"
+
+# A 0 from kexec_crash_loaded or crash_hotplug is read again this much later before it is
+# acted on: x86's own header update sets kexec_crash_image to NULL around its copy, and
+# crash_hotplug reads 0 while anyone holds the kexec lock; both last microseconds.
+RE_READ_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -43,8 +50,9 @@ class Snapshot:
 class Sysfs:
     """The attributes kdumpd reads, under ``root`` (``/`` on a host, a tmp tree in tests)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, sleep: Callable[[float], None] = time.sleep) -> None:
         self.root = root
+        self._sleep = sleep
 
     def path(self, relative: str) -> Path:
         return self.root / "sys" / relative
@@ -57,6 +65,15 @@ class Sysfs:
 
     def crash_loaded(self) -> Value:
         return self.read("kernel/kexec_crash_loaded")
+
+    def settled_crash_loaded(self) -> Value:
+        """kexec_crash_loaded, read once more :data:`RE_READ_S` later when it says 0 (a
+        good image reads 0 for an instant while the kernel updates its header)."""
+        value = self.crash_loaded()
+        if value.kind == OK and value.text == "0":
+            self._sleep(RE_READ_S)
+            value = self.crash_loaded()
+        return value
 
     def snapshot(self, subsystems: Iterable[str]) -> Snapshot:
         """Read kexec_crash_loaded and each subsystem's crash_hotplug now."""

@@ -83,7 +83,11 @@ EXAMPLES = (
 JSON_KEYS = (
     ("schema_version", "2 (changes only when a key changes meaning or type)."),
     ("kexec_crash_loaded, kexec_crash_size, crash_elfcorehdr_size",
-     "The kernel's values as numbers, or null."),
+     "The kernel's values as numbers, or null; kexec_crash_size is summed over "
+     "/proc/iomem's Crash kernel ranges (reading /sys/kernel/kexec_crash_size takes the "
+     "kexec lock)."),
+    ("crash_memory_reserved", "Boolean: a Crash kernel range exists (booted with "
+     "crashkernel=)."),
     ("crash_hotplug", "Object: cpu and memory, each 1, 0 or null."),
     ("sysfs_problems", "Object: why a value above is null (absent, unreadable, not a number)."),
     ("crash_kernel_loaded, kernel_keeps_current", "Booleans (the latter per subsystem)."),
@@ -91,7 +95,8 @@ JSON_KEYS = (
      "kernel, initrd and command line it would load with where each came from; "
      "image.warning when the dump kernel may take memory hot-added before the panic as "
      "its own (x86 without acpi_no_memhotplug), naming the setting to fix."),
-    ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded)."),
+    ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded "
+     "or no crash kernel is loaded)."),
     ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",
      "Strings or null."),
     ("last_load", "Object or null: at (Unix time), how, ok, duration_s."),

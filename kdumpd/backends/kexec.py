@@ -217,7 +217,7 @@ class KexecBackend:
             self._run(self.load_argv(mode, held), remaining, pass_fds=fds)
         except BackendError as error:
             return str(error)
-        loaded = self._sysfs.crash_loaded()
+        loaded = self._sysfs.settled_crash_loaded()
         if loaded.kind == OK and loaded.text != "1":
             raise BackendError(
                 f"{mode} load succeeded but kexec_crash_loaded reads {loaded.text!r}"

@@ -128,7 +128,7 @@ def test_changes_name_every_setting_that_differs() -> None:
     from kdumpd.config import changes
 
     new = config.parse('[events]\nquiet_ms = 20\n[state]\ndir = "/srv/kdumpd"\n')
-    assert changes(Config(), new) == {"events.quiet_ms": (250, 20),
+    assert changes(Config(), new) == {"events.quiet_ms": (50, 20),
                                       "state.dir": (Path("/var/lib/kdumpd"), Path("/srv/kdumpd"))}
 
 

@@ -413,7 +413,7 @@ def test_sighup_says_what_changed_and_reopens_a_changed_source(
     with caplog.at_level(logging.INFO, logger="kdumpd"):
         h.run(script)
     text = caplog.text
-    assert "events.source 'auto' -> 'kernel'" in text and "events.quiet_ms 250 -> 20" in text
+    assert "events.source 'auto' -> 'kernel'" in text and "events.quiet_ms 50 -> 20" in text
     assert h.source.kind == "kernel"
 
 

@@ -56,10 +56,16 @@ def test_unexpected_or_unreadable_value_reloads_with_a_warning_naming_it(value: 
     assert shown in d.warnings[0]
 
 
-def test_no_crash_kernel_loaded_skips() -> None:
-    d = decide({"cpu", "memory"}, snap(Value("0"), cpu=Value("0"), memory=Value("0")))
-    assert not d.reload
+def test_no_crash_kernel_loaded_skips_once_read_again() -> None:
+    snapshot = snap(Value("0"), cpu=Value("0"), memory=Value("0"))
+    first = decide({"cpu", "memory"}, snapshot)
+    # x86 sets the image to NULL for an instant while it swaps in an updated header.
+    assert (first.reload, first.confirm) == (False, True)
+    d = decide({"cpu", "memory"}, snapshot, zero_seen=True)
+    assert not d.reload and not d.confirm
     assert "no crash kernel loaded" in d.reason
+    # A request without events (kdumpd reload, a retry) needs no second read.
+    assert decide((), snapshot).reason == d.reason
 
 
 def test_a_crash_kernel_we_unloaded_is_owed_back() -> None:
@@ -87,6 +93,31 @@ def test_one_stale_subsystem_is_enough_to_reload() -> None:
     assert "cpu" not in d.reason
 
 
+def test_memory_removal_reloads_on_x86_although_the_kernel_updates_the_header() -> None:
+    kernel_keeps = snap(cpu=Value("1"), memory=Value("1"))
+    for action in ("remove", "*"):
+        d = decide({"memory"}, kernel_keeps, actions={("memory", action)})
+        assert d.reload and not d.confirm, action
+    for arch in ("ppc64le", "aarch64"):  # powerpc's update takes the range out itself
+        assert not decide({"memory"}, kernel_keeps, actions={("memory", "remove")},
+                          arch=arch).reload
+    for pair in (("memory", "add"), ("memory", "online"), ("memory", "offline"),
+                 ("cpu", "remove")):
+        assert not decide({"memory", "cpu"}, kernel_keeps, actions={pair}).reload, pair
+    # A removal beside a transient 0 elsewhere: no confirmation, the removal alone reloads.
+    d = decide({"memory", "cpu"}, snap(cpu=Value("0"), memory=Value("1")),
+               actions={("memory", "remove")})
+    assert d.reload and "cpu: crash_hotplug=0" in d.reason
+
+
+def test_s390_never_reloads_for_the_header() -> None:
+    stale = snap(cpu=Value("", ABSENT), memory=Value("", ABSENT))
+    assert not decide({"cpu", "memory"}, stale, arch="s390x").reload
+    assert not decide({"cpu", "memory"}, stale, arch="s390").reload
+    assert decide({"cpu", "memory"}, stale, arch="s390x", owed=True).reload is False  # loaded
+    assert decide({"cpu"}, snap(Value("0")), arch="s390x", owed=True).reload
+
+
 def test_only_the_subsystems_of_the_burst_count() -> None:
     d = decide({"cpu"}, snap(cpu=Value("1"), memory=Value("0")))
     assert not d.reload
@@ -99,7 +130,17 @@ def test_only_the_subsystems_of_the_burst_count() -> None:
     ({"cpu"}, snap(Value("0")), {"owed": True},
      Decision(True, "the crash kernel our failed reload unloaded is still missing")),
     ({"cpu"}, snap(Value("0")), {},
+     Decision(False, "kexec_crash_loaded reads 0: confirming (a 0 can be transient)",
+              confirm=True)),
+    ({"cpu"}, snap(Value("0")), {"zero_seen": True},
      Decision(False, "no crash kernel loaded: nothing to keep current")),
+    ({"memory"}, snap(memory=Value("1")), {"actions": {("memory", "remove")}},
+     Decision(True, "memory: hot-remove, which the kernel's own update does not take out of "
+              "the header on x86: the elfcorehdr is stale")),
+    ({"memory"}, snap(memory=Value("1")),
+     {"actions": {("memory", "remove")}, "arch": "s390x", "missed": "late events"},
+     Decision(False, "the dump kernel builds its ELF core header itself on this architecture "
+              "(s390, elfcorehdr_alloc()): no reload needed")),
     ({"cpu"}, snap(cpu=Value("1")), {"missed": "late events"}, Decision(True, "late events")),
     ((), snap(), {}, Decision(False, "a crash kernel is loaded")),
     ((), snap(Value("2")), {}, Decision(False, "a crash kernel is loaded", (

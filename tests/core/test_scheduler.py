@@ -58,7 +58,7 @@ def test_nothing_is_due_while_a_reload_runs_then_exactly_one_follow_up(clock: Fa
     clock.advance(10)
     assert s.deadline() is None
     assert s.take(clock()) is None
-    s.reload_finished()
+    s.reload_finished(clock())
     follow_up = s.take(clock())
     assert follow_up is not None
     assert follow_up.events == 100
@@ -147,3 +147,90 @@ def test_a_fresh_scheduler_holds_no_floor_of_its_own() -> None:
     assert taken is not None
     late.defer(taken, 0.0)
     assert late.deadline() == 0.75
+
+
+def test_events_during_a_load_or_its_grace_form_a_follow_up_with_the_longer_quiet(
+    clock: FakeClock,
+) -> None:
+    s = ReloadScheduler(0.05, 3.0, grace_s=0.5, follow_up_quiet_s=0.25,
+                        follow_up_max_delay_s=30.0)
+    s.add(MEM, clock())
+    assert s.deadline() == pytest.approx(clock() + 0.05)  # the short leading window
+    clock.advance(0.05)
+    lead = s.take(clock())
+    assert lead is not None and not lead.follow_up
+    s.reload_started()
+    s.add(CPU, clock())  # during the load
+    s.reload_finished(clock())
+    assert s.deadline() == pytest.approx(clock() + 0.25)
+    clock.advance(0.25)
+    follow = s.take(clock())
+    assert follow is not None and follow.follow_up and follow.events == 1
+
+    # The last instant of the grace period counts; the next one does not.
+    s.reload_started()
+    s.reload_finished(clock())
+    clock.advance(0.5)
+    s.add(MEM, clock())
+    assert s.take(clock() + 0.25) is not None
+    s.reload_started()
+    s.reload_finished(clock())
+    clock.advance(0.5001)
+    s.add(MEM, clock())
+    late = s.take(clock() + 0.05)
+    assert late is not None and not late.follow_up
+
+
+def test_a_paced_stream_after_a_load_is_one_follow_up_at_its_end(clock: FakeClock) -> None:
+    # 20 events/s for 10 s: the leading reload, then one follow-up once the stream is quiet
+    # (a reload in the middle would open a window to shorten a staleness the next event
+    # brings back).
+    s = ReloadScheduler(0.05, 3.0)
+    taken = []
+    start = clock()
+    for _ in range(200):
+        if (burst := s.take(clock())) is not None:
+            taken.append((clock() - start, burst.events, burst.follow_up))
+            s.reload_started()
+        if s.running and clock() - start >= 0.5:  # the leading load took 0.45 s
+            s.reload_finished(clock())
+        s.add(MEM, clock())
+        clock.advance(0.0625)
+    clock.advance(1.0)
+    burst = s.take(clock())
+    assert burst is not None
+    taken.append((clock() - start, burst.events, burst.follow_up))
+    assert [t[2] for t in taken] == [False, True]
+    assert taken[0][1] == 1 and taken[0][0] == 0.0625
+    assert sum(n for _, n, _ in taken) == 200
+
+
+def test_a_follow_up_stream_is_cut_at_the_follow_up_max_delay(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.05, 3.0, follow_up_max_delay_s=30.0)
+    s.reload_started()
+    first = clock()
+    while clock() - first < 31:
+        s.add(MEM, clock())
+        if s.running and clock() - first > 1:
+            s.reload_finished(clock())
+        if s.take(clock()) is not None:
+            break
+        clock.advance(0.0625)
+    assert clock() - first == pytest.approx(30.0)
+
+
+def test_bursts_carry_their_actions_and_requests_for_unknown_events_any(
+    clock: FakeClock,
+) -> None:
+    s = ReloadScheduler(0.25, 3.0)
+    s.add(Event("memory", "remove", "/m1"), clock())
+    s.add(CPU, clock())
+    s.request(clock(), ["memory", "cpu"], "events were lost", unknown_events=True)
+    s.request(clock(), ["cpu"], "kdumpd reload")
+    burst = s.take(clock() + 0.25)
+    assert burst is not None
+    assert burst.actions == {("memory", "remove"), ("cpu", "offline"), ("memory", "*"),
+                             ("cpu", "*")}
+    s.defer(burst, clock())
+    again = s.take(clock() + 0.25)
+    assert again is not None and again.actions == burst.actions

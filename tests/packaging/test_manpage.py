@@ -86,10 +86,12 @@ def test_signals_environment_files_json_and_examples(page: str) -> None:
 
 
 def test_json_output_names_every_key_status_prints(page: str) -> None:
+    from kdumpd.hardware import Reservation
     from kdumpd.status import Status
     from kdumpd.sysfs import Value
 
     blank = Value("0")
-    keys = Status(blank, blank, blank, {"cpu": blank, "memory": blank}, "x", "y").as_dict()
+    keys = Status(blank, Reservation(False, None), blank, {"cpu": blank, "memory": blank},
+                  "x", "y").as_dict()
     section = page.split("\n.SH JSON OUTPUT\n")[1].split("\n.SH ", maxsplit=1)[0]
     assert [key for key in keys if key not in section] == []
