@@ -18,6 +18,7 @@ from kdumpd.config import Config, ConfigError
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import read_crash_reservation, read_hardware
+from kdumpd.kernel_log import open_journal
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source, udev_answers
@@ -149,6 +150,10 @@ def make_daemon(
     warning = (describe_image(cfg) or {}).get("warning")
     if warning:
         log.warning("the crash kernel image: %s", warning)
+    kernel_log, why = open_journal(cfg.sysfs.root)
+    if kernel_log is None:
+        log.warning("cannot read the kernel's messages: %s; kdumpd does not see the header "
+                    "updates the kernel skips (\"kexec_trylock() failed\")", why)
     return Daemon(
         controller, source, parts,
         reconfigure=reconfigure, notify=notify,
@@ -156,6 +161,7 @@ def make_daemon(
         watchdog_s=watchdog_s,
         udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
         rules_watch=rules_watch,
+        kernel_log=kernel_log,
     )
 
 

@@ -173,6 +173,7 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from kdumpd.hardware import read_hardware
+    from kdumpd.kernel_log import open_journal
     from kdumpd.state import FileStore, read_boot_id
     from kdumpd.status import gather
 
@@ -180,7 +181,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     sysfs = Sysfs(cfg.sysfs.root)
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, read_hardware(cfg.sysfs.root),
-                    app.describe_image(cfg))
+                    app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 

@@ -25,6 +25,7 @@ from typing import Callable
 from kdumpd.controller import REASON_RESTORE, Controller
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware
+from kdumpd.kernel_log import KernelLog
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import Burst
 from kdumpd.source import EventsLost, EventSource, resolve_source
@@ -80,6 +81,7 @@ class Daemon:
         udev_watch_s: float = UDEV_WATCH_S,
         rules_watch: Callable[[], None] | None = None,
         rules_watch_s: float = RULES_WATCH_S,
+        kernel_log: KernelLog | None = None,
     ) -> None:
         self.controller = controller
         self.source = source
@@ -95,6 +97,7 @@ class Daemon:
         self._udev_watch_s = udev_watch_s
         self._rules_watch = rules_watch
         self._rules_watch_s = rules_watch_s
+        self._kernel_log = kernel_log  # None: the kernel's messages cannot be read
         self._udev_changed_once = False
         self._done: queue.SimpleQueue[tuple[Burst, Outcome]] = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
@@ -144,7 +147,7 @@ class Daemon:
         status = 0
         try:
             self._set_handover(True)
-            self.controller.start(self._clock())
+            self.controller.start(self._clock(), kernel_skips=self._kernel_log_start(selector))
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")
             self._serve(selector)
@@ -185,6 +188,8 @@ class Daemon:
             for key, _ in selector.select(timeout):
                 if key.data == "wake":
                     self._drain_wakeups()
+                elif key.data == "kernel":
+                    self._read_kernel_log(selector)
                 else:
                     self._drain_source(selector)
             if self._hup_requested:
@@ -210,6 +215,43 @@ class Daemon:
         if self.controller.scheduler.pending:
             deadlines.append(now + STATUS_INTERVAL_S)  # keep STATUS= moving during a storm
         return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _kernel_log_start(self, selector: selectors.BaseSelector) -> int:
+        """Listen to the kernel's messages; return the skipped header updates this boot
+        logged before kdumpd started."""
+        if self._kernel_log is None:
+            return 0
+        try:
+            skips, seen = self._kernel_log.lookback()
+            selector.register(self._kernel_log.fileno(), selectors.EVENT_READ, "kernel")
+        except OSError as error:
+            self._lose_kernel_log(f"the journal cannot be read ({error})")
+            return 0
+        if not seen:
+            log.warning("the journal holds no kernel message of this boot (is "
+                        "systemd-journald running?): a header update the kernel skips "
+                        "cannot be seen until one arrives")
+        return skips
+
+    def _read_kernel_log(self, selector: selectors.BaseSelector) -> None:
+        if self._kernel_log is None:
+            return
+        try:
+            skips = self._kernel_log.new_skips()
+        except OSError as error:
+            selector.unregister(self._kernel_log.fileno())
+            self._lose_kernel_log(f"reading the journal failed ({error})")
+            return
+        for message in skips:
+            self.controller.on_kernel_skip(self._clock(), message)
+
+    def _lose_kernel_log(self, why: str) -> None:
+        log.warning("%s: kdumpd does not see the header updates the kernel skips "
+                    "(\"kexec_trylock() failed\")", why)
+        if self._kernel_log is not None:
+            with contextlib.suppress(OSError):
+                self._kernel_log.close()
+        self._kernel_log = None
 
     def _drain_wakeups(self) -> None:
         try:

@@ -10,6 +10,7 @@ from typing import Any
 from kdumpd.backends import Backend
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware, Reservation, read_crash_reservation
+from kdumpd.kernel_log import KernelLog
 from kdumpd.policy import kernel_updates
 from kdumpd.state import State
 from kdumpd.sysfs import OK, Sysfs, Value
@@ -41,6 +42,8 @@ class Status:
     state: State | None = None  # what kdumpd recorded for this boot
     hardware: Hardware | None = None  # the hardware now
     image: dict[str, str] | None = None  # what a reload would load, and where from
+    kernel_skips: int | None = None  # skipped header updates the kernel logged this boot
+    kernel_log_problem: str = "not read"  # why kernel_skips is None
 
     @property
     def owed(self) -> bool:
@@ -89,6 +92,7 @@ class Status:
             "current_fingerprint": self.hardware.fingerprint if self.hardware else None,
             "hardware_agrees": self.hardware_agrees,
             "image": self.image,
+            "kernel_skips": self.kernel_skips,
             "last_load": asdict(self.state.last_load) if self.state and self.state.last_load
             else None,
         }
@@ -125,6 +129,12 @@ class Status:
         else:
             verdict = "agrees with" if agrees else "DIFFERS from"
             lines.append(f"hardware: {now}; {verdict} what the loaded image was recorded for")
+        if self.kernel_skips is None:
+            lines.append(f"kernel log: cannot be read ({self.kernel_log_problem}): a header "
+                         "update the kernel skips is not seen")
+        else:
+            lines.append(f"kernel log: {self.kernel_skips} skipped header update(s) this "
+                         "boot (\"kexec_trylock() failed\")")
         last = self.state.last_load if self.state else None
         if last is not None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.at))
@@ -138,7 +148,17 @@ class Status:
 
 
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
-           hardware: Hardware | None = None, image: dict[str, str] | None = None) -> Status:
+           hardware: Hardware | None = None, image: dict[str, str] | None = None, *,
+           kernel_log: tuple[KernelLog | None, str] = (None, "not read")) -> Status:
+    reader, problem = kernel_log
+    skips: int | None = None
+    if reader is not None:
+        try:
+            skips, _ = reader.lookback()
+        except OSError as error:
+            problem = f"the journal cannot be read ({error})"
+        finally:
+            reader.close()
     snapshot = sysfs.snapshot(SUBSYSTEMS)
     return Status(
         crash_loaded=snapshot.crash_loaded,
@@ -150,6 +170,8 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         state=state,
         hardware=hardware,
         image=image,
+        kernel_skips=skips,
+        kernel_log_problem=problem,
     )
 
 

@@ -100,6 +100,8 @@ JSON_KEYS = (
     ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",
      "Strings or null."),
     ("last_load", "Object or null: at (Unix time), how, ok, duration_s."),
+    ("kernel_skips", "Number or null: header updates the kernel skipped this boot "
+     "(\"kexec_trylock() failed\" in its log); null when the journal cannot be read."),
 )
 
 HARDENING = (

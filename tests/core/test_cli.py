@@ -83,6 +83,8 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert data["crash_memory_reserved"] is True
     assert data["crash_elfcorehdr_size"] == 4096
     assert data["backend"] == "fake"
+    assert data["kernel_skips"] is None  # a test tree: the host's kernel log is not its own
+    assert "kernel log: cannot be read ([sysfs] root is" in text
     assert_schema(data)
 
 
@@ -108,6 +110,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "current_fingerprint": (str, type(None)),
     "hardware_agrees": (bool, type(None)),
     "image": (dict, type(None)),
+    "kernel_skips": (int, type(None)),
     "last_load": (dict, type(None)),
 }
 

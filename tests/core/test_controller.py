@@ -442,27 +442,32 @@ def test_a_successful_reload_records_the_hardware_it_loaded_for(
     assert "cpus 0-2 online" in rig.store.state.hardware
 
 
+class Refusing:
+    """A backend whose probe and loads fail (a setting is wrong) until ``problem`` is
+    cleared; the loaded image is left alone."""
+
+    name = "refusing"
+
+    def __init__(self, problem: str | None = "reload.append too long") -> None:
+        self.problem = problem
+        self.loads = 0
+
+    def reload(self) -> None:
+        self.loads += 1
+        if self.problem:
+            raise BackendError(self.problem, permanent=True)
+
+    def probe(self) -> str | None:
+        return self.problem
+
+    def describe(self) -> str:
+        return "refusing"
+
+
 def test_a_failure_that_kept_a_stale_image_hands_back_owes_nothing_and_retries(
     root: Path, clock: FakeClock
 ) -> None:
     rig = Rig(root, clock)
-
-    class Refusing:
-        name = "refusing"
-        problem: str | None = "reload.append too long"
-        loads = 0
-
-        def reload(self) -> None:
-            self.loads += 1
-            if self.problem:
-                raise BackendError(self.problem, permanent=True)
-
-        def probe(self) -> str | None:
-            return self.problem
-
-        def describe(self) -> str:
-            return "refusing"
-
     backend = Refusing()
     rig.controller.backend = backend
     rig.reloader = Reloader(backend, rig.sysfs, retries=0)
@@ -853,3 +858,66 @@ def test_the_journal_tells_the_hand_back_and_take_back_story(
                          f"in {TAKE_BACK_S:.0f} s, once the distribution's rules are done "
                          "with these events")
     assert rig.controller.stats.handed_back is False
+
+
+SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
+
+
+def test_a_skip_the_kernel_logged_reloads_whatever_crash_hotplug_says(
+    root: Path, clock: FakeClock
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.controller.start(clock())
+    rig.controller.on_kernel_skip(clock(), SKIP)
+    rig.settle()
+    assert rig.ops() == ["load"]
+    assert rig.controller.last_decision is not None
+    assert "kexec_trylock() failed" in rig.controller.last_decision.reason
+
+
+def test_a_skip_logged_during_our_load_joins_its_single_follow_up(
+    root: Path, clock: FakeClock
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.feed([Event("memory", "remove", "/devices/system/memory/memory9")])
+    burst = rig.take()
+    rig.feed(memory_events(4))  # during the load: the kernel skips their update...
+    rig.controller.on_kernel_skip(clock(), SKIP)  # ...and says so
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    rig.settle()
+    assert rig.ops() == ["load", "load"]
+
+
+def test_skips_logged_this_boot_before_kdumpd_started_are_decided_on_at_start(
+    root: Path, clock: FakeClock
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.controller.start(clock(), kernel_skips=2)
+    rig.settle()
+    assert rig.ops() == ["load"]
+    # With state for this boot the skips were kdumpd's business already: no reload.
+    again = Rig(root, clock, store=rig.store, hotplug_after_load=True)
+    again.controller.start(clock(), kernel_skips=2)
+    again.settle()
+    assert again.ops() == ["load"]  # the same log: still only the first start's load
+
+
+def test_a_skip_while_reloads_are_handed_back_is_decided_on_at_the_take_back(
+    root: Path, clock: FakeClock
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    backend = Refusing()
+    rig.controller.backend = backend
+    rig.controller.stats.handed_back = True
+    rig.controller.on_kernel_skip(clock(), SKIP)  # the distribution's load held the lock
+    rig.settle()
+    assert backend.loads == 0  # handed back: not kdumpd's to reload
+    backend.problem = None
+    rig.feed(memory_events(1))
+    rig.reloader = Reloader(backend, rig.sysfs, retries=0)
+    rig.settle()  # taken back, then the skip seen meanwhile reloads despite crash_hotplug=1
+    assert backend.loads == 1

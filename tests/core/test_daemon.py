@@ -26,6 +26,7 @@ from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
 from kdumpd.hardware import read_hardware
+from kdumpd.kernel_log import FakeKernelLog
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import FakeSource
@@ -56,7 +57,8 @@ class Harness:
                  store: MemoryStore | None = None, udev_watch_s: float = 0.05,
                  source_kind: str = "kernel",
                  rules_watch: Callable[[], None] | None = None,
-                 rules_watch_s: float = 0.05) -> None:
+                 rules_watch_s: float = 0.05,
+                 kernel_log: FakeKernelLog | None = None) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
@@ -77,7 +79,8 @@ class Harness:
                              notify=self.notes.append, handover=self.handover,
                              watchdog_s=watchdog_s, udev_alive=udev_alive,
                              udev_watch_s=udev_watch_s, clock=self.clock,
-                             rules_watch=rules_watch, rules_watch_s=rules_watch_s)
+                             rules_watch=rules_watch, rules_watch_s=rules_watch_s,
+                             kernel_log=kernel_log)
 
     def clock(self) -> float:
         """The daemon's monotonic clock, counted: an idle loop must not spin."""
@@ -513,3 +516,35 @@ def test_the_rules_watch_runs_on_its_timer_while_idle(root: Path) -> None:
     h.run(script)
     gaps = [b - a for a, b in zip(looks, looks[1:])]
     assert min(gaps) >= 0.04  # on its timer, not on every turn of the loop
+
+
+SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
+
+
+def test_a_skip_in_the_kernel_log_reloads_an_image_the_kernel_keeps_current(
+    root: Path,
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    kernel = FakeKernelLog(earlier=["Linux version 6.12", "crash hp: updated elfcorehdr"])
+    h = Harness(root, kernel_log=kernel)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(3))  # the kernel keeps the image current: no reload
+        wait_for(lambda: h.controller.stats.skipped == 3)
+        kernel.push("crash hp: hp_action 1, cpu 2")
+        kernel.push(SKIP)
+        wait_for(lambda: h.controller.stats.reloads == 1)
+
+    assert h.run(script) == 0
+    assert h.ops() == ["load"]
+
+
+def test_skips_logged_before_the_first_start_of_the_boot_give_one_reload(root: Path) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    h = Harness(root, kernel_log=FakeKernelLog(earlier=[SKIP]))
+
+    def script(h: Harness) -> None:
+        wait_for(lambda: h.controller.stats.reloads == 1)
+
+    assert h.run(script) == 0
+    assert h.ops() == ["load"]

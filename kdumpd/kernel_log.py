@@ -1,0 +1,164 @@
+"""What the kernel says about its own updates of the crash kernel's header.
+
+The kernel's hotplug handler (``crash_handle_hotplug_event()``) takes the kexec lock
+with a trylock; when someone holds it (any load syscall, a read of
+``/sys/kernel/kexec_crash_size`` or of ``crash_hotplug``) it updates nothing, logs one
+line, and ``crash_hotplug`` keeps reading 1. That line is the only trace, so kdumpd reads
+this boot's kernel messages from the journal (``_TRANSPORT=kernel``): the unit's
+``ProtectKernelLogs=yes`` hides /dev/kmsg, not the journal files.
+
+:class:`JournalKernelLog` is the real edge (systemd-python's ``journal.Reader``), and the
+daemon takes anything with the :class:`KernelLog` shape, so tests pass a fake.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger("kdumpd")
+
+# crash_handle_hotplug_event(), pr_fmt "crash hp: ": 6.11 and later, then 6.6-6.10.
+SKIP_LINES = (
+    "kexec_trylock() failed, kdump image may be inaccurate",
+    "kexec_trylock() failed, elfcorehdr may be inaccurate",
+)
+# Reading back through a boot's kernel messages at start stops after this long (a host up
+# for months may have many; the daemon must reach READY well within systemd's timeout).
+LOOKBACK_BUDGET_S = 2.0
+
+
+def is_skip(message: str) -> bool:
+    """True for the kernel's line saying it skipped a header update."""
+    return any(line in message for line in SKIP_LINES)
+
+
+class KernelLog(Protocol):
+    def fileno(self) -> int:
+        """A descriptor that becomes readable when new messages may have arrived."""
+
+    def new_skips(self) -> list[str]:
+        """The skip lines logged since the last call (or since :meth:`lookback`)."""
+
+    def lookback(self) -> tuple[int, int]:
+        """(skip lines, kernel messages) this boot so far; positions after the last one."""
+
+    def close(self) -> None: ...
+
+
+class JournalKernelLog:
+    """This boot's kernel messages from the journal."""
+
+    def __init__(self, reader: Any, *, clock: Callable[[], float] = time.monotonic,
+                 budget_s: float = LOOKBACK_BUDGET_S) -> None:
+        self._reader = reader
+        self._clock = clock
+        self._budget_s = budget_s
+        self._at_tail = False
+
+    def fileno(self) -> int:
+        return int(self._reader.fileno())
+
+    def lookback(self) -> tuple[int, int]:
+        skips, seen, deadline = 0, 0, self._clock() + self._budget_s
+        self._reader.seek_head()
+        while True:
+            entry = self._reader.get_next()
+            if not entry:
+                break
+            seen += 1
+            skips += is_skip(_message(entry))
+            if self._clock() > deadline:
+                log.warning("reading back this boot's kernel messages took over %.0f s: "
+                            "stopped early, at the end of the journal", self._budget_s)
+                self._reader.seek_tail()
+                self._reader.get_previous()
+                break
+        self._at_tail = True
+        return skips, seen
+
+    def new_skips(self) -> list[str]:
+        if not self._at_tail:
+            self._reader.seek_tail()
+            self._reader.get_previous()
+            self._at_tail = True
+        self._reader.process()  # acknowledge the wakeup; the entries are read below
+        found: list[str] = []
+        while True:
+            entry = self._reader.get_next()
+            if not entry:
+                return found
+            message = _message(entry)
+            if is_skip(message):
+                found.append(message)
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def open_journal(root: Path) -> tuple[JournalKernelLog | None, str]:
+    """The journal's kernel messages of this boot, or None and why not (one line).
+
+    Only for the host's own tree: under another ``[sysfs] root`` (tests, demos, the
+    benchmark) the host's kernel messages describe another kernel than the one read.
+    """
+    if root != Path("/"):
+        return None, f"[sysfs] root is {root}, not the host's /"
+    try:
+        from systemd import journal
+    except ImportError as error:
+        return None, f"systemd-python is not installed ({error})"
+    try:
+        reader = journal.Reader()
+        reader.this_boot()
+        reader.add_match(_TRANSPORT="kernel")
+    except (OSError, ValueError) as error:
+        return None, f"the journal cannot be opened ({error})"
+    return JournalKernelLog(reader), ""
+
+
+def _message(entry: dict[str, Any]) -> str:
+    message = entry.get("MESSAGE", "")
+    if isinstance(message, bytes):
+        return message.decode("utf-8", "replace")
+    return str(message)
+
+
+class FakeKernelLog:
+    """Kernel messages pushed by a test or the demo; readable through a pipe like the
+    journal's inotify descriptor."""
+
+    def __init__(self, earlier: list[str] | None = None) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        self._lock = threading.Lock()  # tests push from another thread
+        self._earlier = list(earlier or [])
+        self._queue: list[str] = []
+
+    def push(self, message: str) -> None:
+        with self._lock:
+            self._queue.append(message)
+        os.write(self._write, b"x")
+
+    def fileno(self) -> int:
+        return self._read
+
+    def lookback(self) -> tuple[int, int]:
+        return sum(map(is_skip, self._earlier)), len(self._earlier)
+
+    def new_skips(self) -> list[str]:
+        with contextlib.suppress(BlockingIOError):
+            os.read(self._read, 65536)
+        with self._lock:
+            messages, self._queue = self._queue, []
+        return [m for m in messages if is_skip(m)]
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)

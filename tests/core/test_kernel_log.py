@@ -1,0 +1,105 @@
+"""Reading the kernel's "skipped header update" lines from this boot's journal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kdumpd.backends.fake import FakeBackend
+from kdumpd.kernel_log import FakeKernelLog, JournalKernelLog, is_skip
+from kdumpd.status import gather
+from kdumpd.sysfs import Sysfs
+
+SKIP_NEW = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
+SKIP_OLD = "crash hp: kexec_trylock() failed, elfcorehdr may be inaccurate"  # 6.6-6.10
+
+
+class FakeReader:
+    """sd_journal's cursor, in small: get_next() past the end returns {} and stays put,
+    so entries appended later are returned by the next get_next()."""
+
+    def __init__(self, messages: list[Any]) -> None:
+        self.entries = [{"MESSAGE": m, "_TRANSPORT": "kernel"} for m in messages]
+        self.cur = -1
+        self.processed = 0
+        self.closed = False
+
+    def append(self, message: Any) -> None:
+        self.entries.append({"MESSAGE": message, "_TRANSPORT": "kernel"})
+
+    def seek_head(self) -> None:
+        self.cur = -1
+
+    def seek_tail(self) -> None:
+        self.cur = len(self.entries)
+
+    def get_previous(self) -> dict[str, Any]:
+        self.cur = min(self.cur, len(self.entries)) - 1
+        return self.entries[self.cur] if self.cur >= 0 else {}
+
+    def get_next(self) -> dict[str, Any]:
+        if self.cur + 1 < len(self.entries):
+            self.cur += 1
+            return self.entries[self.cur]
+        return {}
+
+    def process(self) -> int:
+        self.processed += 1
+        return 1
+
+    def fileno(self) -> int:
+        return 7
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_both_spellings_of_the_skip_line_count_and_nothing_else() -> None:
+    assert is_skip(SKIP_NEW) and is_skip(SKIP_OLD)
+    assert not is_skip("crash hp: hp_action 1, cpu 2")
+    assert not is_skip("crash hp: updated elfcorehdr")
+
+
+def test_lookback_counts_this_boots_skips_then_only_new_lines_are_reported() -> None:
+    reader = FakeReader(["Linux version 6.12", SKIP_OLD, "memory online", SKIP_NEW])
+    kernel = JournalKernelLog(reader)
+    assert kernel.lookback() == (2, 4)
+    assert kernel.new_skips() == []
+    reader.append("crash hp: updated elfcorehdr")
+    reader.append(SKIP_NEW.encode())  # a MESSAGE that is not UTF-8 clean arrives as bytes
+    assert kernel.new_skips() == [SKIP_NEW]
+    assert kernel.new_skips() == []
+    assert reader.processed == 3  # every wakeup is acknowledged
+    kernel.close()
+    assert reader.closed
+
+
+def test_without_a_lookback_only_what_comes_after_opening_counts() -> None:
+    reader = FakeReader([SKIP_NEW, SKIP_NEW])
+    kernel = JournalKernelLog(reader)
+    assert kernel.new_skips() == []
+    reader.append(SKIP_OLD)
+    assert kernel.new_skips() == [SKIP_OLD]
+
+
+def test_a_long_lookback_stops_at_its_budget_and_goes_on_from_the_end() -> None:
+    ticks = iter(range(1000))
+    reader = FakeReader([SKIP_NEW] * 50)
+    kernel = JournalKernelLog(reader, clock=lambda: float(next(ticks)), budget_s=10.0)
+    skips, seen = kernel.lookback()
+    assert 0 < seen < 50 and skips == seen
+    reader.append(SKIP_OLD)
+    assert kernel.new_skips() == [SKIP_OLD]  # not the unread rest of the boot
+
+
+def test_status_counts_the_skips_of_this_boot_and_says_when_it_cannot(root: Path) -> None:
+    sysfs = Sysfs(root)
+    backend = FakeBackend(root / "fake.log", sysfs)
+    kernel = FakeKernelLog(earlier=["Linux version 6.12", SKIP_NEW, SKIP_OLD])
+    status = gather(sysfs, backend, kernel_log=(kernel, ""))
+    assert status.as_dict()["kernel_skips"] == 2
+    assert "kernel log: 2 skipped header update(s) this boot" in status.as_text()
+    blind = gather(sysfs, backend, kernel_log=(None, "the journal cannot be opened (EACCES)"))
+    assert blind.as_dict()["kernel_skips"] is None
+    assert "kernel log: cannot be read (the journal cannot be opened (EACCES))" \
+        in blind.as_text()
