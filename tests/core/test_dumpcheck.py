@@ -94,3 +94,26 @@ def test_the_kdump_compressed_reader_gives_the_1st_bitmaps_ranges_and_the_cpus(
                           capture_output=True, text=True, timeout=60, check=True)
     verdict = dc.compare(dc.Before(ram, reserved, 3), dc.parse_reader_output(done.stdout))
     assert (0x100000000, 0x120000000) in verdict.missing and verdict.cpus_in_dump == 2
+
+
+def test_a_dump_with_a_removed_dimms_range_is_extra_and_fails(tmp_path: Path) -> None:
+    # After a DIMM hot-remove on x86 the kernel-updated header kept the range: the first
+    # kernel's /proc/iomem no longer lists it, the vmcore still has a PT_LOAD for it.
+    removed = IOMEM.replace("100000000-11fffffff : System RAM\n", "")
+    ram, reserved = dc.parse_iomem(removed)
+    before = dc.Before(ram, reserved, 3)
+    loads = [(0x1000, 0x9FC00), (0x100000, 0x6F000000), (0x7F000000, 0x7FFE0000),
+             (0x100000000, 0x120000000)]
+    dump = read_vmcore(dc.elf_vmcore(loads, 3), tmp_path)
+    verdict = dc.compare(before, dump)
+    assert not verdict.ok and verdict.missing == []
+    assert verdict.extra == ((0x100000000, 0x120000000),)
+    assert "EXTRA ranges the first kernel did not have: 100000000-11fffffff" \
+        in verdict.describe()
+    assert "INCOMPLETE" in dc.summary(before, dump, verdict)
+
+
+def test_nested_driver_managed_ram_counts_as_ram() -> None:
+    ram, _ = dc.parse_iomem(IOMEM + "180000000-1ffffffff : dax0.0\n"
+                                    "  180000000-1ffffffff : System RAM (kmem)\n")
+    assert (0x180000000, 0x200000000) in ram

@@ -3,7 +3,9 @@
 Before the panic the first kernel's System RAM ranges (top level of /proc/iomem), its
 ``Crash kernel`` reservation and its online CPUs are recorded; in the crash kernel
 :data:`VMCORE_READER` reads /proc/vmcore's ELF program headers (PT_LOAD ranges, and one
-NT_PRSTATUS note per CPU the crashed kernel saved). :func:`compare` says what is missing.
+NT_PRSTATUS note per CPU the crashed kernel saved). :func:`compare` says what is missing
+and what is extra: a PT_LOAD over memory the first kernel no longer had (a hot-removed
+DIMM that a kernel-updated header kept) is as wrong as a missing range.
 The parser is shared by the guest script and the host's unit test (tests/core).
 """
 
@@ -108,15 +110,18 @@ class Verdict:
     missing: list[tuple[int, int]]  # System RAM not in any PT_LOAD
     cpus_expected: int
     cpus_in_dump: int
+    extra: tuple[tuple[int, int], ...] = ()  # PT_LOAD over no System RAM of the first kernel
 
     @property
     def ok(self) -> bool:
-        return not self.missing and self.cpus_expected == self.cpus_in_dump
+        return not self.missing and not self.extra and self.cpus_expected == self.cpus_in_dump
 
     def describe(self) -> str:
         ranges = ", ".join(f"{a:x}-{b - 1:x}" for a, b in self.missing) or "none"
-        return (f"RAM missing from the dump: {ranges}; CPUs {self.cpus_in_dump} in the dump "
-                f"of {self.cpus_expected} online")
+        extra = ", ".join(f"{a:x}-{b - 1:x}" for a, b in self.extra) or "none"
+        return (f"RAM missing from the dump: {ranges}; EXTRA ranges the first kernel did "
+                f"not have: {extra}; CPUs {self.cpus_in_dump} in the dump of "
+                f"{self.cpus_expected} online")
 
 
 def summary(before: Before, dump: dict[str, object], verdict: Verdict) -> str:
@@ -133,7 +138,8 @@ def summary(before: Before, dump: dict[str, object], verdict: Verdict) -> str:
 
 
 def parse_iomem(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
-    """Top-level System RAM ranges and ``Crash kernel`` ranges, as [start, end)."""
+    """System RAM ranges (any depth: ``System RAM (kmem)`` sits under a dax device) and
+    ``Crash kernel`` ranges, as [start, end)."""
     ram, reserved = [], []
     for line in text.splitlines():
         span, _, name = line.partition(" : ")
@@ -141,7 +147,8 @@ def parse_iomem(text: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]
         if not end:
             continue
         bounds = (int(start, 16), int(end, 16) + 1)
-        if name.strip() == "System RAM" and not line[:1].isspace():
+        name = name.strip()
+        if name == "System RAM" or name.startswith("System RAM ("):
             ram.append(bounds)
         elif name.strip() == "Crash kernel":
             reserved.append(bounds)
@@ -165,7 +172,10 @@ def compare(before: Before, dump: dict[str, object]) -> Verdict:
         for gap in _subtract([(max(start, LOW_MEMORY), end)], [*loads, *before.reserved]):
             if gap[1] > gap[0]:
                 missing.append(gap)
-    return Verdict(missing, before.cpus, int(dump["prstatus"]))  # type: ignore[call-overload]
+    extra = _subtract([(max(a, LOW_MEMORY), b) for a, b in loads if b > LOW_MEMORY],
+                      [*before.ram, *before.reserved])
+    return Verdict(missing, before.cpus, int(dump["prstatus"]),  # type: ignore[call-overload]
+                   tuple(_merge(extra)))
 
 
 def parse_reader_output(output: str) -> dict[str, object]:
@@ -174,6 +184,16 @@ def parse_reader_output(output: str) -> dict[str, object]:
             parsed: dict[str, object] = json.loads(line[len("VMCORE "):])
             return parsed
     raise ValueError(f"no VMCORE line in: {output[-500:]!r}")
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    merged: list[tuple[int, int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def _subtract(spans: list[tuple[int, int]], holes: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -894,6 +894,80 @@ def test_11_dump_without_kdumpd_misses_the_hotplug_control(
     assert verdict.cpus_in_dump < verdict.cpus_expected, verdict.describe()
 
 
+SKIP_LINE = "kexec_trylock() failed"
+
+
+def test_17_the_kernels_skipped_updates_and_hot_remove_with_a_kernel_updated_image(
+    dumping_trixie: Guest, scenario: Callable
+) -> None:
+    guest = dumping_trixie
+    result = scenario(
+        "17. what the kernel did: its skipped update, a hot-remove, then a panic",
+        guest.release,
+        "Crash kernel loaded with `kexec -p -s` (crash_hotplug=1: the kernel updates the "
+        "header itself); kdumpd load auto. (1) `kdumpd status` in a loop during a DIMM "
+        "hot-add: no skip line in the kernel log (status no longer reads "
+        "kexec_crash_size). (2) a DIMM hot-add while `kexec -s -p` runs by hand in a loop, "
+        "as a distribution's tool would: the kernel skips its update and logs it, kdumpd "
+        "reads the line from the journal and reloads. (3) the first DIMM hot-removed "
+        "(device_del): on x86 the kernel's own update keeps the removed range, so kdumpd "
+        "reloads although crash_hotplug reads 1. Then a panic; the dump check fails on "
+        "missing and on EXTRA ranges.",
+    )
+    vm = guest.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, guest.release, ["-s"])
+    fresh_state(vm)
+    restart_with(guest, guest.config(load="auto"))
+    vm.sh.run("dmesg -C")
+
+    # (1) status polled during a hotplug the kernel handles itself.
+    vm.sh.run("touch /run/kdumpd-status-loop; nohup sh -c 'while [ -e /run/kdumpd-status-loop ]; "
+              "do kdumpd status >/dev/null 2>&1; done' >/dev/null 2>&1 &")
+    first = guest.hotplug.add_dimm()
+    vm.sh.run("udevadm settle -t 60; rm -f /run/kdumpd-status-loop; sleep 1", timeout=90)
+    status_skips = vm.sh.run(f"dmesg | grep -c '{SKIP_LINE}' || true").output.strip()
+    result.notes.append(f"(1) DIMM hot-add with `kdumpd status` in a loop: skip lines in "
+                        f"the kernel log: {status_skips}")
+
+    # (2) someone else's loads hold the kexec lock while a DIMM comes online.
+    load = " ".join(["kexec", "-p", "-s", f"/boot/vmlinuz-{guest.release}",
+                     f"--initrd=/boot/initrd-small-{guest.release}.img",
+                     f"'--append={d.CRASH_APPEND}'"])
+    cursor = d.journal_cursor(vm)
+    vm.sh.run("dmesg -C; touch /run/kdumpd-load-loop; nohup sh -c 'while [ -e "
+              f"/run/kdumpd-load-loop ]; do {load}; done' >/dev/null 2>&1 &")
+    vm.sh.run("sleep 1")
+    guest.hotplug.add_dimm()
+    vm.sh.run("udevadm settle -t 60; sleep 2; rm -f /run/kdumpd-load-loop; "
+              "while pgrep -x kexec >/dev/null; do sleep 0.2; done", timeout=120)
+    skipped = vm.sh.run(f"dmesg | grep '{SKIP_LINE}' || true").output.strip()
+    entries = d.wait_journal(vm, cursor, lambda es: not skipped or any(
+        e.message_id == journal_ids.RELOAD_DONE for e in es), timeout=120)
+    said_2 = messages(entries)
+    reloads_2 = sum(e.message_id == journal_ids.RELOAD_DONE for e in entries)
+    result.notes.append(f"(2) DIMM hot-add during a loop of foreign `kexec -s -p` loads: "
+                        f"kernel: {skipped.splitlines()[0] if skipped else '(no skip line)'} "
+                        f"({len(skipped.splitlines())} line(s)); kdumpd: {reloads_2} "
+                        "reload(s); it said: " + " | ".join(said_2))
+    if skipped:
+        assert any("kexec_trylock() failed" in m for m in said_2), said_2
+        assert reloads_2 >= 1, said_2
+
+    # (3) hot-remove with the kernel keeping the image current.
+    burst = run_burst(guest, "DIMM hot-remove (device_del), crash_hotplug=1",
+                      lambda: guest.hotplug.remove_dimm(first))
+    result.bursts.append(burst)
+    assert (burst.before.memory, burst.before.loaded) == ("1", "1"), said(burst)
+    assert burst.reloads >= 1 and burst.failed == 0, said(burst)
+    assert any("hot-remove" in r for r in burst.reasons), said(burst)
+    verdict, up_s, line = panic_and_check(guest)
+    result.notes.append(f"panic after the hot-remove: crash kernel shell after {up_s:.0f} s. "
+                        f"{line}")
+    assert status_skips == "0", "kdumpd status made the kernel skip its update"
+    assert verdict.ok, verdict.describe()
+
+
 def panic_and_check_after(guest: Guest, result: ScenarioResult) -> dc.Verdict:
     """Hotplug without anyone watching (no udev burst accounting: kdumpd is stopped)."""
     guest.hotplug.add_dimm()
