@@ -176,7 +176,7 @@ def header(args: argparse.Namespace, how: str, load_before: str, *, elapsed_s: f
         f"- kdumpd tree at the start: {tree}",
         f"- Load average before / after: {load_before} / {_loadavg()} "
         "(other work on this machine shares the 2 CPUs: figures are wall-clock under that load)",
-        "- kdumpd: `kdumpd run` subprocess, `[events] source = \"udev\"`, quiet_ms = 250, "
+        "- kdumpd: `kdumpd run` subprocess, `[events] source = \"udev\"`, quiet_ms = 50, "
         "max_delay_ms = 3000, fake backend delay_ms = 500 (one load of 0.5 s over the "
         "loaded image); peers: udev rules in /run/udev/rules.d loaded by the same udevd, "
         "an unload and a load of 0.5 s each (see bench/peers.py)",

@@ -44,7 +44,7 @@ def _events(scenario: Scenario, blocks: int = 192, cpus: int = 2) -> list[tuple[
     return out
 
 
-def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.25, max_delay_s: float = 3.0,
+def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.05, max_delay_s: float = 3.0,
         delay_ms: int = 500, timeout: float = 120) -> Run:
     """Drive one scenario through an in-process Daemon; returns the run's figures."""
     steps = _events(scenario)
@@ -100,6 +100,7 @@ def run(scenario: Scenario, rep: int, *, quiet_s: float = 0.25, max_delay_s: flo
                          needs_reload=scenario.needs_reload),
         result["last"] - result["first"],
         cpu_s=cpu, cpu_per_event_us=cpu / len(steps) * 1e6,
+        absent_s=measure.absent(ops, result["first"]),
     )
 
 

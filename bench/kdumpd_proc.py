@@ -33,7 +33,7 @@ class KdumpdProcess:
 
     def __init__(
         self, workdir: Path, *, crash_hotplug: str, receive_buffer: int,
-        quiet_ms: int = 250, max_delay_ms: int = 3000, delay_ms: int = 500, variant: str = "",
+        quiet_ms: int = 50, max_delay_ms: int = 3000, delay_ms: int = 500, variant: str = "",
         source: str = "udev",
     ) -> None:
         self.workdir = workdir

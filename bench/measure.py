@@ -13,6 +13,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 LOAD_S = 0.5  # the fake load's duration: a load that started at t is in place at t + LOAD_S
+# The peers' unload (`kexec -p -u`): it frees the image and returns; 70-120 ms in the Debian
+# 13 guest under TCG (shared/docs/vm-facts.md), milliseconds on real hardware. The crash
+# kernel is gone from its start until the end of the load after it.
+UNLOAD_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,33 @@ def exposure(
     if not after:
         return None if needs_reload else 0.0
     return max(o.t for o in after) + load_s - first_event
+
+
+def absent(ops: Sequence[Op], first_event: float, *, load_s: float = LOAD_S) -> float:
+    """Seconds without any crash kernel from ``first_event`` on: inside every load (the
+    syscall frees the old image first), and from an unload's start until the end of the
+    load after it (for ever if none came)."""
+    spans: list[tuple[float, float]] = []
+    unloaded_at: float | None = None
+    for op in ops:
+        if op.op == "unload":
+            unloaded_at = op.t if unloaded_at is None else unloaded_at
+            continue
+        start = op.t if unloaded_at is None else unloaded_at
+        if op.ok:
+            spans.append((start, op.t + load_s))
+            unloaded_at = None
+        else:
+            unloaded_at = start  # a failed load leaves no crash kernel
+    if unloaded_at is not None:
+        spans.append((unloaded_at, math.inf))
+    total, covered_to = 0.0, first_event
+    for began, end in sorted(spans):
+        start = max(began, covered_to)
+        if end > start:
+            total += end - start
+            covered_to = end
+    return total
 
 
 def percentile(values: Sequence[float], q: float) -> float:

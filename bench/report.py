@@ -11,8 +11,9 @@ from bench.runner import KDUMPD, KDUMPD_INPROC, RELOAD_S, Run
 from bench.scenarios import Scenario
 
 PEER_NAMES = ("Fedora/RHEL", "Debian/Ubuntu")
-QUIET_S = 0.25
+QUIET_S = 0.05
 BURST_BUDGET_S = QUIET_S + RELOAD_S + 0.1
+DEBIAN, FEDORA = PEER_NAMES[1], PEER_NAMES[0]
 
 
 def _of(runs: Sequence[Run], contestant: str, scenario: str) -> list[Run]:
@@ -126,6 +127,27 @@ def in_process(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> list[str]:
     return lines
 
 
+def harms(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> list[str]:
+    """Per scenario and contestant: stale time, absent time and their sum (p50, s)."""
+    names = (KDUMPD, *PEER_NAMES)
+    head = "| scenario | " + " | ".join(
+        f"{n} stale / absent / sum" for n in names) + " |"
+    lines = [head, "|" + "---|" * (1 + len(names))]
+    for s in scenarios:
+        cells = [s.name]
+        for n in names:
+            mine = [r for r in _of(runs, n, s.name) if r.stale_s is not None]
+            if not mine:
+                cut = any(r.cut_after_s for r in _of(runs, n, s.name))
+                cells.append("cut" if cut else "—")
+                continue
+            stale = percentile([r.stale_s or 0.0 for r in mine], 50)
+            absent = percentile([r.absent_s or 0.0 for r in mine], 50)
+            cells.append(f"{stale:.2f} / {absent:.2f} / {stale + absent:.2f}")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 @dataclass(frozen=True)
 class Target:
     text: str
@@ -141,11 +163,14 @@ def targets(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> list[Target]:
               and s.receive_buffer >= 1 << 20 and not s.variant]
     out = []
 
-    reloads = {n: sorted({r.reloads for r in k if r.scenario == n}) for n in bursts}
+    needing = [s.name for s in scenarios if s.needs_reload and s.receive_buffer >= 1 << 20
+               and not s.variant]
+    reloads = {n: sorted({r.reloads for r in k if r.scenario == n}) for n in needing}
     reloads = {n: v for n, v in reloads.items() if v}
-    out.append(Target("1 reload for every burst size",
+    out.append(Target("at most 2 reloads for every scenario that needs one",
                       ", ".join(f"{n}: {v}" for n, v in reloads.items()),
-                      all(v == [1] for v in reloads.values()) if reloads else None))
+                      all(max(v) <= 2 for v in reloads.values()) if reloads else None))
+    out += _against_peers(runs, k, scenarios)
 
     hot = [s.name for s in scenarios if not s.needs_reload]
     zero = {n: sorted({r.reloads for r in k if r.scenario == n}) for n in hot}
@@ -213,6 +238,27 @@ def targets(runs: Sequence[Run], scenarios: Sequence[Scenario]) -> list[Target]:
                           f"p50 {percentile(ready, 50):.2f} s, max {max(ready):.2f} s",
                           max(ready) <= 0.5))
     out += _overflow_targets(k, scenarios)
+    return out
+
+
+def _against_peers(runs: Sequence[Run], k: Sequence[Run],
+                   scenarios: Sequence[Scenario]) -> list[Target]:
+    """Issue 25's bars: one event no worse than 1.1x Debian's per-event reload; every other
+    scenario at most 0.5x Fedora's throttled reload (p50 exposure)."""
+    out = []
+    for s in scenarios:
+        mine = [exposure_value(r) for r in k if r.scenario == s.name]
+        if not mine or not s.needs_reload:
+            continue
+        peer = DEBIAN if s.events == 1 else FEDORA
+        theirs = [exposure_value(r) for r in _of(runs, peer, s.name)]
+        if not theirs:
+            continue
+        factor = 1.1 if s.events == 1 else 0.5
+        ours, best = percentile(mine, 50), percentile(theirs, 50)
+        out.append(Target(f"{s.name}: exposure ≤ {factor}× {peer}'s",
+                          f"{ours:.2f} s vs {best:.2f} s ({ours / best:.2f}×)",
+                          ours <= factor * best))
     return out
 
 
@@ -294,8 +340,14 @@ def document(
         "event* is in place (end of the last load that started after the last event); "
         "0 when no reload is needed (crash_hotplug=1) and none ran. kdumpd's reload is one "
         "load of 500 ms over the loaded image (the kernel replaces the image in the syscall); "
-        "the peers' is an unload and a load of 500 ms each, as their tools do.", "",
+        "the peers' is an unload of 100 ms (70-120 ms measured in the guest) and a load of "
+        "500 ms, as their tools do.", "",
         *side_by_side(runs, scenarios), "",
+        "## Both harms: stale time and absent time", "",
+        "Absent: no crash kernel at all (inside every load, and from an unload until the end "
+        "of the load after it); stale: a crash kernel is loaded but lacks a change (the "
+        "exposure above less the absent time). p50 seconds, from the first event on.", "",
+        *harms(runs, scenarios), "",
         "## kdumpd process", "",
         *kdumpd_process(runs, scenarios), "",
         "## In-process (fake event source, full speed)", "",

@@ -15,7 +15,7 @@ from kdumpd import fakesysfs
 
 KDUMPD = "kdumpd"
 KDUMPD_INPROC = "kdumpd in-process"
-RELOAD_S = 1.0  # unload 0.5 s + load 0.5 s, for every contestant
+RELOAD_S = measure.LOAD_S  # kdumpd's reload: one load over the loaded image
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,14 @@ class Run:
     projected_exposure_s: float | None = None
     note: str = ""
     foreign_events: int = 0  # cpu/memory uevents during the run that the benchmark did not write
+    absent_s: float | None = None  # without any crash kernel, from the first event on
+
+    @property
+    def stale_s(self) -> float | None:
+        """A crash kernel loaded but lacking the change: the exposure less the absent time."""
+        if self.exposure_s is None or self.absent_s is None:
+            return None
+        return max(0.0, self.exposure_s - self.absent_s)
 
     @property
     def tail_s(self) -> float | None:
@@ -110,6 +118,7 @@ def run_kdumpd(scenario: Scenario, rep: int, devices: Devices, *, timeout: float
             idle_rss_kib=idle.rss_kib, ready_s=ready_s,
             overflows=daemon.stderr().count("event socket overflowed"),
             exit_code=code, note=note, foreign_events=foreign,
+            absent_s=measure.absent(watch.ops(), emitted.first),
         )
 
 
@@ -183,4 +192,5 @@ def run_peer(peer: peers.Peer, scenario: Scenario, rep: int, devices: Devices, *
             emitted.last - emitted.first,
             cut_after_s=None if cut is None else round(cut, 1),
             projected_exposure_s=projected, foreign_events=foreign,
+            absent_s=None if cut else measure.absent(ops, emitted.first),
         )

@@ -34,7 +34,7 @@ class Scenario:
     peers: bool = True  # also run the two peer behaviours (not for kdumpd-only cases)
     quick: bool = False  # part of --quick
     variant: str = ""  # run kdumpd through bench.patched with this drain (a proposal)
-    quiet_ms: int = 250  # kdumpd's [events] quiet_ms
+    quiet_ms: int = 50  # kdumpd's [events] quiet_ms
     source: str = "udev"  # kdumpd's [events] source
 
     @property
@@ -57,6 +57,14 @@ SCENARIOS: tuple[Scenario, ...] = (
     Scenario("burst 3840, crash_hotplug=1", (Wave(3840),), crash_hotplug="1"),
     Scenario("two bursts of 64, 2 s apart", (Wave(64), Wave(64, offset_s=2.0))),
     Scenario("62 memory + 2 cpu add", (Wave(62), Wave(2, kind="cpu", action="add"))),
+    # One DIMM of 4 blocks as the guest reports it: 4 add, then 4 online, over 0.2 s.
+    Scenario("DIMM: 4 add + 4 online over 0.2 s",
+             (Wave(4, interval_s=0.025, action="add"),
+              Wave(4, offset_s=0.1, interval_s=0.025, action="online")), quick=True),
+    # A CPU's add and online, 0.04 s apart (0.03-0.05 s in the guest with an online rule).
+    Scenario("CPU add + online 0.04 s apart",
+             (Wave(1, kind="cpu", action="add"), Wave(1, offset_s=0.04, kind="cpu",
+                                                       action="online")), quick=True),
     Scenario("overflow: burst 3840, 4 KiB socket buffer", (Wave(3840),),
              receive_buffer=4096, peers=False, quick=True),
     # Proposals, measured with kdumpd's UdevSource.drain replaced (see bench/patched.py).
@@ -75,7 +83,7 @@ IN_PROCESS_EXTRA: tuple[Scenario, ...] = (
 
 # kdumpd alone with other quiet windows: what the window costs a single event, and where
 # bursts start to split on this machine.
-SWEEP_QUIET_MS = (25, 50, 100)
+SWEEP_QUIET_MS = (25, 100, 250)
 SWEEP: tuple[Scenario, ...] = tuple(
     Scenario(f"{base.name} [quiet {q} ms]", base.waves, peers=False, quiet_ms=q)
     for q in SWEEP_QUIET_MS

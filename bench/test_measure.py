@@ -65,3 +65,18 @@ def test_plans_keep_bursts_in_order_and_space_paced_streams() -> None:
 def test_quick_selection_is_a_subset() -> None:
     quick = scenarios.select(scenarios.SCENARIOS, quick=True)
     assert 0 < len(quick) < len(scenarios.SCENARIOS)
+
+
+def test_absent_time_is_inside_loads_and_from_an_unload_to_the_next_loads_end() -> None:
+    # kdumpd: one load over the loaded image, absent for the load itself.
+    assert measure.absent([Op("load", 10.0, True)], 9.0) == pytest.approx(0.5)
+    # A peer: unload at 10.0 (0.1 s), load at 10.1: absent until 10.6.
+    peer = [Op("unload", 10.0, True), Op("load", 10.1, True)]
+    assert measure.absent(peer, 9.0) == pytest.approx(0.6)
+    # Before the first event does not count; overlapping spans count once.
+    assert measure.absent([Op("load", 8.8, True), Op("load", 9.1, True)], 9.0) == \
+        pytest.approx(0.6)
+    # A failed load leaves no crash kernel until a later good one ends.
+    assert measure.absent([Op("load", 10.0, False), Op("load", 12.0, True)], 9.0) == \
+        pytest.approx(2.5)
+    assert measure.absent([Op("unload", 10.0, True)], 9.0) == float("inf")

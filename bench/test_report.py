@@ -28,7 +28,8 @@ def test_document_renders_all_sections_and_targets() -> None:
                            sweep_scenarios=[*SWEEP, *KERNEL_SOURCE])
     assert "≈ 64 s projected" in text
     assert "## kdumpd with other quiet windows" in text
-    assert "| burst 3840 | 250 | kernel |" in text
+    assert "| burst 3840 | 50 | kernel |" in text
+    assert "## Both harms: stale time and absent time" in text
     assert "| ≤ 50 µs CPU per event in-process | 0.25 µs" in text
 
 
@@ -40,3 +41,23 @@ def test_stale_and_crashed_runs_are_shown_as_such() -> None:
     overflow = found["socket overflow: detected, monitor recreated, resync reload"]
     assert overflow.met is False and "daemon died" in overflow.figure
     assert "**stale**" in report.exposure_cell(runs)
+
+
+def test_targets_compare_one_event_with_debian_and_bursts_with_fedora() -> None:
+    one = next(s for s in SCENARIOS if s.events == 1)
+    burst = next(s for s in SCENARIOS if s.name == "burst 64")
+    runs = [_run(KDUMPD, one.name, events=1, exposure_s=0.56),
+            _run("Debian/Ubuntu", one.name, events=1, exposure_s=0.62),
+            _run(KDUMPD, burst.name, exposure_s=0.6),
+            _run("Fedora/RHEL", burst.name, exposure_s=1.1)]
+    found = {t.text: t for t in report.targets(runs, [one, burst])}
+    assert found["1 event: exposure ≤ 1.1× Debian/Ubuntu's"].met is True
+    assert found["burst 64: exposure ≤ 0.5× Fedora/RHEL's"].met is False
+    assert "0.55×" in found["burst 64: exposure ≤ 0.5× Fedora/RHEL's"].figure
+
+
+def test_the_harms_table_splits_exposure_into_stale_and_absent() -> None:
+    burst = next(s for s in SCENARIOS if s.name == "burst 64")
+    runs = [_run(KDUMPD, burst.name, exposure_s=0.6, absent_s=0.5)]
+    lines = report.harms(runs, [burst])
+    assert "| burst 64 | 0.10 / 0.50 / 0.60 | — | — |" in lines
