@@ -23,6 +23,7 @@ from kdumpd.events import SUBSYSTEMS, Event
 from kdumpd.hardware import Hardware
 from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
 from kdumpd.reloader import Outcome
+from kdumpd.retry import DELAYS_S, RetrySchedule
 from kdumpd.scheduler import Burst, ReloadScheduler
 from kdumpd.state import LastLoad, State, Store
 from kdumpd.sysfs import ABSENT, OK, RE_READ_S, Snapshot, Value
@@ -35,10 +36,7 @@ log = logging.getLogger("kdumpd")
 # old image: microseconds), kexec_crash_loaded while x86 swaps in an updated header
 # (docs/design.md).
 CONFIRM_S = RE_READ_S
-# A reload that failed for good is retried without waiting for an event (a crash kernel
-# kdumpd unloaded must come back; a stale one must become current): after these delays,
-# then every RESTORE_DELAYS_S[-1] seconds.
-RESTORE_DELAYS_S = (10.0, 30.0, 60.0, 120.0, 300.0)
+RESTORE_DELAYS_S = DELAYS_S  # the retry schedule of a reload that failed (retry.py)
 # When kdumpd takes reloads back from the distribution's rules (its backend works
 # again), the rules have just reacted to the same events: let their reload finish first.
 TAKE_BACK_S = 5.0
@@ -156,8 +154,7 @@ class Controller:
         self.state = State(boot_id=store.boot_id)
         self._reload_started_wall = 0.0
         self._loading: Hardware | None = None  # what the image being loaded describes
-        self._restore_at: float | None = None  # monotonic
-        self._restore_failures = 0
+        self._retry = RetrySchedule()
         # What crash_hotplug last read for the image loaded now (per subsystem), and the
         # kexec_crash_loaded of that read: a new image (ours, anyone's) forgets it.
         self._image_hotplug: dict[str, str] = {}
@@ -258,7 +255,7 @@ class Controller:
                                unknown_events=unknown_events)
 
     def deadline(self) -> float | None:
-        deadlines = [d for d in (self.scheduler.deadline(), self._restore_at) if d is not None]
+        deadlines = [d for d in (self.scheduler.deadline(), self._retry.due_at) if d is not None]
         if self.scheduler.running:
             return None
         return min(deadlines) if deadlines else None
@@ -272,7 +269,7 @@ class Controller:
         """
         if self.scheduler.running:
             return None
-        if self._restore_at is not None and now >= self._restore_at:
+        if self._retry.is_due(now):
             self._retry_due(now)
         burst = self.scheduler.take(now)
         if burst is None:
@@ -285,7 +282,7 @@ class Controller:
         if self.owed and is_loaded(snapshot.crash_loaded):
             log.info("a crash kernel is loaded again (not by kdumpd): nothing is owed any more")
             self._save(replace(self.state, owed=False))
-            self._restore_at = None
+            self._retry.taken()
         if self.handed_back and not self.owed:
             problem = self.backend.probe()
             if problem:
@@ -359,7 +356,7 @@ class Controller:
 
     def _retry_due(self, now: float) -> None:
         """The retry timer of a failed reload fired."""
-        self._restore_at = None
+        self._retry.taken()
         if self.owed:
             self.scheduler.request(now, (), REASON_RESTORE, due_now=True)
             return
@@ -373,9 +370,7 @@ class Controller:
         self.scheduler.request(now, SUBSYSTEMS, REASON_RETRY, due_now=True)
 
     def _schedule_retry(self, now: float) -> float:
-        delay = RESTORE_DELAYS_S[min(self._restore_failures, len(RESTORE_DELAYS_S) - 1)]
-        self._restore_failures += 1
-        self._restore_at = now + delay
+        delay = self._retry.failed(now)
         self.stats.restore_at = self._wall() + delay
         return delay
 
@@ -430,8 +425,7 @@ class Controller:
             )
         self._save(state)
         if outcome.ok:
-            self._restore_at = None
-            self._restore_failures = 0
+            self._retry.succeeded()
             self.stats.restore_at = None
             return
         delay = self._schedule_retry(now)
