@@ -1,8 +1,11 @@
-"""A fake backend for tests and demos: records loads, models the kernel in a fake sysfs.
+"""A fake backend for tests and demos: records loads, which a fake kernel carries out.
 
-Like the kernel's load syscalls, one load replaces the loaded crash image: the old image
-is freed first, so ``kexec_crash_loaded`` (and ``crash_hotplug``, which reads 0 while the
-kexec lock is held) read 0 only *inside* the load, for ``delay_ms``. A load that fails
+The loads go to a :class:`~kdumpd.fakekernel.FakeKernel` over the fake sysfs: like the
+kernel's load syscalls, one load replaces the loaded crash image and holds the kexec lock
+while it runs (``delay_ms``): ``kexec_crash_loaded`` and ``crash_hotplug`` read 0 only
+*inside* the load, a hotplug meanwhile is skipped by the kernel's own update, and a load
+that meets the lock held fails with EBUSY. ``hotplug_after_load`` chooses a
+hotplug-capable load (``kexec -s``) over a plain one (``-c``). A load that fails
 (``fail``: the first N loads) fails inside the syscall and leaves no crash kernel, the
 worst case a real backend can meet.
 
@@ -19,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from kdumpd.backends import BackendError
-from kdumpd.events import SUBSYSTEMS
+from kdumpd.fakekernel import FakeKernel, KexecBusy
 from kdumpd.sysfs import Sysfs
 
 
@@ -36,12 +39,13 @@ class FakeBackend:
         hotplug_after_load: bool = False,
         sleep: Callable[[float], None] = time.sleep,
         wall: Callable[[], float] = time.time,
+        kernel: FakeKernel | None = None,
     ) -> None:
         self.log = log
-        self._sysfs = sysfs
+        self.kernel = kernel or FakeKernel(sysfs)
         self._delay_s = delay_ms / 1000
         self._fail_left = fail
-        self._hotplug_after_load = hotplug_after_load
+        self._kind = "file" if hotplug_after_load else "plain"
         self._sleep = sleep
         self._wall = wall
 
@@ -50,12 +54,14 @@ class FakeBackend:
         ok = self._fail_left <= 0
         if not ok:
             self._fail_left -= 1
-        # Inside the syscall: the old image is freed and the kexec lock is held.
-        self._write_state(loaded="0", hotplug="0")
-        if self._delay_s:
-            self._sleep(self._delay_s)
-        if ok:
-            self._write_state(loaded="1", hotplug="1" if self._hotplug_after_load else "0")
+        try:
+            self.kernel.load(self._kind, ok=ok,
+                             during=(lambda: self._sleep(self._delay_s)) if self._delay_s
+                             else None)
+        except KexecBusy as error:
+            raise BackendError(f"fake load: {error}") from None
+        except OSError as error:
+            raise BackendError(f"fake backend cannot write the fake sysfs: {error}") from None
         line = json.dumps({"op": "load", "t": round(started, 6), "ok": ok, "pid": os.getpid()})
         try:
             fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW
@@ -68,20 +74,6 @@ class FakeBackend:
             raise BackendError(f"fake backend log {self.log}: {error.strerror}") from None
         if not ok:
             raise BackendError("fake load failed (reload.fake.fail)")
-
-    def _write_state(self, *, loaded: str, hotplug: str) -> None:
-        self._write("kernel/kexec_crash_loaded", loaded)
-        for subsystem in SUBSYSTEMS:
-            path = f"devices/system/{subsystem}/crash_hotplug"
-            if self._sysfs.path(path).exists():
-                self._write(path, hotplug)
-
-    def _write(self, relative: str, value: str) -> None:
-        path = self._sysfs.path(relative)
-        try:
-            path.write_text(value + "\n", encoding="ascii")
-        except OSError as error:
-            raise BackendError(f"fake backend cannot write {path}: {error.strerror}") from None
 
     def probe(self) -> str | None:
         return None

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from kdumpd.controller import (
     run_pending,
 )
 from kdumpd.events import Event
+from kdumpd.fakekernel import SKIP_LINE, FakeKernel
 from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Outcome, Reloader
@@ -921,3 +923,82 @@ def test_a_skip_while_reloads_are_handed_back_is_decided_on_at_the_take_back(
     rig.reloader = Reloader(backend, rig.sysfs, retries=0)
     rig.settle()  # taken back, then the skip seen meanwhile reloads despite crash_hotplug=1
     assert backend.loads == 1
+
+
+def on_the_fake_kernel(root: Path, clock: FakeClock, *, arch: str = "x86_64",
+                       during: Callable[[FakeKernel], None] | None = None) -> Rig:
+    """A rig whose loads go to the fake kernel and take 0.5 s of fake time; ``during`` runs
+    inside the first one (with the kexec lock held)."""
+    rig = Rig(root, clock, arch=arch)
+    pending = [during] if during else []
+
+    def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+        if pending:
+            pending.pop()(rig.backend.kernel)
+
+    rig.backend = FakeBackend(rig.log, rig.sysfs, delay_ms=500, hotplug_after_load=True,
+                              sleep=sleep, wall=clock)
+    rig.controller.backend = rig.backend
+    rig.reloader = Reloader(rig.backend, rig.sysfs, retries=0, sleep=clock.advance,
+                            clock=clock)
+    return rig
+
+
+def hotplug(rig: Rig, kernel: FakeKernel, block: str, *actions: str) -> None:
+    """The kernel does each action, and udev delivers its event to kdumpd."""
+    for action in actions:
+        kernel.hotplug("memory", action, block)
+        rig.feed([Event("memory", action, f"/devices/system/memory/{block}")])
+
+
+def test_on_the_fake_kernel_a_dimm_during_our_load_and_its_removal_end_current(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = on_the_fake_kernel(
+        root, clock, during=lambda k: hotplug(rig, k, "memory9", "add", "online"))
+    kernel = rig.backend.kernel
+    rig.feed(memory_events(1))  # a crash_hotplug=0 image: kdumpd reloads...
+    rig.settle()
+    assert kernel.log == [SKIP_LINE]  # ...and the DIMM came online inside that load
+    assert rig.ops() == ["load", "load"] and kernel.image_current()
+    clock.advance(5)
+    hotplug(rig, kernel, "memory9", "offline", "remove")
+    assert not kernel.image_current()  # x86's own update keeps the removed block
+    rig.settle()
+    assert rig.ops() == ["load", "load", "load"] and kernel.image_current()
+
+
+def test_on_the_fake_kernel_a_removal_is_missed_without_the_x86_rule(
+    root: Path, clock: FakeClock
+) -> None:
+    # The control: decide as on powerpc (whose update takes the range out) over an x86
+    # kernel, and the removed block stays in the header.
+    rig = on_the_fake_kernel(root, clock, arch="ppc64le")
+    kernel = rig.backend.kernel
+    rig.feed(memory_events(1))
+    rig.settle()
+    clock.advance(5)
+    hotplug(rig, kernel, "memory9", "add", "online")
+    rig.settle()
+    assert kernel.image_current() and rig.ops() == ["load"]
+    clock.advance(5)
+    hotplug(rig, kernel, "memory9", "offline", "remove")
+    rig.settle()
+    assert rig.ops() == ["load"] and not kernel.image_current()
+
+
+def test_on_the_fake_kernel_a_skip_after_our_load_is_caught_from_the_kernel_log(
+    root: Path, clock: FakeClock
+) -> None:
+    # Someone else's load holds the lock while a DIMM comes online, well after any load of
+    # kdumpd's: crash_hotplug reads 1 and only the kernel's log says the image is stale.
+    rig = on_the_fake_kernel(root, clock)
+    kernel = rig.backend.kernel
+    kernel.load("file", during=lambda: hotplug(rig, kernel, "memory9", "add", "online"))
+    rig.settle()
+    assert rig.ops() == [] and not kernel.image_current()  # crash_hotplug=1: skipped
+    for line in kernel.log:
+        rig.controller.on_kernel_skip(clock(), line)
+    rig.settle()
+    assert rig.ops() == ["load"] and kernel.image_current()
