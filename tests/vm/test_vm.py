@@ -38,7 +38,7 @@ from .results import BurstResult, RunResults, ScenarioResult
 
 DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKIPPED,
              journal_ids.WOULD_RELOAD}
-SCENARIOS = 17  # scenario() calls in a full run: 1-16, scenario 10 twice
+SCENARIOS = 18  # scenario() calls in a full run: 1-17, scenario 10 twice
 QUIET_S = 0.25  # [events] quiet_ms of the guest's config
 # udev's timestamps are not kdumpd's: a pause this close to quiet_ms at udev may be longer
 # than quiet_ms when kdumpd receives the events, and so may end a burst (seen once: a
