@@ -767,7 +767,7 @@ def test_9_hotplug_during_kdumpds_own_load_gives_one_more_reload(
     d.stop_kdumpd(vm)
     d.kexec_load(vm, trixie.release, ["-c"])
     fresh_state(vm)  # the earlier scenarios changed the hardware: no start-up decision
-    d.restart_kdumpd(vm)
+    restart_with(trixie, trixie.config(load="auto"))  # its own, not an earlier scenario's
     vm.sh.run("dmesg -C")
 
     def cpu_then_dimm_inside_the_load() -> None:
