@@ -116,6 +116,9 @@ def test_s390_never_reloads_for_the_header() -> None:
     assert not decide({"cpu", "memory"}, stale, arch="s390").reload
     assert decide({"cpu", "memory"}, stale, arch="s390x", owed=True).reload is False  # loaded
     assert decide({"cpu"}, snap(Value("0")), arch="s390x", owed=True).reload
+    odd = decide({"cpu"}, snap(Value("2")), arch="s390x")
+    assert not odd.reload and odd.warnings == (
+        "kexec_crash_loaded reads '2'; assuming a crash kernel is loaded",)
 
 
 def test_only_the_subsystems_of_the_burst_count() -> None:

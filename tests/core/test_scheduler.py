@@ -74,6 +74,7 @@ def test_a_request_schedules_its_subsystems_without_counting_events(clock: FakeC
     burst = s.take(clock())
     assert burst is not None
     assert burst.reasons == ("events were lost",)
+    assert burst.missed == "" and burst.actions == frozenset() and not burst.follow_up
     assert burst.events == 0 and burst.first is None
     assert burst.subsystems == {"cpu", "memory"}
 
@@ -234,3 +235,16 @@ def test_bursts_carry_their_actions_and_requests_for_unknown_events_any(
     s.defer(burst, clock())
     again = s.take(clock() + 0.25)
     assert again is not None and again.actions == burst.actions
+
+
+def test_a_deferred_follow_up_stays_a_follow_up(clock: FakeClock) -> None:
+    s = ReloadScheduler(0.05, 3.0, follow_up_quiet_s=0.25)
+    s.reload_started()
+    s.add(MEM, clock())
+    s.reload_finished(clock())
+    burst = s.take(clock() + 0.25)
+    assert burst is not None and burst.follow_up
+    clock.advance(5.0)  # long after the grace period
+    s.defer(burst, clock())
+    again = s.take(clock() + 0.25)
+    assert again is not None and again.follow_up

@@ -94,6 +94,9 @@ def test_crash_reservation_is_the_sum_of_the_crash_kernel_ranges() -> None:
     # Without CAP_SYS_ADMIN every address reads 0: reserved, size unknown.
     assert crash_reservation("00000000-00000000 : Crash kernel\n") == Reservation(True, None)
     assert crash_reservation("zz-yy : Crash kernel\n") == Reservation(True, None)
+    # A line that cannot be read does not hide the ones after it.
+    assert crash_reservation("zz-yy : Crash kernel\n  10000000-1fffffff : Crash kernel\n"
+                             ) == Reservation(True, 256 * 2**20)
 
 
 def test_present_pages_sum_every_zone() -> None:
