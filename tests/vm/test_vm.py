@@ -935,20 +935,24 @@ def test_17_the_kernels_skipped_updates_and_hot_remove_with_a_kernel_updated_ima
                      f"--initrd=/boot/initrd-small-{guest.release}.img",
                      f"'--append={d.CRASH_APPEND}'"])
     cursor = d.journal_cursor(vm)
-    vm.sh.run("dmesg -C; touch /run/kdumpd-load-loop; nohup sh -c 'while [ -e "
-              f"/run/kdumpd-load-loop ]; do {load}; done' >/dev/null 2>&1 &")
+    vm.sh.write_file("/root/load-loop.sh", "#!/bin/sh\nwhile [ -e /run/kdumpd-load-loop ]; "
+                     f"do {load} >>/root/load-loop.log 2>&1; done\n")
+    vm.sh.run("dmesg -C; touch /run/kdumpd-load-loop; "
+              "nohup sh /root/load-loop.sh >/dev/null 2>&1 &")
     vm.sh.run("sleep 1")
     guest.hotplug.add_dimm()
     vm.sh.run("udevadm settle -t 60; sleep 2; rm -f /run/kdumpd-load-loop; "
               "while pgrep -x kexec >/dev/null; do sleep 0.2; done", timeout=120)
     skipped = vm.sh.run(f"dmesg | grep '{SKIP_LINE}' || true").output.strip()
+    loops = vm.sh.run("grep -c . /root/load-loop.log || true").output.strip()
     entries = d.wait_journal(vm, cursor, lambda es: not skipped or any(
         e.message_id == journal_ids.RELOAD_DONE for e in es), timeout=120)
     said_2 = messages(entries)
     reloads_2 = sum(e.message_id == journal_ids.RELOAD_DONE for e in entries)
     result.notes.append(f"(2) DIMM hot-add during a loop of foreign `kexec -s -p` loads: "
                         f"kernel: {skipped.splitlines()[0] if skipped else '(no skip line)'} "
-                        f"({len(skipped.splitlines())} line(s)); kdumpd: {reloads_2} "
+                        f"({len(skipped.splitlines())} line(s); the loop's kexec printed "
+                        f"{loops} line(s)); kdumpd: {reloads_2} "
                         "reload(s); it said: " + " | ".join(said_2))
     if skipped:
         assert any("kexec_trylock() failed" in m for m in said_2), said_2
