@@ -191,7 +191,7 @@ class Controller:
         """
         state = self.store.load()
         hardware = self.hardware()
-        self._remember(self.snapshot(SUBSYSTEMS))  # what the image loaded at start says
+        self._remember(self._read(SUBSYSTEMS))  # what the image loaded at start says
         if state is None and kernel_skips:
             log.warning("the kernel skipped %d hotplug update(s) of the crash kernel's header "
                         "this boot, before kdumpd ran: deciding over both subsystems",
@@ -239,8 +239,11 @@ class Controller:
         """The kernel logged that it skipped a hotplug update of the header (someone held
         the kexec lock): the image may lack the change whatever crash_hotplug says. While a
         load of ours runs the request joins the follow-up burst."""
-        log.warning("kernel: %s: deciding over both subsystems", message.strip(),
-                    extra={"MESSAGE_ID": journal_ids.KERNEL_SKIPPED})
+        # One line per decision, not per message: a load can hold the lock over dozens.
+        level = logging.DEBUG if self.scheduler.has_reason(REASON_KERNEL_SKIPPED) \
+            else logging.WARNING
+        log.log(level, "kernel: %s: deciding over both subsystems", message.strip(),
+                extra={"MESSAGE_ID": journal_ids.KERNEL_SKIPPED})
         self.request(now, SUBSYSTEMS, REASON_KERNEL_SKIPPED, missed=True)
 
     def request(
@@ -274,7 +277,7 @@ class Controller:
         burst = self.scheduler.take(now)
         if burst is None:
             return None
-        snapshot = self.snapshot(burst.subsystems)
+        snapshot = self._read(burst.subsystems)
         fields = burst_fields(burst)
         fields["KDUMPD_CRASH_HOTPLUG"] = ",".join(
             f"{s}={snapshot.crash_hotplug[s]}" for s in sorted(snapshot.crash_hotplug)
@@ -326,6 +329,16 @@ class Controller:
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _read(self, subsystems: Collection[str]) -> Snapshot:
+        """kexec_crash_loaded, then crash_hotplug only when an image is loaded: a read of
+        crash_hotplug takes the kexec lock, and while someone else's load holds it (the
+        image freed: kexec_crash_loaded 0) the kernel logs the skip line for the read
+        itself, which would ask for the next decision, and so on while the load runs."""
+        loaded = self.snapshot(())
+        if is_unloaded(loaded.crash_loaded):
+            return loaded
+        return self.snapshot(subsystems)
 
     def _zero_known(self, snapshot: Snapshot) -> bool:
         """Every crash_hotplug that reads 0 now read 0 the last time too, for the same
@@ -380,7 +393,7 @@ class Controller:
                  extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
         if self.dry_run:
             return
-        snapshot = self.snapshot(SUBSYSTEMS)
+        snapshot = self._read(SUBSYSTEMS)
         if kernel_keeps_current(snapshot):
             # The kernel keeps the image current: it describes the hardware of now.
             hardware = self.hardware()
@@ -392,7 +405,7 @@ class Controller:
     def reload_finished(self, burst: Burst, outcome: Outcome, now: float) -> None:
         self.scheduler.reload_finished(now)
         self._forget_image()  # a load ran: whatever crash_hotplug read before is void
-        self._remember(self.snapshot(SUBSYSTEMS))  # what the image loaded now says
+        self._remember(self._read(SUBSYSTEMS))  # what the image loaded now says
         fields = {
             **burst_fields(burst),
             "KDUMPD_RELOAD_DURATION_MS": round(outcome.duration_s * 1000),

@@ -97,6 +97,10 @@ class ReloadScheduler:
         """True when events or requests wait for a decision."""
         return self._first_at is not None
 
+    def has_reason(self, reason: str) -> bool:
+        """True when a request for ``reason`` waits for a decision."""
+        return reason in self._reasons
+
     def _touch(self, now: float) -> None:
         if self._first_at is None:
             self._first_at = now

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import Burst, ReloadScheduler
 from kdumpd.state import LastLoad, MemoryStore, State
-from kdumpd.sysfs import Sysfs
+from kdumpd.sysfs import Snapshot, Sysfs
 
 
 def memory_events(n: int) -> list[Event]:
@@ -1002,3 +1002,41 @@ def test_on_the_fake_kernel_a_skip_after_our_load_is_caught_from_the_kernel_log(
         rig.controller.on_kernel_skip(clock(), line)
     rig.settle()
     assert rig.ops() == ["load"] and kernel.image_current()
+
+
+def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: FakeClock) -> None:
+    # A read of crash_hotplug takes the kexec lock: while someone else's load holds it
+    # (kexec_crash_loaded 0) the kernel would log its skip line for the read itself.
+    fakesysfs.build(root, crash_loaded="0")
+    rig = Rig(root, clock)
+    asked: list[tuple[str, ...]] = []
+
+    def snapshot(subsystems: Collection[str]) -> Snapshot:
+        asked.append(tuple(sorted(subsystems)))
+        return rig.sysfs.snapshot(subsystems)
+
+    rig.controller.snapshot = snapshot
+    rig.controller.start(clock())
+    rig.controller.on_kernel_skip(clock(), SKIP_LINE)
+    rig.feed(memory_events(2))
+    rig.settle()
+    assert asked and all(a == () for a in asked) and rig.ops() == []
+    fakesysfs.build(root, crash_loaded="1")
+    rig.feed(memory_events(1))
+    rig.settle()
+    assert ("memory",) in asked  # loaded again: read as before
+
+
+def test_a_storm_of_skip_lines_is_one_warning_per_decision(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    with caplog.at_level(logging.DEBUG, logger="kdumpd"):
+        for _ in range(5):
+            rig.controller.on_kernel_skip(clock(), SKIP_LINE)
+        rig.settle()
+        rig.controller.on_kernel_skip(clock(), SKIP_LINE)
+    warned = [r for r in caplog.records if r.levelno == logging.WARNING
+              and "kexec_trylock" in r.getMessage()]
+    assert len(warned) == 2 and rig.ops() == ["load"]
