@@ -1040,3 +1040,17 @@ def test_a_storm_of_skip_lines_is_one_warning_per_decision(
     warned = [r for r in caplog.records if r.levelno == logging.WARNING
               and "kexec_trylock" in r.getMessage()]
     assert len(warned) == 2 and rig.ops() == ["load"]
+
+
+def test_the_start_says_how_many_skips_it_found_and_a_plain_request_waits_its_quiet(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.controller.start(clock(), kernel_skips=3)
+    assert ("the kernel skipped 3 hotplug update(s) of the crash kernel's header this boot, "
+            "before kdumpd ran: deciding over both subsystems") in caplog.messages
+    assert rig.controller.deadline() == pytest.approx(clock() + 0.25)  # not due at once
+    rig.controller.request(clock(), ["cpu"], "kdumpd reload")
+    assert rig.controller.deadline() == pytest.approx(clock() + 0.25)
