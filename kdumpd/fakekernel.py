@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 from kdumpd.events import SUBSYSTEMS
@@ -82,7 +81,7 @@ class FakeKernel:
         self.hardware = Hardware(frozenset({"memory8"}), frozenset({"memory8"}),
                                  frozenset({"cpu0"}), frozenset({"cpu0"}))
         loaded = sysfs.crash_loaded().text == "1"
-        updates = read_text(sysfs.crash_hotplug_path("memory")) == "1"
+        updates = sysfs.read("devices/system/memory/crash_hotplug").text == "1"
         self.kind: str | None = ("file" if updates else "plain") if loaded else None
         self.describes: Hardware | None = self._header_of(self.hardware) if loaded else None
         self._building: Hardware | None = None  # the header of the load in progress
@@ -225,36 +224,27 @@ class FakeKernel:
         (root / "proc/zoneinfo").write_text(f"Node 0, zone   Normal\n        present  {pages}\n")
 
 
-def read_text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
 def _apply(hardware: Hardware, subsystem: str, action: str, name: str) -> Hardware:
-    one = frozenset({name})
     if subsystem == "memory":
-        memory, online = hardware.memory, hardware.online_memory
-        if action == "add":
-            memory = memory | one
-        elif action == "remove":
-            memory, online = memory - one, online - one
-        elif action == "online":
-            online = online | one
-        elif action == "offline":
-            online = online - one
+        memory, online = _step(hardware.memory, hardware.online_memory, action, name)
         return Hardware(memory, online, hardware.cpus, hardware.online_cpus)
-    cpus, online = hardware.cpus, hardware.online_cpus
-    if action == "add":
-        cpus = cpus | one
-    elif action == "remove":
-        cpus, online = cpus - one, online - one
-    elif action == "online":
-        online = online | one
-    elif action == "offline":
-        online = online - one
+    cpus, online = _step(hardware.cpus, hardware.online_cpus, action, name)
     return Hardware(hardware.memory, hardware.online_memory, cpus, online)
+
+
+def _step(present: frozenset[str], online: frozenset[str], action: str, name: str
+          ) -> tuple[frozenset[str], frozenset[str]]:
+    """One device's action on the (present, online) sets of its subsystem."""
+    one = frozenset({name})
+    if action == "add":
+        return present | one, online
+    if action == "remove":
+        return present - one, online - one
+    if action == "online":
+        return present, online | one
+    if action == "offline":
+        return present, online - one
+    return present, online
 
 
 def _number(name: str) -> int:
