@@ -613,6 +613,15 @@ def fresh_state(vm: Vm) -> None:
     vm.sh.run("rm -f /var/lib/kdumpd/state.json")
 
 
+def start_fresh(guest: Guest, flags: list[str], *, load: str) -> None:
+    """Stop kdumpd, load the crash kernel with ``kexec -p <flags>``, forget kdumpd's state
+    and start it with load mode ``load``: a scenario that owes nothing to the ones before."""
+    d.stop_kdumpd(guest.vm)
+    d.kexec_load(guest.vm, guest.release, flags)
+    fresh_state(guest.vm)
+    restart_with(guest, guest.config(load=load))
+
+
 def messages(entries: list[d.JournalEntry]) -> list[str]:
     return [e.get("MESSAGE") for e in entries]
 
@@ -631,10 +640,7 @@ def test_7_restarts_and_kills_keep_a_current_crash_kernel(
         "SIGKILL; systemd restarts kdumpd.",
     )
     vm = trixie.vm
-    d.stop_kdumpd(vm)
-    d.kexec_load(vm, trixie.release, ["-c"])
-    fresh_state(vm)
-    restart_with(trixie, trixie.config(load="auto"))
+    start_fresh(trixie, ["-c"], load="auto")
 
     # (a) hotplug while kdumpd is not running
     d.stop_kdumpd(vm)
@@ -764,10 +770,9 @@ def test_9_hotplug_during_kdumpds_own_load_gives_one_more_reload(
         "more although crash_hotplug reads 1 afterwards.",
     )
     vm = trixie.vm
-    d.stop_kdumpd(vm)
-    d.kexec_load(vm, trixie.release, ["-c"])
-    fresh_state(vm)  # the earlier scenarios changed the hardware: no start-up decision
-    restart_with(trixie, trixie.config(load="auto"))  # its own, not an earlier scenario's
+    # Its own configuration, not an earlier scenario's; fresh state: the earlier scenarios
+    # changed the hardware, and no start-up decision is wanted.
+    start_fresh(trixie, ["-c"], load="auto")
     vm.sh.run("dmesg -C")
 
     def cpu_then_dimm_inside_the_load() -> None:
@@ -915,10 +920,7 @@ def test_17_the_kernels_skipped_updates_and_hot_remove_with_a_kernel_updated_ima
         "missing and on EXTRA ranges.",
     )
     vm = guest.vm
-    d.stop_kdumpd(vm)
-    d.kexec_load(vm, guest.release, ["-s"])
-    fresh_state(vm)
-    restart_with(guest, guest.config(load="auto"))
+    start_fresh(guest, ["-s"], load="auto")
     vm.sh.run("dmesg -C")
 
     # (1) status polled during a hotplug the kernel handles itself.
