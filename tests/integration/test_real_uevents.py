@@ -40,7 +40,7 @@ class Daemon:
     """`kdumpd run` with its own NOTIFY_SOCKET, so the test knows when it listens."""
 
     def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300, extra: str = "",
-                 source: str = "udev") -> None:
+                 source: str = "udev", hotplug_after_load: bool = False) -> None:
         self.log = tmp / "fake.log"
         self.config = tmp / "kdumpd.toml"
         self.config.write_text(
@@ -48,6 +48,7 @@ class Daemon:
             f'[events]\nsource = "{source}"\nquiet_ms = {quiet_ms}\n'
             f'{extra}'
             f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{self.log}"\ndelay_ms = 100\n'
+            f'hotplug_after_load = {str(hotplug_after_load).lower()}\n'
             f'[rule]\nstate = "ignore"\nhandover = "{tmp}/handles-reload"\n'
         )
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
