@@ -40,7 +40,7 @@ class Daemon:
     """`kdumpd run` with its own NOTIFY_SOCKET, so the test knows when it listens."""
 
     def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300, extra: str = "",
-                 source: str = "udev", hotplug_after_load: bool = False) -> None:
+                 *, source: str = "udev", hotplug_after_load: bool = False) -> None:
         self.log = tmp / "fake.log"
         self.config = tmp / "kdumpd.toml"
         self.config.write_text(
