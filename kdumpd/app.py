@@ -42,7 +42,7 @@ def backend_name(cfg: Config) -> str:
 def image_source(cfg: Config, root: Path, release: str | None = None,
                  machine: str | None = None) -> Callable[[], CrashImage]:
     """The crash image a reload loads, read again at every reload: the distribution's
-    (backends/distro.py), with kdumpd's own [reload] kernel/initrd/append where set."""
+    (backends/distro/), with kdumpd's own [reload] kernel/initrd/append where set."""
     uname = os.uname()
     release = release or uname.release
     machine = machine or uname.machine

@@ -1,0 +1,48 @@
+"""The crash kernel a reload loads, and where each of its parts came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DistroError(Exception):
+    """The distribution's kdump configuration cannot be used; one line naming the file."""
+
+
+@dataclass(frozen=True)
+class CrashImage:
+    """The crash kernel a reload loads, and where each part came from."""
+
+    kernel: Path
+    initrd: Path | None
+    append: str
+    initrd_required: bool = False  # the distribution boots its dump path from an initrd
+    family: str = "configured"  # "debian", "fedora", "suse", "generic" (none found)
+    kernel_from: str = "reload.kernel"
+    initrd_from: str = "reload.initrd"
+    append_from: str = "reload.append"
+    config_file: str = ""  # the distribution's kdump configuration it was read from
+
+    def sources(self) -> dict[str, str]:
+        """What would be loaded and where each part came from, for `kdumpd status`."""
+        return {
+            "kernel": f"{self.kernel} ({self.kernel_from})",
+            "initrd": f"{self.initrd or 'none'} ({self.initrd_from})",
+            "append": f"{self.append} ({self.append_from})",
+        }
+
+
+def with_overrides(image: CrashImage, kernel: str, initrd: str, append: str) -> CrashImage:
+    """kdumpd's own [reload] kernel/initrd/append, where set, win over the distribution's."""
+    return CrashImage(
+        Path(kernel) if kernel else image.kernel,
+        Path(initrd) if initrd else image.initrd,
+        append or image.append,
+        image.initrd_required and not initrd,
+        image.family,
+        "reload.kernel" if kernel else image.kernel_from,
+        "reload.initrd" if initrd else image.initrd_from,
+        "reload.append" if append else image.append_from,
+        image.config_file,
+    )

@@ -1,0 +1,68 @@
+"""openSUSE's and SLES's kdump (``/usr/lib/kdump/load.sh``).
+
+It reads ``/etc/sysconfig/kdump``; kernel ``/var/lib/kdump/kernel``, initrd
+``/var/lib/kdump/initrd``; the command line of ``build_kdump_commandline`` (not its Xen
+serial console).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from kdumpd.backends.distro.files import (
+    SYSCONFIG,
+    boot_cpu_apicid,
+    exists,
+    proc_cmdline,
+    squeeze,
+)
+from kdumpd.backends.distro.image import CrashImage
+from kdumpd.backends.distro.shellvars import read_shell_vars
+
+SUSE_REMOVED = ("root|resume|crashkernel|splash|mem|BOOT_IMAGE|showopts|zfcp\\.allow_lun_scan|"
+                "hugepages|acpi_no_memhotplug|cgroup_disable|unknown_nmi_panic|"
+                "rd\\.udev\\.children-max")
+
+
+def suse(root: Path, release: str, machine: str) -> CrashImage:
+    settings = read_shell_vars(root, SYSCONFIG)
+    commandline = settings.get("KDUMP_COMMANDLINE", "")
+    if not commandline:
+        commandline = _remove_options(proc_cmdline(root), SUSE_REMOVED)
+        cpus = settings.get("KDUMP_CPUS") or "32"  # kdump-read-config.sh's default
+        if not re.fullmatch(r"-?[0-9]+", cpus):
+            cpus = "32"  # kdump-read-config.sh ignores a value that is not a number
+        if exists(root, "/proc/xen"):
+            cpus = "1"  # load.sh: makedumpfile cannot use threads on Xen
+        nr_cpus = f"nr_cpus={cpus}" if int(cpus) != 0 else ""
+        commandline += (" sysrq=yes reset_devices acpi_no_memhotplug cgroup_disable=memory "
+                        f"nokaslr numa=off irqpoll {nr_cpus} root=kdump rootflags=bind "
+                        "rd.udev.children-max=8")
+        if re.fullmatch(r"i.86|x86_64", machine):
+            apicid = boot_cpu_apicid(root, "initial apicid")
+            if apicid:
+                commandline += f" disable_cpu_apicid={apicid}"
+            commandline = _remove_options(commandline, "unknown_nmi_panic|notsc|console=hvc0")
+        elif machine.startswith("s390"):
+            commandline += " zfcp.allow_lun_scan=0"
+    commandline += " " + settings.get("KDUMP_COMMANDLINE_APPEND", "")
+    if _remove_options(commandline, "panic") == squeeze(commandline):
+        commandline += " panic=1"
+    return CrashImage(
+        Path("/var/lib/kdump/kernel"), Path("/var/lib/kdump/initrd"), squeeze(commandline),
+        True, "suse",
+        "load.sh's /var/lib/kdump/kernel", "load.sh's /var/lib/kdump/initrd (mkdumprd)",
+        f"load.sh's build_kdump_commandline ({SYSCONFIG})", SYSCONFIG,
+    )
+
+
+def _remove_options(cmdline: str, names: str) -> str:
+    """Drop words whose option name matches the regex alternation ``names`` (SUSE's
+    remove_from_commandline: ``^(names)(=|$)`` on each word, quotes ignored)."""
+    pattern = re.compile(f"^({names})(=|$)")
+    return squeeze(" ".join(w for w in _words(cmdline) if not pattern.match(w.replace('"', ""))))
+
+
+def _words(cmdline: str) -> list[str]:
+    return re.findall(r'(?:"[^"]*"?|[^"\s])+', cmdline)
