@@ -27,6 +27,7 @@ from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
 from kdumpd.hardware import read_hardware
 from kdumpd.kernel_log import FakeKernelLog
+from kdumpd.looptime import RealTime
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import FakeSource
@@ -49,6 +50,17 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
+class CountingTime(RealTime):
+    """The daemon's monotonic clock, counted: an idle loop must not spin."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return super().__call__()
+
+
 class Harness:
     def __init__(self, root: Path, *, delay_ms: int = 0, fail: int = 0, retries: int = 0,
                  reconfigure: Callable[[], Parts | None] = lambda: None,
@@ -66,7 +78,7 @@ class Harness:
         self.source = FakeSource()
         self.source.kind = source_kind
         self.notes: list[str] = []
-        self.clock_reads = 0
+        self.clock = CountingTime()
         self.store = store or MemoryStore()
         backend = backend or FakeBackend(self.log, self.sysfs, delay_ms=delay_ms, fail=fail)
         parts = Parts(Reloader(backend, self.sysfs, retries), self.sysfs, QUIET_S, 1.0, 30.0,
@@ -81,11 +93,6 @@ class Harness:
                              udev_watch_s=udev_watch_s, clock=self.clock,
                              rules_watch=rules_watch, rules_watch_s=rules_watch_s,
                              kernel_log=kernel_log)
-
-    def clock(self) -> float:
-        """The daemon's monotonic clock, counted: an idle loop must not spin."""
-        self.clock_reads += 1
-        return time.monotonic()
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -478,9 +485,9 @@ def test_an_idle_daemon_sleeps_instead_of_spinning(root: Path, watchdog_s: float
                 rules_watch=lambda: None, rules_watch_s=10.0)
 
     def script(h: Harness) -> None:
-        before = h.clock_reads
+        before = h.clock.reads
         time.sleep(0.5)
-        h.idle_reads = h.clock_reads - before  # type: ignore[attr-defined]
+        h.idle_reads = h.clock.reads - before  # type: ignore[attr-defined]
 
     h.run(script)
     assert h.idle_reads < 20  # type: ignore[attr-defined]

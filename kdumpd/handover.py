@@ -1,0 +1,44 @@
+"""The hand-over file: while it exists, the distribution's kdump udev rules leave reloads
+to kdumpd (see rules.d/ and docs/rules.md)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("kdumpd")
+
+
+class Handover:
+    """Holds or releases the hand-over file at ``path`` (None: nothing to tell, as in
+    dry-run). A failure is logged, never raised: the loop keeps serving."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.held = False
+
+    def hold(self, present: bool) -> None:
+        """Create (with kdumpd's PID) or remove the file."""
+        self.held = present
+        if self.path is None:
+            return
+        try:
+            if present:
+                _write_pid(self.path)
+            else:
+                self.path.unlink(missing_ok=True)
+        except OSError as error:
+            log.error("cannot %s hand-over file %s: %s",
+                      "create" if present else "remove", self.path, error.strerror)
+
+
+def _write_pid(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Never through a symlink: root must not truncate a file someone pointed the name at.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o644)
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
