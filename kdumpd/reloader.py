@@ -45,12 +45,16 @@ class Reloader:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        wait: Callable[[threading.Event, float], bool] = lambda event, s: event.wait(s),
     ) -> None:
+        """``sleep`` waits between attempts; ``wait(cancel, s)`` does when a ``cancel`` is
+        given, returning early (True) once it is set. Both are real time unless injected."""
         self.backend = backend
         self._sysfs = sysfs
         self._delays = backoff_delays(retries)
         self._sleep = sleep
         self._clock = clock
+        self._wait = wait
 
     def reload(
         self,
@@ -84,7 +88,7 @@ class Reloader:
                 break
             on_retry(attempts, error, delay)
             if cancel is not None:
-                if cancel.wait(delay):
+                if self._wait(cancel, delay):
                     break
             else:
                 self._sleep(delay)

@@ -1,0 +1,170 @@
+"""The whole daemon loop on virtual time (looptime.MockTime, autojumping).
+
+Events, kernel messages and the stop are scripted at virtual times; the loop jumps from
+deadline to deadline, a load takes virtual time (the fake backend sleeps on the same
+clock), and each test asserts exact counts at exact virtual times in milliseconds of wall
+time. The threading itself (a reload thread beside the loop, SIGTERM during a load) is
+tested on the real clock in test_daemon.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+import pytest
+
+from kdumpd import fakesysfs
+from kdumpd.backends.fake import FakeBackend
+from kdumpd.controller import Controller
+from kdumpd.daemon import Daemon, Parts
+from kdumpd.events import Event
+from kdumpd.hardware import read_hardware
+from kdumpd.kernel_log import FakeKernelLog
+from kdumpd.looptime import MockTime, Stalled
+from kdumpd.reloader import Reloader
+from kdumpd.scheduler import FOLLOW_UP_QUIET_S, ReloadScheduler
+from kdumpd.source import FakeSource
+from kdumpd.state import MemoryStore
+from kdumpd.sysfs import Sysfs
+
+QUIET_S = 0.05
+T0 = 1000.0
+SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
+
+
+def events(n: int, subsystem: str = "memory") -> list[Event]:
+    return [Event(subsystem, "online", f"/devices/system/{subsystem}/{subsystem}{i}")
+            for i in range(n)]
+
+
+class Virtual:
+    """A daemon whose clock, loads and re-reads all run on one MockTime."""
+
+    def __init__(self, root: Path, *, load_s: float = 0.0, fail: int = 0, retries: int = 0,
+                 udev_alive: list[bool] | None = None, kernel_log: FakeKernelLog | None = None,
+                 watchdog_s: float | None = None) -> None:
+        self.time = MockTime(T0)
+        self.sysfs = Sysfs(root, sleep=self.time.sleep)
+        self.log = root / "fake.log"
+        self.source = FakeSource()
+        self.source.kind = "udev" if udev_alive else "kernel"
+        self.notes: list[str] = []
+        backend = FakeBackend(self.log, self.sysfs, delay_ms=int(load_s * 1000), fail=fail,
+                              sleep=self.time.sleep, wall=self.time)
+        parts = Parts(Reloader(backend, self.sysfs, retries, sleep=self.time.sleep,
+                               clock=self.time, wait=self.wait),
+                      self.sysfs, QUIET_S, 1.0, 30.0, hardware=lambda: read_hardware(root),
+                      source="auto")
+        self.controller = Controller(
+            ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot, store=MemoryStore(),
+            hardware=parts.hardware, backend=backend, wall=self.time,
+        )
+        alive = udev_alive
+        self.daemon = Daemon(
+            self.controller, self.source, parts, reconfigure=lambda: None,
+            notify=self.notes.append, handover=root / "run" / "handles-reload",
+            clock=self.time, watchdog_s=watchdog_s,
+            udev_alive=(lambda: alive[0]) if alive else None, kernel_log=kernel_log,
+        )
+
+    def wait(self, cancel: threading.Event, seconds: float) -> bool:
+        """The reloader's wait between attempts, on virtual time."""
+        self.time.sleep(seconds)
+        return cancel.is_set()
+
+    def at(self, offset: float, action: object) -> None:
+        assert callable(action)
+        self.time.at(T0 + offset, action)
+
+    def run_until(self, offset: float) -> int:
+        self.time.at(T0 + offset, self.daemon.request_stop)
+        return self.daemon.run()
+
+    def loads(self) -> list[float]:
+        """When each load started, in virtual seconds after T0."""
+        if not self.log.exists():
+            return []
+        return [round(json.loads(line)["t"] - T0, 3)
+                for line in self.log.read_text().splitlines()]
+
+
+def test_a_burst_reloads_once_exactly_one_quiet_window_after_its_last_event(
+    root: Path,
+) -> None:
+    v = Virtual(root)
+    v.at(1.0, lambda: v.source.push(events(32)))
+    v.at(1.02, lambda: v.source.push(events(32)))
+    assert v.run_until(60.0) == 0
+    assert v.loads() == [round(1.02 + QUIET_S, 3)]
+    assert v.controller.stats.reloads == 1
+    assert any(n.startswith("STATUS=events 64, skipped 0, reloads 1") for n in v.notes)
+    assert v.time() == T0 + 60.0  # the loop slept through the idle hour in one jump
+
+
+def test_events_during_a_load_give_exactly_one_follow_up_after_it(root: Path) -> None:
+    v = Virtual(root, load_s=2.0)
+    v.at(1.0, lambda: v.source.push(events(10)))
+    for k in range(5):  # all while the 2 s load runs
+        v.at(1.5 + 0.2 * k, lambda: v.source.push(events(20)))
+    assert v.run_until(60.0) == 0
+    first, follow_up = v.loads()
+    assert first == round(1.0 + QUIET_S, 3)
+    # After the first load ended, never beside it, and no later than the follow-up's
+    # quiet window after it (when the loop stamps events the worker's clock moved past
+    # is up to the threads: the window is the tolerance).
+    assert first + 2.0 <= follow_up <= first + 2.0 + FOLLOW_UP_QUIET_S
+    assert v.controller.stats.reloads == 2
+
+
+def test_a_failing_load_is_retried_on_its_schedule_until_it_works(root: Path) -> None:
+    v = Virtual(root, fail=2, retries=3)
+    v.at(1.0, lambda: v.source.push(events(3)))
+    assert v.run_until(600.0) == 0
+    times = v.loads()
+    assert len(times) == 3  # two failures, then the load that works
+    assert times == sorted(times) and times[0] == round(1.0 + QUIET_S, 3)
+    assert v.controller.stats.reloads == 1
+    assert v.sysfs.crash_loaded().text == "1"
+
+
+def test_a_skip_in_the_kernel_log_reloads_once_even_when_the_kernel_updates(
+    root: Path,
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    kernel = FakeKernelLog()
+    v = Virtual(root, kernel_log=kernel)
+    v.at(1.0, lambda: v.source.push(events(3)))  # the kernel keeps the image current
+    v.at(5.0, lambda: kernel.push(SKIP))
+    assert v.run_until(60.0) == 0
+    assert v.controller.stats.skipped == 3
+    assert len(v.loads()) == 1 and v.loads()[0] >= 5.0
+
+
+def test_udevd_gone_for_two_answers_switches_to_the_kernel_and_resyncs_once(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    alive = [True]
+    v = Virtual(root, udev_alive=alive)
+    v.at(10.0, lambda: alive.__setitem__(0, False))
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert v.run_until(60.0) == 0
+    assert v.source.kind == "kernel" and v.source.reopened == 1
+    (load,) = v.loads()
+    assert 12.0 <= load <= 16.0  # two unanswered asks, 3 s apart, after 10 s
+    assert "udevd stopped answering: listening for kernel events now" in caplog.text
+
+
+def test_an_idle_daemon_with_a_watchdog_wakes_only_to_pet_it(root: Path) -> None:
+    v = Virtual(root, watchdog_s=20.0)
+    assert v.run_until(100.0) == 0
+    assert v.notes.count("WATCHDOG=1") == 10  # at 0, 10, ..., 90 s (the stop at 100 comes first)
+    assert v.loads() == []
+
+
+def test_a_loop_that_would_wait_for_ever_is_named_not_hung(root: Path) -> None:
+    v = Virtual(root)
+    with pytest.raises(Stalled, match="nothing is due"):
+        v.daemon.run()
