@@ -71,7 +71,7 @@ class RunResults:
         lines = [
             "# kdumpd end-to-end results (QEMU, TCG)",
             "",
-            "Written by `make vm-test` (tests/vm/test_vm.py); this file is the output of a real",
+            "Written by `make vm-test` (tests/vm/test_*.py); this file is the output of a real",
             "run, committed as evidence. Each burst: the events udev passed on, kdumpd's",
             "decisions for them (from `journalctl -o json -u kdumpd`), the kernel's",
             "crash_hotplug (cpu, memory) before and after, `kexec_crash_loaded` after, the",

@@ -1,0 +1,192 @@
+"""Decisions per crash kernel kind, on one Debian 13 guest (kernel 6.12): a plain
+``kexec_load`` image, kdumpd's own reload, a ``kexec_file_load`` image, no crash kernel,
+and ``kdumpd status`` beside the distribution's udev rule.
+
+Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
+harness.py; guests and results: conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from . import driver as d
+from .harness import (
+    DISTRO_RULES,
+    DROPIN_DIR,
+    KEXEC_LOAD_DROPIN,
+    STATUS_COUNTS,
+    Guest,
+    assert_accounted,
+    assert_kdumpd_read,
+    assert_one_reload_per_burst,
+    cpu_add_burst,
+    cpu_cycle_burst,
+    cpu_cycle_calls,
+    dimm_burst,
+    restart_with,
+    run_burst,
+    said,
+)
+
+
+def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "1. plain kexec_load (crash_hotplug=0): one reload per burst", trixie.release,
+        "Crash kernel loaded with `kexec -p -c` (kexec_load); kdumpd load mode \"plain\" so "
+        "every reload leaves crash_hotplug=0 again. First burst with the unit as shipped "
+        "(kdumpd must refuse kexec_load there without unloading); then with the package's "
+        f"{KEXEC_LOAD_DROPIN} installed as its README says.",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-c"])
+    restart_with(trixie, trixie.config(load="plain"))
+    refused = run_burst(trixie, "CPU1 offline+online, unit as shipped", cpu_cycle_burst(trixie))
+    result.bursts.append(refused)
+
+    vm.sh.run(f"mkdir -p {DROPIN_DIR} && cp {KEXEC_LOAD_DROPIN} {DROPIN_DIR}/ && "
+              "systemctl daemon-reload")
+    try:
+        d.restart_kdumpd(vm)
+        for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                             ("CPU1 offline+online", cpu_cycle_burst(trixie)),
+                             ("CPU hot-add (QMP) + online", cpu_add_burst(trixie))):
+            result.bursts.append(run_burst(trixie, f"{name}, with kexec-load.conf", action))
+    finally:
+        # The other scenarios run the unit as shipped.
+        vm.sh.run(f"rm -f {DROPIN_DIR}/kexec-load.conf && systemctl daemon-reload")
+
+    assert_accounted(refused)
+    assert refused.reloads == 0 and refused.failed >= 1, said(refused)
+    assert refused.after.loaded == "1", f"kdumpd unloaded the crash kernel: {said(refused)}"
+    for burst in result.bursts[1:]:
+        assert_accounted(burst)
+        assert burst.before.loaded == "1"
+        assert (burst.before.cpu, burst.before.memory) == ("0", "0")
+        assert_kdumpd_read(burst, "0")
+        assert_one_reload_per_burst(burst)
+        assert burst.after.loaded == "1", said(burst)
+        assert (burst.after.cpu, burst.after.memory) == ("0", "0")
+
+
+def test_2_own_reload_enables_crash_hotplug(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "2. kdumpd's own reload (load auto) leaves crash_hotplug=1", trixie.release,
+        "Crash kernel loaded with `kexec -p -c`; kdumpd backend kexec, load mode \"auto\".",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_load(trixie.vm, trixie.release, ["-c"])
+    restart_with(trixie, trixie.config(load="auto"))
+    first = run_burst(trixie, "DIMM hot-add 512 MiB", dimm_burst(trixie))
+    result.bursts.append(first)
+    second = run_burst(trixie, "CPU1 offline+online", cpu_cycle_burst(trixie))
+    result.bursts.append(second)
+    assert_accounted(first)
+    assert (first.before.cpu, first.before.memory) == ("0", "0")
+    assert first.reloads == 1 and first.failed == 0, said(first)
+    assert first.after.loaded == "1"
+    assert (first.after.cpu, first.after.memory) == ("1", "1")
+    assert_accounted(second)
+    assert_kdumpd_read(second, "1")
+    assert second.reloads == 0 and second.failed == 0, said(second)
+    assert second.after.loaded == "1"
+
+
+def test_3_file_load_needs_no_reload(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "3. crash kernel loaded with kexec_file_load: no reload", trixie.release,
+        "Crash kernel loaded with `kexec -p -s` (kexec_file_load).",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_load(trixie.vm, trixie.release, ["-s"])
+    restart_with(trixie, trixie.config(load="auto"))
+    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                         ("CPU1 offline+online", cpu_cycle_burst(trixie))):
+        result.bursts.append(run_burst(trixie, name, action))
+    for burst in result.bursts:
+        assert_accounted(burst)
+        assert (burst.before.cpu, burst.before.memory) == ("1", "1")
+        assert_kdumpd_read(burst, "1")
+        assert burst.reloads == 0 and burst.failed == 0, said(burst)
+        assert burst.after.loaded == "1"
+        assert (burst.after.cpu, burst.after.memory) == ("1", "1")
+
+
+def test_4_no_crash_kernel_no_reload(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "4. no crash kernel loaded: no reload", trixie.release,
+        "`kexec -p -u` before kdumpd starts.",
+    )
+    d.stop_kdumpd(trixie.vm)
+    d.kexec_unload(trixie.vm)
+    restart_with(trixie, trixie.config(load="auto"))
+    for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
+                         ("CPU1 offline+online", cpu_cycle_burst(trixie))):
+        result.bursts.append(run_burst(trixie, name, action))
+    for burst in result.bursts:
+        assert_accounted(burst)
+        assert burst.reloads == 0 and burst.failed == 0, said(burst)
+        assert burst.after.loaded == "0"
+
+
+def test_5_status_and_distribution_rule(trixie: Guest, scenario: Callable) -> None:
+    result = scenario(
+        "5. READY, STATUS counts, and `kdumpd rule install` on Debian's kdump-tools rule",
+        trixie.release,
+        "Crash kernel loaded with `-s`; Debian's 50-kdump-tools.rules (from the trixie "
+        "kdump-tools package) in /usr/lib/udev/rules.d with a stub kdump-config that "
+        "records its calls.",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-s"])
+    restart_with(trixie, trixie.config(load="auto"))
+    burst = run_burst(trixie, "CPU1 offline+online", cpu_cycle_burst(trixie))
+    result.bursts.append(burst)
+    state = d.unit_state(vm)
+    result.notes.append(f"systemctl show: {state}")
+    assert state.get("ActiveState") == "active", state
+    counts = STATUS_COUNTS.search(state.get("StatusText", ""))
+    assert counts, f"STATUS has no counts: {state}"
+    assert [int(c) for c in counts.groups()] == [burst.udev_events, burst.udev_events, 0]
+
+    # The distribution's rule as shipped: kdump-config on every event, crash_hotplug or not.
+    vm.sh.run(
+        "install -m 0755 /mnt/payload/kdump-config /usr/sbin/kdump-config && "
+        f"install -m 0644 {DISTRO_RULES} /usr/lib/udev/rules.d/50-kdump-tools.rules && "
+        "udevadm control --reload"
+    )
+    d.stop_kdumpd(vm)
+    baseline = cpu_cycle_calls(trixie)
+    result.notes.append(f"shipped rule, kdumpd stopped, crash_hotplug=1: {baseline} "
+                        "kdump-config call(s) for CPU1 offline+online")
+    assert baseline >= 1, "the shipped rule should call kdump-config (test is meaningless)"
+
+    install = vm.sh.run("kdumpd rule install --json", check=False, timeout=60)
+    assert install.ok, install.output
+    answer = json.loads(install.output)
+    result.notes.append(f"`kdumpd rule install --json`: changed={answer.get('changed')} "
+                        f"path={answer.get('path')} msg={answer.get('msg')!r}")
+    changed = str(answer.get("path") or "")
+    assert changed, f"`kdumpd rule install` named no file: {install.output}"
+    verify = vm.sh.run(f"udevadm verify {changed}", check=False)
+    result.notes.append(f"`udevadm verify {changed}`: exit {verify.status}: "
+                        f"{verify.output.strip()[:300]}")
+    assert verify.ok, verify.output
+    vm.sh.run("udevadm control --reload")
+
+    with_hotplug = cpu_cycle_calls(trixie)
+    result.notes.append(f"rule installed, kdumpd stopped, crash_hotplug=1: {with_hotplug} "
+                        "kdump-config call(s)")
+    d.kexec_load(vm, trixie.release, ["-c"])
+    without_hotplug = cpu_cycle_calls(trixie)
+    result.notes.append(f"rule installed, kdumpd stopped, crash_hotplug=0 (`-c` load): "
+                        f"{without_hotplug} kdump-config call(s)")
+    d.restart_kdumpd(vm)
+    handed_over = cpu_cycle_calls(trixie)
+    result.notes.append(f"rule installed, kdumpd running, crash_hotplug=0: {handed_over} "
+                        "kdump-config call(s) (kdumpd's hand-over file)")
+    assert with_hotplug == 0, "with crash_hotplug=1 the distro rule must not reload"
+    assert without_hotplug >= 1, "with crash_hotplug=0 and no kdumpd the distro rule must run"
