@@ -1,9 +1,6 @@
 """Decisions per crash kernel kind, on one Debian 13 guest (kernel 6.12): a plain
 ``kexec_load`` image, kdumpd's own reload, a ``kexec_file_load`` image, no crash kernel,
 and ``kdumpd status`` beside the distribution's udev rule.
-
-Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
-harness.py; guests and results: conftest.py.
 """
 
 from __future__ import annotations

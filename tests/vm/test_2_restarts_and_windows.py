@@ -1,9 +1,6 @@
 """Restarts, kills and the windows without a crash kernel, on one Debian 13 guest:
 kdumpd stopped, killed and upgraded mid-reload; the window per load mode; a hotplug
 during kdumpd's own load.
-
-Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
-harness.py; guests and results: conftest.py.
 """
 
 from __future__ import annotations

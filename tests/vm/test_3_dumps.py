@@ -1,9 +1,6 @@
 """Proof by dump: a real panic after hotplug, /proc/vmcore checked for missing and extra
 memory (dumpcheck.py), with kdumpd, without it (the control), and after the kernel's
 own skipped updates and a hot-remove.
-
-Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
-harness.py; guests and results: conftest.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
 """Debian's own kdump-tools under kdumpd: its configuration, the Ansible role on a real
 host, a reboot with kdump-tools loading first, and its dump path saving a complete dump.
-
-Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
-harness.py; guests and results: conftest.py.
 """
 
 from __future__ import annotations

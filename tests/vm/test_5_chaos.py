@@ -1,8 +1,5 @@
 """A seeded chaos run: random hotplugs, restarts and kills, the invariant checked after
 each step and a complete dump at the end.
-
-Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
-harness.py; guests and results: conftest.py.
 """
 
 from __future__ import annotations

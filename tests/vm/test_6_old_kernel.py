@@ -1,8 +1,5 @@
 """Debian 12's kernel 6.1, which has no crash_hotplug attributes: every burst reloads,
 coalesced. Last: booting it stops the trixie guest (one TCG guest at a time).
-
-Run with ``make vm-test`` (or ``KDUMPD_VM=1 pytest tests/vm``); needs root. Shared steps:
-harness.py; guests and results: conftest.py.
 """
 
 from __future__ import annotations
