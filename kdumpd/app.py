@@ -53,7 +53,10 @@ def image_source(cfg: Config, root: Path, release: str | None = None,
             found = CrashImage(Path(reload.kernel), None, reload.append)
         else:
             found = distro.crash_image(root, release, machine)
-        return distro.with_overrides(found, reload.kernel, reload.initrd, reload.append)
+        image = distro.with_overrides(found, reload.kernel, reload.initrd, reload.append)
+        if not reload.growth_safe:
+            return image
+        return distro.survive_growth(image, machine, distro.acpi_memory_hotplug(root))
 
     return image
 
@@ -76,6 +79,10 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
                  "initrd required": "yes" if image.initrd_required else "no"}
     hazard = distro.memory_hotplug_hazard(image, uname.machine,
                                           distro.acpi_memory_hotplug(root))
+    if hazard and name == "kexec":
+        hazard += "; or set [reload] growth_safe = true"
+    elif hazard:
+        hazard += ("; kdumpd's own load ([reload] backend = \"auto\") adds it by itself")
     return {**described, "warning": hazard} if hazard else described
 
 

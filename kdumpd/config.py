@@ -74,6 +74,9 @@ class ReloadConfig:
     load: str = "auto"
     timeout_s: int = 120
     retries: int = 3
+    # On x86 with ACPI memory slots, kdumpd's own load adds acpi_no_memhotplug and drops
+    # the first kernel's memory-hotplug options (backends/distro/hazard.py).
+    growth_safe: bool = True
     fake: FakeConfig = field(default_factory=FakeConfig)
 
 

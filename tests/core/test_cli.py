@@ -279,7 +279,7 @@ def test_reload_beside_another_reload_is_refused_not_signalled(
 
 
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="the hazard is ACPI memory hotplug")
-def test_status_warns_when_the_dump_kernel_may_take_hot_added_memory(
+def test_kdumpds_load_keeps_hot_added_memory_out_of_the_dump_kernel_and_says_so(
     tmp_path: Path, root: Path,
 ) -> None:
     fixtures = Path(__file__).parents[1] / "fixtures" / "distro"
@@ -296,12 +296,29 @@ def test_status_warns_when_the_dump_kernel_may_take_hot_added_memory(
     text = kdumpd("status", "--config", str(path), check=True).stdout
     data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
 
+    assert "warning" not in data["image"], data["image"]
+    append = data["image"]["append"].split()
+    assert "acpi_no_memhotplug" in append and "memhp_default_state=online_movable" not in append
+    assert data["image"]["added"].startswith("acpi_no_memhotplug (x86 with ACPI memory slots")
+    assert data["image"]["removed"].startswith("memhp_default_state=online_movable (")
+    assert "  added: acpi_no_memhotplug (" in text
+    assert_schema(data)
+
+    # Turned off: Debian's own command line, and the warning names both ways to fix it.
+    path.write_text(path.read_text().replace('backend = "kexec"',
+                                             'backend = "kexec"\ngrowth_safe = false'))
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    off = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
     assert ("  warning: the dump kernel's command line lacks acpi_no_memhotplug, and it has "
             "memhp_default_state=online_movable") in text
-    assert data["image"]["warning"].endswith(
-        "add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in /etc/default/kdump-tools")
-    assert_schema(data)
-    # The same image reloaded by kdump-config: the warning is the same.
+    assert off["image"]["warning"].endswith(
+        "add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in /etc/default/kdump-tools; "
+        "or set [reload] growth_safe = true")
+    assert "added" not in off["image"] and "removed" not in off["image"]
+    # The same image reloaded by kdump-config: kdumpd cannot change its command line.
     path.write_text(path.read_text().replace('backend = "kexec"', 'backend = "kdump-config"'))
     tool = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
-    assert tool["image"]["warning"] == data["image"]["warning"] and "mode" not in tool["image"]
+    assert tool["image"]["warning"].startswith(
+        "the dump kernel's command line lacks acpi_no_memhotplug")
+    assert tool["image"]["warning"].endswith("adds it by itself")
+    assert "mode" not in tool["image"]

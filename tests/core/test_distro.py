@@ -536,3 +536,44 @@ def test_fedora_blank_boot_dir_setting_names_a_kernel_the_load_check_refuses(
     root = make_root(tmp_path, {"etc/sysconfig/kdump": 'KDUMP_BOOTDIR=" "\n',
                                 "usr/bin/kdumpctl": ""})
     assert distro.crash_image(root, RELEASE, "x86_64").kernel == Path(f"/boot/vmlinuz-{RELEASE}")
+
+
+def test_a_growth_safe_image_leaves_hot_added_memory_to_the_dump(tmp_path: Path) -> None:
+    debian = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
+    assert "memhp_default_state=online_movable" in debian.append.split()  # from /proc/cmdline
+    safe = distro.survive_growth(debian, "x86_64", acpi_slots=True)
+    words = safe.append.split()
+    assert words[-1] == "acpi_no_memhotplug" and words.count("acpi_no_memhotplug") == 1
+    assert not any(w.startswith("memhp_default_state") for w in words)
+    assert (safe.added, safe.removed) == (("acpi_no_memhotplug",),
+                                          ("memhp_default_state=online_movable",))
+    assert safe.sources()["added"].startswith("acpi_no_memhotplug (x86 with ACPI memory slots")
+    assert distro.memory_hotplug_hazard(safe, "x86_64", acpi_slots=True) is None
+    assert [w for w in words if w != "acpi_no_memhotplug"] == [
+        w for w in debian.append.split() if not w.startswith("memhp_default_state")]
+    assert (safe.kernel, safe.initrd, safe.family) == (debian.kernel, debian.initrd, "debian")
+
+
+@pytest.mark.parametrize(("append", "machine", "slots", "expected", "removed"), [
+    ("ro irqpoll", "x86_64", True, "ro irqpoll acpi_no_memhotplug", ()),
+    ("ro acpi_no_memhotplug", "x86_64", True, "ro acpi_no_memhotplug", ()),
+    ("ro memory_hotplug.memmap_on_memory=1 memhp_default_state", "i686", True,
+     "ro acpi_no_memhotplug", ("memory_hotplug.memmap_on_memory=1", "memhp_default_state")),
+    ('ro dyndbg="file a.c +p" memhp_default_state=offline', "x86_64", True,
+     'ro dyndbg="file a.c +p" acpi_no_memhotplug', ("memhp_default_state=offline",)),
+    ("ro memhp_default_state=online", "x86_64", False, "ro memhp_default_state=online", ()),
+    ("ro memhp_default_state=online", "aarch64", True, "ro memhp_default_state=online", ()),
+    ("ro memhp_default_state_x=1", "x86_64", True,
+     "ro memhp_default_state_x=1 acpi_no_memhotplug", ()),
+])
+def test_growth_safety_is_for_x86_with_acpi_slots_and_only_changes_what_it_names(
+    append: str, machine: str, slots: bool, expected: str, removed: tuple[str, ...],
+) -> None:
+    image = distro.CrashImage(Path("/k"), None, append)
+    safe = distro.survive_growth(image, machine, acpi_slots=slots)
+    assert safe.append == expected
+    assert safe.removed == removed
+    assert safe.added == (() if "acpi_no_memhotplug" in append or expected == append
+                          else ("acpi_no_memhotplug",))
+    if expected == append:
+        assert safe is image and "added" not in safe.sources()

@@ -28,8 +28,10 @@ from kdumpd.backends.distro.files import SHELL_FILE_LIMIT, SYSCONFIG, exists
 from kdumpd.backends.distro.generic import default_append, generic
 from kdumpd.backends.distro.hazard import (
     APPEND_SETTING,
+    NO_MEMHOTPLUG,
     acpi_memory_hotplug,
     memory_hotplug_hazard,
+    survive_growth,
 )
 from kdumpd.backends.distro.image import CrashImage, DistroError, with_overrides
 from kdumpd.backends.distro.shellvars import read_shell_vars
@@ -37,10 +39,11 @@ from kdumpd.backends.distro.suse import suse
 from kdumpd.backends.distro.watchdog import watchdog_drivers
 
 __all__ = [
-    "APPEND_SETTING", "DEBIAN_APPEND", "DEBIAN_DEFAULTS", "SHELL_FILE_LIMIT", "SYSCONFIG",
+    "APPEND_SETTING", "DEBIAN_APPEND", "DEBIAN_DEFAULTS", "NO_MEMHOTPLUG", "SHELL_FILE_LIMIT",
+    "SYSCONFIG",
     "CrashImage", "DistroError", "acpi_memory_hotplug", "crash_image", "debian",
     "default_append", "family", "fedora", "generic", "memory_hotplug_hazard",
-    "read_shell_vars", "suse", "watchdog_drivers", "with_overrides",
+    "read_shell_vars", "survive_growth", "suse", "watchdog_drivers", "with_overrides",
 ]
 
 READERS = {"debian": debian, "fedora": fedora, "suse": suse, "generic": generic}

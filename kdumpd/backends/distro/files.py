@@ -3,6 +3,7 @@ here runs a command, blocks on a FIFO or reads without bound."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from kdumpd.smallfile import read_regular
@@ -57,6 +58,11 @@ def mtime(root: Path, path: Path) -> float:
         return (root / str(path).lstrip("/")).stat().st_mtime
     except OSError:  # removed since it was seen: the other one, if any
         return float("-inf")
+
+
+def cmdline_words(cmdline: str) -> list[str]:
+    """A kernel command line's words; a double-quoted value with spaces is one word."""
+    return re.findall(r'(?:"[^"]*"?|[^"\s])+', cmdline)
 
 
 def squeeze(text: str) -> str:

@@ -23,14 +23,23 @@ class CrashImage:
     initrd_from: str = "reload.initrd"
     append_from: str = "reload.append"
     config_file: str = ""  # the distribution's kdump configuration it was read from
+    # Options kdumpd put into or took out of the command line above, and why.
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed_why: str = ""
 
     def sources(self) -> dict[str, str]:
         """What would be loaded and where each part came from, for `kdumpd status`."""
-        return {
+        described = {
             "kernel": f"{self.kernel} ({self.kernel_from})",
             "initrd": f"{self.initrd or 'none'} ({self.initrd_from})",
             "append": f"{self.append} ({self.append_from})",
         }
+        if self.added:
+            described["added"] = f"{' '.join(self.added)} ({self.changed_why})"
+        if self.removed:
+            described["removed"] = f"{' '.join(self.removed)} ({self.changed_why})"
+        return described
 
 
 def with_overrides(image: CrashImage, kernel: str, initrd: str, append: str) -> CrashImage:

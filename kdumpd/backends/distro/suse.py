@@ -13,6 +13,7 @@ from pathlib import Path
 from kdumpd.backends.distro.files import (
     SYSCONFIG,
     boot_cpu_apicid,
+    cmdline_words,
     exists,
     proc_cmdline,
     squeeze,
@@ -61,8 +62,7 @@ def _remove_options(cmdline: str, names: str) -> str:
     """Drop words whose option name matches the regex alternation ``names`` (SUSE's
     remove_from_commandline: ``^(names)(=|$)`` on each word, quotes ignored)."""
     pattern = re.compile(f"^({names})(=|$)")
-    return squeeze(" ".join(w for w in _words(cmdline) if not pattern.match(w.replace('"', ""))))
+    kept = (w for w in cmdline_words(cmdline) if not pattern.match(w.replace('"', "")))
+    return squeeze(" ".join(kept))
 
 
-def _words(cmdline: str) -> list[str]:
-    return re.findall(r'(?:"[^"]*"?|[^"\s])+', cmdline)
