@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from kdumpd import config as configmod
-from kdumpd.backends import Backend, distro
+from kdumpd.backends import Backend, distro, kexec_args
 from kdumpd.backends import tools as toolbackends
 from kdumpd.backends.distro import CrashImage
 from kdumpd.backends.fake import FakeBackend
@@ -77,6 +77,10 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
     described = {"family": image.family, **image.sources(),
                  **({"mode": cfg.reload.load} if name == "kexec" else {}),
                  "initrd required": "yes" if image.initrd_required else "no"}
+    if name == "kexec" and image.kexec_args_from:
+        backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s)
+        described["kexec args"] = kexec_args.describe(image.kexec_args, image.kexec_args_from,
+                                                      backend.choice(image)[1])
     hazard = distro.memory_hotplug_hazard(image, uname.machine,
                                           distro.acpi_memory_hotplug(root))
     if hazard and name == "kexec":

@@ -415,7 +415,8 @@ class Controller:
         self.stats.last_duration_s = outcome.duration_s
         missing = is_unloaded(outcome.crash_loaded)
         state = replace(self.state, owed=missing, loading=False, last_load=LastLoad(
-            at=self._reload_started_wall, how=self.backend.describe(), ok=outcome.ok,
+            at=self._reload_started_wall, how=self.backend.last_command or self.backend.describe(),
+            ok=outcome.ok,
             duration_s=round(outcome.duration_s, 3)))
         if outcome.ok:
             self.stats.reloads += 1

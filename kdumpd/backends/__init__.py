@@ -2,8 +2,8 @@
 
 A backend is a small object with ``reload()``, which raises :class:`BackendError` with a
 one-line reason, ``probe()``, which says without touching the loaded image whether a
-reload could work now, and ``describe()``. Real ones run commands through an injected
-runner; the fake one only records and keeps a fake sysfs tree consistent.
+reload could work now, ``describe()`` and ``last_command``. Real ones run commands
+through an injected runner; the fake one only records and keeps a fake sysfs tree consistent.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ class BackendError(Exception):
 
 class Backend(Protocol):
     name: str
+    # The exact command of the last load attempt ("" before the first), for `kdumpd status`.
+    last_command: str
 
     def reload(self) -> None:
         """Load the crash kernel again (replacing the loaded one). Raises BackendError."""

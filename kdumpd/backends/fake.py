@@ -48,8 +48,10 @@ class FakeBackend:
         self._kind = "file" if hotplug_after_load else "plain"
         self._sleep = sleep
         self._wall = wall
+        self.last_command = ""
 
     def reload(self) -> None:
+        self.last_command = f"fake {self._kind} load"
         started = self._wall()
         ok = self._fail_left <= 0
         if not ok:

@@ -74,21 +74,53 @@ class KexecBackend:
         self._clock = clock
         self._euid = euid
         self._worked: str | None = None
+        self.last_command = ""
 
-    def modes(self) -> list[str]:
-        """The load modes to try, in order."""
+    def modes(self, image: CrashImage | None = None) -> list[str]:
+        """The load modes to try, in order (see :meth:`choice`)."""
+        return self.choice(image)[0]
+
+    def choice(self, image: CrashImage | None = None) -> tuple[list[str], str]:
+        """The load modes to try, in order, and why when the administrator's kexec
+        arguments asked for one ("" otherwise).
+
+        ``[reload] load`` set to a mode wins. With ``auto``, a mode the distribution's
+        kexec arguments ask for is followed: ``-s`` is file; ``-c`` is kexec_load, loaded
+        as ``-c --hotplug`` where the kernel can update it (crash_elfcorehdr_size) and as
+        ``-s`` only where kexec_load cannot work at all.
+        """
         if self.mode != "auto":
-            return [self.mode]
-        if userspace_load_blocker(self._sysfs.root) is not None:
+            return [self.mode], ""
+        asked = image.kexec_args.mode if image is not None else ""
+        blocker = userspace_load_blocker(self._sysfs.root)
+        hotplug = self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK
+        if asked == "file":
+            return ["file"], self._asked(image, "-s (kexec_file_load): loading with -s")
+        if asked in ("plain", "hotplug"):
+            if blocker is not None:
+                return ["file"], self._asked(
+                    image, f"-c (kexec_load), which cannot work here ({blocker}): loading "
+                    "with -s, which the kernel keeps current")
+            if hotplug:
+                return ["hotplug", "plain"], self._asked(
+                    image, "-c (kexec_load): loading with -c --hotplug, so the kernel keeps "
+                    "it current")
+            return ["plain"], self._asked(image, "-c (kexec_load): loading with -c")
+        if blocker is not None:
             candidates = ["file"]  # kexec_load cannot work here (now)
-        elif self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK:
+        elif hotplug:
             candidates = ["hotplug", "file", "plain"]
         else:
             candidates = ["file", "plain"]
         if self._worked in candidates:  # what worked last first, the others after it
             candidates.remove(self._worked)
             candidates.insert(0, self._worked)
-        return candidates
+        return candidates, ""
+
+    @staticmethod
+    def _asked(image: CrashImage | None, what: str) -> str:
+        where = image.kexec_args_from if image is not None else "the kexec arguments"
+        return f"{where} asks for {what}"
 
     @property
     def image(self) -> CrashImage:
@@ -100,7 +132,7 @@ class KexecBackend:
 
     def load_argv(self, mode: str, image: CrashImage | None = None) -> list[str]:
         image = image or self.image
-        argv = ["kexec", *MODE_FLAGS[mode], str(image.kernel)]
+        argv = ["kexec", *MODE_FLAGS[mode], *image.kexec_args.kept, str(image.kernel)]
         if image.initrd is not None:
             argv.append(f"--initrd={image.initrd}")
         argv.append(f"--append={image.append}")
@@ -169,7 +201,7 @@ class KexecBackend:
         deadline = self._clock() + self._timeout_s
         errors = []
         with self._opened(image) as (held, fds):
-            for mode in self.modes():
+            for mode in self.modes(image):
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     errors.append(f"{mode} load: not tried, reload.timeout_s used up")
@@ -212,7 +244,8 @@ class KexecBackend:
     def _load(self, mode: str, image: CrashImage, held: CrashImage, fds: list[int],
               remaining: float) -> str | None:
         """One load in ``mode``: None when it worked, else why not."""
-        log.info("loading the crash kernel: %s", shlex.join(self.load_argv(mode, image)))
+        self.last_command = shlex.join(self.load_argv(mode, image))
+        log.info("loading the crash kernel: %s", self.last_command)
         try:
             self._run(self.load_argv(mode, held), remaining, pass_fds=fds)
         except BackendError as error:
@@ -226,11 +259,12 @@ class KexecBackend:
         return None
 
     def describe(self) -> str:
-        modes = "/".join(self.modes())
         try:
+            image: CrashImage | None = self.image
             kernel = str(self.image.kernel)
         except BackendError as error:
-            kernel = f"an unknown kernel ({error})"
+            image, kernel = None, f"an unknown kernel ({error})"
+        modes = "/".join(self.modes(image))
         return f"kexec load ({modes}) of {kernel} over the loaded image"
 
 

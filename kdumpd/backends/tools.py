@@ -20,8 +20,10 @@ class ToolBackend:
         self._run = runner
         self._timeout_s = timeout_s
         self._which = which
+        self.last_command = ""
 
     def reload(self) -> None:
+        self.last_command = " ".join(self.argv)
         self._run(self.argv, self._timeout_s)
 
     def probe(self) -> str | None:

@@ -302,6 +302,8 @@ def test_kdumpds_load_keeps_hot_added_memory_out_of_the_dump_kernel_and_says_so(
     assert data["image"]["added"].startswith("acpi_no_memhotplug (x86 with ACPI memory slots")
     assert data["image"]["removed"].startswith("memhp_default_state=online_movable (")
     assert "  added: acpi_no_memhotplug (" in text
+    assert data["image"]["kexec args"] == (
+        "none kept (/etc/default/kdump-tools (KDUMP_KEXEC_ARGS))")
     assert_schema(data)
 
     # Turned off: Debian's own command line, and the warning names both ways to fix it.

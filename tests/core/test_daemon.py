@@ -296,6 +296,9 @@ class BrokenBackend:
     def probe(self) -> str | None:
         return self.problem
 
+    last_command = ""
+
+
     def describe(self) -> str:
         return "broken"
 

@@ -51,6 +51,9 @@ class Raising:
     def reload(self) -> None:
         raise ZeroDivisionError("a bug")
 
+    last_command = ""
+
+
     def describe(self) -> str:
         return "raising"
 

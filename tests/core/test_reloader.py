@@ -24,6 +24,9 @@ class Flaky:
         if self.calls <= self.failures:
             raise BackendError(f"attempt {self.calls} failed")
 
+    last_command = ""
+
+
     def describe(self) -> str:
         return "flaky"
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from kdumpd.backends.distro.files import SHELL_FILE_LIMIT, exists, proc_cmdline, squeeze
-from kdumpd.backends.distro.image import CrashImage
+from kdumpd.backends.distro.image import CrashImage, admin_kexec_args
 from kdumpd.backends.distro.shellvars import read_shell_vars
 from kdumpd.smallfile import read_regular
 
@@ -57,10 +57,13 @@ def debian(root: Path, release: str, machine: str) -> CrashImage:
     append = settings.get("KDUMP_CMDLINE_APPEND") or _kdump_config_default(root, machine)
     appended = (where.format("KDUMP_CMDLINE_APPEND") if settings.get("KDUMP_CMDLINE_APPEND")
                 else "kdump-config's default KDUMP_CMDLINE_APPEND")
+    args_from = where.format("KDUMP_KEXEC_ARGS")
     return CrashImage(
         kernel, initrd, squeeze(f"{base} {append}"), required, "debian",
         kernel_from, initrd_from, f"{base_from} as kdump-config edits it, then {appended}",
         DEBIAN_DEFAULTS,
+        kexec_args=admin_kexec_args(settings.get("KDUMP_KEXEC_ARGS", ""), args_from),
+        kexec_args_from=args_from,
     )
 
 

@@ -31,7 +31,7 @@ from kdumpd.backends.distro.files import (
     small_text,
     squeeze,
 )
-from kdumpd.backends.distro.image import CrashImage
+from kdumpd.backends.distro.image import CrashImage, admin_kexec_args
 from kdumpd.backends.distro.shellvars import read_shell_vars
 from kdumpd.backends.distro.watchdog import watchdog_drivers
 from kdumpd.smallfile import read_regular
@@ -70,6 +70,7 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
         if driver == "hpwdt":
             parts.append("hpwdt.kdumptimeout=0")
     parts.append("rd.systemd.gpt_auto=no")
+    args_from = f"{SYSCONFIG} (KEXEC_ARGS)"
     return CrashImage(
         kernel, initrd, squeeze(" ".join(parts)), True, "fedora",
         f"{SYSCONFIG} (KDUMP_KERNELVER, KDUMP_IMG) as kdumpctl finds it",
@@ -77,6 +78,8 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
         f"{'KDUMP_COMMANDLINE' if settings.get('KDUMP_COMMANDLINE') else '/proc/cmdline'} "
         f"as kdumpctl's prepare_cmdline edits it ({SYSCONFIG})",
         SYSCONFIG,
+        kexec_args=admin_kexec_args(settings.get("KEXEC_ARGS", ""), args_from),
+        kexec_args_from=args_from,
     )
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+
+from kdumpd.backends import kexec_args
+from kdumpd.backends.kexec_args import KexecArgs
 
 
 class DistroError(Exception):
@@ -27,6 +31,9 @@ class CrashImage:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed_why: str = ""
+    # The administrator's kexec arguments from the distribution's configuration.
+    kexec_args: KexecArgs = KexecArgs()
+    kexec_args_from: str = ""
 
     def sources(self) -> dict[str, str]:
         """What would be loaded and where each part came from, for `kdumpd status`."""
@@ -42,16 +49,23 @@ class CrashImage:
         return described
 
 
+def admin_kexec_args(value: str, where: str) -> KexecArgs:
+    """The distribution's kexec arguments setting ``value`` (read from ``where``)."""
+    try:
+        return kexec_args.parse(value)
+    except ValueError as error:
+        raise DistroError(f"{where}: {error}") from None
+
+
 def with_overrides(image: CrashImage, kernel: str, initrd: str, append: str) -> CrashImage:
     """kdumpd's own [reload] kernel/initrd/append, where set, win over the distribution's."""
-    return CrashImage(
-        Path(kernel) if kernel else image.kernel,
-        Path(initrd) if initrd else image.initrd,
-        append or image.append,
-        image.initrd_required and not initrd,
-        image.family,
-        "reload.kernel" if kernel else image.kernel_from,
-        "reload.initrd" if initrd else image.initrd_from,
-        "reload.append" if append else image.append_from,
-        image.config_file,
+    return dataclasses.replace(
+        image,
+        kernel=Path(kernel) if kernel else image.kernel,
+        initrd=Path(initrd) if initrd else image.initrd,
+        append=append or image.append,
+        initrd_required=image.initrd_required and not initrd,
+        kernel_from="reload.kernel" if kernel else image.kernel_from,
+        initrd_from="reload.initrd" if initrd else image.initrd_from,
+        append_from="reload.append" if append else image.append_from,
     )
