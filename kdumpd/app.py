@@ -77,6 +77,9 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
     described = {"family": image.family, **image.sources(),
                  **({"mode": cfg.reload.load} if name == "kexec" else {}),
                  "initrd required": "yes" if image.initrd_required else "no"}
+    missing = distro.missing_parts(image, root)
+    if missing:
+        described["missing"] = ", ".join(missing) + ": a reload cannot load this image"
     if name == "kexec" and image.kexec_args_from:
         backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s)
         described["kexec args"] = kexec_args.describe(image.kexec_args, image.kexec_args_from,

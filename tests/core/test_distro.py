@@ -577,3 +577,14 @@ def test_growth_safety_is_for_x86_with_acpi_slots_and_only_changes_what_it_names
                           else ("acpi_no_memhotplug",))
     if expected == append:
         assert safe is image and "added" not in safe.sources()
+
+
+def test_missing_kernel_and_initrd_are_named(tmp_path: Path) -> None:
+    root = debian_root(tmp_path)
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert distro.missing_parts(image, root) == []
+    (root / "var/lib/kdump/initrd.img").unlink()
+    assert distro.missing_parts(image, root) == ["initrd /var/lib/kdump/initrd.img"]
+    (root / "var/lib/kdump/vmlinuz").unlink()
+    assert distro.missing_parts(image, root) == ["kernel /var/lib/kdump/vmlinuz",
+                                                 "initrd /var/lib/kdump/initrd.img"]

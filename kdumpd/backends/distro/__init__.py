@@ -33,7 +33,12 @@ from kdumpd.backends.distro.hazard import (
     memory_hotplug_hazard,
     survive_growth,
 )
-from kdumpd.backends.distro.image import CrashImage, DistroError, with_overrides
+from kdumpd.backends.distro.image import (
+    CrashImage,
+    DistroError,
+    missing_parts,
+    with_overrides,
+)
 from kdumpd.backends.distro.shellvars import read_shell_vars
 from kdumpd.backends.distro.suse import suse
 from kdumpd.backends.distro.watchdog import watchdog_drivers
@@ -42,7 +47,7 @@ __all__ = [
     "APPEND_SETTING", "DEBIAN_APPEND", "DEBIAN_DEFAULTS", "NO_MEMHOTPLUG", "SHELL_FILE_LIMIT",
     "SYSCONFIG",
     "CrashImage", "DistroError", "acpi_memory_hotplug", "crash_image", "debian",
-    "default_append", "family", "fedora", "generic", "memory_hotplug_hazard",
+    "default_append", "family", "fedora", "generic", "memory_hotplug_hazard", "missing_parts",
     "read_shell_vars", "survive_growth", "suse", "watchdog_drivers", "with_overrides",
 ]
 

@@ -49,6 +49,13 @@ class CrashImage:
         return described
 
 
+def missing_parts(image: CrashImage, root: Path) -> list[str]:
+    """The kernel and initrd of ``image`` that do not exist under ``root``, named."""
+    return [f"{label} {path}" for label, path in (("kernel", image.kernel),
+                                                  ("initrd", image.initrd))
+            if path is not None and not (root / str(path).lstrip("/")).exists()]
+
+
 def admin_kexec_args(value: str, where: str) -> KexecArgs:
     """The distribution's kexec arguments setting ``value`` (read from ``where``)."""
     try:
