@@ -15,6 +15,7 @@ from kdumpd.backends.fake import FakeBackend
 from kdumpd.backends.kexec import KexecBackend
 from kdumpd.backends.runner import CheckedRunner, run
 from kdumpd.config import Config, ConfigError
+from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import read_crash_reservation, read_hardware
@@ -176,6 +177,7 @@ def make_daemon(
         udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
         rules_watch=rules_watch,
         kernel_log=kernel_log,
+        control=None if dry_run else ControlServer(cfg.state.control),
     )
 
 
@@ -190,7 +192,7 @@ def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:
 
 # Settings a running daemon cannot take over consistently: its state and lock, the
 # hand-over file the udev rules test, the tree everything is read from.
-RESTART_KEYS = ("state.dir", "rule.handover", "sysfs.root")
+RESTART_KEYS = ("state.dir", "state.control", "rule.handover", "sysfs.root")
 
 
 def reloading_config(

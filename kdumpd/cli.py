@@ -194,16 +194,17 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
+        # Never reload beside the daemon: ask it to decide now, over its control socket.
+        answered = _ask_daemon(cfg)
+        if answered is not None:
+            return answered
         try:
             _take_lock(cfg, "reload")
         except lock.LockHeld as held:
-            if not held.pid or held.command != "run":
-                raise  # only the daemon takes requests; another reload: exit 75
-            # Never reload beside the daemon: ask it to decide now instead.
-            os.kill(held.pid, signal.SIGUSR1)
-            print(f"asked the running kdumpd (pid {held.pid}) to decide now; "
-                  "its journal has the outcome")
-            return EXIT_OK
+            if held.command == "run":
+                raise lock.LockHeld(held.path, held.pid, "run (not answering on "
+                                    f"{cfg.state.control})") from None
+            raise  # another reload: exit 75
     parts = app.make_parts(cfg)
     controller = app.make_controller(cfg, parts, dry_run=args.dry_run)
     controller.start(time.monotonic())
@@ -215,6 +216,30 @@ def cmd_reload(args: argparse.Namespace) -> int:
         done = "would " if args.dry_run and decision.reload else ""
         print(f"{done}{verdict}: {decision.reason}")
     return EXIT_OK if controller.stats.failed == 0 else EXIT_FAILURE
+
+
+def _ask_daemon(cfg: Config) -> int | None:
+    """Have the running daemon decide now and print its answer; its exit status, or None
+    when no daemon listens on the control socket."""
+    from kdumpd import control
+
+    wait_s = (cfg.reload.retries + 2) * cfg.reload.timeout_s + 60.0
+    try:
+        answer = control.ask(cfg.state.control, wait_s)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    except PermissionError:
+        print(f"kdumpd: reload needs root (the running daemon's {cfg.state.control} is "
+              "root's)", file=sys.stderr)
+        return EXIT_NOPERM
+    except (control.ControlError, OSError) as error:
+        print(f"kdumpd: the running daemon did not answer: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"{'reload' if answer.reload else 'no reload'}: {answer.reason} "
+          "(decided by the running kdumpd)")
+    if answer.detail:
+        print(answer.detail)
+    return EXIT_OK if answer.ok else EXIT_FAILURE
 
 
 def cmd_config(args: argparse.Namespace) -> int:

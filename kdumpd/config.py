@@ -91,6 +91,7 @@ class RuleConfig:
 @dataclass(frozen=True)
 class StateConfig:
     dir: Path = Path("/var/lib/kdumpd")
+    control: Path = Path("/run/kdumpd/control")  # `kdumpd reload` asks the daemon here
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ def _no_nul(value: Any) -> str | None:
 _CHECKS: dict[str, Check] = {
     "sysfs.root": _absolute,
     "state.dir": _absolute,
+    "state.control": _absolute,
     "events.source": _one_of(EVENT_SOURCES),
     "events.quiet_ms": _between(0, 600_000),
     "events.max_delay_ms": _between(1, 3_600_000),

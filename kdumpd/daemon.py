@@ -20,6 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable
 
+from kdumpd.control import Answer, ControlError, ControlServer, reply
 from kdumpd.controller import REASON_RESTORE, Controller
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.handover import Handover
@@ -27,7 +28,7 @@ from kdumpd.hardware import Hardware
 from kdumpd.kernel_log import KernelLog
 from kdumpd.looptime import LoopTime, RealTime
 from kdumpd.reload_worker import ReloadWorker
-from kdumpd.reloader import Reloader
+from kdumpd.reloader import Outcome, Reloader
 from kdumpd.source import EventSource
 from kdumpd.source_supervisor import SourceSupervisor
 from kdumpd.sysfs import Sysfs
@@ -73,6 +74,7 @@ class Daemon:
         rules_watch: Callable[[], None] | None = None,
         rules_watch_s: float = RULES_WATCH_S,
         kernel_log: KernelLog | None = None,
+        control: ControlServer | None = None,
     ) -> None:
         self.controller = controller
         self.parts = parts
@@ -85,6 +87,9 @@ class Daemon:
         self._rules_watch = rules_watch
         self._rules_watch_s = rules_watch_s
         self._kernel_log = kernel_log  # None: the kernel's messages cannot be read
+        self._control = control  # None: no `kdumpd reload` requests (tests, dry run)
+        self._waiting: list[socket.socket] = []  # requests to answer once decided
+        self._last_outcome: Outcome | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
@@ -142,6 +147,7 @@ class Daemon:
         self.sources.attach(selector)
         status = 0
         try:
+            self._open_control(selector)
             self._handover.hold(True)
             self.controller.start(self._clock(), kernel_skips=self._kernel_log_start(selector))
             self._notify("READY=1\nSTATUS=" + self._status())
@@ -153,6 +159,9 @@ class Daemon:
             self._finish_running_reload()
             status = self._restore_before_exit() or self._exit_status
         finally:
+            self._answer_waiting(Answer(False, "kdumpd is stopping", ok=False))
+            if self._control is not None:
+                self._control.close()
             self._handover.hold(False)
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
@@ -187,6 +196,8 @@ class Daemon:
                     self._drain_wakeups()
                 elif key.data == "kernel":
                     self._read_kernel_log(selector)
+                elif key.data == "control":
+                    self._accept_request()
                 else:
                     self.sources.drain()
             if self._hup_requested:
@@ -199,6 +210,7 @@ class Daemon:
                                         due_now=True)
             self._collect_outcomes()
             self._start_due_reload()
+            self._answer_decided()
             status = self._status()
             now = self._clock()
             if status != last_status and (now - last_status_at >= STATUS_INTERVAL_S
@@ -250,6 +262,57 @@ class Daemon:
                 self._kernel_log.close()
         self._kernel_log = None
 
+    # -- `kdumpd reload` over the control socket -------------------------------------------
+
+    def _open_control(self, selector: selectors.BaseSelector) -> None:
+        if self._control is None:
+            return
+        try:
+            self._control.open()
+            selector.register(self._control.fileno(), selectors.EVENT_READ, "control")
+        except ControlError as error:
+            log.warning("%s: `kdumpd reload` cannot reach this daemon", error)
+            self._control = None
+
+    def _accept_request(self) -> None:
+        if self._control is None:
+            return
+        request = self._control.accept()
+        if request is None:
+            return
+        conn, pid = request
+        log.info("asked to decide now (kdumpd reload, pid %d)", pid)
+        self._waiting.append(conn)
+        self._last_outcome = None
+        self.controller.request(self._clock(), SUBSYSTEMS, "kdumpd reload", due_now=True)
+
+    def _answer_decided(self) -> None:
+        """Answer the waiting requests once their decision is made and its reload (if
+        any) has finished: nothing pending, nothing running."""
+        scheduler = self.controller.scheduler
+        if not self._waiting or scheduler.pending or scheduler.running or self._worker.busy:
+            return
+        decision = self.controller.last_decision
+        if decision is None:
+            self._answer_waiting(Answer(False, "no decision was made", ok=False))
+            return
+        outcome = self._last_outcome
+        if not decision.reload:
+            answer = Answer(False, decision.reason)
+        elif self.controller.dry_run or outcome is None:
+            answer = Answer(True, decision.reason, detail="dry run: nothing was reloaded")
+        elif outcome.ok:
+            answer = Answer(True, decision.reason, detail=f"reloaded in {outcome.duration_s:.2f} s")
+        else:
+            answer = Answer(True, decision.reason, ok=False,
+                            detail=f"reload failed: {outcome.error}")
+        self._answer_waiting(answer)
+
+    def _answer_waiting(self, answer: Answer) -> None:
+        for conn in self._waiting:
+            reply(conn, answer)
+        self._waiting.clear()
+
     def _drain_wakeups(self) -> None:
         try:
             while self._wake_r.recv(4096):
@@ -269,6 +332,7 @@ class Daemon:
 
     def _collect_outcomes(self) -> None:
         for burst, outcome in self._worker.outcomes():
+            self._last_outcome = outcome
             self.controller.reload_finished(burst, outcome, self._clock())
             self._sync_handover()
 

@@ -55,9 +55,10 @@ SIGNALS = (
      "kernel it makes one last bounded attempt, then exits (status 1 if still owed)."),
     ("SIGHUP", "Re-read the configuration (systemctl reload kdumpd) and apply [rule] "
      "state; a broken file, or a change only a restart can apply (state.dir, "
-     "rule.handover, sysfs.root), is logged and the old configuration kept."),
-    ("SIGUSR1", "Decide now over both subsystems, as if a burst had ended; "
-     "\\fBkdumpd reload\\fR sends it to the running daemon."),
+     "state.control, rule.handover, sysfs.root), is logged and the old configuration kept."),
+    ("SIGUSR1", "Decide now over both subsystems, as if a burst had ended "
+     "(\\fBkdumpd reload\\fR asks over the control socket instead and waits for the "
+     "answer)."),
 )
 
 ENVIRONMENT = (

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ def write_config(tmp_path: Path, root: Path, extra: str = "", fake: str = "") ->
     path = tmp_path / "kdumpd.toml"
     path.write_text(
         f'[sysfs]\nroot = "{root}"\n[state]\ndir = "{root}/state"\n'
+        f'control = "{root}/control"\n'
         f'[reload]\nbackend = "fake"\nretries = 0\n'
         f'[reload.fake]\nlog = "{root}/fake.log"\n{fake}\n[rule]\nstate = "ignore"\n{extra}'
     )
@@ -209,6 +210,7 @@ def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(
     tmp_path: Path, root: Path
 ) -> None:
     from kdumpd import lock
+    from kdumpd.control import Answer, ControlServer, reply
 
     path = write_config(tmp_path, root)
     fd = lock.acquire(root / "state")  # stands in for a running daemon: this test's pid
@@ -217,15 +219,32 @@ def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(
         assert done.returncode == 75
         assert f"kdumpd run (pid {os.getpid()}) owns reloads" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
-        received: list[int] = []
-        previous = signal.signal(signal.SIGUSR1, lambda signum, _f: received.append(signum))
-        try:
-            done = kdumpd("reload", "--config", str(path))
-        finally:
-            signal.signal(signal.SIGUSR1, previous)
+        # The owner does not answer on its control socket: refused, never signalled.
+        done = kdumpd("reload", "--config", str(path))
+        assert done.returncode == 75, done.stderr
+        assert f"not answering on {root}/control" in done.stderr
+        # The owner answers: its decision and outcome are printed, nothing reloads here.
+        server = ControlServer(root / "control")
+        server.open()
+        asked: list[int] = []
+
+        def answer() -> None:
+            while not asked:
+                request = server.accept()
+                if request is not None:
+                    asked.append(request[1])
+                    reply(request[0], Answer(True, "memory: crash_hotplug=0",
+                                             detail="reloaded in 0.12 s"))
+        thread = threading.Thread(target=answer, daemon=True)
+        thread.start()
+        done = kdumpd("reload", "--config", str(path))
+        thread.join(10)
+        server.close()
         assert done.returncode == 0, done.stderr
-        assert f"asked the running kdumpd (pid {os.getpid()})" in done.stdout
-        assert received == [signal.SIGUSR1]
+        assert done.stdout.splitlines() == [
+            "reload: memory: crash_hotplug=0 (decided by the running kdumpd)",
+            "reloaded in 0.12 s"]
+        assert len(asked) == 1 and asked[0] != os.getpid()  # the CLI's own pid, by SO_PEERCRED
         assert not (root / "fake.log").exists()  # no reload beside the owner
     finally:
         lock.release(fd)

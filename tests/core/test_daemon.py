@@ -22,6 +22,7 @@ from kdumpd import app, fakesysfs
 from kdumpd.backends import Backend, BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.config import Config, EventsConfig, ReloadConfig, SysfsConfig, load
+from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
@@ -70,7 +71,8 @@ class Harness:
                  source_kind: str = "kernel",
                  rules_watch: Callable[[], None] | None = None,
                  rules_watch_s: float = 0.05,
-                 kernel_log: FakeKernelLog | None = None) -> None:
+                 kernel_log: FakeKernelLog | None = None,
+                 control: ControlServer | None = None) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
@@ -92,7 +94,7 @@ class Harness:
                              watchdog_s=watchdog_s, udev_alive=udev_alive,
                              udev_watch_s=udev_watch_s, clock=self.clock,
                              rules_watch=rules_watch, rules_watch_s=rules_watch_s,
-                             kernel_log=kernel_log)
+                             kernel_log=kernel_log, control=control)
 
     def ops(self) -> list[str]:
         if not self.log.exists():
