@@ -281,8 +281,13 @@ class Daemon:
         if request is None:
             return
         conn, pid = request
-        log.info("asked to decide now (kdumpd reload, pid %d)", pid)
         self._waiting.append(conn)
+        if self._worker.busy:
+            # A reload runs: it loads the image and hardware of now, and its outcome is the
+            # answer. A second load right after it would add a window, not news.
+            log.info("kdumpd reload (pid %d) during a reload: answered by its outcome", pid)
+            return
+        log.info("asked to decide now (kdumpd reload, pid %d)", pid)
         self._last_outcome = None
         self.controller.request(self._clock(), SUBSYSTEMS, "kdumpd reload", due_now=True)
 

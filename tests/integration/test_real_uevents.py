@@ -40,14 +40,17 @@ class Daemon:
     """`kdumpd run` with its own NOTIFY_SOCKET, so the test knows when it listens."""
 
     def __init__(self, tmp: Path, root: Path, quiet_ms: int = 300, extra: str = "",
-                 *, source: str = "udev", hotplug_after_load: bool = False) -> None:
+                 *, source: str = "udev", hotplug_after_load: bool = False,
+                 delay_ms: int = 100) -> None:
         self.log = tmp / "fake.log"
         self.config = tmp / "kdumpd.toml"
         self.config.write_text(
             f'[sysfs]\nroot = "{root}"\n[state]\ndir = "{tmp}/state"\n'
+            f'control = "{tmp}/control"\n'
             f'[events]\nsource = "{source}"\nquiet_ms = {quiet_ms}\n'
             f'{extra}'
-            f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{self.log}"\ndelay_ms = 100\n'
+            f'[reload]\nbackend = "fake"\n[reload.fake]\nlog = "{self.log}"\n'
+            f'delay_ms = {delay_ms}\n'
             f'hotplug_after_load = {str(hotplug_after_load).lower()}\n'
             f'[rule]\nstate = "ignore"\nhandover = "{tmp}/handles-reload"\n'
         )
@@ -174,3 +177,29 @@ def test_a_second_run_is_refused_and_leaves_the_first_and_its_handover_alone(
     settle(first, "reloads 1")
     first.stop()
     assert first.loads() == 1
+
+
+def test_kdumpd_reload_during_the_daemons_reload_is_answered_by_it(
+    udevd: str, tmp_path: Path
+) -> None:
+    root = fakesysfs.build(tmp_path / "root", crash_hotplug="0")
+    daemon = Daemon(tmp_path, root, delay_ms=2000)
+    daemon.wait_for("READY=1")
+    burst(8)
+    loaded = root / "sys/kernel/kexec_crash_loaded"
+    deadline = time.monotonic() + 20
+    while loaded.read_text().strip() != "0":  # the fake kernel's load is under way
+        assert time.monotonic() < deadline, "the daemon's reload did not start"
+        time.sleep(0.02)
+    cli = subprocess.run(
+        [sys.executable, "-m", "kdumpd", "reload", "--config", str(daemon.config)],
+        capture_output=True, text=True, timeout=60, check=False)
+    settle(daemon, "reloads 1")
+    err = daemon.stop()
+    assert cli.returncode == 0, cli.stderr
+    first, detail = cli.stdout.splitlines()
+    assert first.startswith("reload: memory: crash_hotplug=0") and first.endswith(
+        "(decided by the running kdumpd)")
+    assert detail.startswith("reloaded in ")
+    assert daemon.loads() == 1, err  # one load: the CLI's request did not add a window
+    assert "during a reload: answered by its outcome" in err
