@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # support for Debian's python3, a real systemd-udevd for the integration tests.
 APT_TEST_DEPS := libsystemd-dev pkg-config gcc python3-dev python3-venv udev
 
-.PHONY: all test unit lint typecheck demo deps venv dist deb rpm bench bench-quick vm-test ansible-vm-test vm-chaos mutmut clean
+.PHONY: all test unit lint typecheck demo deps venv dist deb rpm bench bench-quick vm-test ansible-vm-test vm-chaos mutmut completion clean
 
 all: test
 
@@ -75,6 +75,15 @@ N ?= 30
 vm-chaos: $(STAMP)
 	KDUMPD_VM_CHAOS_STEPS=$(N) $(if $(SEED),KDUMPD_VM_CHAOS_SEED=$(SEED)) \
 		$(PY) -m pytest -q -s tests/vm -k test_12_seeded_chaos
+
+# The bash completion the packages ship, generated from the parser by a fixed shtab
+# (1.5.5, Debian 12's, completes only the first subcommand; tests/core/test_completion.py
+# checks the file is current and drives it in bash).
+SHTAB_VERSION = 1.7.1
+completion: $(STAMP)
+	rm -rf out/shtab && $(PY) -m pip download -q --no-deps -d out/shtab shtab==$(SHTAB_VERSION)
+	PYTHONPATH=$$(ls out/shtab/shtab-*.whl) $(PY) -m shtab --shell=bash --prog=kdumpd \
+		kdumpd.cli.build_parser > packaging/kdumpd.bash
 
 # Mutation testing of the pure core ([tool.mutmut] in pyproject.toml); not part of CI.
 mutmut: $(STAMP)

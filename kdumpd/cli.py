@@ -43,6 +43,15 @@ exit status:
 
 log = logging.getLogger("kdumpd")
 
+# What shtab completes an argument with (its FILE and DIRECTORY, spelled out so that the
+# parser does not import shtab): packaging/kdumpd.bash is generated from this parser.
+COMPLETE_FILE = {"bash": "_shtab_compgen_files", "zsh": "_files", "tcsh": "f"}
+COMPLETE_DIR = {"bash": "_shtab_compgen_dirs", "zsh": "_files -/", "tcsh": "d"}
+
+
+def _completes(action: argparse.Action, what: dict[str, str]) -> None:
+    action.complete = what  # type: ignore[attr-defined]  # read by shtab
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line; the man page is generated from it."""
@@ -59,11 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def with_config(sub: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        sub.add_argument(
+        _completes(sub.add_argument(
             "--config", type=Path, default=None, metavar="PATH",
             help=f"configuration file (default {configmod.DEFAULT_PATH}, which may be absent: "
             "then the defaults; a file named here must exist)",
-        )
+        ), COMPLETE_FILE)
         return sub
 
     run = with_config(commands.add_parser(
@@ -95,16 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("install", "install or update the managed block"),
                          ("remove", "remove the managed block")):
         sub = with_config(rule_commands.add_parser(action, help=text))
-        sub.add_argument("--path", metavar="FILE",
-                         help="rules file to manage (default: [rule] path, \"auto\" discovers)")
+        _completes(sub.add_argument(
+            "--path", metavar="FILE",
+            help="rules file to manage (default: [rule] path, \"auto\" discovers)"),
+            COMPLETE_FILE)
         sub.add_argument("--check", action="store_true", help="compute the change, write nothing")
         sub.add_argument("--diff", action="store_true", help="print a unified diff")
         sub.add_argument("--backup", action="store_true", help="keep a timestamped copy")
         sub.add_argument("--json", action="store_true", help="print an Ansible-style JSON result")
-        sub.add_argument("--root", metavar="DIR", type=_absolute_path,
-                         help="tree the rules are looked up under (default: [rule] root)")
-        sub.add_argument("--handover", metavar="FILE", type=_absolute_path,
-                         help="hand-over file the block tests (default: [rule] handover)")
+        _completes(sub.add_argument(
+            "--root", metavar="DIR", type=_absolute_path,
+            help="tree the rules are looked up under (default: [rule] root)"), COMPLETE_DIR)
+        _completes(sub.add_argument(
+            "--handover", metavar="FILE", type=_absolute_path,
+            help="hand-over file the block tests (default: [rule] handover)"), COMPLETE_FILE)
 
     commands.add_parser(
         "demo", help="run the real pipeline on a fake sysfs with a simulated event storm",
