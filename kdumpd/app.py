@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from kdumpd import capacity
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, distro, kexec_args
 from kdumpd.backends import tools as toolbackends
@@ -18,7 +19,7 @@ from kdumpd.config import Config, ConfigError
 from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
-from kdumpd.hardware import read_crash_reservation, read_hardware
+from kdumpd.hardware import Hardware, read_cmdline, read_crash_reservation, read_hardware
 from kdumpd.kernel_log import open_journal
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
@@ -135,10 +136,16 @@ def make_parts(cfg: Config, backend: Backend | None = None) -> Parts:
 
 def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
     store = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=not dry_run)
+    root, arch = cfg.sysfs.root, os.uname().machine
+
+    def capacity_now(hardware: Hardware) -> capacity.Capacity:
+        return capacity.check(read_crash_reservation(root).size or 0,
+                              capacity.ram_bytes(hardware.ram_ranges), read_cmdline(root), arch)
+
     return Controller(
         ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot,
         store=store, hardware=parts.hardware, backend=parts.reloader.backend, dry_run=dry_run,
-        arch=os.uname().machine,
+        arch=arch, capacity=capacity_now,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from kdumpd import journal_ids
 from kdumpd.backends import Backend
+from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS, Event
 from kdumpd.hardware import Hardware
 from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
@@ -138,6 +139,7 @@ class Controller:
         confirm_s: float = CONFIRM_S,
         take_back_s: float = TAKE_BACK_S,
         arch: str = "x86_64",
+        capacity: Callable[[Hardware], Capacity] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.snapshot = snapshot
@@ -149,6 +151,9 @@ class Controller:
         self.confirm_s = confirm_s
         self.take_back_s = take_back_s
         self.arch = arch  # uname -m: which events can leave the header stale (policy.py)
+        # The reservation against the RAM online (capacity.py), checked after memory bursts.
+        self.capacity = capacity
+        self.last_capacity: Capacity | None = None
         self.stats = Stats()
         self.last_decision: Decision | None = None
         self.state = State(boot_id=store.boot_id)
@@ -310,6 +315,8 @@ class Controller:
                           actions=burst.actions, arch=self.arch)
         self._remember(snapshot)
         self.last_decision = decision
+        if not decision.confirm and "memory" in burst.subsystems:
+            self._check_capacity()
         if decision.confirm:
             log.debug("%s: %s", what(burst), decision.reason)
             self.scheduler.defer(burst, now + self.confirm_s)
@@ -329,6 +336,17 @@ class Controller:
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _check_capacity(self) -> None:
+        """After memory changed: say once when the reservation is short for the RAM now
+        (hot-added memory does not grow it; only the next boot can)."""
+        if self.capacity is None:
+            return
+        warned = self.last_capacity is not None and bool(self.last_capacity.warning)
+        self.last_capacity = self.capacity(self.hardware())
+        if self.last_capacity.warning and not warned:
+            log.warning(self.last_capacity.warning,
+                        extra={"MESSAGE_ID": journal_ids.CAPACITY_SHORT})
 
     def _read(self, subsystems: Collection[str]) -> Snapshot:
         """kexec_crash_loaded, then crash_hotplug only when an image is loaded: a read of

@@ -113,6 +113,11 @@ def read_crash_reservation(root: Path) -> Reservation:
     return crash_reservation(_read(root / "proc/iomem"))
 
 
+def read_cmdline(root: Path) -> str:
+    """The running kernel's command line ("" when unreadable)."""
+    return _read(root / "proc/cmdline").strip()
+
+
 def _resources(iomem: str) -> list[tuple[str, str]]:
     """(span, name) of every /proc/iomem line, whatever its depth."""
     found = []

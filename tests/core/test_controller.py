@@ -1060,3 +1060,31 @@ def test_the_start_says_how_many_skips_it_found_and_a_plain_request_waits_its_qu
     assert rig.controller.deadline() == pytest.approx(clock() + 0.25)  # not due at once
     rig.controller.request(clock(), ["cpu"], "kdumpd reload")
     assert rig.controller.deadline() == pytest.approx(clock() + 0.25)
+
+
+def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    from kdumpd.capacity import Capacity
+
+    rig = Rig(root, clock)
+    asked: list[int] = []
+
+    def capacity(hardware: object) -> Capacity:
+        asked.append(1)
+        return Capacity(256 << 20, 512 << 20, "rule", warning=f"short #{len(asked)}")
+
+    rig.controller.capacity = capacity
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        rig.feed(memory_events(4))
+        rig.settle()
+        rig.feed([Event("cpu", "online", "/devices/system/cpu/cpu1")])
+        rig.settle()
+        rig.feed(memory_events(2))
+        rig.settle()
+    assert len(asked) == 2  # after each memory burst, not after the CPU's
+    shorts = [r for r in caplog.records if r.getMessage().startswith("short #")]
+    assert [r.getMessage() for r in shorts] == ["short #1"]  # said once while it stays short
+    assert getattr(shorts[0], "MESSAGE_ID", None) == journal_ids.CAPACITY_SHORT
+    assert rig.controller.last_capacity is not None
+    assert rig.controller.last_capacity.recommended_bytes == 512 << 20
