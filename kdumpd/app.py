@@ -136,17 +136,24 @@ def make_parts(cfg: Config, backend: Backend | None = None) -> Parts:
 
 def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
     store = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=not dry_run)
-    root, arch = cfg.sysfs.root, os.uname().machine
-
-    def capacity_now(hardware: Hardware) -> capacity.Capacity:
-        return capacity.check(read_crash_reservation(root).size or 0,
-                              capacity.ram_bytes(hardware.ram_ranges), read_cmdline(root), arch)
-
     return Controller(
         ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot,
         store=store, hardware=parts.hardware, backend=parts.reloader.backend, dry_run=dry_run,
-        arch=arch, capacity=capacity_now,
+        arch=os.uname().machine, capacity=capacity_reader(cfg.sysfs.root),
     )
+
+
+def capacity_reader(root: Path, arch: str | None = None
+                    ) -> Callable[[Hardware], capacity.Capacity]:
+    """The reservation under ``root`` against the RAM of a hardware reading."""
+    machine = arch or os.uname().machine
+
+    def capacity_now(hardware: Hardware) -> capacity.Capacity:
+        return capacity.check(read_crash_reservation(root).size or 0,
+                              capacity.ram_bytes(hardware.ram_ranges), read_cmdline(root),
+                              machine)
+
+    return capacity_now
 
 
 def make_daemon(

@@ -193,8 +193,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     sysfs = Sysfs(cfg.sysfs.root)
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
-    status = gather(sysfs, app.make_backend(cfg, sysfs), state, read_hardware(cfg.sysfs.root),
-                    app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root))
+    hardware = read_hardware(cfg.sysfs.root)
+    status = gather(sysfs, app.make_backend(cfg, sysfs), state, hardware,
+                    app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root),
+                    capacity=app.capacity_reader(cfg.sysfs.root)(hardware))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 

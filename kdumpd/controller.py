@@ -21,6 +21,7 @@ from kdumpd import journal_ids
 from kdumpd.backends import Backend
 from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS, Event
+from kdumpd.exposure import Exposure
 from kdumpd.hardware import Hardware
 from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
 from kdumpd.reloader import Outcome
@@ -154,6 +155,9 @@ class Controller:
         # The reservation against the RAM online (capacity.py), checked after memory bursts.
         self.capacity = capacity
         self.last_capacity: Capacity | None = None
+        # Exposure accounting (exposure.py), on the monotonic clock of `now`.
+        self._stale_since: float | None = None  # first event of a burst that needs a reload
+        self._unloaded_since: float | None = None  # a reload of ours left no crash kernel
         self.stats = Stats()
         self.last_decision: Decision | None = None
         self.state = State(boot_id=store.boot_id)
@@ -324,6 +328,10 @@ class Controller:
         for warning in decision.warnings:
             log.warning(warning, extra=fields)
         if not decision.reload:
+            if burst.events and is_loaded(snapshot.crash_loaded) and all(
+                    kernel_updates(snapshot.crash_hotplug.get(s, _MISSING))
+                    for s in burst.subsystems):
+                self.state = replace(self.state, exposure=self.state.exposure.avoided())
             self._skip(burst, fields, decision.reason)
             return None
         if self.dry_run:
@@ -331,11 +339,26 @@ class Controller:
                      extra={"MESSAGE_ID": journal_ids.WOULD_RELOAD, **fields})
             return None
         log.info("%s: reloading: %s", what(burst), decision.reason, extra=fields)
+        if self._stale_since is None:
+            self._stale_since = burst.started_at
         self.scheduler.reload_started()
         self._loading = self.hardware()
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _account(self, exposure: Exposure, outcome: Outcome, now: float) -> Exposure:
+        """The exposure after a reload of ours that ended at ``now``."""
+        started = now - outcome.duration_s
+        if outcome.ok:
+            stale = now - self._stale_since if self._stale_since is not None else 0.0
+            gap = now - (self._unloaded_since if self._unloaded_since is not None
+                         else started)
+            self._stale_since = self._unloaded_since = None
+            return exposure.loaded(ok=True, stale_s=stale, gap_s=gap)
+        if is_unloaded(outcome.crash_loaded) and self._unloaded_since is None:
+            self._unloaded_since = started  # counted once a load works again
+        return exposure.loaded(ok=False, stale_s=0.0, gap_s=0.0)
 
     def _check_capacity(self) -> None:
         """After memory changed: say once when the reservation is short for the RAM now
@@ -436,6 +459,7 @@ class Controller:
             at=self._reload_started_wall, how=self.backend.last_command or self.backend.describe(),
             ok=outcome.ok,
             duration_s=round(outcome.duration_s, 3)))
+        state = replace(state, exposure=self._account(state.exposure, outcome, now))
         if outcome.ok:
             self.stats.reloads += 1
             self.stats.handed_back = False

@@ -417,4 +417,9 @@ class Daemon:
         self.controller.backend = parts.reloader.backend
 
     def _status(self) -> str:
-        return self.controller.stats.status_line()
+        line = self.controller.stats.status_line()
+        exposure = self.controller.state.exposure
+        if exposure.stale_s or exposure.no_crash_kernel_s:
+            line += (f"; this boot: stale {exposure.stale_s:.2f} s, no crash kernel "
+                     f"{exposure.no_crash_kernel_s:.2f} s")
+        return line

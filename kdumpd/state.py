@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from kdumpd import exposure
+from kdumpd.exposure import Exposure
 from kdumpd.rules.atomic import WriteError, write_file
 
 log = logging.getLogger("kdumpd")
@@ -39,6 +41,7 @@ class State:
     fingerprint: str = ""  # the hardware the loaded image describes ("" unknown)
     hardware: str = ""  # the same, for people
     last_load: LastLoad | None = None
+    exposure: Exposure = Exposure()  # this boot's exposure (exposure.py)
 
     def with_hardware(self, fingerprint: str, hardware: str) -> State:
         return replace(self, fingerprint=fingerprint, hardware=hardware)
@@ -136,4 +139,5 @@ def _from_json(document: Any) -> State:
         fingerprint=str(document.get("fingerprint", "")),
         hardware=str(document.get("hardware", "")),
         last_load=last_load,
+        exposure=exposure.from_json(document.get("exposure")),
     )

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from kdumpd.backends import Backend
+from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware, Reservation, read_crash_reservation
 from kdumpd.kernel_log import KernelLog
@@ -44,6 +45,7 @@ class Status:
     image: dict[str, str] | None = None  # what a reload would load, and where from
     kernel_skips: int | None = None  # skipped header updates the kernel logged this boot
     kernel_log_problem: str = "not read"  # why kernel_skips is None
+    capacity: Capacity | None = None  # the reservation against the RAM online now
 
     @property
     def owed(self) -> bool:
@@ -95,6 +97,9 @@ class Status:
             "kernel_skips": self.kernel_skips,
             "last_load": asdict(self.state.last_load) if self.state and self.state.last_load
             else None,
+            "exposure": asdict(self.state.exposure) if self.state else None,
+            "capacity": {**asdict(self.capacity), "warning": self.capacity.warning or None}
+            if self.capacity else None,
         }
 
     def as_text(self) -> str:
@@ -135,6 +140,14 @@ class Status:
         else:
             lines.append(f"kernel log: {self.kernel_skips} skipped header update(s) this "
                          "boot (\"kexec_trylock() failed\")")
+        if self.capacity is not None and self.capacity.warning:
+            lines.append(f"capacity: WARNING: {self.capacity.warning}")
+        elif self.capacity is not None and self.capacity.recommended_bytes:
+            lines.append(f"capacity: {self.capacity.reserved_bytes >> 20} MiB reserved, "
+                         f"{self.capacity.recommended_bytes >> 20} MiB asked by "
+                         f"{self.capacity.source}: enough")
+        if self.state is not None:
+            lines.append(f"exposure this boot: {self.state.exposure.summary()}")
         last = self.state.last_load if self.state else None
         if last is not None:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(last.at))
@@ -149,7 +162,8 @@ class Status:
 
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
            hardware: Hardware | None = None, image: dict[str, str] | None = None, *,
-           kernel_log: tuple[KernelLog | None, str] = (None, "not read")) -> Status:
+           kernel_log: tuple[KernelLog | None, str] = (None, "not read"),
+           capacity: Capacity | None = None) -> Status:
     reader, problem = kernel_log
     skips: int | None = None
     if reader is not None:
@@ -172,6 +186,7 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         image=image,
         kernel_skips=skips,
         kernel_log_problem=problem,
+        capacity=capacity,
     )
 
 

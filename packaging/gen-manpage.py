@@ -100,7 +100,12 @@ JSON_KEYS = (
      "or no crash kernel is loaded)."),
     ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",
      "Strings or null."),
-    ("last_load", "Object or null: at (Unix time), how, ok, duration_s."),
+    ("last_load", "Object or null: at (Unix time), how (the exact command of the load), "
+     "ok, duration_s."),
+    ("exposure", "Object or null (no state this boot): no_crash_kernel_s, stale_s, "
+     "longest_gap_s, reloads, reloads_avoided, failures, this boot."),
+    ("capacity", "Object or null: reserved_bytes, recommended_bytes (0: no rule), source, "
+     "warning (null when the reservation fits the RAM online)."),
     ("kernel_skips", "Number or null: header updates the kernel skipped this boot "
      "(\"kexec_trylock() failed\" in its log); null when the journal cannot be read."),
 )

@@ -113,6 +113,8 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "image": (dict, type(None)),
     "kernel_skips": (int, type(None)),
     "last_load": (dict, type(None)),
+    "exposure": (dict, type(None)),
+    "capacity": (dict, type(None)),
 }
 
 
