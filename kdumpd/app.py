@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from kdumpd import capacity
+from kdumpd import capacity, metrics
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, distro, kexec_args
 from kdumpd.backends import tools as toolbackends
@@ -192,7 +192,29 @@ def make_daemon(
         rules_watch=rules_watch,
         kernel_log=kernel_log,
         control=None if dry_run else ControlServer(cfg.state.control),
+        metrics=None if dry_run else metrics_writer(cfg, controller, parts.sysfs),
     )
+
+
+def metrics_writer(cfg: Config, controller: Controller,
+                   sysfs: Sysfs) -> Callable[[], None] | None:
+    """Write kdumpd.prom when [metrics] textfile_dir names a directory; a failure is
+    said once per reason (the daemon keeps serving)."""
+    directory = metrics.textfile_dir(cfg.metrics.textfile_dir)
+    if directory is None:
+        return None
+    log.info("metrics: %s", directory / metrics.FILE_NAME)
+    said: set[str] = set()
+
+    def write_now() -> None:
+        try:
+            metrics.write(directory, metrics.gather(controller, sysfs))
+        except (metrics.MetricsUnavailable, OSError) as error:
+            if str(error) not in said:
+                said.add(str(error))
+                log.warning("cannot write metrics to %s: %s", directory, error)
+
+    return write_now
 
 
 def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:

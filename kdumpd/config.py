@@ -95,12 +95,20 @@ class StateConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    # The node exporter's textfile directory for kdumpd.prom: "auto" (the distribution's,
+    # when it exists), a directory, or "" (off). See metrics.py.
+    textfile_dir: str = "auto"
+
+
+@dataclass(frozen=True)
 class Config:
     sysfs: SysfsConfig = field(default_factory=SysfsConfig)
     state: StateConfig = field(default_factory=StateConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     reload: ReloadConfig = field(default_factory=ReloadConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 Check = Callable[[Any], Union[str, None]]
@@ -168,6 +176,7 @@ _CHECKS: dict[str, Check] = {
     "rule.state": _one_of(RULE_STATES),
     "rule.path": lambda v: None if v == "auto" else _absolute(v),
     "rule.root": _absolute,
+    "metrics.textfile_dir": lambda v: None if v in ("", "auto") else _absolute(v),
     "rule.handover": lambda v: _absolute(v) or _udev_safe(v),
 }
 

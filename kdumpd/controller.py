@@ -397,6 +397,12 @@ class Controller:
         self._image_hotplug.update(
             {s: v.text for s, v in snapshot.crash_hotplug.items() if v.kind == OK})
 
+    def image_updates(self) -> dict[str, bool]:
+        """Per subsystem, whether crash_hotplug last read 1 for the image loaded now (no
+        read: a read takes the kexec lock)."""
+        loaded = self._image_loaded == "1"
+        return {s: loaded and self._image_hotplug.get(s) == "1" for s in SUBSYSTEMS}
+
     def _forget_image(self) -> None:
         self._image_hotplug = {}
         self._image_loaded = ""

@@ -75,6 +75,8 @@ class Daemon:
         rules_watch_s: float = RULES_WATCH_S,
         kernel_log: KernelLog | None = None,
         control: ControlServer | None = None,
+        metrics: Callable[[], None] | None = None,
+        metrics_s: float = 60.0,
     ) -> None:
         self.controller = controller
         self.parts = parts
@@ -88,6 +90,8 @@ class Daemon:
         self._rules_watch_s = rules_watch_s
         self._kernel_log = kernel_log  # None: the kernel's messages cannot be read
         self._control = control  # None: no `kdumpd reload` requests (tests, dry run)
+        self._metrics = metrics  # None: no metrics file (metrics.py)
+        self._metrics_s = metrics_s
         self._waiting: list[socket.socket] = []  # requests to answer once decided
         self._last_outcome: Outcome | None = None
         self._wake_r, self._wake_w = socket.socketpair()
@@ -175,6 +179,7 @@ class Daemon:
         next_watchdog = self._clock()
         next_watch = self._clock() + self._udev_watch_s
         next_rules = self._clock() + self._rules_watch_s
+        next_metrics = self._clock()
         while not self._stop_requested:
             now = self._clock()
             if self._watchdog_s and now >= next_watchdog:
@@ -186,9 +191,13 @@ class Daemon:
             if self._rules_watch is not None and now >= next_rules:
                 self._rules_watch()
                 next_rules = self._clock() + self._rules_watch_s
+            if self._metrics is not None and now >= next_metrics:
+                self._metrics()
+                next_metrics = self._clock() + self._metrics_s
             timers = [t for t, on in ((next_watchdog, bool(self._watchdog_s)),
                                       (next_watch, self.sources.watches_udev),
-                                      (next_rules, self._rules_watch is not None)) if on]
+                                      (next_rules, self._rules_watch is not None),
+                                      (next_metrics, self._metrics is not None)) if on]
             timeout = self._timeout(now, timers)
             ready = self._clock.select(selector, timeout, thread_busy=self._worker.alive)
             for key, _ in ready:
@@ -217,6 +226,7 @@ class Daemon:
                                           or self.controller.scheduler.pending == 0):
                 self._notify("STATUS=" + status)
                 last_status, last_status_at = status, now
+                next_metrics = now  # after every decision
 
     def _timeout(self, now: float, timers: list[float]) -> float | None:
         """How long the loop may sleep: until the next burst, restore or timer is due."""

@@ -45,7 +45,8 @@ class Virtual:
 
     def __init__(self, root: Path, *, load_s: float = 0.0, fail: int = 0, retries: int = 0,
                  udev_alive: list[bool] | None = None, kernel_log: FakeKernelLog | None = None,
-                 watchdog_s: float | None = None) -> None:
+                 watchdog_s: float | None = None,
+                 metrics: list[float] | None = None) -> None:
         self.time = MockTime(T0)
         self.sysfs = Sysfs(root, sleep=self.time.sleep)
         self.log = root / "fake.log"
@@ -68,6 +69,7 @@ class Virtual:
             notify=self.notes.append, handover=root / "run" / "handles-reload",
             clock=self.time, watchdog_s=watchdog_s,
             udev_alive=(lambda: alive[0]) if alive else None, kernel_log=kernel_log,
+            metrics=None if metrics is None else (lambda: metrics.append(self.time() - T0)),
         )
 
     def wait(self, cancel: threading.Event, seconds: float) -> bool:
@@ -168,3 +170,15 @@ def test_a_loop_that_would_wait_for_ever_is_named_not_hung(root: Path) -> None:
     v = Virtual(root)
     with pytest.raises(Stalled, match="nothing is due"):
         v.daemon.run()
+
+
+def test_metrics_are_written_after_each_decision_and_every_minute(root: Path) -> None:
+    written: list[float] = []
+    v = Virtual(root, metrics=written)
+    v.at(90.0, lambda: v.source.push(events(8)))
+    assert v.run_until(150.0) == 0
+    (load,) = v.loads()
+    times = [round(t, 3) for t in written]
+    # At start, each minute while idle, when the burst's events were counted, and right
+    # after the decision that reloaded (then the minute starts again).
+    assert times == [0.0, 60.0, 90.0, load]
