@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Callable
 
 from kdumpd import capacity, metrics
 from kdumpd import config as configmod
-from kdumpd.backends import Backend, distro, kexec_args
+from kdumpd.backends import Backend, BackendError, distro, kexec_args
 from kdumpd.backends import tools as toolbackends
 from kdumpd.backends.distro import CrashImage
 from kdumpd.backends.fake import FakeBackend
@@ -93,6 +93,22 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
     elif hazard:
         hazard += ("; kdumpd's own load ([reload] backend = \"auto\") adds it by itself")
     return {**described, "warning": hazard} if hazard else described
+
+
+def preflight(cfg: Config) -> tuple[str, bool] | None:
+    """What a reload would fail on before its syscall, and whether that is the settings'
+    fault (it cannot pass without a change: a command line too long for the kernel, an
+    untrusted file, a load mode impossible here) rather than the machine's now (a kernel
+    not installed yet). None when a reload could go ahead."""
+    backend = make_backend(cfg, Sysfs(cfg.sysfs.root))
+    if not isinstance(backend, KexecBackend):
+        problem = backend.probe()
+        return None if problem is None else (problem, False)
+    try:
+        backend.check()
+    except BackendError as error:
+        return str(error), error.permanent
+    return None
 
 
 def make_backend(cfg: Config, sysfs: Sysfs, *, runner: CheckedRunner = run) -> Backend:

@@ -261,6 +261,16 @@ def cmd_config(args: argparse.Namespace) -> int:
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     path = _config_path(args)
     where = path if path.exists() else f"{path} (absent: defaults)"
+    # Every check a reload makes before its syscall (files, trust, the command line's
+    # length against the kernel's header, the load mode): a setting no load can use is a
+    # configuration error now, not a failed reload later.
+    problem = app.preflight(cfg)
+    if problem is not None:
+        text, is_setting = problem
+        print(f"kdumpd: {where}: {'' if is_setting else 'warning: '}a reload now would fail "
+              f"before loading: {text}", file=sys.stderr)
+        if is_setting:
+            return EXIT_CONFIG
     print(f"{where}: OK (backend {app.backend_name(cfg)}, events {cfg.events.source}, "
           f"quiet {cfg.events.quiet_ms} ms, max delay {cfg.events.max_delay_ms} ms)")
     return EXIT_OK

@@ -349,3 +349,27 @@ def test_kdumpds_load_keeps_hot_added_memory_out_of_the_dump_kernel_and_says_so(
         "the dump kernel's command line lacks acpi_no_memhotplug")
     assert tool["image"]["warning"].endswith("adds it by itself")
     assert "mode" not in tool["image"]
+
+
+def test_config_check_refuses_what_every_load_would_refuse_and_warns_of_the_rest(
+    tmp_path: Path,
+) -> None:
+    kernel = tmp_path / "vmlinuz"
+    kernel.write_bytes(b"not a bzImage: the default command-line size applies")
+    kernel.chmod(0o644)
+    path = tmp_path / "kdumpd.toml"
+    path.write_text(f'[reload]\nbackend = "kexec"\nkernel = "{kernel}"\n'
+                    f'append = "{"x" * 200_000}"\n')
+    path.chmod(0o644)
+    done = kdumpd("config", "check", "--config", str(path))
+    assert done.returncode == 78, done.stderr
+    assert "a reload now would fail before loading: reload.append: the crash kernel's " \
+           "command line is 200001 bytes" in done.stderr
+    # A kernel not installed yet is the machine's state, not the settings': a warning.
+    path.write_text(f'[reload]\nbackend = "kexec"\nkernel = "{tmp_path}/none"\n'
+                    'append = "root=/dev/vda"\n')
+    done = kdumpd("config", "check", "--config", str(path))
+    assert done.returncode == 0, done.stderr
+    assert "warning: a reload now would fail before loading: kernel" in done.stderr
+    assert done.stdout.endswith("OK (backend kexec, events auto, quiet 50 ms, max delay "
+                                "3000 ms)\n")
