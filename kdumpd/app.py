@@ -76,6 +76,9 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
                  else distro.crash_image(root, uname.release, uname.machine))
     except distro.DistroError as error:
         return {"error": str(error)}
+    except Exception as error:  # a reader's bug on odd input: said, never a traceback
+        return {"error": f"reading the distribution's kdump configuration failed "
+                         f"({type(error).__name__}: {error})"}
     described = {"family": image.family, **image.sources(),
                  **({"mode": cfg.reload.load} if name == "kexec" else {}),
                  "initrd required": "yes" if image.initrd_required else "no"}

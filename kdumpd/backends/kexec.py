@@ -129,6 +129,10 @@ class KexecBackend:
             return self._image_source()
         except DistroError as error:
             raise BackendError(f"{error}; crash kernel left as it was", permanent=True) from None
+        except Exception as error:  # a reader's bug on odd input must not end the daemon
+            raise BackendError(f"reading the distribution's kdump configuration failed "
+                               f"({type(error).__name__}: {error}); crash kernel left as it "
+                               "was", permanent=True) from None
 
     def load_argv(self, mode: str, image: CrashImage | None = None) -> list[str]:
         image = image or self.image

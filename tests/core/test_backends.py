@@ -460,3 +460,19 @@ def test_a_fifo_as_the_kernel_is_refused_without_blocking(root: Path, tmp_path: 
     with pytest.raises(BackendError, match="not a regular file"):
         KexecBackend(KexecImage(fifo, None, "quiet"), "file", sysfs, runner, 5).reload()
     assert runner.calls == []
+
+
+def test_any_error_of_the_image_reader_is_a_failed_reload_not_a_dead_daemon(
+    root: Path,
+) -> None:
+    def broken() -> KexecImage:
+        raise ValueError("Exceeds the limit (4300 digits) for integer string conversion")
+
+    sysfs = Sysfs(root)
+    backend = KexecBackend(broken, "auto", sysfs, FakeKexec(sysfs), 5)
+    with pytest.raises(BackendError, match=r"ValueError: Exceeds the limit") as caught:
+        backend.reload()
+    assert caught.value.permanent
+    assert backend.describe().startswith("kexec load (") and "an unknown kernel" in \
+        backend.describe()
+    assert "ValueError" in (backend.probe() or "")

@@ -588,3 +588,10 @@ def test_missing_kernel_and_initrd_are_named(tmp_path: Path) -> None:
     (root / "var/lib/kdump/vmlinuz").unlink()
     assert distro.missing_parts(image, root) == ["kernel /var/lib/kdump/vmlinuz",
                                                  "initrd /var/lib/kdump/initrd.img"]
+
+
+def test_a_number_too_long_for_int_is_not_a_number(tmp_path: Path) -> None:
+    config = (FIXTURES / "suse/sysconfig-kdump").read_text() + f'KDUMP_CPUS="{"9" * 5000}"\n'
+    root = make_root(tmp_path, {"etc/sysconfig/kdump": config, "usr/lib/kdump/load.sh": ""})
+    image = distro.crash_image(root, RELEASE, "x86_64")
+    assert "nr_cpus=32" in image.append.split()  # load.sh's default, as for any non-number

@@ -32,7 +32,7 @@ def suse(root: Path, release: str, machine: str) -> CrashImage:
     if not commandline:
         commandline = _remove_options(proc_cmdline(root), SUSE_REMOVED)
         cpus = settings.get("KDUMP_CPUS") or "32"  # kdump-read-config.sh's default
-        if not re.fullmatch(r"-?[0-9]+", cpus):
+        if not re.fullmatch(r"-?[0-9]{1,9}", cpus):
             cpus = "32"  # kdump-read-config.sh ignores a value that is not a number
         if exists(root, "/proc/xen"):
             cpus = "1"  # load.sh: makedumpfile cannot use threads on Xen
