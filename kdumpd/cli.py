@@ -140,6 +140,8 @@ def _load_config(path: Path, *, must_exist: bool = False) -> Config:
     security.check_trusted_file(path, "config file")
     cfg = configmod.load(path, must_exist=must_exist, vet=security.fd_problem)
     security.check_image_files(cfg)
+    # What kdumpd owes and who owns reloads live there: as trusted as the config itself.
+    security.check_trusted_file(cfg.state.dir, "state.dir")
     return cfg
 
 

@@ -17,6 +17,8 @@ from typing import Any, Protocol
 from kdumpd import exposure
 from kdumpd.exposure import Exposure
 from kdumpd.rules.atomic import WriteError, write_file
+from kdumpd.security import fd_problem
+from kdumpd.smallfile import read_regular
 
 log = logging.getLogger("kdumpd")
 
@@ -58,7 +60,8 @@ class Store(Protocol):
 def read_boot_id(root: Path) -> str:
     """This boot's id (``proc/sys/kernel/random/boot_id`` under ``root``); "" if unreadable."""
     try:
-        return (root / "proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+        data = read_regular(root / "proc/sys/kernel/random/boot_id", 64)
+        return data.decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return ""
 
@@ -74,8 +77,9 @@ class FileStore:
     def load(self) -> State | None:
         """The state of this boot, or None (none yet, another boot's, or unusable: logged)."""
         try:
-            with self.path.open("rb") as handle:
-                raw = handle.read(MAX_BYTES + 1)
+            # Never blocks (a FIFO), never reads without bound, and as root the file read
+            # is the file checked: root's, not writable by others.
+            raw = read_regular(self.path, MAX_BYTES + 1, fd_problem)
         except FileNotFoundError:
             return None
         except OSError as error:
@@ -85,7 +89,7 @@ class FileStore:
         try:
             if len(raw) > MAX_BYTES:
                 raise ValueError(f"larger than {MAX_BYTES} bytes")
-            state = _from_json(json.loads(raw))
+            state = _from_json(json.loads(raw, parse_constant=_reject_constant))
         except (ValueError, TypeError, KeyError, RecursionError) as error:
             log.warning("state file %s is unusable (%s); starting without it", self.path, error)
             return None
@@ -97,7 +101,12 @@ class FileStore:
         """Replace the file atomically; a failure is logged (the daemon keeps serving)."""
         if not self.writable:
             return
-        data = json.dumps({"version": VERSION, **asdict(state)}, indent=1, sort_keys=True)
+        try:
+            data = json.dumps({"version": VERSION, **asdict(state)}, indent=1,
+                              sort_keys=True, allow_nan=False)
+        except ValueError as error:  # a non-finite number: the file would not be JSON
+            log.error("cannot save state to %s: %s", self.path, error)
+            return
         try:
             self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             write_file(self.path, (data + "\n").encode())
@@ -121,14 +130,31 @@ class MemoryStore:
         self.saves += 1
 
 
+# Unix seconds and durations kdumpd writes: anything else was not written by it.
+_MAX_SECONDS = 1e11
+
+
+def _finite(value: Any, name: str) -> float:
+    """A number kdumpd could have written: finite, 0 to 1e11; else ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0 <= value <= _MAX_SECONDS:  # NaN and infinities fail the range too
+        raise ValueError(f"{name} is not a number kdumpd writes")
+    return float(value)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _from_json(document: Any) -> State:
     if not isinstance(document, dict) or document.get("version") != VERSION:
         raise ValueError("not a kdumpd state file of version 1")
     last = document.get("last_load")
     last_load = None
     if last is not None:
-        last_load = LastLoad(at=float(last["at"]), how=str(last["how"]), ok=bool(last["ok"]),
-                             duration_s=float(last["duration_s"]))
+        last_load = LastLoad(at=_finite(last["at"], "last_load.at"), how=str(last["how"]),
+                             ok=bool(last["ok"]),
+                             duration_s=_finite(last["duration_s"], "last_load.duration_s"))
     owed = document.get("owed")
     if not isinstance(owed, bool):
         raise ValueError("owed is not a boolean")

@@ -157,7 +157,9 @@ class Status:
 
     def as_json(self) -> str:
         # ensure_ascii: control characters from sysfs or files come out as \u escapes.
-        return json.dumps(self.as_dict(), indent=2, sort_keys=True, ensure_ascii=True)
+        # allow_nan=False: NaN or Infinity is not JSON (the state file holds none).
+        return json.dumps(self.as_dict(), indent=2, sort_keys=True, ensure_ascii=True,
+                          allow_nan=False)
 
 
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,

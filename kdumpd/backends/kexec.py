@@ -48,6 +48,7 @@ USERSPACE_MODES = ("hotplug", "plain")  # kexec_load: kexec-tools builds the ima
 # and refuses one that would not fit *after* freeing the old image.
 KERNEL_ADDS = 30 + 31
 DEFAULT_CMDLINE_SIZE = 2047  # COMMAND_LINE_SIZE - 1 on x86, arm64 and ppc64
+PROC_LIMIT = 64 << 20  # /proc/kallsyms: 10 MiB on a distribution kernel
 
 log = logging.getLogger("kdumpd")
 
@@ -301,24 +302,24 @@ def userspace_load_blocker(root: Path) -> str | None:
     Under lockdown (Secure Boot) the kernel refuses kexec_load altogether.
     kexec_file_load does all that in the kernel and needs none of it.
     """
+    # Every read bounded and non-blocking (a FIFO planted under a test root must not hang).
     lockdown = root / "sys/kernel/security/lockdown"
     try:
-        text = lockdown.read_text(encoding="ascii", errors="replace")
+        text = read_regular(lockdown, 4096).decode("ascii", "replace")
     except OSError:
         text = ""
     if "[" in text and "[none]" not in text:
         return f"the kernel is locked down ({text.strip()})"
     proc = root / "proc"
     try:
-        with (proc / "kcore").open("rb"):
-            pass
+        read_regular(proc / "kcore", 0)
     except OSError as error:
         return f"/proc/kcore cannot be opened ({error.strerror})"
     # Without the capability every address reads as zeros; with it, some are not (the
     # first iomem range does start at 0).
     for name, marker in (("iomem", " : "), ("kallsyms", " _stext")):
         try:
-            text = (proc / name).read_text(encoding="ascii", errors="replace")
+            text = read_regular(proc / name, PROC_LIMIT).decode("ascii", "replace")
         except OSError as error:
             return f"/proc/{name} cannot be read ({error.strerror})"
         # "00001000-0009fbff : System RAM", "ffffffff81000000 T _stext"

@@ -62,7 +62,7 @@ def main(
         root=cfg.rule.root, handover=cfg.rule.handover, check=check, backup=backup, env=env,
     )
     if json_out:
-        print(json.dumps(result, indent=2, sort_keys=True), file=stream)
+        print(json.dumps(result, indent=2, sort_keys=True, allow_nan=False), file=stream)
     else:
         _print_text(result, diff=diff, stream=stream)
     return 1 if result.get("failed") else 0

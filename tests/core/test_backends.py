@@ -476,3 +476,14 @@ def test_any_error_of_the_image_reader_is_a_failed_reload_not_a_dead_daemon(
     assert backend.describe().startswith("kexec load (") and "an unknown kernel" in \
         backend.describe()
     assert "ValueError" in (backend.probe() or "")
+
+
+def test_a_fifo_where_the_kexec_load_probes_read_does_not_hang(root: Path) -> None:
+    from kdumpd.backends.kexec import userspace_load_blocker
+
+    lockdown = root / "sys/kernel/security/lockdown"
+    lockdown.parent.mkdir(parents=True)
+    os.mkfifo(lockdown)
+    (root / "proc/kcore").unlink()
+    os.mkfifo(root / "proc/kcore")
+    assert userspace_load_blocker(root) == "/proc/kcore cannot be opened (not a regular file)"

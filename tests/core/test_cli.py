@@ -373,3 +373,17 @@ def test_config_check_refuses_what_every_load_would_refuse_and_warns_of_the_rest
     assert "warning: a reload now would fail before loading: kernel" in done.stderr
     assert done.stdout.endswith("OK (backend kexec, events auto, quiet 50 ms, max delay "
                                 "3000 ms)\n")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the state directory is vetted as root")
+def test_a_state_directory_others_can_write_is_refused_with_78(tmp_path: Path,
+                                                              root: Path) -> None:
+    path = write_config(tmp_path, root)
+    (root / "state").mkdir(exist_ok=True)
+    (root / "state").chmod(0o777)  # anyone could plant "owed": false or a lock
+    for command in (["status"], ["reload"], ["run"]):
+        done = kdumpd(*command, "--config", str(path))
+        assert done.returncode == 78, (command, done.stderr)
+        assert "state.dir" in done.stderr and "refusing it" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (root / "fake.log").exists()

@@ -163,3 +163,36 @@ def test_changed_subsystems_name_what_moved(tmp_path: Path) -> None:
     assert base.changed_subsystems(Hardware("0-3", "0-1", ("100-2ff",), 100)) == {"memory"}
     assert base.changed_subsystems(Hardware("0-3", "0-1", ("100-1ff",), 90)) == {"memory"}
     assert base.changed_subsystems(Hardware("0", "0", (), 1)) == {"cpu", "memory"}
+
+
+@pytest.mark.parametrize("text", [
+    '"at": 1e308', '"at": 1e400', '"at": NaN', '"at": -Infinity', '"at": true',
+    '"duration_s": 1e400',
+])
+def test_a_state_with_numbers_kdumpd_never_writes_is_unusable(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    key = text.split(":", maxsplit=1)[0].strip('"')
+    last = {"at": "1.0", "how": '"x"', "ok": "true", "duration_s": "0.5"}
+    last[key] = text.split(":", 1)[1].strip()
+    body = ", ".join(f'"{k}": {v}' for k, v in last.items())
+    (tmp_path / "state.json").write_text(
+        f'{{"version": 1, "boot_id": "b", "owed": false, "last_load": {{{body}}}}}')
+    assert FileStore(tmp_path, "b").load() is None
+    assert "unusable" in caplog.text
+
+
+def test_a_fifo_as_the_state_file_or_boot_id_does_not_hang(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "state.json")
+    assert FileStore(tmp_path, "b").load() is None  # returns at once, nothing read
+    boot_id = tmp_path / "root/proc/sys/kernel/random/boot_id"
+    boot_id.parent.mkdir(parents=True)
+    os.mkfifo(boot_id)
+    assert read_boot_id(tmp_path / "root") == ""
+
+
+def test_saved_numbers_are_always_json(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, "b")
+    store.save(State("b", last_load=LastLoad(at=float("inf"), how="x", ok=True,
+                                             duration_s=0.1)))
+    assert not (tmp_path / "state.json").exists()  # refused and logged, never Infinity
