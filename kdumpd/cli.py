@@ -37,7 +37,7 @@ exit status:
   2   usage error
   69  a required service is unavailable (the event socket cannot be opened)
   75  another kdumpd run owns reloads (its lock in the state directory is held)
-  77  kdumpd run without --dry-run needs root
+  77  kdumpd run or reload without --dry-run needs root
   78  configuration error (invalid setting, unsafe file ownership or mode)
 """
 
@@ -203,12 +203,16 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_reload(args: argparse.Namespace) -> int:
+def cmd_reload(args: argparse.Namespace, *, euid: int | None = None) -> int:
     import time
 
     from kdumpd.controller import run_pending
     from kdumpd.events import SUBSYSTEMS
 
+    if not args.dry_run and (os.geteuid() if euid is None else euid) != 0:
+        print("kdumpd: reload needs root (kexec, or the running daemon's control socket); "
+              "use --dry-run to see the decision without root", file=sys.stderr)
+        return EXIT_NOPERM
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
         # Never reload beside the daemon: ask it to decide now, over its control socket.
