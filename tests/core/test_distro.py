@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import re
+import time
 from pathlib import Path
 
 import pytest
@@ -595,3 +597,46 @@ def test_a_number_too_long_for_int_is_not_a_number(tmp_path: Path) -> None:
     root = make_root(tmp_path, {"etc/sysconfig/kdump": config, "usr/lib/kdump/load.sh": ""})
     image = distro.crash_image(root, RELEASE, "x86_64")
     assert "nr_cpus=32" in image.append.split()  # load.sh's default, as for any non-number
+
+
+@pytest.mark.parametrize(("line", "why"), [
+    ("if true; then\n", "not a line kdumpd reads exactly as sh would: 'if true; then'"),
+    ("[ -e /x ] && KDUMP_CMDLINE=y\n", "not a line kdumpd reads exactly as sh would"),
+    ("unset KDUMP_KERNEL\n", "not a line kdumpd reads exactly as sh would"),
+    ("declare -x KDUMP_CPUS=2\n", "not a line kdumpd reads exactly as sh would"),
+    ("KDUMP_CMDLINE=x;KDUMP_KERNEL=y\n", "KDUMP_CMDLINE: ';' makes this a shell command"),
+    ("KDUMP_CMDLINE=a b\n", "KDUMP_CMDLINE: a second word 'b' makes this a command"),
+    ("KDUMP_CMDLINE=x$(id)\n", "KDUMP_CMDLINE needs the shell to expand it"),
+    ('KDUMP_CMDLINE="a `id`"\n', "KDUMP_CMDLINE needs the shell to expand it"),
+])
+def test_a_line_sh_would_read_differently_refuses_the_file_naming_it(
+    tmp_path: Path, line: str, why: str,
+) -> None:
+    root = make_root(tmp_path, {"etc/default/kdump-tools": f"# kdump\n\n{line}"})
+    with pytest.raises(DistroError, match=re.escape(f"kdump-tools:3: {why}")):
+        distro.read_shell_vars(root, "/etc/default/kdump-tools")
+
+
+def test_values_are_read_as_sh_reads_them(tmp_path: Path) -> None:
+    text = ("A=x#y # a comment after whitespace\n"
+            "export B='it''s'\n"
+            'C="a \\"b\\" \\$d \\q"\n'
+            "D=one\\ word\n"
+            'E="over\ntwo lines"\n'
+            "F=\n"
+            "  G=\"x\" # indented\n")
+    root = make_root(tmp_path, {"etc/x": text})
+    assert distro.read_shell_vars(root, "/etc/x") == {
+        "A": "x#y", "B": "its", "C": 'a "b" $d \\q', "D": "one word", "E": "over\ntwo lines",
+        "F": "", "G": "x"}
+
+
+def test_an_unterminated_quote_in_a_large_file_is_refused_in_linear_time(
+    tmp_path: Path,
+) -> None:
+    text = 'KDUMP_CMDLINE="never closed\n' + "KDUMP_X=1\n" * 2000  # 20 KB
+    root = make_root(tmp_path, {"etc/x": text})
+    started = time.perf_counter()
+    with pytest.raises(DistroError, match=r"x:1: KDUMP_CMDLINE: No closing quotation"):
+        distro.read_shell_vars(root, "/etc/x")
+    assert time.perf_counter() - started < 1.0  # was 46 s (quadratic re-splitting)

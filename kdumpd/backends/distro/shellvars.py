@@ -1,10 +1,17 @@
 """The ``NAME=value`` settings of a kdump tool's shell configuration, read without a
-shell: a value only the shell could know is refused, not guessed."""
+shell: a value only the shell could know is refused, not guessed.
+
+The file is read only when every line is one kdumpd reads exactly as sh would: blank
+lines, comments, and ``NAME=value`` or ``export NAME=value`` with sh's quoting (single
+quotes, double quotes with their backslash escapes, backslashes, a value over several
+lines inside quotes, a comment after whitespace). Anything else (``if``, ``&&``, ``;``,
+``unset``, two words after the ``=``, ``$`` or backquotes outside single quotes) makes
+the file a refused one, naming the line. One pass over the file: linear time.
+"""
 
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 from kdumpd.backends.distro.files import SHELL_FILE_LIMIT
@@ -12,12 +19,16 @@ from kdumpd.backends.distro.image import DistroError
 from kdumpd.security import fd_problem
 from kdumpd.smallfile import read_regular
 
+_ASSIGNMENT = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+_DOUBLE_QUOTE_ESCAPES = "$`\"\\\n"
+_OPERATORS = ";&|<>()"
+
 
 def read_shell_vars(root: Path, path: str) -> dict[str, str]:
     """``NAME=value`` lines of a shell file that a kdump tool sources; missing file: {}.
 
-    Quotes are undone the way the shell would; a value that needs the shell to expand
-    (``$``, backquotes) cannot be known without running it and raises DistroError.
+    Raises DistroError (one line, naming the file and line) for a file kdumpd cannot
+    read exactly as sh would.
     """
     try:
         # Never blocks (a FIFO), never reads without bound, and as root the file read is
@@ -30,55 +41,106 @@ def read_shell_vars(root: Path, path: str) -> dict[str, str]:
     if len(data) > SHELL_FILE_LIMIT:
         raise DistroError(f"{path}: larger than {SHELL_FILE_LIMIT} bytes: not a kdump "
                           "configuration")
-    text = data.decode("utf-8", errors="replace")
-    values: dict[str, str] = {}
-    lines = text.splitlines()
-    number = 0
-    while number < len(lines):
-        line = lines[number]
-        number += 1
-        match = re.match(r"\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$", line)
-        if not match:
-            continue
-        name, raw = match.groups()
-        first = number
-        while True:  # a quoted value may go on over several lines
-            try:
-                words = shlex.split(raw, comments=True, posix=True)
-                break
-            except ValueError as error:
-                if number >= len(lines):
-                    raise DistroError(f"{path}:{first}: {name}: {error}") from None
-                raw += "\n" + lines[number]
-                number += 1
-        if _needs_expansion(raw):
-            raise DistroError(f"{path}:{first}: {name} needs the shell to expand it; "
-                              "kdumpd does not run it: set reload.kernel/initrd/append instead")
-        value = " ".join(words)
-        if "'" not in raw:  # in double quotes the shell undoes \$ and \` (shlex does not)
-            value = value.replace("\\$", "$").replace("\\`", "`")
-        values[name] = value
-    return values
+    return _Reader(data.decode("utf-8", errors="replace"), path).assignments()
 
 
-def _needs_expansion(raw: str) -> bool:
-    """True when the shell would expand something in ``raw`` ($, backquotes outside
-    single quotes and not escaped with a backslash)."""
-    quote = ""
-    escaped = False
-    for char in raw:
-        if escaped:
-            escaped = False
-        elif quote == "'":
-            quote = "" if char == "'" else quote
-        elif char == "\\":
-            escaped = True
-        elif char == "'" and not quote:
-            quote = "'"
-        elif char == "#" and not quote:
-            return False
-        elif char in "$`":
-            return True
-        elif char == '"':
-            quote = "" if quote == '"' else '"'
-    return False
+class _Reader:
+    """One pass over ``text``: ``pos`` only moves forward."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.text, self.path, self.pos, self.line = text, path, 0, 1
+
+    def assignments(self) -> dict[str, str]:
+        values: dict[str, str] = {}
+        while self.pos < len(self.text):
+            start = self.line
+            match = _ASSIGNMENT.match(self.text, self.pos)
+            if match is None:
+                self._blank_or_comment()
+                continue
+            self.pos = match.end()
+            values[match.group(1)] = self._value(match.group(1), start)
+        return values
+
+    def _fail(self, line: int, why: str) -> DistroError:
+        return DistroError(f"{self.path}:{line}: {why}")
+
+    def _blank_or_comment(self) -> None:
+        end = self.text.find("\n", self.pos)
+        end = len(self.text) if end < 0 else end
+        content = self.text[self.pos:end].strip(" \t")
+        if content and not content.startswith("#"):
+            raise self._fail(self.line, f"not a line kdumpd reads exactly as sh would: "
+                             f"{content[:60]!r}; set reload.kernel/initrd/append instead")
+        self._next_line(end)
+
+    def _next_line(self, end: int) -> None:
+        self.pos = end + 1
+        self.line += 1
+
+    def _value(self, name: str, start: int) -> str:
+        """The word after ``NAME=``, its quotes undone; the rest of its line must be
+        blank or a comment."""
+        text = self.text
+        word: list[str] = []
+        quote = ""
+        while self.pos < len(text):
+            char = text[self.pos]
+            self.pos += 1
+            if char == "\n":
+                self.line += 1
+                if not quote:
+                    return "".join(word)
+                word.append(char)
+            elif quote == "'":
+                if char == "'":
+                    quote = ""
+                else:
+                    word.append(char)
+            elif char == "\\":
+                self._escaped(word, quote)
+            elif char in "$`":
+                raise self._fail(start, f"{name} needs the shell to expand it; kdumpd does "
+                                 "not run it: set reload.kernel/initrd/append instead")
+            elif quote == '"':
+                if char == '"':
+                    quote = ""
+                else:
+                    word.append(char)
+            elif char in "'\"":
+                quote = char
+            elif char in " \t":
+                self._rest_of_line(name, start)
+                return "".join(word)
+            elif char in _OPERATORS:
+                raise self._fail(start, f"{name}: {char!r} makes this a shell command, "
+                                 "not a setting kdumpd reads")
+            else:
+                word.append(char)
+        if quote:
+            raise self._fail(start, f"{name}: No closing quotation")
+        return "".join(word)
+
+    def _escaped(self, word: list[str], quote: str) -> None:
+        """A backslash: outside quotes it keeps the next character; inside double quotes
+        only before $ ` " \\ and a newline (a newline after it is removed either way)."""
+        if self.pos >= len(self.text):
+            word.append("\\")
+            return
+        char = self.text[self.pos]
+        self.pos += 1
+        if char == "\n":
+            self.line += 1
+            return
+        if quote == '"' and char not in _DOUBLE_QUOTE_ESCAPES:
+            word.append("\\")
+        word.append(char)
+
+    def _rest_of_line(self, name: str, start: int) -> None:
+        end = self.text.find("\n", self.pos)
+        end = len(self.text) if end < 0 else end
+        rest = self.text[self.pos:end].strip(" \t")
+        if rest and not rest.startswith("#"):
+            raise self._fail(start, f"{name}: a second word {rest[:40]!r} makes this a "
+                             "command run with the setting, not a setting kdumpd reads")
+        self._next_line(end)
