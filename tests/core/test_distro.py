@@ -640,3 +640,18 @@ def test_an_unterminated_quote_in_a_large_file_is_refused_in_linear_time(
     with pytest.raises(DistroError, match=r"x:1: KDUMP_CMDLINE: No closing quotation"):
         distro.read_shell_vars(root, "/etc/x")
     assert time.perf_counter() - started < 1.0  # was 46 s (quadratic re-splitting)
+
+
+def test_an_alias_table_no_kernel_writes_is_refused_and_a_real_one_is_parsed_once(
+    tmp_path: Path,
+) -> None:
+    from kdumpd.backends.distro import watchdog
+
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": "pci:v00008086d00001234"})
+    table = root / "lib/modules" / RELEASE / "modules.alias"
+    assert distro.watchdog_drivers(root, RELEASE) == distro.watchdog_drivers(root, RELEASE)
+    assert sum(key[0] == table for key in watchdog._TABLES) == 1  # parsed once
+    table.write_text("".join(f"alias pci:v*d{i:08x}* m{i}\n"
+                             for i in range(watchdog.MAX_CANDIDATES + 1)))
+    with pytest.raises(DistroError, match=r"modules.alias: 4097 patterns could match"):
+        distro.watchdog_drivers(root, RELEASE)

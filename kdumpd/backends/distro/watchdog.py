@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from kdumpd.backends.distro.files import SMALL_FILE_LIMIT
@@ -46,9 +47,19 @@ def watchdog_drivers(root: Path, version: str) -> list[str]:
 AliasTable = list[tuple[str, str, str]]  # (literal prefix, pattern, module), normalised
 
 
+# A kernel's modules.alias has a few patterns per literal prefix; a file where thousands
+# of patterns would each be compiled for one alias is not one (a crafted 12.8 MiB file
+# took 143 s per read): refused instead of read for minutes on the event loop.
+MAX_CANDIDATES = 4096
+
+
 def _matches(alias: str, table: AliasTable) -> list[str]:
-    return [module for prefix, pattern, module in table
-            if alias.startswith(prefix) and fnmatch.fnmatchcase(alias, pattern)]
+    candidates = [(pattern, module) for prefix, pattern, module in table
+                  if alias.startswith(prefix)]
+    if len(candidates) > MAX_CANDIDATES:
+        raise DistroError(f"modules.alias: {len(candidates)} patterns could match {alias!r} "
+                          f"(more than {MAX_CANDIDATES}): not a kernel's alias table")
+    return [module for pattern, module in candidates if fnmatch.fnmatchcase(alias, pattern)]
 
 
 def _modules_dir(root: Path, version: str) -> Path:
@@ -56,21 +67,46 @@ def _modules_dir(root: Path, version: str) -> Path:
     return usr if usr.is_dir() else root / "lib/modules" / version
 
 
+_TABLES: dict[tuple[Path, int, int], AliasTable] = {}  # parsed once per file version
+
+
+def _cached(path: Path, parse: Callable[[Path], AliasTable]) -> AliasTable:
+    """``parse(path)``, parsed again only when the file's mtime or size changed."""
+    try:
+        info = path.stat()
+    except OSError:
+        return parse(path)
+    key = (path, info.st_mtime_ns, info.st_size)
+    if key not in _TABLES:
+        if len(_TABLES) >= 8:
+            _TABLES.clear()
+        _TABLES[key] = parse(path)
+    return _TABLES[key]
+
+
 def _module_aliases(directory: Path) -> AliasTable:
+    return _cached(directory / "modules.alias", _parse_module_aliases)
+
+
+def _builtin_aliases(directory: Path) -> AliasTable:
+    return _cached(directory / "modules.builtin.modinfo", _parse_builtin_aliases)
+
+
+def _parse_module_aliases(path: Path) -> AliasTable:
     """The ``alias <pattern> <module>`` lines of modules.alias."""
     try:
-        text = _read_whole(directory / "modules.alias").decode("utf-8", "replace")
+        text = _read_whole(path).decode("utf-8", "replace")
     except OSError:
         return []
     words = (line.split() for line in text.splitlines())
     return [_alias_entry(w[1], w[2]) for w in words if len(w) == 3 and w[0] == "alias"]
 
 
-def _builtin_aliases(directory: Path) -> AliasTable:
+def _parse_builtin_aliases(path: Path) -> AliasTable:
     """The ``<module>.alias=<pattern>`` entries of modules.builtin.modinfo (NUL-separated);
     depmod writes the built-in aliases only in binary form otherwise."""
     try:
-        data = _read_whole(directory / "modules.builtin.modinfo")
+        data = _read_whole(path)
     except OSError:
         return []
     table = []
