@@ -49,6 +49,9 @@ def path_problem(path: Path, *, euid: int | None = None) -> str | None:
         target = path.resolve(strict=True)
     except OSError as error:
         return f"{path}: {error.strerror or error}"
+    problem = _as_configured_problem(path)
+    if problem:
+        return problem
     for current in (target, *target.parents):
         try:
             info = current.stat()
@@ -61,6 +64,30 @@ def path_problem(path: Path, *, euid: int | None = None) -> str | None:
         sticky = stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
         if writable and not sticky:
             return f"{where} is group- or world-writable (mode {stat.S_IMODE(info.st_mode):04o})"
+    return None
+
+
+def _as_configured_problem(path: Path) -> str | None:
+    """The path as configured, before its links are resolved: a symlink on the way that
+    someone else owns could be re-pointed (in sticky /tmp, or in their directory) at
+    another root-owned file, an old kernel; every link must be root's, in a directory
+    only root can change."""
+    absolute = Path(os.path.abspath(path))
+    for current in (absolute, *absolute.parents):
+        try:
+            info = os.lstat(current)
+        except OSError:
+            continue  # the resolved check names what is missing
+        if not stat.S_ISLNK(info.st_mode):
+            continue
+        if info.st_uid != 0:
+            return f"{current} (on the way to {path}) is a symlink owned by uid {info.st_uid}"
+        holder = current.parent.stat()
+        sticky = holder.st_mode & stat.S_ISVTX  # others cannot replace root's link there
+        if holder.st_uid != 0 or (holder.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+                                  and not sticky):
+            return (f"{current} (on the way to {path}) is a symlink in {current.parent}, "
+                    "which others can change")
     return None
 
 

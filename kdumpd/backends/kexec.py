@@ -251,6 +251,9 @@ class KexecBackend:
         """One load in ``mode``: None when it worked, else why not."""
         self.last_command = shlex.join(self.load_argv(mode, image))
         log.info("loading the crash kernel: %s", self.last_command)
+        opened = _opened_files(image, held)
+        if opened:
+            log.info("the crash kernel's files: %s", opened)
         try:
             self._run(self.load_argv(mode, held), remaining, pass_fds=fds)
         except BackendError as error:
@@ -271,6 +274,22 @@ class KexecBackend:
             image, kernel = None, f"an unknown kernel ({error})"
         modes = "/".join(self.modes(image))
         return f"kexec load ({modes}) of {kernel} over the loaded image"
+
+
+def _opened_files(image: CrashImage, held: CrashImage) -> str:
+    """The files kexec reads, where they are not the names configured (links): the
+    journal names what was loaded."""
+    real = []
+    for named, opened in ((image.kernel, held.kernel), (image.initrd, held.initrd)):
+        if named is None or opened is None:
+            continue
+        try:
+            target = os.readlink(opened)
+        except OSError:
+            continue
+        if target != str(named):
+            real.append(f"{named} is {target}")
+    return "; ".join(real)
 
 
 def cmdline_size(kernel: Path) -> int:

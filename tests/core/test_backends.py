@@ -487,3 +487,18 @@ def test_a_fifo_where_the_kexec_load_probes_read_does_not_hang(root: Path) -> No
     (root / "proc/kcore").unlink()
     os.mkfifo(root / "proc/kcore")
     assert userspace_load_blocker(root) == "/proc/kcore cannot be opened (not a regular file)"
+
+
+def test_the_journal_names_the_file_a_link_pointed_at_when_loaded(
+    root: Path, image: KexecImage, caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    link = image.kernel.with_name("vmlinuz-link")
+    link.symlink_to(image.kernel)
+    linked = KexecImage(link, image.initrd, image.append)
+    sysfs = Sysfs(root)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        KexecBackend(linked, "auto", sysfs, FakeKexec(sysfs), 5).reload()
+    assert f"the crash kernel's files: {link} is {image.kernel}" in caplog.text
+    assert "initrd" not in caplog.text.split("the crash kernel's files:")[1]

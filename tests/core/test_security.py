@@ -55,6 +55,29 @@ def test_safe_image_files_pass(tmp_path: Path) -> None:
                       euid=os.geteuid())
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="lchown needs root")
+def test_a_kernel_named_through_a_link_others_control_is_refused(tmp_path: Path) -> None:
+    kernel = tmp_path / "vmlinuz-old"
+    kernel.write_bytes(b"a root-owned kernel, but not the one configured")
+    kernel.chmod(0o644)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)  # sticky and world-writable, like /tmp
+    link = shared / "vmlinuz"
+    link.symlink_to(kernel)
+    # root's link in a sticky directory: nobody else can re-point it.
+    check_image_files(Config(reload=ReloadConfig(kernel=str(link))), euid=0)
+    os.lchown(link, 65534, 65534)  # a user's link: they can point it at any file
+    with pytest.raises(ConfigError, match=r"is a symlink owned by uid 65534"):
+        check_image_files(Config(reload=ReloadConfig(kernel=str(link))), euid=0)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    os.chown(mine, 65534, 65534)
+    (mine / "vmlinuz").symlink_to(kernel)  # root's link, in a directory a user owns
+    with pytest.raises(ConfigError, match=r"which others can change"):
+        check_image_files(Config(reload=ReloadConfig(kernel=str(mine / "vmlinuz"))), euid=0)
+
+
 def systemd_analyze_version() -> int:
     binary = shutil.which("systemd-analyze")
     if binary is None:
