@@ -36,6 +36,7 @@ exit status:
   1   the operation failed (a reload, a rule change)
   2   usage error
   69  a required service is unavailable (the event socket cannot be opened)
+  73  kdumpd run cannot create its hand-over file ([rule] handover): not started
   75  another kdumpd run owns reloads (its lock in the state directory is held)
   77  kdumpd run or reload without --dry-run needs root
   78  configuration error (invalid setting, unsafe file ownership or mode)

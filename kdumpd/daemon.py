@@ -36,6 +36,7 @@ from kdumpd.systemd import Notify
 
 log = logging.getLogger("kdumpd")
 
+EXIT_CANTCREAT = 73  # the hand-over file cannot be created
 STATUS_INTERVAL_S = 1.0
 UDEV_WATCH_S = 3.0  # how often udevd is asked whether it still answers (2 answers to act)
 # How often the udev rules files are looked at (a few stat calls): a distribution that
@@ -151,8 +152,13 @@ class Daemon:
         self.sources.attach(selector)
         status = 0
         try:
+            if not self._handover.hold(True):
+                # The distribution's rules would reload beside kdumpd: never two reloaders.
+                log.critical("cannot tell the distribution's udev rules that kdumpd handles "
+                             "reloads: not starting ([rule] handover)")
+                self._handover = Handover(None)  # nothing of ours to remove
+                return EXIT_CANTCREAT
             self._open_control(selector)
-            self._handover.hold(True)
             self.controller.start(self._clock(), kernel_skips=self._kernel_log_start(selector))
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")

@@ -18,11 +18,11 @@ class Handover:
         self.path = path
         self.held = False
 
-    def hold(self, present: bool) -> None:
-        """Create (with kdumpd's PID) or remove the file."""
+    def hold(self, present: bool) -> bool:
+        """Create (with kdumpd's PID) or remove the file; False when that failed."""
         self.held = present
         if self.path is None:
-            return
+            return True
         try:
             if present:
                 _write_pid(self.path)
@@ -31,6 +31,8 @@ class Handover:
         except OSError as error:
             log.error("cannot %s hand-over file %s: %s",
                       "create" if present else "remove", self.path, error.strerror)
+            return False
+        return True
 
 
 def _write_pid(path: Path) -> None:

@@ -453,7 +453,7 @@ def test_udevd_going_away_and_coming_back_switches_the_auto_source_and_resyncs(
     assert h.source.reopened == 2
 
 
-def test_the_handover_file_is_never_written_through_a_symlink(
+def test_a_handover_file_that_cannot_be_written_safely_refuses_the_start(
     root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     victim = tmp_path / "victim"
@@ -462,9 +462,13 @@ def test_the_handover_file_is_never_written_through_a_symlink(
     h.handover.parent.mkdir(parents=True, exist_ok=True)
     h.handover.symlink_to(victim)
     with caplog.at_level(logging.INFO, logger="kdumpd"):
-        h.run(lambda h: None)
+        # Refused at start: the distribution's rules would reload beside kdumpd.
+        assert h.daemon.run() == 73
     assert victim.read_text() == "precious\n"
+    assert h.handover.is_symlink()  # not ours: left alone
     assert "cannot create hand-over file" in caplog.text
+    assert "not starting ([rule] handover)" in caplog.text
+    assert "READY=1" not in "".join(h.notes) and h.ops() == []
 
 
 def test_the_watchdog_is_petted_while_a_stop_waits_for_a_long_load(root: Path) -> None:
