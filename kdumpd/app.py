@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from kdumpd import capacity, metrics
+from kdumpd import capacity, image_report, metrics
 from kdumpd import config as configmod
-from kdumpd.backends import Backend, BackendError, distro, kexec_args
+from kdumpd.backends import Backend, BackendError, distro
 from kdumpd.backends import tools as toolbackends
 from kdumpd.backends.distro import CrashImage
 from kdumpd.backends.fake import FakeBackend
@@ -63,9 +63,10 @@ def image_source(cfg: Config, root: Path, release: str | None = None,
     return image
 
 
-def describe_image(cfg: Config) -> dict[str, str] | None:
+def describe_image(cfg: Config) -> dict[str, Any] | None:
     """What a reload would load now, and where each part came from: kdumpd's own kexec
-    load, or the distribution's image, which kdumpctl and kdump-config load."""
+    load, or the distribution's image, which kdumpctl and kdump-config load
+    (image_report.py has the keys)."""
     name = backend_name(cfg)
     if name not in ("kexec", "kdumpctl", "kdump-config"):
         return None
@@ -75,27 +76,23 @@ def describe_image(cfg: Config) -> dict[str, str] | None:
         image = (image_source(cfg, root)() if name == "kexec"
                  else distro.crash_image(root, uname.release, uname.machine))
     except distro.DistroError as error:
-        return {"error": str(error)}
+        return image_report.failed(str(error))
     except Exception as error:  # a reader's bug on odd input: said, never a traceback
-        return {"error": f"reading the distribution's kdump configuration failed "
-                         f"({type(error).__name__}: {error})"}
-    described = {"family": image.family, **image.sources(),
-                 **({"mode": cfg.reload.load} if name == "kexec" else {}),
-                 "initrd required": "yes" if image.initrd_required else "no"}
-    missing = distro.missing_parts(image, root)
-    if missing:
-        described["missing"] = ", ".join(missing) + ": a reload cannot load this image"
+        return image_report.failed(f"reading the distribution's kdump configuration "
+                                   f"failed ({type(error).__name__}: {error})")
+    note = None
     if name == "kexec" and image.kexec_args_from:
         backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s)
-        described["kexec args"] = kexec_args.describe(image.kexec_args, image.kexec_args_from,
-                                                      backend.choice(image)[1])
+        note = backend.choice(image)[1]
     hazard = distro.memory_hotplug_hazard(image, uname.machine,
                                           distro.acpi_memory_hotplug(root))
     if hazard and name == "kexec":
         hazard += "; or set [reload] growth_safe = true"
     elif hazard:
         hazard += ("; kdumpd's own load ([reload] backend = \"auto\") adds it by itself")
-    return {**described, "warning": hazard} if hazard else described
+    return image_report.report(image, mode=cfg.reload.load if name == "kexec" else None,
+                               missing=distro.missing_parts(image, root), kexec_note=note,
+                               warning=hazard)
 
 
 def preflight(cfg: Config) -> tuple[str, bool] | None:

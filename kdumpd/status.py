@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from kdumpd import image_report
 from kdumpd.backends import Backend
 from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS
@@ -18,7 +19,7 @@ from kdumpd.sysfs import OK, Sysfs, Value
 
 # Version of the `kdumpd status --json` document: bumped when a key changes meaning or
 # type (adding a key does not bump it). Keys and types: README, "status --json".
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: image is typed (image_report.py); every other key as in 2
 
 
 def number(value: Value) -> int | None:
@@ -42,7 +43,7 @@ class Status:
     backend_action: str
     state: State | None = None  # what kdumpd recorded for this boot
     hardware: Hardware | None = None  # the hardware now
-    image: dict[str, str] | None = None  # what a reload would load, and where from
+    image: dict[str, Any] | None = None  # what a reload would load (image_report.py)
     kernel_skips: int | None = None  # skipped header updates the kernel logged this boot
     kernel_log_problem: str = "not read"  # why kernel_skips is None
     capacity: Capacity | None = None  # the reservation against the RAM online now
@@ -121,8 +122,8 @@ class Status:
                 f"kernel keeps the crash kernel current: {verdict}"
             )
         lines.append(f"backend: {self.backend} ({self.backend_action})")
-        for key, text in (self.image or {}).items():
-            lines.append(f"  {key}: {text}")
+        if self.image is not None:
+            lines.extend(image_report.lines(self.image))
         if self.owed:
             lines.append("kdumpd OWES a crash kernel it unloaded: the daemon retries loading it")
         agrees = self.hardware_agrees
@@ -163,7 +164,7 @@ class Status:
 
 
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
-           hardware: Hardware | None = None, image: dict[str, str] | None = None, *,
+           hardware: Hardware | None = None, image: dict[str, Any] | None = None, *,
            kernel_log: tuple[KernelLog | None, str] = (None, "not read"),
            capacity: Capacity | None = None) -> Status:
     reader, problem = kernel_log

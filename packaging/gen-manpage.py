@@ -82,7 +82,8 @@ EXAMPLES = (
 )
 
 JSON_KEYS = (
-    ("schema_version", "2 (changes only when a key changes meaning or type)."),
+    ("schema_version", "3 (changes only when a key changes meaning or type; 3 made image "
+     "typed)."),
     ("kexec_crash_loaded, kexec_crash_size, crash_elfcorehdr_size",
      "The kernel's values as numbers, or null; kexec_crash_size is summed over "
      "/proc/iomem's Crash kernel ranges (reading /sys/kernel/kexec_crash_size takes the "
@@ -93,9 +94,12 @@ JSON_KEYS = (
     ("sysfs_problems", "Object: why a value above is null (absent, unreadable, not a number)."),
     ("crash_kernel_loaded, kernel_keeps_current", "Booleans (the latter per subsystem)."),
     ("backend, backend_action, image", "The backend, what a reload would run, and the "
-     "kernel, initrd and command line it would load with where each came from; "
-     "image.warning when the dump kernel may take memory hot-added before the panic as "
-     "its own (x86 without acpi_no_memhotplug), naming the setting to fix."),
+     "image object (null for the fake backend): family; kernel, initrd (paths, initrd null "
+     "when none) and append, each with its *_from; initrd_required (boolean); mode (null "
+     "for kdumpctl and kdump-config); added, removed (lists of command-line options) and "
+     "changed_why; missing (list); kexec_args (object: kept, dropped, mode, from, note; or "
+     "null); warning (the dump kernel may take memory hot-added before the panic as its "
+     "own, naming the setting to fix) and error (strings or null)."),
     ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded "
      "or no crash kernel is loaded)."),
     ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",

@@ -64,13 +64,3 @@ def parse(value: str) -> KexecArgs:
             kept.append(word)
     return KexecArgs(mode, tuple(kept), tuple(dropped))
 
-
-def describe(args: KexecArgs, where: str, note: str) -> str:
-    """``args`` (read from ``where``) as kdumpd's own load uses them, for `kdumpd status`;
-    ``note``: how kdumpd follows the mode they ask for ("" if they ask none)."""
-    parts = [f"{' '.join(args.kept) or 'none kept'} ({where})"]
-    if note:
-        parts.append(note)
-    if args.dropped:
-        parts.append("not passed: " + ", ".join(args.dropped))
-    return "; ".join(parts)

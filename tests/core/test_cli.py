@@ -73,7 +73,7 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert "memory: crash_hotplug=absent; kernel keeps the crash kernel current: no" in text
     assert "backend: fake" in text
     data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert data["crash_hotplug"] == {"cpu": 1, "memory": None}
     assert data["sysfs_problems"] == {"memory/crash_hotplug": "absent"}
     assert data["kernel_keeps_current"] == {"cpu": True, "memory": False}
@@ -89,7 +89,8 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert_schema(data)
 
 
-# `kdumpd status --json`, schema 2: every key and its JSON type(s). A change here is a
+# `kdumpd status --json`, schema 3 (3: `image` typed, IMAGE_SCHEMA): every key and its JSON
+# type(s). A change here is a
 # change of the documented interface (README, "status --json"): bump SCHEMA_VERSION when
 # a key changes meaning or type.
 STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
@@ -118,11 +119,32 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
 }
 
 
+NONE = type(None)
+IMAGE_SCHEMA: dict[str, tuple[type, ...]] = {
+    "family": (str, NONE), "kernel": (str, NONE), "kernel_from": (str, NONE),
+    "initrd": (str, NONE), "initrd_from": (str, NONE), "append": (str, NONE),
+    "append_from": (str, NONE), "initrd_required": (bool, NONE), "mode": (str, NONE),
+    "added": (list,), "removed": (list,), "changed_why": (str, NONE), "missing": (list,),
+    "kexec_args": (dict, NONE), "warning": (str, NONE), "error": (str, NONE),
+}
+
+
 def assert_schema(data: dict[str, object]) -> None:
     assert sorted(data) == sorted(STATUS_SCHEMA)
     for key, types in STATUS_SCHEMA.items():
         assert isinstance(data[key], types), (key, data[key])
         assert not isinstance(data[key], bool) or bool in types, key  # bool is an int
+    image = data["image"]
+    if isinstance(image, dict):  # schema 3: typed, never display text
+        assert sorted(image) == sorted(IMAGE_SCHEMA)
+        for key, types in IMAGE_SCHEMA.items():
+            assert isinstance(image[key], types), (key, image[key])
+        for key in ("added", "removed", "missing"):
+            assert all(isinstance(word, str) for word in image[key]), key
+        if image["error"] is None:
+            assert isinstance(image["initrd_required"], bool)
+            assert image["initrd"] is None or image["initrd"].startswith("/")
+            assert image["kernel"] is not None and image["kernel"].startswith("/")
     for value in data["crash_hotplug"].values():  # type: ignore[attr-defined]
         assert value is None or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -317,18 +339,22 @@ def test_kdumpds_load_keeps_hot_added_memory_out_of_the_dump_kernel_and_says_so(
     text = kdumpd("status", "--config", str(path), check=True).stdout
     data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
 
-    assert "warning" not in data["image"], data["image"]
+    assert data["image"]["warning"] is None, data["image"]
     append = data["image"]["append"].split()
     assert "acpi_no_memhotplug" in append and "memhp_default_state=online_movable" not in append
-    assert data["image"]["added"].startswith("acpi_no_memhotplug (x86 with ACPI memory slots")
-    assert data["image"]["removed"].startswith("memhp_default_state=online_movable (")
+    assert data["image"]["added"] == ["acpi_no_memhotplug"]
+    assert data["image"]["removed"] == ["memhp_default_state=online_movable"]
+    assert data["image"]["changed_why"].startswith("x86 with ACPI memory slots")
     assert "  added: acpi_no_memhotplug (" in text
     # kdump-tools' links were never made in this root: said, not shown as fine.
-    assert data["image"]["missing"] == ("kernel /var/lib/kdump/vmlinuz, initrd "
-                                        "/var/lib/kdump/initrd.img: a reload cannot load "
-                                        "this image")
-    assert data["image"]["kexec args"] == (
-        "none kept (/etc/default/kdump-tools (KDUMP_KEXEC_ARGS))")
+    assert data["image"]["missing"] == ["kernel /var/lib/kdump/vmlinuz",
+                                        "initrd /var/lib/kdump/initrd.img"]
+    assert ("  missing: kernel /var/lib/kdump/vmlinuz, initrd /var/lib/kdump/initrd.img: "
+            "a reload cannot load this image") in text
+    assert data["image"]["kexec_args"] == {
+        "kept": [], "dropped": [], "mode": None, "note": None,
+        "from": "/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)"}
+    assert "  kexec args: none kept (/etc/default/kdump-tools (KDUMP_KEXEC_ARGS))" in text
     assert_schema(data)
 
     # Turned off: Debian's own command line, and the warning names both ways to fix it.
@@ -341,14 +367,14 @@ def test_kdumpds_load_keeps_hot_added_memory_out_of_the_dump_kernel_and_says_so(
     assert off["image"]["warning"].endswith(
         "add acpi_no_memhotplug to KDUMP_CMDLINE_APPEND in /etc/default/kdump-tools; "
         "or set [reload] growth_safe = true")
-    assert "added" not in off["image"] and "removed" not in off["image"]
+    assert off["image"]["added"] == [] and off["image"]["removed"] == []
     # The same image reloaded by kdump-config: kdumpd cannot change its command line.
     path.write_text(path.read_text().replace('backend = "kexec"', 'backend = "kdump-config"'))
     tool = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
     assert tool["image"]["warning"].startswith(
         "the dump kernel's command line lacks acpi_no_memhotplug")
     assert tool["image"]["warning"].endswith("adds it by itself")
-    assert "mode" not in tool["image"]
+    assert tool["image"]["mode"] is None and tool["image"]["kexec_args"] is None
 
 
 def test_config_check_refuses_what_every_load_would_refuse_and_warns_of_the_rest(
@@ -396,3 +422,16 @@ def test_reload_without_root_refuses_at_start_with_77(capsys: pytest.CaptureFixt
     assert cli.cmd_reload(args, euid=1000) == 77
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "needs root" in err
+
+
+def test_an_image_that_cannot_be_read_is_typed_too(tmp_path: Path, root: Path) -> None:
+    (root / "etc/default").mkdir(parents=True, exist_ok=True)
+    (root / "etc/default/kdump-tools").write_text('KDUMP_CMDLINE="$(cat /x)"\n')
+    path = write_config(tmp_path, root)
+    path.write_text(path.read_text().replace('backend = "fake"', 'backend = "kexec"'))
+    data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+    assert_schema(data)
+    assert data["image"]["error"].startswith("/etc/default/kdump-tools:1: KDUMP_CMDLINE needs")
+    assert data["image"]["kernel"] is None and data["image"]["missing"] == []
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    assert "  error: /etc/default/kdump-tools:1: KDUMP_CMDLINE needs the shell" in text

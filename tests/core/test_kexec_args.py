@@ -123,7 +123,13 @@ def test_dash_s_is_followed_and_a_configured_mode_wins_over_the_arguments(
         ["hotplug", "file", "plain"], "")
 
 
-def test_the_status_line_says_what_is_kept_followed_and_dropped() -> None:
-    line = kexec_args.describe(kexec_args.parse("-c --noefi -l"), "F (KEXEC_ARGS)", "N")
-    assert line == "--noefi (F (KEXEC_ARGS)); N; not passed: -l (not a crash kernel load)"
-    assert kexec_args.describe(KexecArgs(), "F", "") == "none kept (F)"
+def test_the_status_says_what_is_kept_followed_and_dropped(image: KexecImage) -> None:
+    from kdumpd import image_report
+
+    asked = image_with(image, "-c --noefi -l")
+    typed = image_report.report(asked, mode="auto", missing=[], kexec_note="N", warning=None)
+    assert typed["kexec_args"] == {"kept": ["--noefi"], "dropped": [
+        "-l (not a crash kernel load)"], "mode": "plain",
+        "from": "/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)", "note": "N"}
+    assert ("  kexec args: --noefi (/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)); N; "
+            "not passed: -l (not a crash kernel load)") in image_report.lines(typed)

@@ -1,0 +1,80 @@
+"""What a reload would load, for `kdumpd status`: the typed ``image`` object of
+``status --json`` (schema 3) and its text lines.
+
+Keys (README, "status --json"): ``family``; ``kernel``, ``initrd`` (paths, the initrd
+null when there is none) and ``append``, each with its ``*_from``; ``initrd_required``
+(bool); ``mode`` (kdumpd's own load: ``[reload] load``; null for the distribution's
+tools); ``added`` and ``removed`` (command-line options kdumpd changed, lists) with
+``changed_why`` (null when none); ``missing`` (kernel/initrd that do not exist, list);
+``kexec_args`` (the administrator's kexec arguments as kdumpd's load uses them: ``kept``,
+``dropped``, ``mode`` asked or null, ``from``, ``note``; null when the distribution has
+no such setting or another backend loads); ``warning`` and ``error`` (strings or null).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kdumpd.backends.distro import CrashImage
+
+
+def report(image: CrashImage, *, mode: str | None, missing: list[str],
+           kexec_note: str | None, warning: str | None) -> dict[str, Any]:
+    """``image`` as the typed ``image`` object; ``kexec_note`` None: no kexec_args."""
+    args = image.kexec_args
+    return {
+        "family": image.family,
+        "kernel": str(image.kernel), "kernel_from": image.kernel_from,
+        "initrd": None if image.initrd is None else str(image.initrd),
+        "initrd_from": image.initrd_from,
+        "append": image.append, "append_from": image.append_from,
+        "initrd_required": image.initrd_required,
+        "mode": mode,
+        "added": list(image.added), "removed": list(image.removed),
+        "changed_why": image.changed_why or None,
+        "missing": missing,
+        "kexec_args": None if kexec_note is None else {
+            "kept": list(args.kept), "dropped": list(args.dropped),
+            "mode": args.mode or None, "from": image.kexec_args_from,
+            "note": kexec_note or None,
+        },
+        "warning": warning,
+        "error": None,
+    }
+
+
+def failed(error: str) -> dict[str, Any]:
+    """The image could not be read: every key, the reason in ``error``."""
+    keys = ("family", "kernel", "kernel_from", "initrd", "initrd_from", "append",
+            "append_from", "initrd_required", "mode", "changed_why", "kexec_args", "warning")
+    return {**dict.fromkeys(keys), "added": [], "removed": [], "missing": [], "error": error}
+
+
+def lines(image: dict[str, Any]) -> list[str]:
+    """The text output's lines for ``image``, indented under the backend."""
+    if image.get("error"):
+        return [f"  error: {image['error']}"]
+    out = [f"  family: {image['family']}",
+           f"  kernel: {image['kernel']} ({image['kernel_from']})",
+           f"  initrd: {image['initrd'] or 'none'} ({image['initrd_from']})",
+           f"  append: {image['append']} ({image['append_from']})"]
+    if image["mode"] is not None:
+        out.append(f"  mode: {image['mode']}")
+    out.append(f"  initrd required: {'yes' if image['initrd_required'] else 'no'}")
+    for key in ("added", "removed"):
+        if image[key]:
+            out.append(f"  {key}: {' '.join(image[key])} ({image['changed_why']})")
+    if image["missing"]:
+        out.append(f"  missing: {', '.join(image['missing'])}: a reload cannot load this "
+                   "image")
+    args = image["kexec_args"]
+    if args is not None:
+        text = f"{' '.join(args['kept']) or 'none kept'} ({args['from']})"
+        if args["note"]:
+            text += f"; {args['note']}"
+        if args["dropped"]:
+            text += "; not passed: " + ", ".join(args["dropped"])
+        out.append(f"  kexec args: {text}")
+    if image["warning"]:
+        out.append(f"  warning: {image['warning']}")
+    return out
