@@ -131,6 +131,7 @@ def test_installed_files(installed: Path) -> None:
     assert (installed / "usr/lib/tmpfiles.d/kdumpd.conf").read_bytes() == (
         REPO / "units/kdumpd.tmpfiles").read_bytes()
     assert (installed / "usr/share/man/man8/kdumpd.8.gz").is_file()
+    assert (installed / "usr/share/man/man5/kdumpd.toml.5.gz").is_file()
     completion = (installed / "usr/share/bash-completion/completions/kdumpd").read_text()
     assert "complete -o filenames -F _shtab_kdumpd kdumpd" in completion
     assert "('install' 'remove')" in completion  # generated from the real parser

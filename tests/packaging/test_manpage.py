@@ -95,3 +95,27 @@ def test_json_output_names_every_key_status_prints(page: str) -> None:
                   "x", "y").as_dict()
     section = page.split("\n.SH JSON OUTPUT\n")[1].split("\n.SH ", maxsplit=1)[0]
     assert [key for key in keys if key not in section] == []
+
+
+def test_the_config_page_names_every_key_its_type_default_and_what_it_changes(
+    generator: ModuleType,
+) -> None:
+    from kdumpd import config as configmod
+
+    page = generator.render_toml()
+    _, described = generator.described_keys(generator.SHIPPED_CONFIG.read_text())
+    for key, value in generator.config_keys(configmod.Config()):
+        name = key.rsplit(".", 1)[1]
+        entry = f"\\fB{name}\\fR ("
+        assert entry in page, key
+        assert described[key], f"{key} has no comment in packaging/kdumpd.toml"
+        assert generator.roff(generator.toml_value(value)) in page, key
+    assert ".TH KDUMPD.TOML 5" in page and "\\fBkdumpd\\fR(8)" in page
+
+
+def test_the_config_page_renders_without_warnings(generator: ModuleType) -> None:
+    need_tool("groff", "groff-base")
+    result = subprocess.run(["groff", "-man", "-ww", "-z", "-Tutf8"],
+                            input=generator.render_toml(), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert (result.returncode, result.stderr) == (0, "")

@@ -35,7 +35,8 @@ def test_files(rpm: Path) -> None:
                  "/usr/share/bash-completion/completions/kdumpd",
                  "/usr/share/kdumpd/kdumpd-crash-hotplug.rules",
                  "/etc/kdumpd/kdumpd.toml",
-                 "/usr/share/man/man8/kdumpd.8.gz"):
+                 "/usr/share/man/man8/kdumpd.8.gz",
+                 "/usr/share/man/man5/kdumpd.toml.5.gz"):
         assert path in files
     # Every module of the package, and the template as package data.
     modules = [p.relative_to(REPO).as_posix() for p in (REPO / "kdumpd").rglob("*.py")]
