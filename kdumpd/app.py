@@ -165,9 +165,12 @@ def capacity_reader(root: Path, arch: str | None = None
     machine = arch or os.uname().machine
 
     def capacity_now(hardware: Hardware) -> capacity.Capacity:
-        return capacity.check(read_crash_reservation(root).size or 0,
-                              capacity.ram_bytes(hardware.ram_ranges), read_cmdline(root),
-                              machine)
+        reservation = read_crash_reservation(root)
+        if not reservation.listed or reservation.size is None:
+            # Nothing reserved (said on its own, with crashkernel=) or addresses hidden.
+            return capacity.Capacity(0, 0, "no reservation to compare")
+        return capacity.check(reservation.size, capacity.ram_bytes(hardware.ram_ranges),
+                              read_cmdline(root), machine)
 
     return capacity_now
 
