@@ -71,3 +71,36 @@ def test_no_rule_no_claim() -> None:
     none = check(128 * MIB, 8 * GIB, "crashkernel=128M", "riscv64")
     assert (none.recommended_bytes, none.warning, none.source) == (0, "",
                                                                     "no rule for this machine")
+
+
+def test_kdump_utils_ram_rounds_up_to_128_mib_then_down_to_whole_gib() -> None:
+    for mib, gib in ((0, 0), (1, 0), (896, 0), (897, 1), (1024, 1), (1920, 1), (1921, 2),
+                     (2048, 2), (2049, 2), (4096 + 1000, 4)):
+        got = kdump_utils_ram(mib * MIB)
+        assert got == gib * GIB and isinstance(got, int), mib
+
+
+def test_an_offset_and_equals_signs_are_read_as_the_kernel_does() -> None:
+    assert size_for("1G-:256M@1G@2G", 2 * GIB) == 256 * MIB  # the part before the first @
+    assert boot_crashkernel("crashkernel=1G-:256M,x=y") == "1G-:256M,x=y"
+
+
+def test_below_every_range_no_rule_applies() -> None:
+    small = check(128 * MIB, 1 * GIB, "crashkernel=128M", "x86_64")
+    assert small == check(128 * MIB, 1 * GIB, "", "x86_64")
+    assert (small.reserved_bytes, small.recommended_bytes, small.warning) == (128 * MIB, 0, "")
+    assert small.source == "no rule for this machine"
+
+
+def test_the_warning_and_the_result_say_exactly_what_was_compared() -> None:
+    short = check(256 * MIB, 70 * GIB, "crashkernel=256M", "x86_64")
+    assert (short.reserved_bytes, short.recommended_bytes) == (256 * MIB, 512 * MIB)
+    assert short.source == f"kdump-utils' default for x86_64 ({FEDORA})"
+    assert short.warning == (
+        "256 MiB reserved for the crash kernel, but for the 70.0 GiB of RAM online now "
+        f"kdump-utils' default for x86_64 ({FEDORA}) asks for 512 MiB: a dump may fail; "
+        f"set crashkernel={FEDORA} (it applies at the next boot)")
+    fits = check(512 * MIB, 70 * GIB, "crashkernel=512M", "x86_64")
+    assert (fits.reserved_bytes, fits.source) == (512 * MIB, short.source)
+    own = check(1 << 30, 3 * GIB, f"crashkernel={RHEL8}", "riscv64")
+    assert (own.recommended_bytes, own.source) == (192 * MIB, f"the boot's crashkernel={RHEL8}")

@@ -77,3 +77,14 @@ def test_the_state_file_keeps_only_finite_counts() -> None:
     assert State("b", exposure=kept).exposure.summary() == (
         "no crash kernel 1.50 s (longest 1.00 s), stale 2.25 s; reloads 3, avoided 4, "
         "failed 1")
+
+
+def test_counts_come_back_with_their_types() -> None:
+    read = exposure.from_json({"reloads": 3.0, "stale_s": 2, "failures": 0})
+    assert read == Exposure(stale_s=2.0, reloads=3)
+    assert isinstance(read.reloads, int) and isinstance(read.stale_s, float)
+    assert isinstance(read.reloads_avoided, int) and isinstance(read.longest_gap_s, float)
+    for name in ("no_crash_kernel_s", "stale_s", "reloads", "reloads_avoided", "failures",
+                 "longest_gap_s"):
+        with pytest.raises(ValueError, match=f"exposure.{name} is not a finite count"):
+            exposure.from_json({name: -0.5})

@@ -137,3 +137,15 @@ def test_cancel_ends_the_backoff_wait_at_once(root: Path) -> None:
     outcome = Reloader(Flaky(5), Sysfs(root), 3).reload(on_retry=lambda *_: None,
                                                         cancel=Watching())
     assert outcome.attempts == 1 and waits == [1.0]
+
+
+def test_the_default_retry_log_names_the_attempt_the_error_and_the_wait(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from kdumpd.reloader import log_retry
+
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        log_retry(2, "exit status 1: busy", 4.0)
+    assert caplog.messages == ["reload attempt 2 failed: exit status 1: busy; retrying in 4 s"]

@@ -196,3 +196,20 @@ def test_saved_numbers_are_always_json(tmp_path: Path) -> None:
     store.save(State("b", last_load=LastLoad(at=float("inf"), how="x", ok=True,
                                              duration_s=0.1)))
     assert not (tmp_path / "state.json").exists()  # refused and logged, never Infinity
+
+
+def test_the_hardware_summary_for_people() -> None:
+    from kdumpd.hardware import Hardware
+
+    known = Hardware("0-3", "0-1", ("0-9fbff", "100000-7fffffff"), 524288)
+    assert known.summary() == "cpus 0-1 online of 0-3, 2 RAM ranges, 2048 MiB online"
+    assert Hardware("", "", (), -1).summary() == "cpus ? online of ?, 0 RAM ranges, ? MiB online"
+    assert Hardware("0", "0", (), 0).summary().endswith(", 0 MiB online")
+
+
+def test_iomem_lines_without_a_name_are_skipped_not_the_end() -> None:
+    iomem = ("garbage line\n"
+             "6f000000-7effffff : Crash kernel\n"
+             "00100000-7fffffff : System RAM\n")
+    assert crash_reservation(iomem) == Reservation(True, 0x10000000)
+    assert ram_ranges(iomem) == ("00100000-7fffffff",)

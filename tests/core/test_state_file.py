@@ -1,0 +1,135 @@
+"""The persisted state through the real file: every key round-tripped, the exact bytes,
+the size cap, and every field that is not what kdumpd writes refused."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from kdumpd.exposure import Exposure
+from kdumpd.state import MAX_BYTES, FileStore, LastLoad, MemoryStore, State, read_boot_id
+
+FULL = State(
+    boot_id="b-1", owed=True, loading=True, fingerprint="0123456789abcdef",
+    hardware="cpus 0-1 online of 0-3, 2 RAM ranges, 2048 MiB online",
+    last_load=LastLoad(at=1_790_000_000.25, how="kexec -s -p /boot/vmlinuz", ok=False,
+                       duration_s=1.5),
+    exposure=Exposure(no_crash_kernel_s=0.5, stale_s=2.25, reloads=3, reloads_avoided=4,
+                      failures=1, longest_gap_s=0.4),
+)
+
+
+def test_every_key_round_trips_through_two_saves_into_an_existing_directory(
+    tmp_path: Path,
+) -> None:
+    store = FileStore(tmp_path, "b-1")
+    store.save(State("b-1"))
+    store.save(FULL)
+    assert store.load() == FULL
+    document = json.loads((tmp_path / "state.json").read_text())
+    assert document == {
+        "version": 1, "boot_id": "b-1", "owed": True, "loading": True,
+        "fingerprint": "0123456789abcdef",
+        "hardware": "cpus 0-1 online of 0-3, 2 RAM ranges, 2048 MiB online",
+        "last_load": {"at": 1_790_000_000.25, "how": "kexec -s -p /boot/vmlinuz", "ok": False,
+                      "duration_s": 1.5},
+        "exposure": {"no_crash_kernel_s": 0.5, "stale_s": 2.25, "reloads": 3,
+                     "reloads_avoided": 4, "failures": 1, "longest_gap_s": 0.4},
+    }
+    text = (tmp_path / "state.json").read_text()
+    assert text.endswith("}\n") and text.startswith('{\n "boot_id": "b-1",\n')  # sorted
+    assert stat.S_IMODE(os.stat(tmp_path / "state.json").st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temp file left
+
+
+def test_a_dry_run_store_reads_but_never_writes(tmp_path: Path) -> None:
+    FileStore(tmp_path, "b-1").save(FULL)
+    before = (tmp_path / "state.json").read_bytes()
+    dry = FileStore(tmp_path, "b-1", writable=False)
+    dry.save(State("b-1"))
+    assert (tmp_path / "state.json").read_bytes() == before
+    assert dry.load() == FULL
+
+
+def test_a_state_file_over_the_size_cap_is_unusable(tmp_path: Path,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    padding = "x" * MAX_BYTES
+    (tmp_path / "state.json").write_text(
+        json.dumps({"version": 1, "boot_id": "b-1", "owed": False, "hardware": padding}))
+    assert FileStore(tmp_path, "b-1").load() is None
+    assert f"larger than {MAX_BYTES} bytes" in caplog.text
+    exact = {"version": 1, "boot_id": "b-1", "owed": False}
+    exact["hardware"] = "y" * (MAX_BYTES - len(json.dumps({**exact, "hardware": ""})))
+    (tmp_path / "state.json").write_text(json.dumps(exact))
+    assert len((tmp_path / "state.json").read_bytes()) == MAX_BYTES
+    loaded = FileStore(tmp_path, "b-1").load()
+    assert loaded is not None and loaded.hardware == exact["hardware"]
+
+
+@pytest.mark.parametrize(("change", "why"), [
+    ({"version": 2}, "not a kdumpd state file of version 1"),
+    ({"owed": "false"}, "owed is not a boolean"),
+    ({"owed": None}, "owed is not a boolean"),
+    ({"last_load": {"at": 1.0, "how": "x", "ok": True}}, "duration_s"),
+    ({"last_load": {"at": "1", "how": "x", "ok": True, "duration_s": 1}}, "last_load.at"),
+    ({"last_load": {"at": 1, "how": "x", "ok": True, "duration_s": -1}},
+     "last_load.duration_s"),
+    ({"last_load": {"at": 1e12, "how": "x", "ok": True, "duration_s": 1}}, "last_load.at"),
+    ({"exposure": {"reloads": -1}}, "exposure.reloads"),
+    ({"exposure": {"stale_s": "1"}}, "exposure.stale_s"),
+    ({"exposure": [1]}, "exposure is not an object"),
+])
+def test_a_field_kdumpd_never_writes_makes_the_file_unusable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, change: dict[str, object], why: str,
+) -> None:
+    document: dict[str, object] = {"version": 1, "boot_id": "b-1", "owed": False, **change}
+    (tmp_path / "state.json").write_text(json.dumps(document))
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        assert FileStore(tmp_path, "b-1").load() is None
+    assert "is unusable" in caplog.text and why in caplog.text
+
+
+def test_what_is_optional_has_its_default(tmp_path: Path) -> None:
+    (tmp_path / "state.json").write_text(
+        '{"version": 1, "boot_id": "b-1", "owed": false, "loading": "yes", "last_load": null,'
+        ' "exposure": {"reloads": 2}}')
+    loaded = FileStore(tmp_path, "b-1").load()
+    assert loaded == State("b-1", exposure=Exposure(reloads=2))  # "yes" is not True
+    assert isinstance(loaded.exposure.reloads, int)
+    assert isinstance(loaded.exposure.stale_s, float)
+    assert FileStore(tmp_path, "").load() is None  # no boot id: never this boot's
+
+
+def test_an_unwritable_state_is_logged_and_the_old_file_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FileStore(tmp_path, "b-1")
+    store.save(FULL)
+    with caplog.at_level(logging.ERROR, logger="kdumpd"):
+        store.save(State("b-1", last_load=LastLoad(float("nan"), "x", True, 0.1)))
+    assert "cannot save state to" in caplog.text and "Out of range float" in caplog.text
+    assert store.load() == FULL
+
+
+def test_the_memory_store_counts_saves() -> None:
+    store = MemoryStore(boot_id="b-9")
+    assert (store.load(), store.saves, store.boot_id) == (None, 0, "b-9")
+    store.save(FULL)
+    store.save(FULL)
+    assert (store.load(), store.saves) == (FULL, 2)
+
+
+def test_the_boot_id_is_one_stripped_line(tmp_path: Path) -> None:
+    path = tmp_path / "proc/sys/kernel/random/boot_id"
+    path.parent.mkdir(parents=True)
+    path.write_text("  1234-abcd \n")
+    assert read_boot_id(tmp_path) == "1234-abcd"
+    path.write_bytes(b"\xff\xfe")
+    assert read_boot_id(tmp_path) == ""
+    path.unlink()
+    assert read_boot_id(tmp_path) == ""
