@@ -20,15 +20,16 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable
 
-from kdumpd.control import Answer, ControlError, ControlServer, reply
+from kdumpd.control import ControlServer
 from kdumpd.controller import REASON_RESTORE, Controller
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.handover import Handover
 from kdumpd.hardware import Hardware
 from kdumpd.kernel_log import KernelLog
 from kdumpd.looptime import LoopTime, RealTime
+from kdumpd.reload_requests import ReloadRequests
 from kdumpd.reload_worker import ReloadWorker
-from kdumpd.reloader import Outcome, Reloader
+from kdumpd.reloader import Reloader
 from kdumpd.source import EventSource
 from kdumpd.source_supervisor import SourceSupervisor
 from kdumpd.sysfs import Sysfs
@@ -90,15 +91,14 @@ class Daemon:
         self._rules_watch = rules_watch
         self._rules_watch_s = rules_watch_s
         self._kernel_log = kernel_log  # None: the kernel's messages cannot be read
-        self._control = control  # None: no `kdumpd reload` requests (tests, dry run)
         self._metrics = metrics  # None: no metrics file (metrics.py)
         self._metrics_s = metrics_s
-        self._waiting: list[socket.socket] = []  # requests to answer once decided
-        self._last_outcome: Outcome | None = None
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
         self._worker = ReloadWorker(self._wake)
+        # `kdumpd reload` over the control socket (None: no requests, as in a dry run).
+        self.requests = ReloadRequests(control, controller, self._clock)
         # udev_alive None: nothing to watch (tests, the kernel source).
         self.sources = SourceSupervisor(
             source, controller, self._clock, setting=parts.source,
@@ -158,7 +158,7 @@ class Daemon:
                              "reloads: not starting ([rule] handover)")
                 self._handover = Handover(None)  # nothing of ours to remove
                 return EXIT_CANTCREAT
-            self._open_control(selector)
+            self.requests.open(selector)
             self.controller.start(self._clock(), kernel_skips=self._kernel_log_start(selector))
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")
@@ -169,9 +169,7 @@ class Daemon:
             self._finish_running_reload()
             status = self._restore_before_exit() or self._exit_status
         finally:
-            self._answer_waiting(Answer(False, "kdumpd is stopping", ok=False))
-            if self._control is not None:
-                self._control.close()
+            self.requests.close()
             self._handover.hold(False)
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
@@ -212,7 +210,7 @@ class Daemon:
                 elif key.data == "kernel":
                     self._read_kernel_log(selector)
                 elif key.data == "control":
-                    self._accept_request()
+                    self.requests.accept(reloading=self._worker.busy)
                 else:
                     self.sources.drain()
             if self._hup_requested:
@@ -225,7 +223,7 @@ class Daemon:
                                         due_now=True)
             self._collect_outcomes()
             self._start_due_reload()
-            self._answer_decided()
+            self.requests.answer_if_decided(reloading=self._worker.busy)
             status = self._status()
             now = self._clock()
             if status != last_status and (now - last_status_at >= STATUS_INTERVAL_S
@@ -278,62 +276,6 @@ class Daemon:
                 self._kernel_log.close()
         self._kernel_log = None
 
-    # -- `kdumpd reload` over the control socket -------------------------------------------
-
-    def _open_control(self, selector: selectors.BaseSelector) -> None:
-        if self._control is None:
-            return
-        try:
-            self._control.open()
-            selector.register(self._control.fileno(), selectors.EVENT_READ, "control")
-        except ControlError as error:
-            log.warning("%s: `kdumpd reload` cannot reach this daemon", error)
-            self._control = None
-
-    def _accept_request(self) -> None:
-        if self._control is None:
-            return
-        request = self._control.accept()
-        if request is None:
-            return
-        conn, pid = request
-        self._waiting.append(conn)
-        if self._worker.busy:
-            # A reload runs: it loads the image and hardware of now, and its outcome is the
-            # answer. A second load right after it would add a window, not news.
-            log.info("kdumpd reload (pid %d) during a reload: answered by its outcome", pid)
-            return
-        log.info("asked to decide now (kdumpd reload, pid %d)", pid)
-        self._last_outcome = None
-        self.controller.request(self._clock(), SUBSYSTEMS, "kdumpd reload", due_now=True)
-
-    def _answer_decided(self) -> None:
-        """Answer the waiting requests once their decision is made and its reload (if
-        any) has finished: nothing pending, nothing running."""
-        scheduler = self.controller.scheduler
-        if not self._waiting or scheduler.pending or scheduler.running or self._worker.busy:
-            return
-        decision = self.controller.last_decision
-        if decision is None:
-            self._answer_waiting(Answer(False, "no decision was made", ok=False))
-            return
-        outcome = self._last_outcome
-        if not decision.reload:
-            answer = Answer(False, decision.reason)
-        elif self.controller.dry_run or outcome is None:
-            answer = Answer(True, decision.reason, detail="dry run: nothing was reloaded")
-        elif outcome.ok:
-            answer = Answer(True, decision.reason, detail=f"reloaded in {outcome.duration_s:.2f} s")
-        else:
-            answer = Answer(True, decision.reason, ok=False,
-                            detail=f"reload failed: {outcome.error}")
-        self._answer_waiting(answer)
-
-    def _answer_waiting(self, answer: Answer) -> None:
-        for conn in self._waiting:
-            reply(conn, answer)
-        self._waiting.clear()
-
     def _drain_wakeups(self) -> None:
         try:
             while self._wake_r.recv(4096):
@@ -353,7 +295,7 @@ class Daemon:
 
     def _collect_outcomes(self) -> None:
         for burst, outcome in self._worker.outcomes():
-            self._last_outcome = outcome
+            self.requests.finished(outcome)
             self.controller.reload_finished(burst, outcome, self._clock())
             self._sync_handover()
 
