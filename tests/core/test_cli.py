@@ -416,10 +416,15 @@ def test_a_state_directory_others_can_write_is_refused_with_78(tmp_path: Path,
     assert not (root / "fake.log").exists()
 
 
-def test_reload_without_root_refuses_at_start_with_77(capsys: pytest.CaptureFixture[str]) -> None:
+def test_reload_without_root_refuses_at_start_with_77(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
     from kdumpd import cli
 
-    args = cli.build_parser().parse_args(["reload", "--config", "/nonexistent.toml"])
+    path = tmp_path / "kdumpd.toml"
+    path.write_text('[reload]\nbackend = "kexec"\n')
+    path.chmod(0o644)
+    args = cli.build_parser().parse_args(["reload", "--config", str(path)])
     assert cli.cmd_reload(args, euid=1000) == 77
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "needs root" in err

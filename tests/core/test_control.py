@@ -29,7 +29,7 @@ def serve_one(server: ControlServer, answer: Answer) -> threading.Thread:
 
 
 def test_a_request_gets_the_answer_and_the_socket_is_root_only(tmp_path: Path) -> None:
-    server = ControlServer(tmp_path / "control")
+    server = ControlServer(tmp_path / "control", allowed_uid=os.getuid())
     server.open()
     try:
         assert stat.S_IMODE(os.stat(tmp_path / "control").st_mode) == 0o600
@@ -54,15 +54,15 @@ def test_a_peer_of_another_uid_is_refused_by_its_credentials(tmp_path: Path) -> 
 
 
 def test_a_stale_socket_is_replaced_and_any_other_file_is_not(tmp_path: Path) -> None:
-    first = ControlServer(tmp_path / "control")
+    first = ControlServer(tmp_path / "control", allowed_uid=os.getuid())
     first.open()
     first._sock.close()  # type: ignore[union-attr]  # died without cleaning up
-    second = ControlServer(tmp_path / "control")
+    second = ControlServer(tmp_path / "control", allowed_uid=os.getuid())
     second.open()
     second.close()
     (tmp_path / "control").write_text("precious\n")
     with pytest.raises(ControlError, match="exists and is not a socket: not replaced"):
-        ControlServer(tmp_path / "control").open()
+        ControlServer(tmp_path / "control", allowed_uid=os.getuid()).open()
     assert (tmp_path / "control").read_text() == "precious\n"
 
 
@@ -78,7 +78,7 @@ def test_the_daemon_answers_with_its_decision_and_the_reloads_outcome(
     tmp_path: Path, crash_hotplug: str, reload: bool, detail: str,
 ) -> None:
     root = fakesysfs.build(tmp_path / "root", crash_hotplug=crash_hotplug)
-    h = Harness(root, control=ControlServer(tmp_path / "control"))
+    h = Harness(root, control=ControlServer(tmp_path / "control", allowed_uid=os.getuid()))
     answers: list[Answer] = []
 
     def script(h: Harness) -> None:
@@ -94,7 +94,8 @@ def test_the_daemon_answers_with_its_decision_and_the_reloads_outcome(
 
 def test_a_request_during_a_reload_is_answered_by_that_reload(tmp_path: Path) -> None:
     root = fakesysfs.build(tmp_path / "root", crash_hotplug="0")
-    h = Harness(root, delay_ms=300, control=ControlServer(tmp_path / "control"))
+    h = Harness(root, delay_ms=300,
+                control=ControlServer(tmp_path / "control", allowed_uid=os.getuid()))
     answers: list[Answer] = []
 
     def script(h: Harness) -> None:
