@@ -624,7 +624,8 @@ def test_values_are_read_as_sh_reads_them(tmp_path: Path) -> None:
             "D=one\\ word\n"
             'E="over\ntwo lines"\n'
             "F=\n"
-            "  G=\"x\" # indented\n")
+            "  G=\"x\" # indented\n"
+            'reboot() { echo "no reboot"; }\n')
     root = make_root(tmp_path, {"etc/x": text})
     assert distro.read_shell_vars(root, "/etc/x") == {
         "A": "x#y", "B": "its", "C": 'a "b" $d \\q', "D": "one word", "E": "over\ntwo lines",

@@ -2,7 +2,8 @@
 shell: a value only the shell could know is refused, not guessed.
 
 The file is read only when every line is one kdumpd reads exactly as sh would: blank
-lines, comments, and ``NAME=value`` or ``export NAME=value`` with sh's quoting (single
+lines, comments, one-line function definitions (they set nothing while the file is
+read), and ``NAME=value`` or ``export NAME=value`` with sh's quoting (single
 quotes, double quotes with their backslash escapes, backslashes, a value over several
 lines inside quotes, a comment after whitespace). Anything else (``if``, ``&&``, ``;``,
 ``unset``, two words after the ``=``, ``$`` or backquotes outside single quotes) makes
@@ -20,6 +21,9 @@ from kdumpd.security import fd_problem
 from kdumpd.smallfile import read_regular
 
 _ASSIGNMENT = re.compile(r"[ \t]*(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+# A one-line function definition sets no variable while the file is read (its body runs
+# only when called): kdump-tools' own test setups override reboot() this way.
+_FUNCTION = re.compile(r"[A-Za-z_][A-Za-z0-9_]*[ \t]*\(\)[ \t]*\{[^\n]*\}[ \t]*(#.*)?")
 _DOUBLE_QUOTE_ESCAPES = "$`\"\\\n"
 _OPERATORS = ";&|<>()"
 
@@ -69,7 +73,7 @@ class _Reader:
         end = self.text.find("\n", self.pos)
         end = len(self.text) if end < 0 else end
         content = self.text[self.pos:end].strip(" \t")
-        if content and not content.startswith("#"):
+        if content and not content.startswith("#") and not _FUNCTION.fullmatch(content):
             raise self._fail(self.line, f"not a line kdumpd reads exactly as sh would: "
                              f"{content[:60]!r}; set reload.kernel/initrd/append instead")
         self._next_line(end)
