@@ -10,12 +10,14 @@ not go green by not running them.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -165,3 +167,16 @@ def target(tmp_path: Path) -> Path:
     (root / "etc/udev/rules.d").mkdir(parents=True)
     (root / "usr/lib/udev/rules.d").mkdir(parents=True)
     return root
+
+
+def load_module(path: Path) -> ModuleType:
+    """A module file of the collection, imported without writing bytecode into ansible/."""
+    spec = importlib.util.spec_from_file_location(f"kdumpd_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep ansible/ clean
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = writes
+    return module

@@ -7,7 +7,6 @@ virtualenv per sanity test) and a minute or two: it runs with KDUMPD_ANSIBLE_SAN
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.ansible import sanity
-from tests.ansible.conftest import COLLECTION, Ansible
+from tests.ansible.conftest import COLLECTION, Ansible, load_module
 
 MODULE_FILE = COLLECTION / "plugins/modules/crash_hotplug_rule.py"
 ROLE_DIR = COLLECTION / "roles/kdumpd"
@@ -34,15 +33,7 @@ def ansible_doc(ansible: Ansible, *args: str) -> dict[str, Any]:
 
 
 def module_argument_spec() -> dict[str, Any]:
-    spec = importlib.util.spec_from_file_location("kdumpd_crash_hotplug_rule", MODULE_FILE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep ansible/ clean
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = writes
-    argument_spec: dict[str, Any] = module.ARGUMENT_SPEC
+    argument_spec: dict[str, Any] = load_module(MODULE_FILE).ARGUMENT_SPEC
     return argument_spec
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -11,22 +10,13 @@ from types import ModuleType
 from typing import Any
 
 from kdumpd import fakesysfs
-from tests.ansible.conftest import COLLECTION, Ansible
+from tests.ansible.conftest import COLLECTION, Ansible, load_module
 
 MODULE = "kdumpd.kdumpd.kdumpd_info"
 
 
 def info_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "kdumpd_info", COLLECTION / "plugins/modules/kdumpd_info.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    writes, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep ansible/ clean
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.dont_write_bytecode = writes
-    return module
+    return load_module(COLLECTION / "plugins/modules/kdumpd_info.py")
 
 
 def config_for(tmp: Path, root: Path) -> Path:
