@@ -23,6 +23,7 @@ from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS, Event
 from kdumpd.exposure import Exposure
 from kdumpd.hardware import Hardware
+from kdumpd.load_wait import LoadWait
 from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
 from kdumpd.reloader import Outcome
 from kdumpd.retry import DELAYS_S, RetrySchedule
@@ -164,6 +165,7 @@ class Controller:
         self._reload_started_wall = 0.0
         self._loading: Hardware | None = None  # what the image being loaded describes
         self._retry = RetrySchedule()
+        self._load_wait = LoadWait()
         # What crash_hotplug last read for the image loaded now (per subsystem), and the
         # kexec_crash_loaded of that read: a new image (ours, anyone's) forgets it.
         self._image_hotplug: dict[str, str] = {}
@@ -319,12 +321,12 @@ class Controller:
                           actions=burst.actions, arch=self.arch)
         self._remember(snapshot)
         self.last_decision = decision
-        if not decision.confirm and "memory" in burst.subsystems:
-            self._check_capacity()
-        if decision.confirm:
-            log.debug("%s: %s", what(burst), decision.reason)
-            self.scheduler.defer(burst, now + self.confirm_s)
+        acted_on = self._look_again(burst, decision, now)
+        if acted_on is None:
             return None
+        decision = acted_on
+        if "memory" in burst.subsystems:
+            self._check_capacity()
         for warning in decision.warnings:
             log.warning(warning, extra=fields)
         if not decision.reload:
@@ -346,6 +348,27 @@ class Controller:
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _look_again(self, burst: Burst, decision: Decision, now: float) -> Decision | None:
+        """Put ``burst`` back when ``decision`` needs another read first (a 0 to confirm, a
+        load under way to wait for) and return None; else the decision to act on."""
+        if decision.confirm:
+            log.debug("%s: %s", what(burst), decision.reason)
+            self.scheduler.defer(burst, now + self.confirm_s)
+            return None
+        if not decision.wait_for_load:
+            self._load_wait.over()
+            return decision
+        level = logging.DEBUG if self._load_wait.waiting else logging.INFO
+        look = self._load_wait.next_look(now)
+        if look is not None:
+            log.log(level, "%s: %s", what(burst), decision.reason)
+            self.scheduler.defer(burst, look)
+            return None
+        self.last_decision = Decision(False, "no crash kernel loaded after waiting "
+                                      f"{self._load_wait.longest_s:.0f} s: nothing to keep "
+                                      "current")
+        return self.last_decision
 
     def _account(self, exposure: Exposure, outcome: Outcome, now: float) -> Exposure:
         """The exposure after a reload of ours that ended at ``now``."""

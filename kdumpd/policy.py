@@ -40,6 +40,7 @@ class Decision:
     reason: str
     warnings: tuple[str, ...] = ()
     confirm: bool = False  # read crash_hotplug once more before acting (a 0 may be transient)
+    wait_for_load: bool = False  # decide again once a load under way has ended (load_wait.py)
 
 
 def kernel_updates(value: Value) -> bool:
@@ -85,6 +86,11 @@ def decide(
     if is_unloaded(loaded):
         if owed:
             return Decision(True, "the crash kernel our failed reload unloaded is still missing")
+        if missed:
+            # The lock holder that made the kernel skip is usually a load, and every load
+            # frees the old image first: the one it installs may predate the change.
+            return Decision(False, f"{missed}, and no crash kernel is loaded now: waiting "
+                            "for the load under way to end", wait_for_load=True)
         if subsystems and not zero_seen:
             # x86 sets the image to NULL for an instant while it updates the header.
             return Decision(False, "kexec_crash_loaded reads 0: confirming (a 0 can be "

@@ -1010,6 +1010,50 @@ def test_on_the_fake_kernel_a_skip_after_our_load_is_caught_from_the_kernel_log(
     assert rig.ops() == ["load"] and kernel.image_current()
 
 
+def test_on_the_fake_kernel_a_skip_during_someone_elses_load_waits_for_it_to_end(
+    root: Path, clock: FakeClock
+) -> None:
+    # The VM's scenario 17: a DIMM comes online while a foreign load holds the kexec lock.
+    # kdumpd decides while that load runs (kexec_crash_loaded 0); the image it then
+    # installs was built before the DIMM, so kdumpd must look again and reload.
+    rig = on_the_fake_kernel(root, clock)
+    kernel = rig.backend.kernel
+    kernel.begin_load("file")
+    hotplug(rig, kernel, "memory9", "add", "online")
+    rig.controller.on_kernel_skip(clock(), kernel.log[-1])
+    for _ in range(8):  # 2 s of decisions while the foreign load is under way
+        deadline = rig.controller.deadline()
+        assert deadline is not None
+        clock.advance_to(deadline)
+        assert rig.controller.poll(clock()) is None
+    kernel.end_load("file")
+    assert not kernel.image_current() and rig.ops() == []
+    rig.settle()
+    assert rig.ops() == ["load"] and kernel.image_current()
+
+
+def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakesysfs.build(root, crash_loaded="0")
+    rig = Rig(root, clock)
+    started = clock()
+    with caplog.at_level(logging.DEBUG, logger="kdumpd"):
+        rig.controller.on_kernel_skip(clock(), SKIP_LINE)
+        rig.settle()
+    assert rig.ops() == [] and clock() - started == pytest.approx(30.25, abs=0.3)
+    assert rig.controller.last_decision is not None
+    assert rig.controller.last_decision.reason == (
+        "no crash kernel loaded after waiting 30 s: nothing to keep current")
+    waits = [r for r in caplog.records if "waiting for the load under way" in r.getMessage()]
+    assert [r.levelno for r in waits[:2]] == [logging.INFO, logging.DEBUG]
+    # The next wait starts afresh: a skip later waits its full 30 s again.
+    rig.controller.on_kernel_skip(clock(), SKIP_LINE)
+    fakesysfs.build(root, crash_loaded="1", crash_hotplug="1")
+    rig.settle()
+    assert rig.ops() == ["load"]
+
+
 def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: FakeClock) -> None:
     # A read of crash_hotplug takes the kexec lock: while someone else's load holds it
     # (kexec_crash_loaded 0) the kernel would log its skip line for the read itself.

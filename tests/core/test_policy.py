@@ -145,6 +145,11 @@ def test_only_the_subsystems_of_the_burst_count() -> None:
      Decision(False, "the dump kernel builds its ELF core header itself on this architecture "
               "(s390, elfcorehdr_alloc()): no reload needed")),
     ({"cpu"}, snap(cpu=Value("1")), {"missed": "late events"}, Decision(True, "late events")),
+    ({"cpu"}, snap(Value("0")), {"missed": "late events", "zero_seen": True},
+     Decision(False, "late events, and no crash kernel is loaded now: waiting for the load "
+              "under way to end", wait_for_load=True)),
+    ((), snap(Value("0")), {"missed": "late events", "owed": True},
+     Decision(True, "the crash kernel our failed reload unloaded is still missing")),
     ((), snap(), {}, Decision(False, "a crash kernel is loaded")),
     ((), snap(Value("2")), {}, Decision(False, "a crash kernel is loaded", (
         "kexec_crash_loaded reads '2'; assuming a crash kernel is loaded",))),
