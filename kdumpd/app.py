@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from kdumpd import capacity, image_report, metrics
+from kdumpd import capacity, handover, image_report, metrics
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, BackendError, distro
 from kdumpd.backends import tools as toolbackends
@@ -206,6 +206,7 @@ def make_daemon(
         controller, source, parts,
         reconfigure=reconfigure, notify=notify,
         handover=None if dry_run else cfg.rule.handover,
+        runtime_dirs=handover.runtime_dirs(os.environ.get("RUNTIME_DIRECTORY")),
         watchdog_s=watchdog_s,
         udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
         rules_watch=rules_watch,

@@ -15,6 +15,7 @@ import logging
 import selectors
 import signal
 import socket
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -69,6 +70,7 @@ class Daemon:
         reconfigure: Callable[[], Parts | None],
         notify: Notify,
         handover: Path | None,
+        runtime_dirs: Collection[Path] = (),
         clock: LoopTime | None = None,
         watchdog_s: float | None = None,
         udev_alive: Callable[[], bool] | None = None,
@@ -84,7 +86,7 @@ class Daemon:
         self.parts = parts
         self._reconfigure = reconfigure
         self._notify = notify
-        self._handover = Handover(handover)
+        self._handover = Handover(handover, runtime_dirs)
         self._clock: LoopTime = clock or RealTime()
         self._watchdog_s = watchdog_s
         self._udev_watch_s = udev_watch_s
@@ -170,7 +172,7 @@ class Daemon:
             status = self._restore_before_exit() or self._exit_status
         finally:
             self.requests.close()
-            self._handover.hold(False)
+            self._handover.exit()
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():

@@ -26,6 +26,7 @@ from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
+from kdumpd.handover import runtime_dirs
 from kdumpd.hardware import read_hardware
 from kdumpd.kernel_log import FakeKernelLog
 from kdumpd.looptime import RealTime
@@ -72,7 +73,8 @@ class Harness:
                  rules_watch: Callable[[], None] | None = None,
                  rules_watch_s: float = 0.05,
                  kernel_log: FakeKernelLog | None = None,
-                 control: ControlServer | None = None) -> None:
+                 control: ControlServer | None = None,
+                 runtime_dirs: tuple[Path, ...] = ()) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
@@ -94,7 +96,8 @@ class Harness:
                              watchdog_s=watchdog_s, udev_alive=udev_alive,
                              udev_watch_s=udev_watch_s, clock=self.clock,
                              rules_watch=rules_watch, rules_watch_s=rules_watch_s,
-                             kernel_log=kernel_log, control=control)
+                             kernel_log=kernel_log, control=control,
+                             runtime_dirs=runtime_dirs)
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -137,6 +140,21 @@ def test_a_burst_reloads_once_and_the_unit_protocol_is_followed(root: Path) -> N
     assert "STOPPING=1" in h.notes
     assert any(n.startswith("STATUS=events 64, skipped 0, reloads 1") for n in h.notes)
     assert not h.handover.exists()
+
+
+def test_under_systemd_the_handover_file_outlives_the_process_for_a_restart(
+    root: Path
+) -> None:
+    # In the unit's RuntimeDirectory (kept across restarts, removed at a final stop by
+    # systemd), kdumpd leaves the file: no event reaches the distribution's rules between
+    # a stop and the start of a restart or an upgrade.
+    run = root / "run"
+    h = Harness(root, runtime_dirs=runtime_dirs(f"/run/other:{run}"))
+    assert h.run(lambda h: None) == 0
+    assert h.handover.exists()
+    h = Harness(root, runtime_dirs=runtime_dirs("/run/elsewhere"))
+    assert h.run(lambda h: None) == 0
+    assert not h.handover.exists()  # outside it: kdumpd's own to remove
 
 
 def test_events_arriving_during_a_reload_give_exactly_one_follow_up(root: Path) -> None:

@@ -126,6 +126,17 @@ def test_stop_never_kills_a_load_in_flight_and_waits_long_enough() -> None:
     assert int(value[:-3]) * 60 > stop_wait_s(MAX_TIMEOUT_S)
 
 
+def test_the_default_handover_file_lives_in_the_runtime_directory_a_restart_keeps() -> None:
+    from kdumpd.config import RuleConfig
+    from kdumpd.handover import runtime_dirs
+
+    settings = unit_settings()
+    assert settings["RuntimeDirectoryPreserve"] == "restart"
+    # What systemd puts in $RUNTIME_DIRECTORY for this unit holds the default file.
+    dirs = runtime_dirs("/run/" + settings["RuntimeDirectory"])
+    assert RuleConfig().handover.parent in dirs
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the tree must be root's")
 def test_a_config_in_a_directory_others_can_write_is_refused(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
