@@ -10,8 +10,10 @@ import time
 from collections.abc import Callable
 
 from kdumpd import journal_ids
+from kdumpd.config import RuleConfig
 
 from . import driver as d
+from .guest import Vm
 from .harness import (
     Guest,
     fresh_state,
@@ -24,6 +26,22 @@ from .harness import (
     start_poller,
     stop_poller,
 )
+
+HANDOVER = str(RuleConfig().handover)  # the shipped configuration's hand-over file
+
+
+def watch_handover(vm: Vm) -> None:
+    """Sample in the guest, in a loop, whether the hand-over file exists."""
+    vm.sh.run("touch /run/handover-watch; nohup sh -c 'while [ -e /run/handover-watch ]; do "
+              f"[ -e {HANDOVER} ] && echo 1 || echo 0; done > /root/handover-samples' "
+              ">/dev/null 2>&1 &")
+
+
+def handover_samples(vm: Vm) -> dict[str, int]:
+    """Stop the loop of :func:`watch_handover`: how many samples saw the file ("1") or not."""
+    vm.sh.run("rm -f /run/handover-watch; sleep 1")
+    samples = vm.sh.run("sort /root/handover-samples | uniq -c").output.split()
+    return dict(zip(samples[1::2], (int(n) for n in samples[0::2])))
 
 
 def test_7_restarts_and_kills_keep_a_current_crash_kernel(
@@ -44,6 +62,8 @@ def test_7_restarts_and_kills_keep_a_current_crash_kernel(
 
     # (a) hotplug while kdumpd is not running
     d.stop_kdumpd(vm)
+    at_stop = vm.sh.run(f"test -e {HANDOVER} && echo present || echo absent").output.strip()
+    assert at_stop == "absent", "a final stop must hand reloads back to the distribution"
     trixie.hotplug.add_dimm()
     vm.sh.run("udevadm settle -t 30")
     cursor = d.journal_cursor(vm)
@@ -91,6 +111,9 @@ def test_7_restarts_and_kills_keep_a_current_crash_kernel(
         {"version": 1, "boot_id": boot_id, "owed": True, "fingerprint": "", "hardware": "",
          "last_load": None}))
     cursor = d.journal_cursor(vm)
+    # From here on, through the SIGKILL's automatic restart and a `systemctl restart`, the
+    # hand-over file must never be missing (a sample loop in the guest counts the misses).
+    watch_handover(vm)
     vm.sh.run("systemctl kill -s KILL kdumpd")
     entries = d.wait_journal(vm, cursor, lambda es: any(
         e.message_id == journal_ids.RELOAD_DONE for e in es), timeout=60)
@@ -101,6 +124,12 @@ def test_7_restarts_and_kills_keep_a_current_crash_kernel(
                         f"{after.hotplug()}; kdumpd said: " + " | ".join(said_c))
     assert after.loaded == "1", said_c
     assert any("restoring the crash kernel kdumpd unloaded" in m for m in said_c), said_c
+    d.restart_kdumpd(vm)
+    counts = handover_samples(vm)
+    result.notes.append(f"(c) hand-over file through the SIGKILL restart and a `systemctl "
+                        f"restart`: present in {counts.get('1', 0)} samples, missing in "
+                        f"{counts.get('0', 0)}")
+    assert counts.get("1", 0) > 0 and counts.get("0", 0) == 0, counts
 
 
 def test_8_window_without_a_crash_kernel_per_load_mode(
