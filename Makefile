@@ -6,8 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Debian packages the venv and the tests need: headers for systemd-python, venv
-# support for Debian's python3, a real systemd-udevd for the integration tests.
-APT_TEST_DEPS := libsystemd-dev pkg-config gcc python3-dev python3-venv udev
+# support for Debian's python3, a real systemd-udevd for the integration tests, gawk for
+# openSUSE's load.sh in the conformance tests (tests/fixtures/upstream).
+APT_TEST_DEPS := libsystemd-dev pkg-config gcc python3-dev python3-venv udev gawk
 
 .PHONY: all test unit lint typecheck demo deps venv dist deb rpm bench bench-quick vm-test ansible-vm-test vm-chaos mutmut completion clean
 
