@@ -372,6 +372,33 @@ def poll_window(vm: Vm, command: str, timeout: float = 120,
     return summary
 
 
+def polled_windows_s(summary: str) -> list[float]:
+    """The windows without a crash kernel in a poller summary (see POLLER), in seconds."""
+    text = summary.rsplit("windows_ms=", 1)[-1].split(maxsplit=1)[0]
+    return [] if text == "none" else [float(ms) / 1000 for ms in text.split(",")]
+
+
+METRICS_FILE = "/var/lib/prometheus/node-exporter/kdumpd.prom"  # [metrics] textfile_dir "auto"
+
+
+def read_metrics(vm: Vm, wanted: Callable[[dict[str, float]], bool],
+                 timeout: float = 30) -> dict[str, float]:
+    """kdumpd.prom parsed with prometheus_client's own parser, once ``wanted`` holds
+    (kdumpd writes it right after each decision, in the loop: not quite at once)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    deadline = time.monotonic() + timeout
+    while True:
+        text = vm.sh.run(f"cat {METRICS_FILE} 2>/dev/null || true").output
+        values = {sample.name + "".join(f"{{{k}={v}}}" for k, v in sorted(sample.labels.items())
+                                        if k == "subsystem"): sample.value
+                  for family in text_string_to_metric_families(text)
+                  for sample in family.samples}
+        if wanted(values) or time.monotonic() > deadline:
+            return values
+        time.sleep(0.5)
+
+
 def fresh_state(vm: Vm) -> None:
     """Forget kdumpd's state, as at the first start of a boot."""
     vm.sh.run("rm -f /var/lib/kdumpd/state.json")

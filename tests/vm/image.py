@@ -39,6 +39,8 @@ GUEST_PACKAGES = (
     # Scenario 16 runs the collection's role inside the guest (its apt module needs python3-apt;
     # debootstrap does not resolve the virtual python3-cffi-backend-api-* of cryptography).
     "ansible-core", "python3-apt", "python3-cffi-backend",
+    # kdumpd's Recommends: [metrics] writes kdumpd.prom with it (scenario 2).
+    "python3-prometheus-client",
 )
 # Modules the small initrd carries: enough to mount the root on virtio-blk.
 INITRD_MODULES = ("virtio_pci", "virtio_blk", "ext4")

@@ -22,9 +22,13 @@ from .harness import (
     cpu_cycle_burst,
     cpu_cycle_calls,
     dimm_burst,
+    polled_windows_s,
+    read_metrics,
     restart_with,
     run_burst,
     said,
+    start_poller,
+    stop_poller,
 )
 
 
@@ -73,11 +77,28 @@ def test_2_own_reload_enables_crash_hotplug(trixie: Guest, scenario: Callable) -
         "2. kdumpd's own reload (load auto) leaves crash_hotplug=1", trixie.release,
         "Crash kernel loaded with `kexec -p -c`; kdumpd backend kexec, load mode \"auto\".",
     )
-    d.stop_kdumpd(trixie.vm)
-    d.kexec_load(trixie.vm, trixie.release, ["-c"])
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, trixie.release, ["-c"])
+    # Metrics on (the node exporter's directory exists), exposure counted from zero.
+    vm.sh.run("mkdir -p /var/lib/prometheus/node-exporter; rm -f /var/lib/kdumpd/state.json")
     restart_with(trixie, trixie.config(load="auto"))
+    start_poller(vm)
     first = run_burst(trixie, "DIMM hot-add 512 MiB", dimm_burst(trixie))
+    polled = polled_windows_s(stop_poller(vm))
     result.bursts.append(first)
+    metrics = read_metrics(vm, lambda m: m.get("kdumpd_reloads_total", 0) >= 1)
+    status = json.loads(vm.sh.run("kdumpd status --json", check=False).output)
+    exposure = status["exposure"]
+    result.notes.append(
+        f"after the DIMM: the harness polled {len(polled)} window(s) without a crash kernel, "
+        f"{sum(polled):.3f} s; kdumpd.prom: no_crash_kernel "
+        f"{metrics.get('kdumpd_no_crash_kernel_seconds_total')} s, stale "
+        f"{metrics.get('kdumpd_stale_seconds_total')} s, reloads "
+        f"{metrics.get('kdumpd_reloads_total')}, last reload "
+        f"{metrics.get('kdumpd_last_reload_duration_seconds')} s, loaded "
+        f"{metrics.get('kdumpd_crash_kernel_loaded')}, keeps current memory "
+        f"{metrics.get('kdumpd_kernel_keeps_current{subsystem=memory}')}; status: {exposure}")
     second = run_burst(trixie, "CPU1 offline+online", cpu_cycle_burst(trixie))
     result.bursts.append(second)
     assert_accounted(first)
@@ -85,6 +106,16 @@ def test_2_own_reload_enables_crash_hotplug(trixie: Guest, scenario: Callable) -
     assert first.reloads == 1 and first.failed == 0, said(first)
     assert first.after.loaded == "1"
     assert (first.after.cpu, first.after.memory) == ("1", "1")
+    # The metrics and status show the reload and its window, and agree with the poll:
+    # kdumpd counts its whole reload (kexec's start included), never less than the window.
+    assert len(polled) == 1, polled
+    counted = metrics["kdumpd_no_crash_kernel_seconds_total"]
+    assert polled[0] - 0.05 <= counted < polled[0] + 1.5, (polled, metrics)
+    assert metrics["kdumpd_reloads_total"] == 1 == exposure["reloads"], (metrics, exposure)
+    assert abs(exposure["no_crash_kernel_s"] - counted) < 0.01, (exposure, metrics)
+    assert counted <= metrics["kdumpd_stale_seconds_total"], metrics  # stale from the event
+    assert metrics["kdumpd_crash_kernel_loaded"] == 1, metrics
+    assert metrics["kdumpd_kernel_keeps_current{subsystem=memory}"] == 1, metrics
     assert_accounted(second)
     assert_kdumpd_read(second, "1")
     assert second.reloads == 0 and second.failed == 0, said(second)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable
@@ -167,6 +168,17 @@ def test_16_the_ansible_role_converges_on_a_real_host(kdump_tools_trixie: Guest,
     assert status.get("backend") == "kdump-config", status
     assert block == "1", block
     assert second["changed"] == 0 and second["failed"] == 0, second_recap
+    # The collection's fleet report against this host: its row, and the gate passes.
+    # (Root already, and no sudo in the guest: the report's become is for ssh fleets.)
+    report = vm.sh.run("ANSIBLE_COLLECTIONS_PATH=/root/collections ANSIBLE_NOCOLOR=1 "
+                       "ansible-playbook -i localhost, -c local -e ansible_become=false "
+                       "-e ansible_python_interpreter=/usr/bin/python3 "
+                       "kdumpd.kdumpd.fleet_report", timeout=600, check=False)
+    found = re.search(r"localhost\s+loaded=[^\"\n]*", report.output)
+    row = " ".join(found.group(0).split()) if found else ""
+    result.notes.append(f"fleet report (kdumpd.kdumpd.fleet_report): {row or '(no row)'}")
+    assert report.ok, report.output[-3000:]
+    assert "loaded=True" in row and "owed=False" in row, report.output[-3000:]
 
 
 def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
