@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from kdumpd import capacity, handover, image_report, metrics
+from kdumpd import capacity, command, image_report, metrics, systemd
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, BackendError, distro
 from kdumpd.backends import tools as toolbackends
@@ -206,7 +206,7 @@ def make_daemon(
         controller, source, parts,
         reconfigure=reconfigure, notify=notify,
         handover=None if dry_run else cfg.rule.handover,
-        runtime_dirs=handover.runtime_dirs(os.environ.get("RUNTIME_DIRECTORY")),
+        restart_pending=lambda: systemd.restart_pending(command.run, _own_cgroup()),
         watchdog_s=watchdog_s,
         udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
         rules_watch=rules_watch,
@@ -214,6 +214,14 @@ def make_daemon(
         control=None if dry_run else ControlServer(cfg.state.control),
         metrics=None if dry_run else metrics_writer(cfg, controller, parts.sysfs),
     )
+
+
+def _own_cgroup() -> str:
+    """/proc/self/cgroup: the unit kdumpd runs in ("" when it cannot be read)."""
+    try:
+        return Path("/proc/self/cgroup").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def metrics_writer(cfg: Config, controller: Controller,

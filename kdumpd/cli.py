@@ -19,6 +19,8 @@ from typing import Callable
 from kdumpd import __version__, app, demo, lock, security
 from kdumpd import config as configmod
 from kdumpd.config import Config, ConfigError
+from kdumpd.daemon import Daemon
+from kdumpd.handover import Handover
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import notifier, setup_logging, watchdog_interval
 
@@ -167,6 +169,7 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     rules = app.make_rule_keeper(cfg, dry_run=args.dry_run)
     rules.apply()
+    daemon: Daemon | None = None
     try:
         try:
             daemon = app.make_daemon(
@@ -181,10 +184,15 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
             )
         except OSError as error:
             log.error("cannot listen for udev events: %s", error.strerror or error)
+            if not args.dry_run:  # one a restart left for us: we hold the lock, nobody serves
+                Handover(cfg.rule.handover).hold(False)
             return EXIT_UNAVAILABLE
         return daemon.run()
     finally:
-        rules.withdraw()
+        if daemon is not None and daemon.restarting:
+            log.info("the udev rules stay as they are for the kdumpd that systemd starts next")
+        else:
+            rules.withdraw()
 
 
 def cmd_status(args: argparse.Namespace) -> int:

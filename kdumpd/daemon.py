@@ -15,7 +15,6 @@ import logging
 import selectors
 import signal
 import socket
-from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -70,7 +69,7 @@ class Daemon:
         reconfigure: Callable[[], Parts | None],
         notify: Notify,
         handover: Path | None,
-        runtime_dirs: Collection[Path] = (),
+        restart_pending: Callable[[], bool] = lambda: False,
         clock: LoopTime | None = None,
         watchdog_s: float | None = None,
         udev_alive: Callable[[], bool] | None = None,
@@ -86,7 +85,10 @@ class Daemon:
         self.parts = parts
         self._reconfigure = reconfigure
         self._notify = notify
-        self._handover = Handover(handover, runtime_dirs)
+        self._handover = Handover(handover)
+        # Asked at a clean exit: will systemd start kdumpd again at once (systemd.py)?
+        self._restart_pending = restart_pending
+        self.restarting = False  # the answer, for what the CLI withdraws after run()
         self._clock: LoopTime = clock or RealTime()
         self._watchdog_s = watchdog_s
         self._udev_watch_s = udev_watch_s
@@ -153,6 +155,7 @@ class Daemon:
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self.sources.attach(selector)
         status = 0
+        clean = False
         try:
             if not self._handover.hold(True):
                 # The distribution's rules would reload beside kdumpd: never two reloaders.
@@ -170,9 +173,13 @@ class Daemon:
             self._stop_deadline = self._clock() + self.parts.stop_wait_s
             self._finish_running_reload()
             status = self._restore_before_exit() or self._exit_status
+            clean = status == 0
         finally:
             self.requests.close()
-            self._handover.exit()
+            # A restart or an upgrade keeps the hand-over: nothing for rules that may not
+            # reload; a stop, a failure or a crash gives reloads back.
+            self.restarting = clean and self._restart_pending()
+            self._handover.exit(restarting=self.restarting)
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():

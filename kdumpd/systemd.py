@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Callable, TextIO
 
+from kdumpd.command import CommandError, Runner
+
 Notify = Callable[[str], None]
 NOTIFY_ATTEMPTS = 5
 log = logging.getLogger("kdumpd.systemd")
@@ -93,3 +95,40 @@ def watchdog_interval(env: dict[str, str] | None = None, pid: int | None = None)
     except ValueError:
         return None
     return value / 1_000_000 if value > 0 else None
+
+
+# Job types after which systemd starts the unit again: a restart (systemctl restart, a
+# package upgrade's restart or try-restart) shows as "restart" while the stop runs, and
+# a stop followed by a queued start as "start".
+RESTART_JOBS = ("restart", "start")
+
+
+def own_unit(cgroup: str) -> str | None:
+    """The service unit this process runs in, from /proc/self/cgroup's text; None outside one."""
+    for line in cgroup.splitlines():
+        name = line.rsplit("/", 1)[-1].strip()
+        if name.endswith(".service"):
+            return name
+    return None
+
+
+def restart_pending(run: Runner, cgroup: str, env: dict[str, str] | None = None) -> bool:
+    """True when systemd will start this service again once it has stopped: what kdumpd
+    hands the distribution's rules at its exit depends on it (a restart or an upgrade keeps
+    the hand-over; a stop gives reloads back). Outside systemd, or when systemctl cannot
+    tell, False: the stop hands reloads back, as it always did."""
+    if not (env if env is not None else os.environ).get("INVOCATION_ID"):
+        return False
+    unit = own_unit(cgroup)
+    if unit is None:
+        return False
+    try:
+        jobs = run(["systemctl", "list-jobs", "--no-legend", "--plain", unit], timeout=5)
+    except CommandError as error:
+        log.warning("cannot ask systemd whether %s restarts: %s", unit, error)
+        return False
+    if jobs.returncode != 0:
+        log.warning("cannot ask systemd whether %s restarts: %s", unit, jobs.last_error_line())
+        return False
+    return any(len(fields) >= 3 and fields[1] == unit and fields[2] in RESTART_JOBS
+               for fields in (line.split() for line in jobs.stdout.splitlines()))

@@ -11,7 +11,8 @@ this module only chooses the layer and state, prints and logs.
   default) puts kdumpd's override in /run/udev/rules.d, ``"present"``/``"absent"`` install
   or remove it in /etc/udev/rules.d, ``"ignore"`` leaves both alone. :class:`Keeper` adds
   what a running daemon needs: re-apply when the rules files change on disk (SUSE's kdump
-  copies its rules into /run at every load) and withdraw the runtime override at stop.
+  copies its rules into /run at every load) and withdraw the runtime override at stop
+  (not when systemd starts kdumpd again at once: cli.cmd_run, daemon.restarting).
   Both log and never raise for ordinary failures.
 """
 

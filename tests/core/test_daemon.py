@@ -26,7 +26,6 @@ from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
-from kdumpd.handover import runtime_dirs
 from kdumpd.hardware import read_hardware
 from kdumpd.kernel_log import FakeKernelLog
 from kdumpd.looptime import RealTime
@@ -74,7 +73,7 @@ class Harness:
                  rules_watch_s: float = 0.05,
                  kernel_log: FakeKernelLog | None = None,
                  control: ControlServer | None = None,
-                 runtime_dirs: tuple[Path, ...] = ()) -> None:
+                 restart_pending: Callable[[], bool] = lambda: False) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
@@ -97,7 +96,7 @@ class Harness:
                              udev_watch_s=udev_watch_s, clock=self.clock,
                              rules_watch=rules_watch, rules_watch_s=rules_watch_s,
                              kernel_log=kernel_log, control=control,
-                             runtime_dirs=runtime_dirs)
+                             restart_pending=restart_pending)
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -142,19 +141,33 @@ def test_a_burst_reloads_once_and_the_unit_protocol_is_followed(root: Path) -> N
     assert not h.handover.exists()
 
 
-def test_under_systemd_the_handover_file_outlives_the_process_for_a_restart(
-    root: Path
-) -> None:
-    # In the unit's RuntimeDirectory (kept across restarts, removed at a final stop by
-    # systemd), kdumpd leaves the file: no event reaches the distribution's rules between
-    # a stop and the start of a restart or an upgrade.
-    run = root / "run"
-    h = Harness(root, runtime_dirs=runtime_dirs(f"/run/other:{run}"))
+def test_a_clean_stop_before_a_restart_leaves_the_handover_file(root: Path) -> None:
+    # systemd has a start queued (a restart, an upgrade): no event reaches the
+    # distribution's rules between this kdumpd and the next.
+    asked: list[bool] = []
+
+    def pending() -> bool:
+        asked.append(True)
+        return True
+
+    h = Harness(root, restart_pending=pending)
     assert h.run(lambda h: None) == 0
-    assert h.handover.exists()
-    h = Harness(root, runtime_dirs=runtime_dirs("/run/elsewhere"))
+    assert h.handover.exists() and h.daemon.restarting and asked == [True]
+    h = Harness(root, restart_pending=lambda: False)
     assert h.run(lambda h: None) == 0
-    assert not h.handover.exists()  # outside it: kdumpd's own to remove
+    assert not h.handover.exists() and not h.daemon.restarting  # a stop: reloads go back
+
+
+def test_a_failed_exit_gives_reloads_back_even_before_a_restart(root: Path) -> None:
+    store = MemoryStore()
+    h = Harness(root, fail=99, store=store, restart_pending=lambda: True)
+
+    def script(h: Harness) -> None:
+        h.source.push(events(1))
+        wait_for(lambda: h.controller.stats.failed >= 1)
+
+    status = h.run(script)
+    assert status != 0 and not h.handover.exists() and not h.daemon.restarting
 
 
 def test_events_arriving_during_a_reload_give_exactly_one_follow_up(root: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
-from kdumpd.handover import Handover, runtime_dirs
+from kdumpd.handover import Handover
 from kdumpd.hardware import read_hardware
 from kdumpd.looptime import MockTime, Stalled
 from kdumpd.reload_worker import ReloadWorker
@@ -34,26 +34,21 @@ def test_the_handover_file_holds_the_pid_and_goes_away(tmp_path: Path) -> None:
     Handover(None).hold(True)  # dry run: nothing to write, nothing raised
 
 
-def test_runtime_dirs_reads_systemds_colon_separated_list() -> None:
-    assert runtime_dirs(None) == () and runtime_dirs("") == ()
-    assert runtime_dirs("/run/kdumpd:relative:/run/b") == (Path("/run/kdumpd"), Path("/run/b"))
-
-
-def test_a_handover_file_in_systemds_runtime_directory_is_left_at_exit(tmp_path: Path) -> None:
+def test_a_handover_file_stays_at_exit_only_for_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "run" / "handles-reload"
-    kept = Handover(path, runtime_dirs(str(tmp_path / "run")))
+    kept = Handover(path)
     kept.hold(True)
-    kept.exit()
-    assert path.exists()  # systemd removes it at a final stop, keeps it for a restart
-    own = Handover(path, runtime_dirs(str(tmp_path)))  # a parent is not the directory
-    own.hold(True)
-    own.exit()
+    kept.exit(restarting=True)
+    assert path.exists()  # the next kdumpd takes it over: no event for the rules meanwhile
+    stopped = Handover(path)
+    stopped.hold(True)
+    stopped.exit(restarting=False)
     assert not path.exists()
-    released = Handover(path, runtime_dirs(str(tmp_path / "run")))
+    released = Handover(path)
     released.hold(True)
     released.hold(False)  # handed back to the distribution's rules while running...
     path.write_text("left by someone\n")
-    released.exit()  # ...so the exit does not touch what kdumpd no longer holds
+    released.exit(restarting=False)  # ...so the exit does not touch what it no longer holds
     assert path.read_text() == "left by someone\n"
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from kdumpd import journal_ids
+from kdumpd.config import RuleConfig
 
 from . import driver as d
 from . import dumpcheck as dc
@@ -397,6 +398,23 @@ def read_metrics(vm: Vm, wanted: Callable[[dict[str, float]], bool],
         if wanted(values) or time.monotonic() > deadline:
             return values
         time.sleep(0.5)
+
+
+HANDOVER = str(RuleConfig().handover)  # the shipped configuration's hand-over file
+
+
+def watch_files(vm: Vm, *paths: str) -> None:
+    """Sample in the guest, in a loop, whether every one of ``paths`` exists."""
+    test = " && ".join(f"[ -e {path} ]" for path in paths)
+    vm.sh.run("touch /run/files-watch; nohup sh -c 'while [ -e /run/files-watch ]; do "
+              f"{test} && echo 1 || echo 0; done > /root/files-samples' >/dev/null 2>&1 &")
+
+
+def stop_watch(vm: Vm) -> dict[str, int]:
+    """Stop :func:`watch_files`: how many samples saw every file ("1") or not ("0")."""
+    vm.sh.run("rm -f /run/files-watch; sleep 1")
+    samples = vm.sh.run("sort /root/files-samples | uniq -c").output.split()
+    return dict(zip(samples[1::2], (int(n) for n in samples[0::2])))
 
 
 def fresh_state(vm: Vm) -> None:

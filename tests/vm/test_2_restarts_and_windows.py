@@ -10,11 +10,10 @@ import time
 from collections.abc import Callable
 
 from kdumpd import journal_ids
-from kdumpd.config import RuleConfig
 
 from . import driver as d
-from .guest import Vm
 from .harness import (
+    HANDOVER,
     Guest,
     fresh_state,
     guest_argv_str,
@@ -25,23 +24,9 @@ from .harness import (
     start_fresh,
     start_poller,
     stop_poller,
+    stop_watch,
+    watch_files,
 )
-
-HANDOVER = str(RuleConfig().handover)  # the shipped configuration's hand-over file
-
-
-def watch_handover(vm: Vm) -> None:
-    """Sample in the guest, in a loop, whether the hand-over file exists."""
-    vm.sh.run("touch /run/handover-watch; nohup sh -c 'while [ -e /run/handover-watch ]; do "
-              f"[ -e {HANDOVER} ] && echo 1 || echo 0; done > /root/handover-samples' "
-              ">/dev/null 2>&1 &")
-
-
-def handover_samples(vm: Vm) -> dict[str, int]:
-    """Stop the loop of :func:`watch_handover`: how many samples saw the file ("1") or not."""
-    vm.sh.run("rm -f /run/handover-watch; sleep 1")
-    samples = vm.sh.run("sort /root/handover-samples | uniq -c").output.split()
-    return dict(zip(samples[1::2], (int(n) for n in samples[0::2])))
 
 
 def test_7_restarts_and_kills_keep_a_current_crash_kernel(
@@ -113,7 +98,7 @@ def test_7_restarts_and_kills_keep_a_current_crash_kernel(
     cursor = d.journal_cursor(vm)
     # From here on, through the SIGKILL's automatic restart and a `systemctl restart`, the
     # hand-over file must never be missing (a sample loop in the guest counts the misses).
-    watch_handover(vm)
+    watch_files(vm, HANDOVER)
     vm.sh.run("systemctl kill -s KILL kdumpd")
     entries = d.wait_journal(vm, cursor, lambda es: any(
         e.message_id == journal_ids.RELOAD_DONE for e in es), timeout=60)
@@ -125,7 +110,7 @@ def test_7_restarts_and_kills_keep_a_current_crash_kernel(
     assert after.loaded == "1", said_c
     assert any("restoring the crash kernel kdumpd unloaded" in m for m in said_c), said_c
     d.restart_kdumpd(vm)
-    counts = handover_samples(vm)
+    counts = stop_watch(vm)
     result.notes.append(f"(c) hand-over file through the SIGKILL restart and a `systemctl "
                         f"restart`: present in {counts.get('1', 0)} samples, missing in "
                         f"{counts.get('0', 0)}")

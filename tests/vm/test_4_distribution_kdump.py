@@ -15,6 +15,7 @@ from . import driver as d
 from . import dumpcheck as dc
 from .harness import (
     DUMP_SHELL_DROPIN,
+    HANDOVER,
     NO_REBOOT,
     Guest,
     converge,
@@ -27,7 +28,11 @@ from .harness import (
     panic,
     run_burst,
     said,
+    stop_watch,
+    watch_files,
 )
+
+RUNTIME_RULES = "/run/udev/rules.d/50-kdump-tools.rules"  # kdumpd's [rule] state "runtime"
 
 # Scenario 14's growth: more than the 5.5 GiB that killed Debian's own dump kernel
 # (crashkernel=256M, its default command line) in the issue's runs; maxmem is 10G.
@@ -108,14 +113,21 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     assert "added: acpi_no_memhotplug (x86 with ACPI memory slots" in status, status
     assert before_calls == after_calls, "the distribution's rule reloaded beside kdumpd"
     # No surprise on install: the override lives in /run while kdumpd runs, never in /etc.
-    layers = vm.sh.run("grep -c 'BEGIN kdumpd managed block' "
-                       "/run/udev/rules.d/50-kdump-tools.rules; "
+    layers = vm.sh.run(f"grep -c 'BEGIN kdumpd managed block' {RUNTIME_RULES}; "
                        "test ! -e /etc/udev/rules.d/50-kdump-tools.rules && echo no-etc",
                        check=False).output.split()
+    # A restart (or a package upgrade's) keeps the override and the hand-over in place:
+    # no event may reach kdump-tools' rule, which cannot reload under udevd here.
+    watch_files(vm, HANDOVER, RUNTIME_RULES)
+    d.restart_kdumpd(vm)
+    kept = stop_watch(vm)
     d.stop_kdumpd(vm)
-    gone = vm.sh.run("test ! -e /run/udev/rules.d/50-kdump-tools.rules && echo gone",
+    gone = vm.sh.run(f"test ! -e {RUNTIME_RULES} && test ! -e {HANDOVER} && echo gone",
                      check=False).output.strip()
-    result.notes.append(f"rules while running: /run override {layers}; after stop: {gone}")
+    result.notes.append(f"rules while running: /run override {layers}; through a restart: "
+                        f"override and hand-over present in {kept.get('1', 0)} samples, "
+                        f"missing in {kept.get('0', 0)}; after stop: {gone}")
+    assert kept.get("1", 0) > 0 and kept.get("0", 0) == 0, kept
     assert layers == ["1", "no-etc"], layers
     assert gone == "gone", "the runtime override outlived kdumpd"
 
