@@ -89,8 +89,9 @@ def decide(
         if missed:
             # The lock holder that made the kernel skip is usually a load, and every load
             # frees the old image first: the one it installs may predate the change.
-            return Decision(False, f"{missed}, and no crash kernel is loaded now: waiting "
-                            "for the load under way to end", wait_for_load=True)
+            return Decision(False, "no crash kernel is loaded now: waiting for the load "
+                            "under way to end (its image may predate the change)",
+                            wait_for_load=True)
         if subsystems and not zero_seen:
             # x86 sets the image to NULL for an instant while it updates the header.
             return Decision(False, "kexec_crash_loaded reads 0: confirming (a 0 can be "

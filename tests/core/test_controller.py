@@ -1047,6 +1047,13 @@ def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
         "no crash kernel loaded after waiting 30 s: nothing to keep current")
     waits = [r for r in caplog.records if "waiting for the load under way" in r.getMessage()]
     assert [r.levelno for r in waits[:2]] == [logging.INFO, logging.DEBUG]
+    assert waits[0].getMessage() == (
+        "the kernel skipped a hotplug update of the crash kernel's header (\"kexec_trylock() "
+        "failed\" in its log): no crash kernel is loaded now: waiting for the load under way "
+        "to end (its image may predate the change)")
+    confirms = [r.getMessage() for r in caplog.records if "confirming" in r.getMessage()]
+    assert confirms == []  # a skip waits for the load instead of confirming a 0
+    assert rig.controller.last_decision.reload is False
     # The next wait starts afresh: a skip later waits its full 30 s again.
     rig.controller.on_kernel_skip(clock(), SKIP_LINE)
     fakesysfs.build(root, crash_loaded="1", crash_hotplug="1")
