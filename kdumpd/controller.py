@@ -28,6 +28,7 @@ from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updat
 from kdumpd.reloader import Outcome
 from kdumpd.retry import DELAYS_S, RetrySchedule
 from kdumpd.scheduler import Burst, ReloadScheduler
+from kdumpd.skip_lines import SkipLines
 from kdumpd.state import LastLoad, State, Store
 from kdumpd.sysfs import ABSENT, OK, RE_READ_S, Snapshot, Value
 
@@ -53,6 +54,9 @@ REASON_DURING_LOAD = ("the hardware changed while our load ran: the new image, o
 REASON_LOST = "events were lost"
 REASON_KERNEL_SKIPPED = ("the kernel skipped a hotplug update of the crash kernel's "
                          "header (\"kexec_trylock() failed\" in its log)")
+# A line with no hotplug event near it is a failed read of crash_hotplug (skip_lines.py):
+# said at most this often, with the count since.
+READ_LINE_LOG_S = 60.0
 
 
 @dataclass
@@ -62,6 +66,7 @@ class Stats:
     reloads: int = 0  # reloads that succeeded
     failed: int = 0  # reloads that failed after all retries
     lost: int = 0  # times the event socket overflowed
+    failed_reads: int = 0  # kernel skip lines with no hotplug event: reads of crash_hotplug
     last_reload_at: float | None = None  # unix seconds
     last_duration_s: float | None = None
     crash_kernel_missing: bool = False  # kdumpd owes a crash kernel it unloaded
@@ -74,6 +79,8 @@ class Stats:
             parts.append(f"failed {self.failed}")
         if self.lost:
             parts.append(f"overflows {self.lost}")
+        if self.failed_reads:
+            parts.append(f"refused crash_hotplug reads {self.failed_reads}")
         line = ", ".join(parts)
         if self.last_reload_at is not None and self.last_duration_s is not None:
             line += f"; last reload {_clock_time(self.last_reload_at)} took " \
@@ -171,6 +178,9 @@ class Controller:
         self._image_hotplug: dict[str, str] = {}
         self._image_loaded = ""
         self._missed_while_away = ""  # a kernel skip seen while reloads were handed back
+        self.skip_lines = SkipLines()
+        self._read_line_said_at: float | None = None
+        self._read_lines_unsaid = 0
 
     # -- what kdumpd owes ------------------------------------------------------------------
 
@@ -196,18 +206,19 @@ class Controller:
         No state for this boot: record the hardware as the baseline (the distribution
         loaded the crash kernel at boot, before kdumpd), unless the kernel logged
         ``kernel_skips`` skipped header updates this boot (a boot-time load that overlapped
-        memory onlining): then reload whatever crash_hotplug says. An owed crash kernel:
-        restore it. A fingerprint that differs from the hardware now: decide over both
-        subsystems.
+        memory onlining) is no reason by itself: with no hotplug event to pair them with,
+        those lines cannot be told from failed reads of crash_hotplug (skip_lines.py). An
+        owed crash kernel: restore it. A fingerprint that differs from the hardware now:
+        decide over both subsystems.
         """
         state = self.store.load()
         hardware = self.hardware()
         self._remember(self._read(SUBSYSTEMS))  # what the image loaded at start says
         if state is None and kernel_skips:
-            log.warning("the kernel skipped %d hotplug update(s) of the crash kernel's header "
-                        "this boot, before kdumpd ran: deciding over both subsystems",
-                        kernel_skips)
-            self.request(now, SUBSYSTEMS, REASON_KERNEL_SKIPPED, missed=True)
+            log.info("the kernel logged \"kexec_trylock() failed\" %d time(s) this boot "
+                     "before kdumpd ran: with no hotplug event beside them these lines "
+                     "cannot be told from failed reads of crash_hotplug, so they decide "
+                     "nothing", kernel_skips)
         if state is not None and state.loading:
             # Killed during a load: the syscall may have freed the old image.
             log.warning("%s: deciding over both subsystems", REASON_INTERRUPTED)
@@ -236,6 +247,10 @@ class Controller:
     def on_event(self, event: Event, now: float) -> None:
         self.stats.events += 1
         self.scheduler.add(event, now)
+        if self.skip_lines.event(now):
+            self.stats.failed_reads = self.skip_lines.reads
+            self._missed_by_kernel(now, "\"kexec_trylock() failed\" just before a hotplug "
+                                   "event")
 
     def on_events_lost(self, now: float) -> None:
         """The socket overflowed: some events are gone, so decide as if both changed."""
@@ -247,13 +262,30 @@ class Controller:
         self.request(now, SUBSYSTEMS, REASON_LOST, unknown_events=True)
 
     def on_kernel_skip(self, now: float, message: str) -> None:
-        """The kernel logged that it skipped a hotplug update of the header (someone held
-        the kexec lock): the image may lack the change whatever crash_hotplug says. While a
-        load of ours runs the request joins the follow-up burst."""
+        """The kernel logged "kexec_trylock() failed". Next to a hotplug event it skipped
+        that event's header update (someone held the kexec lock): the image may lack the
+        change whatever crash_hotplug says, and the burst is decided as missed (while a
+        load of ours runs, in its follow-up). With no event near it, it is a failed read
+        of crash_hotplug during a load: counted, and it decides nothing."""
+        if self.skip_lines.line(now):
+            self._missed_by_kernel(now, message.strip())
+            return
+        self.stats.failed_reads = self.skip_lines.reads
+        self._read_lines_unsaid += 1
+        if self._read_line_said_at is not None \
+                and now - self._read_line_said_at < READ_LINE_LOG_S:
+            return
+        log.info("kernel: %s, %d time(s), with no hotplug event near: a read of "
+                 "crash_hotplug during a load (it changes no header); no reload",
+                 message.strip(), self._read_lines_unsaid,
+                 extra={"MESSAGE_ID": journal_ids.KERNEL_READ_REFUSED})
+        self._read_line_said_at, self._read_lines_unsaid = now, 0
+
+    def _missed_by_kernel(self, now: float, message: str) -> None:
         # One line per decision, not per message: a load can hold the lock over dozens.
         level = logging.DEBUG if self.scheduler.has_reason(REASON_KERNEL_SKIPPED) \
             else logging.WARNING
-        log.log(level, "kernel: %s: deciding over both subsystems", message.strip(),
+        log.log(level, "kernel: %s: deciding over both subsystems", message,
                 extra={"MESSAGE_ID": journal_ids.KERNEL_SKIPPED})
         self.request(now, SUBSYSTEMS, REASON_KERNEL_SKIPPED, missed=True)
 
@@ -344,6 +376,7 @@ class Controller:
         if self._stale_since is None:
             self._stale_since = burst.started_at
         self.scheduler.reload_started()
+        self.skip_lines.load_started()
         self._loading = self.hardware()
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one

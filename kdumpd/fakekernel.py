@@ -9,6 +9,8 @@ tested against it holds against the kernel:
   ``crash_hotplug`` read 0.
 - **What crash_hotplug reads per load kind**: ``file`` (``kexec -s``) and ``hotplug``
   (``-c --hotplug``) give 1, ``plain`` (``-c``) gives 0; nothing loaded: 0.
+- **Reads of crash_hotplug** take the kexec lock with a trylock too: during a load
+  they log the same skip line and read 0, and skip nothing.
 - **The kernel's own header update** on hotplug, for an image that allows it. When the
   lock is held it skips the update and logs ``crash hp: kexec_trylock() failed, kdump
   image may be inaccurate``. On x86 the update rebuilds the header from the System RAM
@@ -95,6 +97,21 @@ class FakeKernel:
     def image_current(self) -> bool:
         """A crash image is loaded and its header describes the hardware of now."""
         return self.kind is not None and self.describes == self._header_of(self.hardware)
+
+    def read_crash_hotplug(self, subsystem: str) -> str:
+        """A read of ``crash_hotplug`` (``crash_check_hotplug_support()``): it takes the
+        kexec lock with a trylock; when a load holds it, the kernel logs the very line a
+        skipped update logs and the read gives 0. It never makes an update skip (both take
+        ``__crash_hotplug_lock`` first), so the model updates nothing here."""
+        if subsystem not in SUBSYSTEMS:
+            raise ValueError(f"unknown subsystem {subsystem!r}")
+        if not self._lock.acquire(blocking=False):
+            self.log.append(SKIP_LINE)
+            return "0"
+        try:
+            return KINDS[self.kind] if self.kind is not None else "0"
+        finally:
+            self._lock.release()
 
     def read_crash_size(self) -> bool:
         """A read of /sys/kernel/kexec_crash_size: ``crash_get_memory_size()`` takes the

@@ -871,17 +871,87 @@ def test_the_journal_tells_the_hand_back_and_take_back_story(
 SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
 
 
-def test_a_skip_the_kernel_logged_reloads_whatever_crash_hotplug_says(
+def test_a_skip_the_kernel_logged_beside_an_event_reloads_whatever_crash_hotplug_says(
     root: Path, clock: FakeClock
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
     rig.controller.start(clock())
+    rig.feed(memory_events(1))
+    clock.advance(1.9)  # the journal passes the line on after udev's event
     rig.controller.on_kernel_skip(clock(), SKIP)
     rig.settle()
     assert rig.ops() == ["load"]
     assert rig.controller.last_decision is not None
     assert "kexec_trylock() failed" in rig.controller.last_decision.reason
+    assert rig.controller.stats.failed_reads == 0
+
+
+def test_a_skip_line_just_before_its_event_reloads_once(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.controller.start(clock())
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.controller.on_kernel_skip(clock(), SKIP)  # counted as a read until...
+        assert rig.controller.stats.failed_reads == 1
+        clock.advance(1.9)
+        rig.feed(memory_events(3))  # ...the hotplug's event arrives: it was a skip
+        rig.settle()
+    assert rig.ops() == ["load"] and rig.controller.stats.failed_reads == 0
+    assert ("kernel: \"kexec_trylock() failed\" just before a hotplug event: deciding over "
+            "both subsystems") in caplog.messages
+
+
+def test_a_line_with_no_event_near_it_is_a_read_and_decides_nothing(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.controller.start(clock())
+    rig.feed(memory_events(1))
+    rig.settle()
+    clock.advance(2.01)  # just past the pairing window after the event
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        for _ in range(61):  # a reader every second during loads: one line a minute
+            rig.controller.on_kernel_skip(clock(), SKIP)
+            clock.advance(1.0)
+        clock.advance(1.1)  # an event more than 2 s after the last line pairs with none
+        rig.feed(memory_events(1))
+        rig.settle()
+        clock.advance(2.01)
+        rig.controller.on_kernel_skip(clock(), SKIP)
+        rig.settle()
+    assert rig.ops() == []
+    assert rig.controller.stats.failed_reads == 62
+    said = [r for r in caplog.records if "with no hotplug event near" in r.getMessage()]
+    assert [r.getMessage() for r in said] == [
+        f"kernel: {SKIP}, 1 time(s), with no hotplug event near: a read of crash_hotplug "
+        "during a load (it changes no header); no reload",
+        f"kernel: {SKIP}, 60 time(s), with no hotplug event near: a read of crash_hotplug "
+        "during a load (it changes no header); no reload",
+    ]
+    assert all(r.MESSAGE_ID == journal_ids.KERNEL_READ_REFUSED for r in said)
+    assert "refused crash_hotplug reads 62" in rig.controller.stats.status_line()
+
+
+def test_lines_during_our_own_load_without_new_events_change_nothing(
+    root: Path, clock: FakeClock
+) -> None:
+    fakesysfs.build(root, crash_hotplug="0")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.feed(memory_events(2))
+    burst = rig.take()  # the load covers the events before it
+    for _ in range(40):  # a 50 ms poller during our 2 s load prints a line per read
+        rig.controller.on_kernel_skip(clock(), SKIP)
+        clock.advance(0.05)
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    for _ in range(10):
+        rig.controller.on_kernel_skip(clock(), SKIP)
+        clock.advance(0.05)
+    rig.settle()
+    assert rig.ops() == ["load"] and rig.controller.stats.failed_reads == 50
 
 
 def test_a_skip_logged_during_our_load_joins_its_single_follow_up(
@@ -898,19 +968,20 @@ def test_a_skip_logged_during_our_load_joins_its_single_follow_up(
     assert rig.ops() == ["load", "load"]
 
 
-def test_skips_logged_this_boot_before_kdumpd_started_are_decided_on_at_start(
+def test_lines_logged_this_boot_before_kdumpd_started_decide_nothing_by_themselves(
     root: Path, clock: FakeClock
 ) -> None:
+    # 76 reader lines at first start reloaded with no hotplug at all (issue 29): without
+    # an event they cannot be told from failed reads.
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
-    rig.controller.start(clock(), kernel_skips=2)
+    rig.controller.start(clock(), kernel_skips=76)
     rig.settle()
-    assert rig.ops() == ["load"]
-    # With state for this boot the skips were kdumpd's business already: no reload.
+    assert rig.ops() == [] and rig.controller.deadline() is None
     again = Rig(root, clock, store=rig.store, hotplug_after_load=True)
-    again.controller.start(clock(), kernel_skips=2)
+    again.controller.start(clock(), kernel_skips=76)
     again.settle()
-    assert again.ops() == ["load"]  # the same log: still only the first start's load
+    assert again.ops() == []
 
 
 def test_a_skip_while_reloads_are_handed_back_is_decided_on_at_the_take_back(
@@ -921,6 +992,7 @@ def test_a_skip_while_reloads_are_handed_back_is_decided_on_at_the_take_back(
     backend = Refusing()
     rig.controller.backend = backend
     rig.controller.stats.handed_back = True
+    rig.feed(memory_events(1))
     rig.controller.on_kernel_skip(clock(), SKIP)  # the distribution's load held the lock
     rig.settle()
     assert backend.loads == 0  # handed back: not kdumpd's to reload
@@ -1037,6 +1109,7 @@ def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
 ) -> None:
     fakesysfs.build(root, crash_loaded="0")
     rig = Rig(root, clock)
+    rig.feed([Event("memory", "add", "/devices/system/memory/memory9")], spacing=0)
     started = clock()
     with caplog.at_level(logging.DEBUG, logger="kdumpd"):
         rig.controller.on_kernel_skip(clock(), SKIP_LINE)
@@ -1048,13 +1121,14 @@ def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
     waits = [r for r in caplog.records if "waiting for the load under way" in r.getMessage()]
     assert [r.levelno for r in waits[:2]] == [logging.INFO, logging.DEBUG]
     assert waits[0].getMessage() == (
-        "the kernel skipped a hotplug update of the crash kernel's header (\"kexec_trylock() "
-        "failed\" in its log): no crash kernel is loaded now: waiting for the load under way "
-        "to end (its image may predate the change)")
+        "1 event(s) on cpu,memory + the kernel skipped a hotplug update of the crash "
+        "kernel's header (\"kexec_trylock() failed\" in its log): no crash kernel is loaded "
+        "now: waiting for the load under way to end (its image may predate the change)")
     confirms = [r.getMessage() for r in caplog.records if "confirming" in r.getMessage()]
     assert confirms == []  # a skip waits for the load instead of confirming a 0
     assert rig.controller.last_decision.reload is False
     # The next wait starts afresh: a skip later waits its full 30 s again.
+    rig.feed([Event("memory", "add", "/devices/system/memory/memory10")], spacing=0)
     rig.controller.on_kernel_skip(clock(), SKIP_LINE)
     fakesysfs.build(root, crash_loaded="1", crash_hotplug="1")
     rig.settle()
@@ -1074,8 +1148,8 @@ def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: FakeC
 
     rig.controller.snapshot = snapshot
     rig.controller.start(clock())
-    rig.controller.on_kernel_skip(clock(), SKIP_LINE)
     rig.feed(memory_events(2))
+    rig.controller.on_kernel_skip(clock(), SKIP_LINE)
     rig.settle()
     assert asked and all(a == () for a in asked) and rig.ops() == []
     fakesysfs.build(root, crash_loaded="1")
@@ -1090,9 +1164,11 @@ def test_a_storm_of_skip_lines_is_one_warning_per_decision(
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
     with caplog.at_level(logging.DEBUG, logger="kdumpd"):
+        rig.feed(memory_events(1))
         for _ in range(5):
             rig.controller.on_kernel_skip(clock(), SKIP_LINE)
         rig.settle()
+        rig.feed(memory_events(1))
         rig.controller.on_kernel_skip(clock(), SKIP_LINE)
     warned = [r for r in caplog.records if r.levelno == logging.WARNING
               and "kexec_trylock" in r.getMessage()]
@@ -1106,9 +1182,10 @@ def test_the_start_says_how_many_skips_it_found_and_a_plain_request_waits_its_qu
     rig = Rig(root, clock, hotplug_after_load=True)
     with caplog.at_level(logging.INFO, logger="kdumpd"):
         rig.controller.start(clock(), kernel_skips=3)
-    assert ("the kernel skipped 3 hotplug update(s) of the crash kernel's header this boot, "
-            "before kdumpd ran: deciding over both subsystems") in caplog.messages
-    assert rig.controller.deadline() == pytest.approx(clock() + 0.25)  # not due at once
+    assert ("the kernel logged \"kexec_trylock() failed\" 3 time(s) this boot before kdumpd "
+            "ran: with no hotplug event beside them these lines cannot be told from failed "
+            "reads of crash_hotplug, so they decide nothing") in caplog.messages
+    assert rig.controller.deadline() is None
     rig.controller.request(clock(), ["cpu"], "kdumpd reload")
     assert rig.controller.deadline() == pytest.approx(clock() + 0.25)
 

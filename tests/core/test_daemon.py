@@ -584,14 +584,3 @@ def test_a_skip_in_the_kernel_log_reloads_an_image_the_kernel_keeps_current(
 
     assert h.run(script) == 0
     assert h.ops() == ["load"]
-
-
-def test_skips_logged_before_the_first_start_of_the_boot_give_one_reload(root: Path) -> None:
-    fakesysfs.build(root, crash_hotplug="1")
-    h = Harness(root, kernel_log=FakeKernelLog(earlier=[SKIP]))
-
-    def script(h: Harness) -> None:
-        wait_for(lambda: h.controller.stats.reloads == 1)
-
-    assert h.run(script) == 0
-    assert h.ops() == ["load"]

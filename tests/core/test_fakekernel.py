@@ -124,3 +124,19 @@ def test_a_handler_answers_for_the_kernel(root: Path) -> None:
     assert calls[0] == Call("load", kind="file") and k.loads == 0 and k.kind == "plain"
     k.hotplug("cpu", "online", "cpu1")
     assert calls[-1] == Call("hotplug", subsystem="cpu", action="online", name="cpu1")
+
+
+def test_a_read_of_crash_hotplug_during_a_load_logs_the_skip_line_and_skips_nothing(
+    root: Path,
+) -> None:
+    k = kernel(root, crash_hotplug="1")
+    assert k.read_crash_hotplug("memory") == "1" and k.log == []  # no load: no line
+    inside: list[str] = []
+    k.load("file", during=lambda: inside.extend(
+        k.read_crash_hotplug(s) for s in ("cpu", "memory")))
+    assert inside == ["0", "0"] and k.log == [SKIP_LINE, SKIP_LINE]
+    assert k.image_current() and k.read_crash_hotplug("cpu") == "1"
+    k.load("plain")
+    assert k.read_crash_hotplug("memory") == "0" and len(k.log) == 2
+    with pytest.raises(ValueError, match="unknown subsystem"):
+        k.read_crash_hotplug("disk")
