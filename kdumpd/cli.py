@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -27,6 +28,7 @@ from kdumpd.systemd import notifier, setup_logging, watchdog_interval
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_UNLOADED = 3  # kdumpd verify: no crash kernel loaded
 EXIT_UNAVAILABLE = 69
 EXIT_LOCKED = 75
 EXIT_NOPERM = 77
@@ -34,10 +36,12 @@ EXIT_CONFIG = 78
 
 EXIT_STATUS_HELP = """\
 exit status:
-  0   success, or nothing to do
-  1   the operation failed (a reload, a rule change)
+  0   success, or nothing to do (verify: the loaded header is current)
+  1   the operation failed (a reload, a rule change; verify: the header is stale)
   2   usage error
-  69  a required service is unavailable (the event socket cannot be opened)
+  3   verify: no crash kernel is loaded
+  69  a required service is unavailable (the event socket cannot be opened;
+      verify: the loaded header cannot be read or told, the reason is printed)
   73  kdumpd run cannot create its hand-over file ([rule] handover): not started
   75  another kdumpd run owns reloads (its lock in the state directory is held)
   77  kdumpd run or reload without --dry-run needs root
@@ -90,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
         "status", help="show crash_hotplug, the crash kernel and the backend",
     ))
     status.add_argument("--json", action="store_true", help="print JSON")
+
+    verify = with_config(commands.add_parser(
+        "verify", help="read the loaded crash kernel's header back and compare it with the "
+        "CPUs and memory now",
+        description="Read the loaded dump kernel's command line and ELF core header from "
+        "the crash reservation (/proc/kcore, root with CAP_SYS_RAWIO, x86_64) and compare "
+        "them with the System RAM and present CPUs of now. Exit 0 current, 1 stale, 3 no "
+        "crash kernel loaded, 69 cannot tell (the reason is printed).",
+    ))
+    verify.add_argument("--json", action="store_true", help="print JSON")
 
     reload = with_config(commands.add_parser(
         "reload", help="decide once now and reload if needed",
@@ -212,6 +226,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from kdumpd.loaded_header import CURRENT, STALE, UNLOADED, verify
+
+    cfg = _load_config(_config_path(args), must_exist=args.config is not None)
+    check = verify(cfg.sysfs.root)
+    if args.json:
+        print(json.dumps(check.as_dict(), sort_keys=True))
+    else:
+        print(f"loaded header: {check.line()}")
+        if check.loaded_cmdline is not None:
+            print(f"loaded command line: {check.loaded_cmdline}")
+    return {CURRENT: EXIT_OK, STALE: EXIT_FAILURE,
+            UNLOADED: EXIT_UNLOADED}.get(check.verdict, EXIT_UNAVAILABLE)
+
+
 def cmd_reload(args: argparse.Namespace, *, euid: int | None = None) -> int:
     import time
 
@@ -323,6 +352,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "status": cmd_status,
     "reload": cmd_reload,
+    "verify": cmd_verify,
     "config": cmd_config,
     "rule": cmd_rule,
     "demo": cmd_demo,
