@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from kdumpd import capacity, command, image_report, metrics, systemd
+from kdumpd import capacity, command, image_report, loaded_header, metrics, systemd
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, BackendError, distro
 from kdumpd.backends import tools as toolbackends
@@ -156,6 +156,8 @@ def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
         ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot,
         store=store, hardware=parts.hardware, backend=parts.reloader.backend, dry_run=dry_run,
         arch=os.uname().machine, capacity=capacity_reader(cfg.sysfs.root),
+        verify=(lambda: loaded_header.verify(cfg.sysfs.root)) if cfg.reload.verify_header
+        else None,
     )
 
 

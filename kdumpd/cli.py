@@ -40,8 +40,7 @@ exit status:
   1   the operation failed (a reload, a rule change; verify: the header is stale)
   2   usage error
   3   verify: no crash kernel is loaded
-  69  a required service is unavailable (the event socket cannot be opened;
-      verify: the loaded header cannot be read or told, the reason is printed)
+  69  a required service is unavailable (event socket; verify: cannot tell, says why)
   73  kdumpd run cannot create its hand-over file ([rule] handover): not started
   75  another kdumpd run owns reloads (its lock in the state directory is held)
   77  kdumpd run or reload without --dry-run needs root

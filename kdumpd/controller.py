@@ -23,7 +23,9 @@ from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS, Event
 from kdumpd.exposure import Exposure
 from kdumpd.hardware import Hardware
+from kdumpd.header_proof import HeaderProof
 from kdumpd.load_wait import LoadWait
+from kdumpd.loaded_header import STALE, HeaderCheck
 from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
 from kdumpd.reloader import Outcome
 from kdumpd.retry import DELAYS_S, RetrySchedule
@@ -52,6 +54,7 @@ REASON_INTERRUPTED = "a reload of kdumpd's was interrupted"
 REASON_DURING_LOAD = ("the hardware changed while our load ran: the new image, or the "
                       "kernel's update of it, may lack the change")
 REASON_LOST = "events were lost"
+REASON_HEADER_STALE = "the loaded header, read back at start, is stale"
 REASON_KERNEL_SKIPPED = ("the kernel skipped a hotplug update of the crash kernel's "
                          "header (\"kexec_trylock() failed\" in its log)")
 # A line with no hotplug event near it is a failed read of crash_hotplug (skip_lines.py):
@@ -149,6 +152,7 @@ class Controller:
         take_back_s: float = TAKE_BACK_S,
         arch: str = "x86_64",
         capacity: Callable[[Hardware], Capacity] | None = None,
+        verify: Callable[[], HeaderCheck] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.snapshot = snapshot
@@ -167,6 +171,8 @@ class Controller:
         self._stale_since: float | None = None  # first event of a burst that needs a reload
         self._unloaded_since: float | None = None  # a reload of ours left no crash kernel
         self.stats = Stats()
+        # The loaded header read back (loaded_header.py), None: infer only.
+        self.header = HeaderProof(verify, wall)
         self.last_decision: Decision | None = None
         self.state = State(boot_id=store.boot_id)
         self._reload_started_wall = 0.0
@@ -213,8 +219,13 @@ class Controller:
         """
         state = self.store.load()
         hardware = self.hardware()
-        self._remember(self._read(SUBSYSTEMS))  # what the image loaded at start says
-        if state is None and kernel_skips:
+        snapshot = self._read(SUBSYSTEMS)
+        self._remember(snapshot)  # what the image loaded at start says
+        check = self.header.read() if is_loaded(snapshot.crash_loaded) else None
+        if check is not None and check.verdict == STALE:
+            log.warning("%s: %s", REASON_HEADER_STALE, check.why)
+            self.request(now, SUBSYSTEMS, REASON_HEADER_STALE, missed=True)
+        elif state is None and kernel_skips:
             log.info("the kernel logged \"kexec_trylock() failed\" %d time(s) this boot "
                      "before kdumpd ran: with no hotplug event beside them these lines "
                      "cannot be told from failed reads of crash_hotplug, so they decide "
@@ -357,6 +368,8 @@ class Controller:
         if acted_on is None:
             return None
         decision = acted_on
+        if is_loaded(snapshot.crash_loaded):
+            decision = self.last_decision = self.header.judge(decision)
         if "memory" in burst.subsystems:
             self._check_capacity()
         for warning in decision.warnings:
@@ -522,9 +535,11 @@ class Controller:
             ok=outcome.ok,
             duration_s=round(outcome.duration_s, 3)))
         state = replace(state, exposure=self._account(state.exposure, outcome, now))
+        stale: HeaderCheck | None = None
         if outcome.ok:
             self.stats.reloads += 1
             self.stats.handed_back = False
+            changed: frozenset[str] = frozenset()
             if self._loading is not None:
                 state = state.with_hardware(self._loading.fingerprint, self._loading.summary())
                 changed = self._loading.changed_subsystems(self.hardware())
@@ -534,6 +549,13 @@ class Controller:
                 "reloaded the crash kernel for %s in %.2f s", what(burst), outcome.duration_s,
                 extra={"MESSAGE_ID": journal_ids.RELOAD_DONE, **fields},
             )
+            # The post-condition, unless the hardware moved during the load (its own
+            # decision follows): the image loaded now describes the host.
+            stale = None if changed else self.header.after_load()
+            if stale is not None:
+                self.stats.failed += 1
+                log.error("the load left a STALE header, read back: %s", stale.why,
+                          extra={"MESSAGE_ID": journal_ids.RELOAD_FAILED, **fields})
         else:
             self.stats.failed += 1
             self.stats.handed_back = True
@@ -542,12 +564,14 @@ class Controller:
                 extra={"MESSAGE_ID": journal_ids.RELOAD_FAILED, **fields},
             )
         self._save(state)
-        if outcome.ok:
+        if outcome.ok and stale is None:
             self._retry.succeeded()
             self.stats.restore_at = None
             return
         delay = self._schedule_retry(now)
-        if missing:
+        if stale is not None:
+            log.error("deciding again in %.0f s", delay, extra=fields)
+        elif missing:
             log.critical(
                 "no crash kernel is loaded after the reload: a panic now produces no dump; "
                 "retrying in %.0f s", delay,

@@ -19,6 +19,12 @@ tested against it holds against the kernel:
 - **The x86 update's brief NULL**: :meth:`FakeKernel.hotplug` can be asked to leave
   ``kexec_crash_loaded`` at 0, as a read in the middle of the update sees it.
 
+- **The image in the reservation** (``kcore=True``): /proc/kcore maps a 16 MiB
+  reservation holding the loaded command line and header as each loader lays them out
+  (fakekcore.py), and each present CPU has its ``crash_notes``; a load rewrites only its
+  own segments, so an image of another kind lingers. A ``file`` header has a note per
+  possible CPU (:data:`POSSIBLE_CPUS`), the others per CPU present at the load.
+
 What the image describes is tracked, so a test asks :meth:`image_current` (the promise:
 a loaded image describes the hardware of now) instead of counting reloads.
 
@@ -33,11 +39,15 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
+from kdumpd import fakekcore
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.sysfs import Sysfs
 
 SKIP_LINE = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
 KINDS = {"file": "1", "hotplug": "1", "plain": "0"}  # load kind -> crash_hotplug
+RESERVATION = (0x01000000, 0x02000000)  # with kcore: 16 MiB, as /proc/iomem lists it
+POSSIBLE_CPUS = range(8)
+DUMP_CMDLINE = "root=/dev/vda ro reset_devices nr_cpus=1 irqpoll acpi_no_memhotplug"
 
 
 class KexecBusy(Exception):
@@ -73,10 +83,11 @@ class FakeKernel:
     hardware fingerprint reads (one 128 MiB block per ``memoryN``)."""
 
     def __init__(self, sysfs: Sysfs, *, arch: str = "x86_64",
-                 handler: Handler | None = None) -> None:
+                 handler: Handler | None = None, kcore: bool = False) -> None:
         self.sysfs = sysfs
         self.arch = arch
         self.handler = handler
+        self.kcore = kcore
         self.log: list[str] = []  # the kernel's messages, oldest first
         self.loads = 0
         self._lock = threading.Lock()  # the kexec lock (a real lock: loads run in a worker)
@@ -87,6 +98,9 @@ class FakeKernel:
         self.kind: str | None = ("file" if updates else "plain") if loaded else None
         self.describes: Hardware | None = self._header_of(self.hardware) if loaded else None
         self._building: Hardware | None = None  # the header of the load in progress
+        if kcore:
+            self._write_hardware()
+            self._write_image(fresh=True)
 
     # -- what userspace reads --------------------------------------------------------------
 
@@ -211,7 +225,17 @@ class FakeKernel:
             memory = memory | previous.memory
         return Hardware(memory, memory, hardware.cpus, hardware.cpus)
 
+    def _write_image(self, *, fresh: bool = False) -> None:
+        """The loaded image's command line and header in the reservation (kcore=True)."""
+        if not self.kcore or self.kind is None or self.describes is None:
+            return
+        cpus = POSSIBLE_CPUS if self.kind == "file" else map(_number, self.describes.cpus)
+        fakekcore.load_image(self.sysfs.root, RESERVATION, self.kind, DUMP_CMDLINE,
+                             ram=[_block(b) for b in self.describes.memory],
+                             cpus=sorted(cpus), fresh=fresh)
+
     def _publish(self) -> None:
+        self._write_image()
         self._write("kernel/kexec_crash_loaded", "1" if self.kind else "0")
         hotplug = KINDS[self.kind] if self.kind and not self._lock.locked() else "0"
         for subsystem in SUBSYSTEMS:
@@ -231,7 +255,8 @@ class FakeKernel:
         cpus.mkdir(parents=True, exist_ok=True)
         (cpus / "present").write_text(_cpu_list(self.hardware.cpus) + "\n")
         (cpus / "online").write_text(_cpu_list(self.hardware.online_cpus) + "\n")
-        lines = ["01000000-10ffffff : Crash kernel"]
+        start, end = RESERVATION if self.kcore else (0x01000000, 0x11000000)
+        lines = [f"{start:08x}-{end - 1:08x} : Crash kernel"]
         for block in sorted(self.hardware.memory, key=_number):
             start = _number(block) << 27  # 128 MiB blocks
             lines.append(f"{start:08x}-{start + (1 << 27) - 1:08x} : System RAM")
@@ -239,6 +264,8 @@ class FakeKernel:
         (root / "proc/iomem").write_text("\n".join(lines) + "\n")
         pages = len(self.hardware.online_memory) * (1 << 27) // 4096
         (root / "proc/zoneinfo").write_text(f"Node 0, zone   Normal\n        present  {pages}\n")
+        if self.kcore:
+            fakekcore.write_cpu_notes(root, sorted(map(_number, self.hardware.cpus)))
 
 
 def _apply(hardware: Hardware, subsystem: str, action: str, name: str) -> Hardware:
@@ -262,6 +289,12 @@ def _step(present: frozenset[str], online: frozenset[str], action: str, name: st
     if action == "offline":
         return present, online - one
     return present, online
+
+
+def _block(name: str) -> tuple[int, int]:
+    """The [start, end) of a 128 MiB memory block."""
+    start = _number(name) << 27
+    return start, start + (1 << 27)
 
 
 def _number(name: str) -> int:

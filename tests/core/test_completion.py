@@ -37,7 +37,7 @@ def complete(*words: str) -> list[str]:
 def test_the_first_tab_lists_every_command_not_just_the_first() -> None:
     # shtab 1.5.5 (Debian 12) wrote a script that offers only "run" here: one Tab inserted
     # it, and after `kdumpd rule` one Tab inserted "install".
-    assert complete("kdumpd", "") == ["run", "status", "reload", "config", "rule", "demo"]
+    assert complete("kdumpd", "") == ["run", "status", "verify", "reload", "config", "rule", "demo"]
     assert complete("kdumpd", "re") == ["reload"]
 
 

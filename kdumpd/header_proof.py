@@ -1,0 +1,90 @@
+"""Decide from what is loaded: the loaded header, read back, overrules the inference.
+
+The policy (policy.py) infers from proxies: crash_hotplug, the events' actions, the
+kernel's skip lines, the hardware fingerprint. Where the loaded header can be read back
+(loaded_header.py: /proc/kcore, x86_64) its verdict wins: a **current** header means no
+reload whatever the proxies say, a **stale** one a reload whatever crash_hotplug says.
+"unknown" leaves the inference as it was; so does "unloaded" read while the snapshot
+said loaded (a load ran in between: the next decision sees it).
+
+After every load of kdumpd's the header is read once more: a load that leaves a stale
+header is a failed load. Should that happen :data:`DISAGREEMENTS` times in a row, the
+reader and the kernel disagree about what a dump needs (a kernel whose header this
+module does not understand): verification is turned off until the next start, loudly,
+and the inference decides, so a misreading can never cause a reload loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from typing import Callable
+
+from kdumpd.loaded_header import CURRENT, STALE, HeaderCheck
+from kdumpd.policy import Decision
+
+log = logging.getLogger("kdumpd")
+
+DISAGREEMENTS = 2  # stale right after our own loads, in a row, before trusting it no more
+
+
+class HeaderProof:
+    def __init__(self, verify: Callable[[], HeaderCheck] | None,
+                 clock: Callable[[], float]) -> None:
+        self._verify = verify
+        self._clock = clock
+        self.last: HeaderCheck | None = None  # the last verdict read back
+        self.last_at: float | None = None  # when (monotonic), for status
+        self._stale_after_load = 0
+        self.off_why = "" if verify is not None else "[reload] verify_header = false"
+
+    @property
+    def enabled(self) -> bool:
+        return self._verify is not None
+
+    def read(self) -> HeaderCheck | None:
+        """Read the loaded header now; None when verification is off."""
+        if self._verify is None:
+            return None
+        self.last = self._verify()
+        self.last_at = self._clock()
+        return self.last
+
+    def judge(self, decision: Decision) -> Decision:
+        """``decision`` as the header read back now has it: unchanged when it cannot be
+        read, or when the decision is only a step (a 0 to confirm, a load to wait for)."""
+        if decision.confirm or decision.wait_for_load:
+            return decision
+        check = self.read()
+        if check is None:
+            return decision
+        if check.verdict == CURRENT and decision.reload:
+            return replace(decision, reload=False, reason=(
+                f"the loaded header, read back, is current: {check.why} (without it: "
+                f"{decision.reason})"))
+        if check.verdict == STALE and not decision.reload:
+            return replace(decision, reload=True, reason=(
+                f"the loaded header, read back, is STALE: {check.why} (without it: "
+                f"{decision.reason})"))
+        if check.verdict in (CURRENT, STALE):
+            return replace(decision, reason=f"{decision.reason}; read back, the loaded "
+                           f"header agrees: {check.line()}")
+        return decision
+
+    def after_load(self) -> HeaderCheck | None:
+        """The post-condition of a load of ours: the stale verdict when it failed, else
+        None. Turns verification off after :data:`DISAGREEMENTS` failures in a row."""
+        check = self.read()
+        if check is None or check.verdict != STALE:
+            if check is not None and check.verdict == CURRENT:
+                self._stale_after_load = 0
+            return None
+        self._stale_after_load += 1
+        if self._stale_after_load >= DISAGREEMENTS:
+            self.off_why = (f"the header read back was stale right after {DISAGREEMENTS} "
+                            f"loads of kdumpd's in a row ({check.why})")
+            log.critical("%s: reading the loaded header back and the kernel disagree; "
+                         "verification is off until kdumpd restarts, crash_hotplug and "
+                         "the hardware decide", self.off_why)
+            self._verify = None
+        return check

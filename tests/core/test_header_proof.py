@@ -1,0 +1,227 @@
+"""Decisions from the loaded header read back (header_proof.py), end to end on the fake
+kernel whose /proc/kcore holds the image as its loader lays it out (fakekernel kcore)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from kdumpd import fakesysfs
+from kdumpd.backends.fake import FakeBackend
+from kdumpd.controller import Controller
+from kdumpd.events import Event
+from kdumpd.fakekernel import FakeKernel
+from kdumpd.fakesysfs import FakeClock
+from kdumpd.hardware import read_hardware
+from kdumpd.header_proof import HeaderProof
+from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck, verify
+from kdumpd.policy import Decision
+from kdumpd.reloader import Reloader
+from kdumpd.scheduler import ReloadScheduler
+from kdumpd.state import MemoryStore
+from kdumpd.sysfs import Sysfs
+
+SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
+
+
+class Proven:
+    """The controller over the fake kernel with a faithful kcore, verifying on x86_64."""
+
+    def __init__(self, root: Path, clock: FakeClock, *, loaded: str = "plain",
+                 store: MemoryStore | None = None, verifying: bool = True) -> None:
+        fakesysfs.build(root, crash_hotplug="1" if loaded == "file" else "0")
+        self.clock = clock
+        self.sysfs = Sysfs(root)
+        self.kernel = FakeKernel(self.sysfs, kcore=True)
+        self.kernel.kind = loaded
+        self.kernel.publish()
+        self.log = root / "fake.log"
+        self.backend = FakeBackend(self.log, self.sysfs, hotplug_after_load=loaded == "file",
+                                   sleep=clock.advance, wall=clock, kernel=self.kernel)
+        self.reads: list[str] = []
+        self.store = store or MemoryStore()
+        self.controller = Controller(
+            ReloadScheduler(0.25, 3.0), self.sysfs.snapshot, store=self.store,
+            hardware=lambda: read_hardware(root), backend=self.backend, wall=clock,
+            verify=self.verify if verifying else None)
+        self.reloader = Reloader(self.backend, self.sysfs, retries=0, sleep=clock.advance,
+                                 clock=clock)
+
+    def verify(self) -> HeaderCheck:
+        check = verify(self.sysfs.root, arch="x86_64")
+        self.reads.append(check.verdict)
+        return check
+
+    def hotplug(self, subsystem: str, name: str, *actions: str) -> None:
+        for action in actions:
+            self.kernel.hotplug(subsystem, action, name)
+            self.controller.on_event(Event(subsystem, action,
+                                           f"/devices/system/{subsystem}/{name}"), self.clock())
+
+    def settle(self) -> None:
+        while (deadline := self.controller.deadline()) is not None:
+            self.clock.advance_to(deadline)
+            burst = self.controller.poll(self.clock())
+            if burst is not None:
+                self.controller.reload_finished(burst, self.reloader.reload(), self.clock())
+
+    def loads(self) -> int:
+        return self.kernel.loads
+
+
+def test_a_plain_image_missing_a_dimm_is_stale_reloaded_and_then_current(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Proven(root, clock)
+    rig.controller.start(clock())
+    rig.hotplug("memory", "memory9", "add", "online")
+    assert verify(root, arch="x86_64").verdict == STALE
+    rig.settle()
+    assert rig.loads() == 1 and rig.kernel.image_current()
+    assert rig.reads == [CURRENT, STALE, CURRENT]  # start, the decision, the post-condition
+    assert verify(root, arch="x86_64").verdict == CURRENT
+
+
+def test_a_cpu_going_offline_and_online_on_a_plain_image_needs_no_reload(
+    root: Path, clock: FakeClock
+) -> None:
+    # crash_hotplug=0 says reload; the header has a note for every present CPU, and an
+    # offlined CPU stays present: the header read back is current.
+    rig = Proven(root, clock)
+    rig.kernel.hotplug("cpu", "add", "cpu1")
+    rig.kernel.load("plain")
+    rig.controller.start(clock())
+    rig.hotplug("cpu", "cpu1", "online", "offline", "online")
+    rig.settle()
+    assert rig.loads() == 1  # only the test's own load
+    decision = rig.controller.last_decision
+    assert decision is not None and not decision.reload
+    assert decision.reason.startswith("the loaded header, read back, is current: ")
+    assert decision.reason.endswith("(without it: cpu: crash_hotplug=0: the elfcorehdr is "
+                                    "stale)")
+
+
+def test_a_cpu_hot_added_after_a_plain_load_is_stale_and_reloaded(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Proven(root, clock)
+    rig.controller.start(clock())
+    rig.hotplug("cpu", "cpu1", "add")
+    rig.settle()
+    assert rig.loads() == 1 and rig.kernel.image_current()
+
+
+def test_a_skip_nobody_logged_is_caught_by_the_header_read_back(
+    root: Path, clock: FakeClock
+) -> None:
+    # A DIMM comes online during someone else's load with the journal unreadable: the
+    # inference sees crash_hotplug=1 and would keep the image; the header says stale.
+    rig = Proven(root, clock, loaded="file")
+    rig.controller.start(clock())
+    rig.kernel.load("file", during=lambda: rig.hotplug("memory", "memory9", "add", "online"))
+    assert not rig.kernel.image_current()
+    rig.settle()
+    assert rig.loads() == 2 and rig.kernel.image_current()
+    decision = rig.controller.last_decision
+    assert decision is not None and decision.reason.startswith(
+        "the loaded header, read back, is STALE: RAM missing 0x48000000-0x4fffffff")
+
+
+def test_an_x86_removal_is_decided_by_the_header(root: Path, clock: FakeClock) -> None:
+    rig = Proven(root, clock, loaded="file")
+    rig.controller.start(clock())
+    rig.hotplug("memory", "memory9", "add", "online")
+    rig.settle()
+    assert rig.loads() == 0  # the kernel's update made it current
+    rig.hotplug("memory", "memory9", "offline", "remove")
+    rig.settle()
+    assert rig.loads() == 1 and rig.kernel.image_current()
+    decision = rig.controller.last_decision
+    assert decision is not None and "ranges that are not RAM 0x48000000-0x4fffffff" in \
+        decision.reason
+
+
+def test_a_reader_storm_on_a_current_header_reloads_nothing_at_start_or_after(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Proven(root, clock, loaded="file")
+    rig.controller.start(clock(), kernel_skips=76)
+    rig.settle()
+    rig.hotplug("memory", "memory9", "add", "online")
+    rig.controller.on_kernel_skip(clock(), SKIP)  # a paired line: the inference reloads...
+    rig.settle()
+    assert rig.loads() == 0  # ...the header read back says current
+    assert rig.reads == [CURRENT, CURRENT]
+
+
+def test_a_stale_header_at_start_is_reloaded(root: Path, clock: FakeClock) -> None:
+    rig = Proven(root, clock)
+    rig.kernel.hotplug("memory", "add", "memory9")  # before kdumpd: the -c image lacks it
+    rig.controller.start(clock())
+    rig.settle()
+    assert rig.loads() == 1 and rig.kernel.image_current()
+
+
+def test_without_verification_the_inference_decides_as_before(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Proven(root, clock, verifying=False)
+    rig.kernel.hotplug("cpu", "add", "cpu1")
+    rig.kernel.load("plain")
+    rig.controller.start(clock())
+    rig.hotplug("cpu", "cpu1", "online")
+    rig.settle()
+    assert rig.loads() == 2 and rig.reads == []
+
+
+def test_a_load_that_leaves_a_stale_header_fails_and_twice_turns_verification_off(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Proven(root, clock)
+    verdicts = iter([CURRENT, STALE, STALE, STALE, STALE])
+
+    def lying() -> HeaderCheck:  # a kernel whose header the reader misreads
+        verdict = next(verdicts)
+        rig.reads.append(verdict)
+        return HeaderCheck(verdict, "RAM missing 0x1-0x2" if verdict == STALE else "ok")
+
+    rig.controller.header = HeaderProof(lying, clock)
+    rig.controller.start(clock())
+    rig.controller.request(clock(), ["memory"], "kdumpd reload", due_now=True)
+    with caplog.at_level(logging.ERROR, logger="kdumpd"):
+        # The decision (stale: reload), the post-condition (stale: a failed load), its
+        # retry (stale: reload), the post-condition again (stale: verification off), and
+        # the next retry decided by the inference alone (crash_hotplug=0: reload), which
+        # no post-condition fails.
+        rig.settle()
+    assert rig.loads() == 3 and rig.controller.stats.failed == 2
+    assert rig.reads == [CURRENT, STALE, STALE, STALE, STALE]
+    assert not rig.controller.header.enabled
+    assert "the load left a STALE header, read back: RAM missing 0x1-0x2" in caplog.messages
+    assert any("verification is off until kdumpd restarts" in m for m in caplog.messages)
+    clock.advance(3600)
+    rig.settle()
+    assert rig.loads() == 3 and rig.controller.deadline() is None  # no loop
+
+
+@pytest.mark.parametrize(("verdict", "reload", "becomes"), [
+    (CURRENT, True, False), (STALE, False, True), (UNKNOWN, True, True),
+    (UNKNOWN, False, False), (CURRENT, False, False), (STALE, True, True)])
+def test_the_header_overrules_the_inference_only_where_it_can_be_read(
+    clock: FakeClock, verdict: str, reload: bool, becomes: bool
+) -> None:
+    proof = HeaderProof(lambda: HeaderCheck(verdict, "why"), clock)
+    judged = proof.judge(Decision(reload, "inferred"))
+    assert judged.reload is becomes
+    assert ("inferred" in judged.reason) and (proof.last is not None)
+    assert (judged.reason == "inferred") is (verdict == UNKNOWN)
+
+
+def test_a_step_of_the_inference_is_not_verified(clock: FakeClock) -> None:
+    proof = HeaderProof(lambda: HeaderCheck(STALE, "why"), clock)
+    for step in (Decision(False, "confirm", confirm=True),
+                 Decision(False, "wait", wait_for_load=True)):
+        assert proof.judge(step) is step
+    assert proof.last is None
