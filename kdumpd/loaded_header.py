@@ -28,7 +28,7 @@ import os
 import re
 import struct
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -62,6 +62,7 @@ class HeaderCheck:
     loaded_cmdline: str | None = None  # the command line the header's address came from
     read_s: float = 0.0
     candidates: int = field(default=0, compare=False)  # command lines found in the scan
+    header_loads: tuple[Span, ...] = ()  # the header's PT_LOADs, as a dump will have them
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -73,6 +74,7 @@ class HeaderCheck:
             "cpus_missing": list(self.cpus_missing),
             "loaded_cmdline": self.loaded_cmdline,
             "read_s": round(self.read_s, 3),
+            "header_loads": [[a, b - 1] for a, b in self.header_loads],
         }
 
     def line(self) -> str:
@@ -336,17 +338,15 @@ def _judge(root: Path) -> HeaderCheck:
                            candidates=len(lines))
     chosen = readable[0]
     if len(readable) == 1:
-        return HeaderCheck(chosen.verdict, chosen.why, chosen.header_address,
-                           chosen.ranges_missing, chosen.ranges_extra, chosen.cpus_missing,
-                           chosen.loaded_cmdline, candidates=len(lines))
+        return replace(chosen, candidates=len(lines))
     # Every header found gives the same verdict: which one is live does not change it,
     # but neither its address nor (unless they all agree) its command line is known.
     own = {_without_elfcorehdr(c.loaded_cmdline or "") for c in readable}
-    return HeaderCheck(chosen.verdict, f"{chosen.why} (all {len(readable)} headers found "
-                       "in the reservation agree)", None, chosen.ranges_missing,
-                       chosen.ranges_extra, chosen.cpus_missing,
-                       chosen.loaded_cmdline if len(own) == 1 else None,
-                       candidates=len(lines))
+    return replace(chosen, why=f"{chosen.why} (all {len(readable)} headers found in the "
+                   "reservation agree)", header_address=None, candidates=len(lines),
+                   loaded_cmdline=chosen.loaded_cmdline if len(own) == 1 else None,
+                   header_loads=chosen.header_loads if len({c.header_loads for c in readable})
+                   == 1 else ())
 
 
 def _without_elfcorehdr(cmdline: str) -> str:
@@ -367,10 +367,11 @@ def _check_one(kcore: Kcore, host: Host, cmdline: str) -> HeaderCheck:
     except Unreadable as error:
         return HeaderCheck(UNKNOWN, str(error), address, loaded_cmdline=cmdline)
     missing, extra, cpus = compare(header, host)
+    loads = tuple(sorted(header.loads))
     if not (missing or extra or cpus):
         return HeaderCheck(CURRENT, f"{len(header.loads)} memory ranges and "
                            f"{len(host.cpu_notes)} present CPU(s) as the host has them",
-                           address, loaded_cmdline=cmdline)
+                           address, loaded_cmdline=cmdline, header_loads=loads)
     parts = []
     if missing:
         parts.append(f"RAM missing {_spans(missing)}")
@@ -378,13 +379,12 @@ def _check_one(kcore: Kcore, host: Host, cmdline: str) -> HeaderCheck:
         parts.append(f"ranges that are not RAM {_spans(extra)}")
     if cpus:
         parts.append(f"CPUs without a note {','.join(map(str, cpus))}")
-    return HeaderCheck(STALE, "; ".join(parts), address, missing, extra, cpus, cmdline)
+    return HeaderCheck(STALE, "; ".join(parts), address, missing, extra, cpus, cmdline,
+                       header_loads=loads)
 
 
 def _with_time(check: HeaderCheck, seconds: float) -> HeaderCheck:
-    return HeaderCheck(check.verdict, check.why, check.header_address, check.ranges_missing,
-                       check.ranges_extra, check.cpus_missing, check.loaded_cmdline,
-                       seconds, check.candidates)
+    return replace(check, read_s=seconds)
 
 
 def _os_reason(error: OSError) -> str:

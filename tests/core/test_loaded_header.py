@@ -265,7 +265,9 @@ def test_kdumpd_verify_exits_by_the_verdict_and_prints_the_keys(
     doc = json.loads(done.stdout)
     assert doc["verdict"] == verdict and set(doc) == {
         "verdict", "why", "header_address", "ranges_missing", "ranges_extra",
-        "cpus_missing", "loaded_cmdline", "read_s"}
+        "cpus_missing", "loaded_cmdline", "read_s", "header_loads"}
+    assert sorted(tuple(x) for x in doc["header_loads"]) == sorted(
+        (a, b - 1) for a, b in header_ram(BASE_RAM))
     text = kdumpd("verify", "--config", str(path)).stdout
     assert text.startswith("loaded header: ") and "loaded command line: " in text
 

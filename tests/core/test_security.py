@@ -89,20 +89,24 @@ def systemd_analyze_version() -> int:
 
 
 @pytest.mark.skipif(systemd_analyze_version() < 250, reason="needs systemd-analyze >= 250")
-def test_unit_exposure_score_is_at_most_2() -> None:
+def test_unit_exposure_score_is_at_most_2_5() -> None:
+    # 1.9 before kdumpd read the loaded header back; /proc/kcore costs CAP_SYS_RAWIO,
+    # PrivateDevices=no and ProtectKernelTunables=no (spelled out as ReadOnlyPaths=, which
+    # the score does not credit): 2.5 (docs/design.md).
     done = subprocess.run(
         ["systemd-analyze", "security", "--offline=true", "--no-pager", str(UNIT)],
         capture_output=True, text=True, timeout=60, check=False,
     )
     line = next(x for x in done.stdout.splitlines() if "Overall exposure level" in x)
     score = float(line.split(":")[1].split()[0])
-    assert score <= 2.0, line
+    assert score <= 2.5, line
 
 
 def test_unit_keeps_what_kdumpd_needs() -> None:
     text = UNIT.read_text()
     assert "Type=notify" in text
     assert "CAP_SYS_BOOT" in text
+    assert "CAP_SYS_RAWIO" in text and "InaccessiblePaths=-/proc/kallsyms" in text
     assert "@reboot" in text
     assert "AF_NETLINK" in text
     assert "PrivateNetwork" not in text.replace("# No PrivateNetwork=", "")

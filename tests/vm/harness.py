@@ -7,6 +7,7 @@ The scenarios are in test_*.py by topic, their fixtures in conftest.py.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import re
 import subprocess
@@ -444,13 +445,25 @@ def guest_argv_str(argv: list[str]) -> str:
 PANIC_BOOT_TIMEOUT_S = 300.0
 
 
-def panic(vm: Vm, reader_path: str, reader: str) -> tuple[dc.Before, float]:
-    """Record RAM and CPUs, put ``reader`` in the guest, panic; return what was recorded
-    and the seconds until the crash kernel's shell answered."""
+def verify_loaded(vm: Vm) -> dict[str, object]:
+    """`kdumpd verify --json` in the guest: the loaded header read back (loaded_header.py)."""
+    done = vm.sh.run("kdumpd verify --json", check=False, timeout=120)
+    lines = [line for line in done.output.splitlines() if line.startswith("{")]
+    assert lines, f"kdumpd verify printed no JSON: {done.output[-500:]}"
+    header: dict[str, object] = json.loads(lines[-1])
+    return header
+
+
+def panic(vm: Vm, reader_path: str, reader: str
+          ) -> tuple[dc.Before, float, dict[str, object]]:
+    """Record RAM and CPUs and the loaded header read back (`kdumpd verify`), put
+    ``reader`` in the guest, panic; return what was recorded and the seconds until the
+    crash kernel's shell answered."""
     vm.sh.run("udevadm settle -t 60", timeout=90)
     ram, reserved = dc.parse_iomem(vm.sh.run("cat /proc/iomem").output)
     before = dc.Before(ram, reserved,
                        dc.count_cpus(vm.sh.run("cat /sys/devices/system/cpu/online").output))
+    header = verify_loaded(vm)
     vm.sh.write_file(reader_path, reader)
     assert d.crash_state(vm).loaded == "1", "no crash kernel loaded before the panic"
     vm.sh.run("sync")
@@ -459,7 +472,24 @@ def panic(vm: Vm, reader_path: str, reader: str) -> tuple[dc.Before, float]:
     vm.sh.wait_ready(PANIC_BOOT_TIMEOUT_S)
     up_s = time.monotonic() - panicked
     assert vm.sh.run("test -e /proc/vmcore", check=False).ok, "not in a crash kernel"
-    return before, up_s
+    return before, up_s, header
+
+
+def header_agrees(header: dict[str, object], dump: dict[str, object],
+                  verdict: dc.Verdict) -> str:
+    """The header read back before the panic against the dump it gave: the same PT_LOADs
+    (when the dump's are its PT_LOADs) and the same verdict. Returns a line for
+    RESULTS.md; raises AssertionError when they differ."""
+    read_back = sorted((int(a), int(b) + 1)
+                       for a, b in header["header_loads"])  # type: ignore[attr-defined]
+    loads = sorted((int(a), int(b)) for a, b in dump["loads"])  # type: ignore[attr-defined]
+    line = (f"`kdumpd verify` before the panic: {header['verdict']} ({header['why']}), "
+            f"read in {header['read_s']} s, {len(read_back)} PT_LOADs")
+    assert header["verdict"] == ("current" if verdict.ok else "stale"), (line, verdict)
+    if dump.get("ptload", True):
+        assert read_back == loads, (line, read_back, loads)
+        line += ", equal to the vmcore's"
+    return line
 
 
 def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float, str]:
@@ -469,11 +499,12 @@ def panic_and_check(guest: Guest) -> tuple[dc.Verdict, float, str]:
     summary line for RESULTS.md.
     """
     vm = guest.vm
-    before, up_s = panic(vm, "/root/vmcore-reader.py", dc.VMCORE_READER)
+    before, up_s, header = panic(vm, "/root/vmcore-reader.py", dc.VMCORE_READER)
     out = vm.sh.run("python3 /root/vmcore-reader.py", timeout=120).output
     dump = dc.parse_reader_output(out)
     verdict = dc.compare(before, dump)
-    return verdict, up_s, dc.summary(before, dump, verdict)
+    return verdict, up_s, (dc.summary(before, dump, verdict) + ". "
+                           + header_agrees(header, dump, verdict))
 
 
 def hotplug_then_dump(guest: Guest, result: ScenarioResult) -> dc.Verdict:

@@ -29,6 +29,9 @@ from .harness import (
 )
 
 
+HEADER_CURRENT = "the loaded header, read back, is current"
+
+
 @pytest.mark.parametrize("mode", ["auto", "hotplug"])
 def test_10_dump_after_hotplug_is_complete_with_kdumpd(
     dumping_trixie: Guest, scenario: Callable, mode: str
@@ -123,8 +126,11 @@ def test_17_the_kernels_skipped_updates_and_hot_remove_with_a_kernel_updated_ima
               "while pgrep -x kexec >/dev/null; do sleep 0.2; done", timeout=120)
     skipped = vm.sh.run(f"dmesg | grep '{SKIP_LINE}' || true").output.strip()
     loops = vm.sh.run("grep -c . /root/load-loop.log || true").output.strip()
+    # The skip line marks the DIMM's burst as missed; kdumpd then reloads, or reads the
+    # loaded header back and finds it current (the loop's last load began after the DIMM).
     entries = d.wait_journal(vm, cursor, lambda es: not skipped or any(
-        e.message_id == journal_ids.RELOAD_DONE for e in es), timeout=120)
+        e.message_id == journal_ids.RELOAD_DONE or HEADER_CURRENT in e.get("MESSAGE")
+        for e in es), timeout=120)
     said_2 = messages(entries)
     reloads_2 = sum(e.message_id == journal_ids.RELOAD_DONE for e in entries)
     result.notes.append(f"(2) DIMM hot-add during a loop of foreign `kexec -s -p` loads: "
@@ -134,7 +140,7 @@ def test_17_the_kernels_skipped_updates_and_hot_remove_with_a_kernel_updated_ima
                         "reload(s); it said: " + " | ".join(said_2))
     if skipped:
         assert any("kexec_trylock() failed" in m for m in said_2), said_2
-        assert reloads_2 >= 1, said_2
+        assert reloads_2 >= 1 or any(HEADER_CURRENT in m for m in said_2), said_2
 
     # (3) hot-remove with the kernel keeping the image current.
     burst = run_burst(guest, "DIMM hot-remove (device_del), crash_hotplug=1",
