@@ -28,7 +28,6 @@ from .harness import (
     start_fresh,
 )
 
-
 HEADER_CURRENT = "the loaded header, read back, is current"
 
 
