@@ -213,7 +213,8 @@ def make_daemon(
         udev_alive=udev_answers,  # asked only while [events] source is not "kernel"
         rules_watch=rules_watch,
         kernel_log=kernel_log,
-        control=None if dry_run else ControlServer(cfg.state.control),
+        control=None if dry_run else ControlServer(cfg.state.control,
+                                                    known=controller.knowledge),
         metrics=None if dry_run else metrics_writer(cfg, controller, parts.sysfs),
     )
 

@@ -15,9 +15,9 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from kdumpd import __version__, app, demo, lock, security
+from kdumpd import __version__, app, control, demo, lock, security
 from kdumpd import config as configmod
 from kdumpd.config import Config, ConfigError
 from kdumpd.daemon import Daemon
@@ -33,6 +33,8 @@ EXIT_UNAVAILABLE = 69
 EXIT_LOCKED = 75
 EXIT_NOPERM = 77
 EXIT_CONFIG = 78
+
+STATUS_ASK_S = 2.0  # how long `kdumpd status` waits for the running daemon's answer
 
 EXIT_STATUS_HELP = """\
 exit status:
@@ -208,9 +210,22 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
             rules.withdraw()
 
 
+def _daemon_knows(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """What the running kdumpd knows, or None and why not ("" when none runs)."""
+    try:
+        return control.ask_status(path, STATUS_ASK_S), ""
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None, ""  # no daemon listens
+    except PermissionError:
+        return None, "only root may ask it"
+    except (OSError, control.ControlError) as error:
+        return None, f"did not answer ({error})"
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from kdumpd.hardware import read_hardware
     from kdumpd.kernel_log import open_journal
+    from kdumpd.loaded_header import verify
     from kdumpd.state import FileStore, read_boot_id
     from kdumpd.status import gather
 
@@ -220,7 +235,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     hardware = read_hardware(cfg.sysfs.root)
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, hardware,
                     app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root),
-                    capacity=app.capacity_reader(cfg.sysfs.root)(hardware))
+                    capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
+                    daemon=_daemon_knows(cfg.state.control),
+                    header=verify(cfg.sysfs.root) if cfg.reload.verify_header else None)
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 

@@ -1,5 +1,8 @@
 """The control socket: ``kdumpd reload`` asks the running daemon to decide now and waits
-for its answer (the decision and, when it reloaded, the outcome).
+for its answer (the decision and, when it reloaded, the outcome); ``kdumpd status`` asks
+what the daemon last read (crash_hotplug with its time, the header read back, the counts)
+and is answered at once, so that it never reads crash_hotplug itself, which takes the
+kexec lock, while kdumpd runs.
 
 The socket is a unix stream socket in kdumpd's runtime directory, mode 0600; the daemon
 also checks each peer's credentials (SO_PEERCRED): only root may ask. No process is ever
@@ -17,8 +20,11 @@ import stat
 import struct
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 REQUEST = b"reload\n"
+STATUS = b"status\n"
+MAX_ANSWER = 1 << 16  # a status answer (the header's ranges can be many)
 MAX_LINE = 4096
 REQUEST_TIMEOUT_S = 1.0  # a root client that connects and says nothing is dropped
 
@@ -46,9 +52,11 @@ class ControlServer:
     """Listens at ``path``; :meth:`accept` returns a connection that asked for a
     decision, already vetted (``allowed_uid``, root in production)."""
 
-    def __init__(self, path: Path, *, allowed_uid: int = 0) -> None:
+    def __init__(self, path: Path, *, allowed_uid: int = 0,
+                 known: Callable[[], dict[str, Any]] | None = None) -> None:
         self.path = path
         self.allowed_uid = allowed_uid
+        self._known = known  # what the daemon knows, for a status request
         self._sock: socket.socket | None = None
 
     def open(self) -> None:
@@ -100,6 +108,9 @@ class ControlServer:
             line = conn.recv(MAX_LINE)
         except OSError:
             line = b""
+        if line == STATUS and self._known is not None:
+            send_json(conn, self._known())
+            return None
         if line != REQUEST:
             reply(conn, Answer(False, f"refused: unknown request {line[:40]!r}", ok=False))
             return None
@@ -130,25 +141,52 @@ def reply(conn: socket.socket, answer: Answer) -> None:
     conn.close()
 
 
+def send_json(conn: socket.socket, document: dict[str, Any]) -> None:
+    """Send one JSON line and close; a client that went away is no error."""
+    with contextlib.suppress(OSError):
+        conn.settimeout(REQUEST_TIMEOUT_S)
+        conn.sendall((json.dumps(document, allow_nan=False) + "\n").encode())
+    conn.close()
+
+
+def ask_status(path: Path, timeout_s: float) -> dict[str, Any]:
+    """What the daemon listening at ``path`` knows. Raises OSError when none answers
+    (FileNotFoundError, ConnectionRefusedError, PermissionError for a non-root caller),
+    ControlError for an answer that cannot be read."""
+    data = _exchange(path, STATUS, timeout_s, MAX_ANSWER)
+    try:
+        document = json.loads(data)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise ControlError(f"unreadable answer on {path}: {data[:80]!r}")
+    return document
+
+
+def _exchange(path: Path, request: bytes, timeout_s: float, limit: int) -> bytes:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(str(path))
+        sock.sendall(request)
+        data = b""
+        try:
+            while not data.endswith(b"\n") and len(data) <= limit:
+                chunk = sock.recv(limit)
+                if not chunk:
+                    break
+                data += chunk
+        except socket.timeout:
+            raise ControlError(f"no answer on {path} in {timeout_s:.0f} s") from None
+    return data
+
+
 def ask(path: Path, timeout_s: float) -> Answer:
     """Ask the daemon listening at ``path`` to decide now; its answer.
 
     Raises FileNotFoundError or ConnectionRefusedError when no daemon listens there,
     ControlError for an answer that cannot be read.
     """
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(timeout_s)
-        sock.connect(str(path))
-        sock.sendall(REQUEST)
-        data = b""
-        try:
-            while not data.endswith(b"\n") and len(data) <= MAX_LINE:
-                chunk = sock.recv(MAX_LINE)
-                if not chunk:
-                    break
-                data += chunk
-        except socket.timeout:
-            raise ControlError(f"no answer on {path} in {timeout_s:.0f} s") from None
+    data = _exchange(path, REQUEST, timeout_s, MAX_LINE)
     try:
         fields = json.loads(data)
         return Answer(bool(fields["reload"]), str(fields["reason"]), bool(fields["ok"]),

@@ -183,6 +183,7 @@ class Controller:
         # kexec_crash_loaded of that read: a new image (ours, anyone's) forgets it.
         self._image_hotplug: dict[str, str] = {}
         self._image_loaded = ""
+        self._image_read_at: float | None = None  # wall time of the last crash_hotplug read
         self._missed_while_away = ""  # a kernel skip seen while reloads were handed back
         self.skip_lines = SkipLines()
         self._read_line_said_at: float | None = None
@@ -463,8 +464,27 @@ class Controller:
         if loaded != self._image_loaded:
             self._image_hotplug = {}  # another image (or none): what we knew is void
             self._image_loaded = loaded
-        self._image_hotplug.update(
-            {s: v.text for s, v in snapshot.crash_hotplug.items() if v.kind == OK})
+        read = {s: v.text for s, v in snapshot.crash_hotplug.items() if v.kind == OK}
+        self._image_hotplug.update(read)
+        if read:
+            self._image_read_at = self._wall()
+
+    def knowledge(self) -> dict[str, Any]:
+        """What the daemon knows, as `kdumpd status` asks over the control socket: the
+        last reads with their wall times, the header read back, the counts. Reads
+        nothing: a read of crash_hotplug takes the kexec lock."""
+        header = self.header.last
+        return {
+            "kexec_crash_loaded": self._image_loaded or None,
+            "crash_hotplug": dict(self._image_hotplug),
+            "crash_hotplug_read_at": self._image_read_at,
+            "header": None if header is None else {
+                **header.as_dict(), "read_at": self.header.last_at},
+            "header_verification": "on" if self.header.enabled else
+            f"off: {self.header.off_why}",
+            "failed_reads": self.stats.failed_reads,
+            "status_line": self.stats.status_line(),
+        }
 
     def image_updates(self) -> dict[str, bool]:
         """Per subsystem, whether crash_hotplug last read 1 for the image loaded now (no

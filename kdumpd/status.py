@@ -13,9 +13,10 @@ from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware, Reservation, read_crash_reservation
 from kdumpd.kernel_log import KernelLog
-from kdumpd.policy import kernel_updates
+from kdumpd.loaded_header import HeaderCheck
+from kdumpd.policy import is_loaded, kernel_updates
 from kdumpd.state import State
-from kdumpd.sysfs import OK, Sysfs, Value
+from kdumpd.sysfs import OK, UNREADABLE, Sysfs, Value
 
 # Version of the `kdumpd status --json` document: bumped when a key changes meaning or
 # type (adding a key does not bump it). Keys and types: README, "status --json".
@@ -47,6 +48,11 @@ class Status:
     kernel_skips: int | None = None  # skipped header updates the kernel logged this boot
     kernel_log_problem: str = "not read"  # why kernel_skips is None
     capacity: Capacity | None = None  # the reservation against the RAM online now
+    # Where crash_hotplug came from: read now, as the running kdumpd last read it (a read
+    # takes the kexec lock), or why it was not read.
+    crash_hotplug_from: str = "read now"
+    header: HeaderCheck | None = None  # the loaded header read back (kdumpd verify)
+    daemon: dict[str, Any] | None = None  # what the running kdumpd said it knows
 
     @property
     def owed(self) -> bool:
@@ -101,6 +107,9 @@ class Status:
             "exposure": asdict(self.state.exposure) if self.state else None,
             "capacity": {**asdict(self.capacity), "warning": self.capacity.warning or None}
             if self.capacity else None,
+            "crash_hotplug_from": self.crash_hotplug_from,
+            "header": self.header.as_dict() if self.header else None,
+            "daemon": self.daemon,
         }
 
     def as_text(self) -> str:
@@ -121,6 +130,14 @@ class Status:
                 f"{subsystem + ':':8}crash_hotplug={value}; "
                 f"kernel keeps the crash kernel current: {verdict}"
             )
+        lines.append(f"crash_hotplug: {self.crash_hotplug_from}")
+        if self.header is not None:
+            lines.append(f"loaded header: {self.header.line()}")
+            if self.header.loaded_cmdline is not None:
+                lines.append(f"loaded command line: {self.header.loaded_cmdline}")
+        if self.daemon is not None:
+            lines.append(f"kdumpd: {self.daemon.get('status_line', '?')}; header "
+                         f"verification {self.daemon.get('header_verification', '?')}")
         lines.append(f"backend: {self.backend} ({self.backend_action})")
         if self.image is not None:
             lines.extend(image_report.lines(self.image))
@@ -166,7 +183,13 @@ class Status:
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
            hardware: Hardware | None = None, image: dict[str, Any] | None = None, *,
            kernel_log: tuple[KernelLog | None, str] = (None, "not read"),
-           capacity: Capacity | None = None) -> Status:
+           capacity: Capacity | None = None, daemon: tuple[dict[str, Any] | None, str] =
+           (None, ""), header: HeaderCheck | None = None) -> Status:
+    """What `kdumpd status` shows. ``daemon``: what the running kdumpd said it knows, or
+    None and why it was not asked or did not answer ("" when none runs): while kdumpd
+    runs, crash_hotplug is taken from it and never read here (a read takes the kexec
+    lock); with no daemon it is read once, and only while a crash kernel is loaded."""
+    known, daemon_problem = daemon
     reader, problem = kernel_log
     skips: int | None = None
     if reader is not None:
@@ -176,12 +199,16 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
             problem = f"the journal cannot be read ({error})"
         finally:
             reader.close()
-    snapshot = sysfs.snapshot(SUBSYSTEMS)
+    crash_loaded = sysfs.crash_loaded()
+    crash_hotplug, source = _crash_hotplug(sysfs, crash_loaded, known, daemon_problem)
     return Status(
-        crash_loaded=snapshot.crash_loaded,
+        crash_loaded=crash_loaded,
         reservation=read_crash_reservation(sysfs.root),
         elfcorehdr_size=sysfs.read("kernel/crash_elfcorehdr_size"),
-        crash_hotplug=snapshot.crash_hotplug,
+        crash_hotplug=crash_hotplug,
+        crash_hotplug_from=source,
+        header=header,
+        daemon=known,
         backend=backend.name,
         backend_action=backend.describe(),
         state=state,
@@ -191,6 +218,25 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         kernel_log_problem=problem,
         capacity=capacity,
     )
+
+
+def _crash_hotplug(sysfs: Sysfs, crash_loaded: Value, known: dict[str, Any] | None,
+                   daemon_problem: str) -> tuple[dict[str, Value], str]:
+    if known is not None:
+        read = known.get("crash_hotplug") or {}
+        at = known.get("crash_hotplug_read_at")
+        when = time.strftime("%H:%M:%S", time.localtime(at)) if isinstance(
+            at, (int, float)) else "never"
+        return ({s: Value(str(read[s])) if s in read else Value("not read by kdumpd",
+                                                                  UNREADABLE)
+                 for s in SUBSYSTEMS}, f"as the running kdumpd last read it ({when})")
+    if daemon_problem:
+        why = f"not read: kdumpd runs and {daemon_problem}"
+    elif not is_loaded(crash_loaded):
+        why = "not read: no crash kernel loaded (a read would take the kexec lock)"
+    else:
+        return sysfs.snapshot(SUBSYSTEMS).crash_hotplug, "read now"
+    return {s: Value(why, UNREADABLE) for s in SUBSYSTEMS}, why
 
 
 NO_RESERVATION = ("no memory is reserved for a crash kernel (/proc/iomem has no \"Crash "

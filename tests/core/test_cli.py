@@ -86,6 +86,9 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert data["backend"] == "fake"
     assert data["kernel_skips"] is None  # a test tree: the host's kernel log is not its own
     assert "kernel log: cannot be read ([sysfs] root is" in text
+    assert data["crash_hotplug_from"] == "read now" and data["daemon"] is None
+    assert data["header"]["verdict"] == "unknown"  # the fake tree's kcore is a placeholder
+    assert "loaded header: unknown (/proc/kcore is not a little-endian ELF64 file)" in text
     assert_schema(data)
 
 
@@ -116,6 +119,9 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "last_load": (dict, type(None)),
     "exposure": (dict, type(None)),
     "capacity": (dict, type(None)),
+    "crash_hotplug_from": (str,),
+    "header": (dict, type(None)),
+    "daemon": (dict, type(None)),
 }
 
 

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 
 from kdumpd import fakesysfs
-from kdumpd.control import Answer, ControlError, ControlServer, ask, reply
+from kdumpd.backends.fake import FakeBackend
+from kdumpd.control import Answer, ControlError, ControlServer, ask, ask_status, reply
+from kdumpd.status import gather
+from kdumpd.sysfs import Sysfs
 from tests.core.test_daemon import Harness, events, wait_for
 
 
@@ -106,3 +109,47 @@ def test_a_request_during_a_reload_is_answered_by_that_reload(tmp_path: Path) ->
     assert h.run(script) == 0
     assert answers[0].reload and answers[0].ok and answers[0].detail.startswith("reloaded in")
     assert h.ops() == ["load"]  # the running reload answered it: no second window
+
+
+def test_a_status_request_is_answered_at_once_with_what_the_daemon_knows(
+    tmp_path: Path,
+) -> None:
+    known = {"crash_hotplug": {"cpu": "1", "memory": "0"}, "crash_hotplug_read_at": 5.0}
+    server = ControlServer(tmp_path / "control", allowed_uid=os.getuid(),
+                           known=lambda: known)
+    server.open()
+    try:
+        answers: list[dict[str, object]] = []
+        thread = threading.Thread(
+            target=lambda: answers.append(ask_status(tmp_path / "control", 10)), daemon=True)
+        thread.start()
+        wait_for(lambda: server.accept() is None and bool(answers))
+        thread.join(10)
+    finally:
+        server.close()
+    assert answers == [known]
+
+
+def test_status_takes_crash_hotplug_from_the_running_daemon_and_never_reads_it(
+    tmp_path: Path,
+) -> None:
+    root = fakesysfs.build(tmp_path / "root", crash_hotplug="1")
+    sysfs = Sysfs(root)
+    backend = FakeBackend(root / "fake.log", sysfs)
+    known = {"crash_hotplug": {"cpu": "0", "memory": "1"}, "crash_hotplug_read_at": 0.0,
+             "status_line": "events 3, skipped 3, reloads 0",
+             "header_verification": "on"}
+    status = gather(sysfs, backend, daemon=(known, ""))
+    assert {s: v.text for s, v in status.crash_hotplug.items()} == {"cpu": "0", "memory": "1"}
+    assert status.crash_hotplug_from.startswith("as the running kdumpd last read it (")
+    assert "kdumpd: events 3, skipped 3, reloads 0; header verification on" in \
+        status.as_text()
+    # A daemon that does not answer (a non-root caller): crash_hotplug is not read either.
+    blind = gather(sysfs, backend, daemon=(None, "only root may ask it"))
+    assert blind.crash_hotplug_from == "not read: kdumpd runs and only root may ask it"
+    assert blind.as_dict()["crash_hotplug"] == {"cpu": None, "memory": None}
+    # No daemon: read once, and only while a crash kernel is loaded.
+    assert gather(sysfs, backend).crash_hotplug_from == "read now"
+    (root / "sys/kernel/kexec_crash_loaded").write_text("0\n")
+    unloaded = gather(sysfs, backend)
+    assert unloaded.crash_hotplug_from.startswith("not read: no crash kernel loaded")
