@@ -198,6 +198,7 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from kdumpd.hardware import read_hardware
     from kdumpd.kernel_log import open_journal
+    from kdumpd.metrics import locate, textfile_dir
     from kdumpd.state import FileStore, read_boot_id
     from kdumpd.status import gather
 
@@ -205,9 +206,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     sysfs = Sysfs(cfg.sysfs.root)
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
     hardware = read_hardware(cfg.sysfs.root)
+    directory = textfile_dir(cfg.metrics.textfile_dir)
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, hardware,
                     app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root),
-                    capacity=app.capacity_reader(cfg.sysfs.root)(hardware))
+                    capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
+                    metrics=None if directory is None else locate(directory))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Callable
+from typing import Callable, Protocol
 
 from kdumpd.control import ControlServer
 from kdumpd.controller import REASON_RESTORE, Controller
@@ -34,6 +34,14 @@ from kdumpd.source import EventSource
 from kdumpd.source_supervisor import SourceSupervisor
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import Notify
+
+
+class MetricsFile(Protocol):
+    """kdumpd.prom (metrics.TextFile): written now and then, withdrawn at a final stop."""
+
+    def write(self) -> None: ...
+
+    def withdraw(self) -> None: ...
 
 log = logging.getLogger("kdumpd")
 
@@ -78,7 +86,7 @@ class Daemon:
         rules_watch_s: float = RULES_WATCH_S,
         kernel_log: KernelLog | None = None,
         control: ControlServer | None = None,
-        metrics: Callable[[], None] | None = None,
+        metrics: MetricsFile | None = None,
         metrics_s: float = 60.0,
     ) -> None:
         self.controller = controller
@@ -180,6 +188,8 @@ class Daemon:
             # reload; a stop, a failure or a crash gives reloads back.
             self.restarting = clean and self._restart_pending()
             self._handover.exit(restarting=self.restarting)
+            if self._metrics is not None and not self.restarting:
+                self._metrics.withdraw()  # no stale values served for a daemon gone
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
@@ -205,7 +215,7 @@ class Daemon:
                 self._rules_watch()
                 next_rules = self._clock() + self._rules_watch_s
             if self._metrics is not None and now >= next_metrics:
-                self._metrics()
+                self._metrics.write()
                 next_metrics = self._clock() + self._metrics_s
             timers = [t for t, on in ((next_watchdog, bool(self._watchdog_s)),
                                       (next_watch, self.sources.watches_udev),

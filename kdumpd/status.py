@@ -13,6 +13,7 @@ from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware, Reservation, read_crash_reservation
 from kdumpd.kernel_log import KernelLog
+from kdumpd.metrics import Location
 from kdumpd.policy import kernel_updates
 from kdumpd.state import State
 from kdumpd.sysfs import OK, Sysfs, Value
@@ -47,6 +48,7 @@ class Status:
     kernel_skips: int | None = None  # skipped header updates the kernel logged this boot
     kernel_log_problem: str = "not read"  # why kernel_skips is None
     capacity: Capacity | None = None  # the reservation against the RAM online now
+    metrics: Location | None = None  # kdumpd.prom (None: [metrics] off)
 
     @property
     def owed(self) -> bool:
@@ -101,6 +103,7 @@ class Status:
             "exposure": asdict(self.state.exposure) if self.state else None,
             "capacity": {**asdict(self.capacity), "warning": self.capacity.warning or None}
             if self.capacity else None,
+            "metrics": self.metrics.as_dict() if self.metrics else None,
         }
 
     def as_text(self) -> str:
@@ -147,6 +150,8 @@ class Status:
             lines.append(f"capacity: {self.capacity.reserved_bytes >> 20} MiB reserved, "
                          f"{self.capacity.recommended_bytes >> 20} MiB asked by "
                          f"{self.capacity.source}: enough")
+        lines.append(f"metrics: {self.metrics.line()}" if self.metrics
+                     else "metrics: off ([metrics] textfile_dir)")
         if self.state is not None:
             lines.append(f"exposure this boot: {self.state.exposure.summary()}")
         last = self.state.last_load if self.state else None
@@ -166,7 +171,7 @@ class Status:
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
            hardware: Hardware | None = None, image: dict[str, Any] | None = None, *,
            kernel_log: tuple[KernelLog | None, str] = (None, "not read"),
-           capacity: Capacity | None = None) -> Status:
+           capacity: Capacity | None = None, metrics: Location | None = None) -> Status:
     reader, problem = kernel_log
     skips: int | None = None
     if reader is not None:
@@ -190,6 +195,7 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         kernel_skips=skips,
         kernel_log_problem=problem,
         capacity=capacity,
+        metrics=metrics,
     )
 
 
