@@ -32,6 +32,7 @@ from kdumpd.reload_worker import ReloadWorker
 from kdumpd.reloader import Reloader
 from kdumpd.source import EventSource
 from kdumpd.source_supervisor import SourceSupervisor
+from kdumpd.startup_signals import SIGNALS, StartupSignals, name
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import Notify
 
@@ -118,6 +119,7 @@ class Daemon:
             on_fatal=self._stop_with,
         )
         self._stop_requested = False
+        self._stop_why = "asked to stop"
         self._hup_requested = False
         self._decide_requested = False
         self._exit_status = 0
@@ -136,6 +138,18 @@ class Daemon:
             self._decide_requested = True
         else:
             self._stop_requested = True
+            self._stop_why = name(signum)
+
+    def _replay(self, signums: tuple[int, ...]) -> None:
+        """Signals that came during start-up: handled now, each said in the journal."""
+        for signum in signums:
+            what = ("the configuration is read again once the loop runs"
+                    if signum == signal.SIGHUP else
+                    "a decision is made at the start anyway" if signum == signal.SIGUSR1
+                    else "stopping before serving")
+            log.info("%s arrived during start-up: %s", name(signum), what)
+            self._on_signal(signum, None)
+            self._wake()  # the loop's first wait returns at once
 
     def request_stop(self) -> None:
         """Ask the loop to stop (from any thread), like SIGTERM."""
@@ -152,12 +166,12 @@ class Daemon:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status."""
-        previous = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
-        }
+    def run(self, startup: StartupSignals | None = None) -> int:
+        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status.
+        ``startup``: signals that arrived before this loop handled them, acted on now."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        if startup is not None:
+            self._replay(startup.take())
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -176,6 +190,7 @@ class Daemon:
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")
             self._serve(selector)
+            log.info("stopping (%s)", self._stop_why)
             self._notify("STOPPING=1")
             # One budget for the whole stop (the unit's TimeoutStopSec is sized for it).
             self._stop_deadline = self._clock() + self.parts.stop_wait_s
