@@ -1,4 +1,4 @@
-from kdumpd.cli import main
+from kdumpd.launch import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

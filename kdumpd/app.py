@@ -215,7 +215,7 @@ def make_daemon(
         kernel_log=kernel_log,
         control=None if dry_run else ControlServer(cfg.state.control,
                                                     known=controller.knowledge),
-        metrics=None if dry_run else metrics_writer(cfg, controller, parts.sysfs),
+        metrics=None if dry_run else metrics_file(cfg, controller, parts.sysfs),
     )
 
 
@@ -227,25 +227,14 @@ def _own_cgroup() -> str:
         return ""
 
 
-def metrics_writer(cfg: Config, controller: Controller,
-                   sysfs: Sysfs) -> Callable[[], None] | None:
-    """Write kdumpd.prom when [metrics] textfile_dir names a directory; a failure is
-    said once per reason (the daemon keeps serving)."""
+def metrics_file(cfg: Config, controller: Controller, sysfs: Sysfs) -> metrics.TextFile | None:
+    """kdumpd.prom when [metrics] textfile_dir names a directory; the journal says which
+    file and who owns its directory (or why kdumpd refuses it)."""
     directory = metrics.textfile_dir(cfg.metrics.textfile_dir)
     if directory is None:
         return None
-    log.info("metrics: %s", directory / metrics.FILE_NAME)
-    said: set[str] = set()
-
-    def write_now() -> None:
-        try:
-            metrics.write(directory, metrics.gather(controller, sysfs))
-        except (metrics.MetricsUnavailable, OSError) as error:
-            if str(error) not in said:
-                said.add(str(error))
-                log.warning("cannot write metrics to %s: %s", directory, error)
-
-    return write_now
+    log.info("metrics: %s", metrics.locate(directory).line())
+    return metrics.TextFile(directory, lambda: metrics.gather(controller, sysfs))
 
 
 def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:

@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from kdumpd import config as configmod
 from kdumpd.config import Config, ConfigError
 from kdumpd.daemon import Daemon
 from kdumpd.handover import Handover
+from kdumpd.startup_signals import StartupSignals
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import notifier, setup_logging, watchdog_interval
 
@@ -171,17 +171,30 @@ def _take_lock(cfg: Config, command: str) -> int:
         raise ConfigError("state.dir", f"cannot use {cfg.state.dir}: {error.strerror}") from None
 
 
-def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
+def cmd_run(args: argparse.Namespace, *, euid: int | None = None,
+            startup: StartupSignals | None = None) -> int:
+    """`kdumpd run`. ``startup``: the signals launch.py caught since the first line (else
+    they are caught from here on); the daemon acts on them once its loop handles signals.
+    """
+    own = startup is None
+    startup = startup or StartupSignals().catch()
+    try:
+        return _run(args, euid, startup)
+    finally:
+        if own:
+            startup.release()
+
+
+def _run(args: argparse.Namespace, euid: int | None, startup: StartupSignals) -> int:
     if not args.dry_run and (os.geteuid() if euid is None else euid) != 0:
         print("kdumpd: run needs root (kexec, the event socket, the udev rules); "
               "use --dry-run to watch without root", file=sys.stderr)
         return EXIT_NOPERM
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     if not args.dry_run:
+        # `kdumpd reload` may signal us (SIGUSR1) as soon as we hold the lock: until the
+        # daemon's handler is in place, ``startup`` keeps the request for it.
         _take_lock(cfg, "run")  # held until the process exits
-        # `kdumpd reload` may signal us as soon as we hold the lock: until the daemon's
-        # handler is in place, a request is dropped (the start decides anyway), not fatal.
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     rules = app.make_rule_keeper(cfg, dry_run=args.dry_run)
     rules.apply()
     daemon: Daemon | None = None
@@ -202,7 +215,7 @@ def cmd_run(args: argparse.Namespace, *, euid: int | None = None) -> int:
             if not args.dry_run:  # one a restart left for us: we hold the lock, nobody serves
                 Handover(cfg.rule.handover).hold(False)
             return EXIT_UNAVAILABLE
-        return daemon.run()
+        return daemon.run(startup)
     finally:
         if daemon is not None and daemon.restarting:
             log.info("the udev rules stay as they are for the kdumpd that systemd starts next")
@@ -226,6 +239,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from kdumpd.hardware import read_hardware
     from kdumpd.kernel_log import open_journal
     from kdumpd.loaded_header import verify
+    from kdumpd.metrics import locate, textfile_dir
     from kdumpd.state import FileStore, read_boot_id
     from kdumpd.status import gather
 
@@ -233,11 +247,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     sysfs = Sysfs(cfg.sysfs.root)
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
     hardware = read_hardware(cfg.sysfs.root)
+    directory = textfile_dir(cfg.metrics.textfile_dir)
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, hardware,
                     app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root),
                     capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
                     daemon=_daemon_knows(cfg.state.control),
-                    header=verify(cfg.sysfs.root) if cfg.reload.verify_header else None)
+                    header=verify(cfg.sysfs.root) if cfg.reload.verify_header else None,
+                    metrics=None if directory is None else locate(directory))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
 
@@ -375,10 +391,14 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, startup: StartupSignals | None = None) -> int:
+    """The command line; ``startup``: `kdumpd run`'s signals caught since the first line
+    (launch.py)."""
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
     try:
+        if args.command == "run":
+            return cmd_run(args, startup=startup)
         return COMMANDS[args.command](args)
     except ConfigError as error:
         print(f"kdumpd: configuration error: {error}", file=sys.stderr)

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Callable
+from typing import Callable, Protocol
 
 from kdumpd.control import ControlServer
 from kdumpd.controller import REASON_RESTORE, Controller
@@ -32,8 +32,17 @@ from kdumpd.reload_worker import ReloadWorker
 from kdumpd.reloader import Reloader
 from kdumpd.source import EventSource
 from kdumpd.source_supervisor import SourceSupervisor
+from kdumpd.startup_signals import SIGNALS, StartupSignals, name
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import Notify
+
+
+class MetricsFile(Protocol):
+    """kdumpd.prom (metrics.TextFile): written now and then, withdrawn at a final stop."""
+
+    def write(self) -> None: ...
+
+    def withdraw(self) -> None: ...
 
 log = logging.getLogger("kdumpd")
 
@@ -78,7 +87,7 @@ class Daemon:
         rules_watch_s: float = RULES_WATCH_S,
         kernel_log: KernelLog | None = None,
         control: ControlServer | None = None,
-        metrics: Callable[[], None] | None = None,
+        metrics: MetricsFile | None = None,
         metrics_s: float = 60.0,
     ) -> None:
         self.controller = controller
@@ -110,6 +119,7 @@ class Daemon:
             on_fatal=self._stop_with,
         )
         self._stop_requested = False
+        self._stop_why = "asked to stop"
         self._hup_requested = False
         self._decide_requested = False
         self._exit_status = 0
@@ -128,6 +138,18 @@ class Daemon:
             self._decide_requested = True
         else:
             self._stop_requested = True
+            self._stop_why = name(signum)
+
+    def _replay(self, signums: tuple[int, ...]) -> None:
+        """Signals that came during start-up: handled now, each said in the journal."""
+        for signum in signums:
+            what = ("the configuration is read again once the loop runs"
+                    if signum == signal.SIGHUP else
+                    "a decision is made at the start anyway" if signum == signal.SIGUSR1
+                    else "stopping before serving")
+            log.info("%s arrived during start-up: %s", name(signum), what)
+            self._on_signal(signum, None)
+            self._wake()  # the loop's first wait returns at once
 
     def request_stop(self) -> None:
         """Ask the loop to stop (from any thread), like SIGTERM."""
@@ -144,12 +166,12 @@ class Daemon:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status."""
-        previous = {
-            sig: signal.signal(sig, self._on_signal)
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
-        }
+    def run(self, startup: StartupSignals | None = None) -> int:
+        """Serve until SIGTERM/SIGINT (or :meth:`request_stop`); returns the exit status.
+        ``startup``: signals that arrived before this loop handled them, acted on now."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in SIGNALS}
+        if startup is not None:
+            self._replay(startup.take())
         old_wakeup = signal.set_wakeup_fd(self._wake_w.fileno())
         selector = selectors.DefaultSelector()
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -168,6 +190,7 @@ class Daemon:
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")
             self._serve(selector)
+            log.info("stopping (%s)", self._stop_why)
             self._notify("STOPPING=1")
             # One budget for the whole stop (the unit's TimeoutStopSec is sized for it).
             self._stop_deadline = self._clock() + self.parts.stop_wait_s
@@ -180,6 +203,8 @@ class Daemon:
             # reload; a stop, a failure or a crash gives reloads back.
             self.restarting = clean and self._restart_pending()
             self._handover.exit(restarting=self.restarting)
+            if self._metrics is not None and not self.restarting:
+                self._metrics.withdraw()  # no stale values served for a daemon gone
             selector.close()
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in previous.items():
@@ -205,7 +230,7 @@ class Daemon:
                 self._rules_watch()
                 next_rules = self._clock() + self._rules_watch_s
             if self._metrics is not None and now >= next_metrics:
-                self._metrics()
+                self._metrics.write()
                 next_metrics = self._clock() + self._metrics_s
             timers = [t for t, on in ((next_watchdog, bool(self._watchdog_s)),
                                       (next_watch, self.sources.watches_udev),

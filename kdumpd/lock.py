@@ -3,6 +3,10 @@
 The lock file holds the owner's pid, so ``kdumpd reload`` can hand its request to the
 running daemon instead of reloading beside it. The file is never deleted (deleting a
 lock file races with the next owner); the kernel releases the lock when the owner dies.
+
+Only root may open it (mode 0600, an older 0644 file is set to 0600 at every take): flock
+needs no write access, so any user who can open the file read-only could hold the lock and
+keep kdumpd from starting (issue 30, item 2).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 from pathlib import Path
 
 FILE_NAME = "lock"
+MODE = 0o600
 
 
 class LockHeld(Exception):
@@ -29,13 +34,17 @@ class LockHeld(Exception):
 
 def acquire(directory: Path, command: str = "run") -> int:
     """Take the lock for ``command`` without waiting; returns the descriptor to keep open.
+    The file is made mode 0600 first, whoever holds it (never through a symlink).
 
-    Raises LockHeld, or OSError when the file cannot be opened.
+    Raises LockHeld, or OSError when the file cannot be opened or its mode set.
     """
     path = directory / FILE_NAME
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, MODE)
     try:
+        # A file an older kdumpd created 0644: nobody but root may open it from now on
+        # (who opened it before keeps the descriptor until they close it).
+        os.fchmod(fd, MODE)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         pid, holder = _read_owner(fd)

@@ -1,7 +1,10 @@
 """Prometheus metrics through the node exporter's textfile collector, the way fleets
-already scrape hosts: ``kdumpd.prom`` is written atomically (prometheus_client's
-``write_to_textfile``) into ``[metrics] textfile_dir`` after every decision and at least
-every minute.
+already scrape hosts: ``kdumpd.prom`` is written atomically into ``[metrics]
+textfile_dir`` after every decision and at least every minute, and removed at a final stop
+(not at a restart), so the node exporter never serves a gone daemon's values. The text is
+prometheus_client's (``generate_latest``); the file is written through a descriptor of the
+directory, opened without following links and only when root alone controls it
+(metrics_dir.py), never by a name another user could re-point.
 
 Nothing here reads sysfs: the values come from what the daemon already knows (the
 crash_hotplug it last read for the loaded image; a read of crash_hotplug, like one of
@@ -11,15 +14,21 @@ is skipped by the kernel).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kdumpd import __version__
+from kdumpd import __version__, metrics_dir
 from kdumpd.controller import Controller
 from kdumpd.exposure import Exposure
 from kdumpd.hardware import read_crash_reservation
+from kdumpd.metrics_dir import DirectoryRefused
+from kdumpd.rules.atomic import WriteError, replace_at
 from kdumpd.sysfs import Sysfs
+
+log = logging.getLogger("kdumpd")
 
 FILE_NAME = "kdumpd.prom"
 # prometheus-node-exporter's textfile directory on Debian and Ubuntu
@@ -30,6 +39,10 @@ INTERVAL_S = 60.0
 
 class MetricsUnavailable(Exception):
     """prometheus_client is not installed."""
+
+
+# What a write or a removal raises besides OSError, each one line naming the directory.
+Refused = (MetricsUnavailable, DirectoryRefused, WriteError)
 
 
 @dataclass(frozen=True)
@@ -135,13 +148,110 @@ class _Collector:
                                value={"version": __version__})
 
 
-def write(directory: Path, reading: Reading) -> None:
-    """Write ``directory``/kdumpd.prom atomically. Raises MetricsUnavailable, OSError."""
+def render(reading: Reading) -> bytes:
+    """The text exposition format of ``reading``. Raises MetricsUnavailable."""
     try:
-        from prometheus_client import CollectorRegistry, write_to_textfile
+        from prometheus_client import CollectorRegistry, generate_latest
     except ImportError:
         raise MetricsUnavailable("metrics need prometheus_client (python3-prometheus-client)"
                                  ) from None
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(reading))  # type: ignore[arg-type]
-    write_to_textfile(str(directory / FILE_NAME), registry)
+    return generate_latest(registry)
+
+
+def write(directory: Path, reading: Reading, *, owner: int = 0) -> None:
+    """Replace ``directory``/kdumpd.prom atomically, relative to the directory opened by
+    :func:`metrics_dir.open_directory` (``owner``: who must own it, root but in tests).
+
+    Raises MetricsUnavailable, DirectoryRefused, WriteError (the old file unchanged),
+    OSError (the directory cannot be opened).
+    """
+    text = render(reading)
+    opened = metrics_dir.open_directory(directory, owner=owner)
+    try:
+        replace_at(opened.fd, FILE_NAME, text, label=str(directory / FILE_NAME))
+    finally:
+        os.close(opened.fd)
+
+
+def remove(directory: Path, *, owner: int = 0) -> bool:
+    """Remove ``directory``/kdumpd.prom (a final stop: the node exporter must not serve
+    a gone daemon's values); False when there was none. Raises DirectoryRefused, OSError.
+    """
+    opened = metrics_dir.open_directory(directory, owner=owner)
+    try:
+        os.unlink(FILE_NAME, dir_fd=opened.fd)
+    except FileNotFoundError:
+        return False
+    finally:
+        os.close(opened.fd)
+    return True
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where kdumpd.prom goes and who owns its directory (for the journal and status)."""
+
+    file: Path
+    owner_uid: int | None = None  # None: the directory could not be opened
+    mode: int | None = None
+    note: str = ""  # a parent another user can change, or ""
+    problem: str | None = None  # why nothing is written there, or None
+
+    def line(self) -> str:
+        """One line: ``/d/kdumpd.prom (directory owned by root, mode 0755)``, or why not."""
+        if self.problem is not None or self.owner_uid is None or self.mode is None:
+            return f"{self.file}: NOT written: {self.problem or 'not opened'}"
+        text = (f"{self.file} (directory owned by {metrics_dir.user_name(self.owner_uid)}, "
+                f"mode {self.mode:04o})")
+        return f"{text}; {self.note}" if self.note else text
+
+    def as_dict(self) -> dict[str, object]:
+        return {"file": str(self.file), "directory_owner_uid": self.owner_uid,
+                "problem": self.problem}
+
+
+def locate(directory: Path, *, owner: int = 0) -> Location:
+    """Open and vet ``directory`` as a write would. Raises nothing."""
+    file = directory / FILE_NAME
+    try:
+        opened = metrics_dir.open_directory(directory, owner=owner)
+    except DirectoryRefused as error:
+        return Location(file, problem=str(error))
+    except OSError as error:
+        return Location(file, problem=f"cannot open {directory}: {error.strerror or error}")
+    os.close(opened.fd)
+    return Location(file, opened.owner_uid, opened.mode, opened.note)
+
+
+class TextFile:
+    """kdumpd.prom in ``directory`` for the daemon: written with what ``gather`` returns,
+    removed at a final stop. A failure is logged once per reason, never raised (the
+    daemon keeps serving without metrics)."""
+
+    def __init__(self, directory: Path, gather: Callable[[], Reading], *,
+                 owner: int = 0) -> None:
+        self.directory = directory
+        self._gather = gather
+        self._owner = owner
+        self._said: set[str] = set()
+
+    def write(self) -> None:
+        try:
+            write(self.directory, self._gather(), owner=self._owner)
+        except (*Refused, OSError) as error:
+            self._say(f"cannot write metrics to {self.directory}: {error}")
+
+    def withdraw(self) -> None:
+        """A final stop: remove the file, so the node exporter stops serving it."""
+        try:
+            if remove(self.directory, owner=self._owner):
+                log.info("removed %s: kdumpd stops", self.directory / FILE_NAME)
+        except (DirectoryRefused, OSError) as error:
+            self._say(f"cannot remove {self.directory / FILE_NAME}: {error}")
+
+    def _say(self, text: str) -> None:
+        if text not in self._said:
+            self._said.add(text)
+            log.warning("%s", text)

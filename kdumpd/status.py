@@ -14,6 +14,7 @@ from kdumpd.events import SUBSYSTEMS
 from kdumpd.hardware import Hardware, Reservation, read_crash_reservation
 from kdumpd.kernel_log import KernelLog
 from kdumpd.loaded_header import HeaderCheck
+from kdumpd.metrics import Location
 from kdumpd.policy import is_loaded, kernel_updates
 from kdumpd.state import State
 from kdumpd.sysfs import OK, UNREADABLE, Sysfs, Value
@@ -53,6 +54,7 @@ class Status:
     crash_hotplug_from: str = "read now"
     header: HeaderCheck | None = None  # the loaded header read back (kdumpd verify)
     daemon: dict[str, Any] | None = None  # what the running kdumpd said it knows
+    metrics: Location | None = None  # kdumpd.prom (None: [metrics] off)
 
     @property
     def owed(self) -> bool:
@@ -110,6 +112,7 @@ class Status:
             "crash_hotplug_from": self.crash_hotplug_from,
             "header": self.header.as_dict() if self.header else None,
             "daemon": self.daemon,
+            "metrics": self.metrics.as_dict() if self.metrics else None,
         }
 
     def as_text(self) -> str:
@@ -164,6 +167,8 @@ class Status:
             lines.append(f"capacity: {self.capacity.reserved_bytes >> 20} MiB reserved, "
                          f"{self.capacity.recommended_bytes >> 20} MiB asked by "
                          f"{self.capacity.source}: enough")
+        lines.append(f"metrics: {self.metrics.line()}" if self.metrics
+                     else "metrics: off ([metrics] textfile_dir)")
         if self.state is not None:
             lines.append(f"exposure this boot: {self.state.exposure.summary()}")
         last = self.state.last_load if self.state else None
@@ -183,8 +188,9 @@ class Status:
 def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
            hardware: Hardware | None = None, image: dict[str, Any] | None = None, *,
            kernel_log: tuple[KernelLog | None, str] = (None, "not read"),
-           capacity: Capacity | None = None, daemon: tuple[dict[str, Any] | None, str] =
-           (None, ""), header: HeaderCheck | None = None) -> Status:
+           capacity: Capacity | None = None, metrics: Location | None = None,
+           daemon: tuple[dict[str, Any] | None, str] = (None, ""),
+           header: HeaderCheck | None = None) -> Status:
     """What `kdumpd status` shows. ``daemon``: what the running kdumpd said it knows, or
     None and why it was not asked or did not answer ("" when none runs): while kdumpd
     runs, crash_hotplug is taken from it and never read here (a read takes the kexec
@@ -217,6 +223,7 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         kernel_skips=skips,
         kernel_log_problem=problem,
         capacity=capacity,
+        metrics=metrics,
     )
 
 

@@ -118,6 +118,9 @@ JSON_KEYS = (
      "longest_gap_s, reloads, reloads_avoided, failures, this boot."),
     ("capacity", "Object or null: reserved_bytes, recommended_bytes (0: no rule), source, "
      "warning (null when the reservation fits the RAM online)."),
+    ("metrics", "Object or null ([metrics] textfile_dir off): file, directory_owner_uid "
+     "(null when the directory cannot be opened), problem (why kdumpd.prom is not written "
+     "there: a directory that is a symlink, not root's or writable by others; or null)."),
     ("kernel_skips", "Number or null: header updates the kernel skipped this boot "
      "(\"kexec_trylock() failed\" in its log); null when the journal cannot be read."),
 )

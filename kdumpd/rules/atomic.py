@@ -256,6 +256,46 @@ def _fill(fd: int, data: bytes, reference: os.stat_result | None, hooks: OsHooks
         raise _StepFailed(error.errno, f"{step}: {_reason(error)}") from None
 
 
+def replace_at(dir_fd: int, name: str, data: bytes, *, label: str,
+               token: Callable[[], str] = lambda: secrets.token_hex(4)) -> None:
+    """Replace ``name`` inside the open directory ``dir_fd`` with ``data`` (mode 0644).
+
+    Every step is relative to the descriptor, so nothing on the way to the directory can
+    be re-pointed meanwhile: the temp file is created ``O_EXCL|O_NOFOLLOW`` (a name
+    someone planted, a symlink included, makes the write fail instead of following it),
+    fsynced and renamed over ``name`` in the same directory, then the directory is fsynced.
+    ``label`` names the file in messages. Raises :class:`WriteError` (``name`` unchanged,
+    no temp file left).
+    """
+    temp = f".{name}.kdumpd-{token()}.tmp"
+    step = "create temp file"
+    try:
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except OSError as error:
+        raise WriteError(f"cannot write {label}: {step}: {_reason(error)}") from None
+    try:
+        try:
+            _fill(fd, data, None, OsHooks())
+        finally:
+            os.close(fd)
+        step = "rename"
+        os.rename(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    except _StepFailed as error:
+        _unlink_at(temp, dir_fd)
+        raise WriteError(f"cannot write {label}: {error.strerror}") from None
+    except OSError as error:
+        _unlink_at(temp, dir_fd)
+        raise WriteError(f"cannot write {label}: {step}: {_reason(error)}") from None
+    with contextlib.suppress(OSError):  # the new file is in place; durability is a bonus
+        os.fsync(dir_fd)
+
+
+def _unlink_at(name: str, dir_fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(name, dir_fd=dir_fd)
+
+
 def delete_file(path: Path, *, backup: bool = False,
                 hooks: OsHooks = OsHooks()) -> WriteResult:  # noqa: B008
     """Delete ``path`` (renamed to a backup name instead when ``backup``).

@@ -122,6 +122,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "crash_hotplug_from": (str,),
     "header": (dict, type(None)),
     "daemon": (dict, type(None)),
+    "metrics": (dict, type(None)),
 }
 
 
@@ -153,6 +154,25 @@ def assert_schema(data: dict[str, object]) -> None:
             assert image["kernel"] is not None and image["kernel"].startswith("/")
     for value in data["crash_hotplug"].values():  # type: ignore[attr-defined]
         assert value is None or (isinstance(value, int) and not isinstance(value, bool))
+
+
+def test_status_says_where_metrics_go_and_who_owns_the_directory(tmp_path: Path,
+                                                                  root: Path) -> None:
+    directory = tmp_path / "textfile"
+    directory.mkdir(mode=0o777)
+    directory.chmod(0o777)
+    path = write_config(tmp_path, root, f'[metrics]\ntextfile_dir = "{directory}"\n')
+    text = kdumpd("status", "--config", str(path), check=True).stdout
+    assert (f"metrics: {directory}/kdumpd.prom: NOT written: {directory} is group- or "
+            "world-writable (mode 0777); refusing it") in text.splitlines()
+    directory.chmod(0o755)
+    data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
+    assert data["metrics"] == {"file": f"{directory}/kdumpd.prom",
+                               "directory_owner_uid": os.geteuid(), "problem": None} \
+        or os.geteuid() != 0  # as a user the directory is not root's: refused
+    off = write_config(tmp_path, root, '[metrics]\ntextfile_dir = ""\n')
+    assert "metrics: off ([metrics] textfile_dir)" in kdumpd("status", "--config",
+                                                             str(off)).stdout
 
 
 def test_status_shows_a_missing_crash_kernel(tmp_path: Path, root: Path) -> None:

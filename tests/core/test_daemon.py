@@ -24,11 +24,12 @@ from kdumpd.backends.fake import FakeBackend
 from kdumpd.config import Config, EventsConfig, ReloadConfig, SysfsConfig, load
 from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
-from kdumpd.daemon import Daemon, Parts
+from kdumpd.daemon import Daemon, MetricsFile, Parts
 from kdumpd.events import Event
 from kdumpd.hardware import read_hardware
 from kdumpd.kernel_log import FakeKernelLog
 from kdumpd.looptime import RealTime
+from kdumpd.metrics import TextFile, gather
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import FakeSource
@@ -73,7 +74,8 @@ class Harness:
                  rules_watch_s: float = 0.05,
                  kernel_log: FakeKernelLog | None = None,
                  control: ControlServer | None = None,
-                 restart_pending: Callable[[], bool] = lambda: False) -> None:
+                 restart_pending: Callable[[], bool] = lambda: False,
+                 metrics: Callable[[Harness], MetricsFile] | None = None) -> None:
         self.root = root
         self.sysfs = Sysfs(root)
         self.log = root / "fake.log"
@@ -96,7 +98,8 @@ class Harness:
                              udev_watch_s=udev_watch_s, clock=self.clock,
                              rules_watch=rules_watch, rules_watch_s=rules_watch_s,
                              kernel_log=kernel_log, control=control,
-                             restart_pending=restart_pending)
+                             restart_pending=restart_pending,
+                             metrics=None if metrics is None else metrics(self))
 
     def ops(self) -> list[str]:
         if not self.log.exists():
@@ -156,6 +159,24 @@ def test_a_clean_stop_before_a_restart_leaves_the_handover_file(root: Path) -> N
     h = Harness(root, restart_pending=lambda: False)
     assert h.run(lambda h: None) == 0
     assert not h.handover.exists() and not h.daemon.restarting  # a stop: reloads go back
+
+
+def test_a_final_stop_removes_the_metrics_file_and_a_restart_keeps_it(
+        root: Path, tmp_path: Path) -> None:
+    pytest.importorskip("prometheus_client")
+    directory = tmp_path / "textfile"
+    directory.mkdir(mode=0o755)
+    prom = directory / "kdumpd.prom"
+
+    def harness(pending: bool) -> Harness:
+        return Harness(root, restart_pending=lambda: pending, metrics=lambda h: TextFile(
+            directory, lambda: gather(h.controller, h.sysfs), owner=os.geteuid()))
+
+    assert harness(pending=True).run(lambda h: None) == 0
+    assert prom.exists()  # the next kdumpd writes it again at once
+    h = harness(pending=False)
+    assert h.run(lambda h: None) == 0
+    assert not prom.exists()  # the node exporter serves nothing for a stopped kdumpd
 
 
 def test_a_failed_exit_gives_reloads_back_even_before_a_restart(root: Path) -> None:

@@ -40,6 +40,20 @@ def events(n: int, subsystem: str = "memory") -> list[Event]:
             for i in range(n)]
 
 
+class TimedMetrics:
+    """Records when kdumpd.prom would be written, in virtual seconds after T0."""
+
+    def __init__(self, written: list[float], clock: MockTime) -> None:
+        self.written = written
+        self.clock = clock
+
+    def write(self) -> None:
+        self.written.append(self.clock() - T0)
+
+    def withdraw(self) -> None:
+        pass
+
+
 class Virtual:
     """A daemon whose clock, loads and re-reads all run on one MockTime."""
 
@@ -69,7 +83,7 @@ class Virtual:
             notify=self.notes.append, handover=root / "run" / "handles-reload",
             clock=self.time, watchdog_s=watchdog_s,
             udev_alive=(lambda: alive[0]) if alive else None, kernel_log=kernel_log,
-            metrics=None if metrics is None else (lambda: metrics.append(self.time() - T0)),
+            metrics=None if metrics is None else TimedMetrics(metrics, self.time),
         )
 
     def wait(self, cancel: threading.Event, seconds: float) -> bool:
