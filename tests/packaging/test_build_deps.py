@@ -1,17 +1,22 @@
-"""packaging/build-deps (build-deb's dependency step).
+"""packaging/build-deps (build-deb's dependency step) and debian/control's Build-Depends.
 
 build-deps runs against stand-ins for dpkg-checkbuilddeps, apt-get and id on PATH that
 answer like dpkg 1.21 (Debian 12) and 1.22 (Debian 13) and record what they were asked.
+The Build-Depends checks: what the unit tests of the package build skip without, and
+apt's own reading of debian/control on this machine (a simulation, nothing installed).
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from .helpers import REPO
+from .helpers import REPO, unavailable
 
 BUILD_DEPS = REPO / "packaging" / "build-deps"
 
@@ -95,3 +100,69 @@ def test_a_failed_apt_get_build_dep_fails_the_build(tmp_path: Path) -> None:
     done, _ = run_build_deps(tmp_path, unmet=UNMET["dpkg 1.22"], apt_fails=True)
 
     assert done.returncode != 0
+
+
+def build_depends() -> dict[str, str]:
+    """debian/control's Build-Depends: package name -> the whole entry."""
+    control = (REPO / "debian" / "control").read_text()
+    field = re.search(r"^Build-Depends:(.*?)^\S", control, flags=re.MULTILINE | re.DOTALL)
+    assert field is not None
+    entries = [entry.strip() for entry in field.group(1).split(",") if entry.strip()]
+    return {entry.split()[0]: entry for entry in entries}
+
+
+# What tests/core and tests/rules (debian/rules runs them) skip without, and why each is
+# or is not a build dependency. A new skip on a tool or module fails the test below until
+# it is listed here.
+TEST_NEEDS = {
+    'shutil.which("gawk")': "gawk <!nocheck>",
+    'importorskip("prometheus_client.parser")': "python3-prometheus-client <!nocheck>",
+    # Essential in Debian: always there.
+    'shutil.which("bash")': None,
+    # The unit's exposure score needs systemd-analyze >= 250; buildds run no systemd.
+    'shutil.which("systemd-analyze")': None,
+    # The completion must come from shtab 1.7.1; Debian 12 has 1.5.5 (the test skips).
+    'importorskip("shtab")': None,
+    # Only with KDUMPD_REAL_UEVENTS=1 (root, the host's udev): never in a package build.
+    'shutil.which("udevadm")': None,
+}
+
+
+def test_build_depends_name_what_the_package_builds_unit_tests_skip_without() -> None:
+    found = set()
+    for test_file in [*(REPO / "tests/core").glob("*.py"), *(REPO / "tests/rules").glob("*.py")]:
+        found |= set(re.findall(r'(?:shutil\.which|importorskip)\("[^"]+"\)',
+                                test_file.read_text()))
+
+    assert found <= set(TEST_NEEDS), f"list in TEST_NEEDS: {sorted(found - set(TEST_NEEDS))}"
+    depends = build_depends()
+    for need, entry in TEST_NEEDS.items():
+        if entry is not None:
+            assert depends.get(entry.split()[0]) == entry, need
+
+
+def test_apt_reads_the_build_depends_and_the_nocheck_profile(tmp_path: Path) -> None:
+    # apt-get build-dep as build-deps runs it, simulated (-s) against this machine's
+    # package lists and an empty dpkg status, so every build dependency must resolve
+    # to an installable package; with DEB_BUILD_PROFILES=nocheck the test tools drop out.
+    if shutil.which("apt-get") is None or not any(Path("/var/lib/apt/lists").glob("*Packages*")):
+        unavailable("needs apt-get and its package lists (apt-get update)")
+    src = tmp_path / "kdumpd"
+    shutil.copytree(REPO / "debian", src / "debian")
+    status = tmp_path / "status"
+    status.touch()
+
+    def simulate(profiles: str) -> set[str]:
+        done = subprocess.run(
+            ["apt-get", "-s", "-o", f"Dir::State::status={status}", "build-dep", "./"],
+            cwd=src, capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "DEB_BUILD_PROFILES": profiles, "LC_ALL": "C"})
+        assert done.returncode == 0, done.stdout + done.stderr
+        return set(re.findall(r"^Inst (\S+)", done.stdout, flags=re.MULTILINE))
+
+    full, nocheck = simulate(""), simulate("nocheck")
+
+    assert {"debhelper", "dh-python", "pybuild-plugin-pyproject", "gawk",
+            "python3-prometheus-client", "python3-pytest"} <= full
+    assert not {"gawk", "python3-prometheus-client", "python3-pytest"} & nocheck
+    assert {"debhelper", "dh-python"} <= nocheck
