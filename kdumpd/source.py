@@ -11,16 +11,15 @@ import contextlib
 import errno
 import os
 import socket
-import struct
 import threading
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from kdumpd import command
+from kdumpd.command import CommandError, Runner
 from kdumpd.events import SUBSYSTEMS, Event, relevant
 
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
-UDEV_CONTROL = Path("/run/udev/control")
 
 
 class EventsLost(Exception):
@@ -39,35 +38,34 @@ class EventSource(Protocol):
     def close(self) -> None: ...
 
 
-# systemd-udevd's control message (src/udev/udev-ctrl.c, UdevCtrlMessageWire): a 16-byte
-# version string, the magic, the type and a 256-byte value. Type 0 is
-# _UDEV_CTRL_END_MESSAGES, what `udevadm control` sends last: udevd ignores it quietly and
-# closes the connection. A connection closed without a whole message would make udevd log
-# "Received message with invalid length" each time.
-UDEV_CTRL_MAGIC = 0xDEAD1DEA
-UDEV_CTRL_END_MESSAGES = 0
-UDEV_CTRL_MESSAGE = struct.pack("=16sII256s", b"udev-kdumpd", UDEV_CTRL_MAGIC,
-                                UDEV_CTRL_END_MESSAGES, b"")
+# Whether a udevd answers, asked the way systemd's tools ask: `udevadm control --ping`
+# (systemd >= 241) sends a ping over /run/udev/control and exits 0 once udevd has taken it
+# and closed the connection; a missing or stale socket fails at once, a hung udevd after
+# --timeout (udevadm 252 gives up 1.24 s after --timeout=1, measured). The runner's own
+# timeout is for the one wait --timeout does not cover: udevadm's blocking connect() to a
+# udevd whose listen backlog is full. The daemon pings every 3 s from its loop
+# (daemon.UDEV_WATCH_S), so the worst case stays well inside the 60 s watchdog.
+UDEV_PING_TIMEOUT_S = 1
+UDEV_PING_KILL_S = 3.0
 
 
-def udev_answers(control: Path = UDEV_CONTROL, timeout: float = 1.0) -> bool:
-    """True when a udevd answers on its control socket: it takes a well-formed message
-    and closes the connection, as for `udevadm control --ping` (a stale socket file
-    refuses the connection; a hung udevd does not close it)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC) as sock:
-        sock.settimeout(timeout)
-        try:
-            # udevd wants our credentials with the message (SCM_CREDENTIALS, uid 0).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            sock.connect(str(control))
-            sock.sendall(UDEV_CTRL_MESSAGE)
-            return sock.recv(1) == b""  # udevd closed the connection: it answered
-        except OSError:
-            return False
+def udev_answers(runner: Runner = command.run, udevadm: str = "udevadm") -> bool:
+    """True when a udevd answers ``udevadm control --ping`` (run through ``runner``).
+
+    False when it does not (no socket, a stale one, no reply within
+    ``UDEV_PING_TIMEOUT_S``), when udevadm is not installed or had to be killed.
+    Never raises.
+    """
+    argv = [udevadm, "control", "--ping", f"--timeout={UDEV_PING_TIMEOUT_S}"]
+    try:
+        done = runner(argv, UDEV_PING_KILL_S)
+    except CommandError:
+        return False
+    return done.returncode == 0
 
 
 def resolve_source(setting: str, udev_alive: Callable[[], bool] = udev_answers) -> str:
-    """``auto`` means udev when a udevd answers on its control socket, else kernel."""
+    """``auto`` means udev when a udevd answers its ping, else kernel."""
     if setting != "auto":
         return setting
     return "udev" if udev_alive() else "kernel"

@@ -41,7 +41,7 @@ FILES = (
     ("/usr/share/kdumpd/distro-tools.conf", "Drop-in for the kdump-config and kdumpctl "
      "backends, whose scripts need far more than the shipped sandbox (locks, /var/crash, "
      "initrd rebuilds); it raises the unit's systemd-analyze security exposure from 1.9 "
-     "to 5.1 (the packaging audit's figure)."),
+     "to 5.1 (measured with systemd-analyze security \\-\\-offline=true, systemd 252)."),
     ("/run/kdumpd/", "Runtime directory of the service; handles-reload exists while "
      "kdumpd is in charge of reloads (the managed udev block skips the distribution's "
      "reload then)."),
@@ -146,6 +146,13 @@ def roff(text: str) -> str:
     text = text.replace("\\", "\\e")
     return "\n".join("\\&" + line if line[:1] in (".", "'") else line
                      for line in text.split("\n"))
+
+
+def prose(text: str) -> str:
+    """Running text from the shipped configuration's comments: roff-escaped, and its
+    `command` spans (Markdown-style backticks) set in bold rather than shown literally."""
+    return re.sub(r"`([^`\n]+)`", lambda code: "\\fB" + code.group(1).replace("-", "\\-")
+                  + "\\fR", roff(text))
 
 
 def opt(text: str) -> str:
@@ -320,7 +327,7 @@ def described_keys(text: str) -> tuple[dict[str, str], dict[str, str]]:
     (the comment lines just above its ``#[table]`` or ``#key = value`` line)."""
     tables: dict[str, str] = {}
     keys: dict[str, str] = {}
-    table, last, comment = "", "", []
+    table, comment = "", []
     for line in text.splitlines():
         header = re.fullmatch(r"#\[([a-z.]+)\]", line.strip())
         setting = re.fullmatch(r"#([a-z_]+) = .*", line.strip())
@@ -329,12 +336,10 @@ def described_keys(text: str) -> tuple[dict[str, str], dict[str, str]]:
             tables[table] = " ".join(comment)
             comment = []
         elif setting:
-            # A key right below another shares its comment ("kernel, initrd and command
-            # line"); the first key of a table without one is what the table says.
-            shared = keys.get(last, "") if last.startswith(f"{table}.") else ""
-            keys[f"{table}.{setting.group(1)}"] = " ".join(comment) or shared or \
-                tables.pop(table, "")
-            last = f"{table}.{setting.group(1)}"
+            # Every key has a comment of its own (a key without one has no description:
+            # render_toml refuses it), except that a table's only or first key may be
+            # described by the table's comment, which then moves to the key.
+            keys[f"{table}.{setting.group(1)}"] = " ".join(comment) or tables.pop(table, "")
             comment = []
         elif line.startswith("# "):
             comment.append(line[2:].strip())
@@ -367,9 +372,10 @@ def render_toml() -> str:
     for key, value in config_keys(configmod.Config()):
         table, name = key.rsplit(".", 1)
         if table != section:
-            out += [f".SH [{table.upper()}]" if "." not in table else f".SS [{table}]"]
+            # As written in the file, lower case: kdumpd refuses [SYSFS] (exit 78).
+            out += [f".SH [{table}]" if "." not in table else f".SS [{table}]"]
             if tables.get(table):
-                out += [roff(tables[table])]
+                out += [prose(tables[table])]
             section = table
         kind = types.get(key)
         kind_name = _TYPES.get(str(kind), str(kind))
@@ -377,7 +383,7 @@ def render_toml() -> str:
         if not text:
             raise SystemExit(f"gen-manpage: {key} has no comment in packaging/kdumpd.toml")
         out += [".TP", opt(name) + " (" + roff(str(kind_name)) + ", default "
-                + roff(toml_value(value)) + ")", roff(text)]
+                + roff(toml_value(value)) + ")", prose(text)]
     out += [".SH SEE ALSO", "\\fBkdumpd\\fR(8)"]
     return "\n".join(out) + "\n"
 

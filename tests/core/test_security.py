@@ -102,6 +102,29 @@ def test_unit_exposure_score_is_at_most_2_5() -> None:
     assert score <= 2.5, line
 
 
+@pytest.mark.skipif(systemd_analyze_version() < 250, reason="needs systemd-analyze >= 250")
+def test_the_distro_tools_drop_in_scores_what_the_docs_say(tmp_path: Path) -> None:
+    # kdumpd(8) (FILES) and the README give the unit's exposure with distro-tools.conf;
+    # offline, systemd-analyze reads the drop-in from kdumpd.service.d beside the unit.
+    units = Path(__file__).parents[2] / "units"
+    (tmp_path / "kdumpd.service.d").mkdir()
+    shutil.copy(units / "kdumpd.service", tmp_path)
+    shutil.copy(units / "distro-tools.conf", tmp_path / "kdumpd.service.d")
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager",
+         str(tmp_path / "kdumpd.service")],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    line = next(x for x in done.stdout.splitlines() if "Overall exposure level" in x)
+    score = line.split(":")[1].split()[0]
+    generator = (Path(__file__).parents[2] / "packaging" / "gen-manpage.py").read_text()
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+
+    assert f"from 1.9 to {score}" in " ".join(generator.replace('"', "").split()), line
+    assert f"from 1.9 to {score}" in " ".join(readme.split()), line
+    assert "audit" not in generator  # a figure says how it was measured, not who said it
+
+
 def test_unit_keeps_what_kdumpd_needs() -> None:
     text = UNIT.read_text()
     assert "Type=notify" in text

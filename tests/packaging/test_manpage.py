@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import subprocess
 from types import ModuleType
 
@@ -119,3 +120,54 @@ def test_the_config_page_renders_without_warnings(generator: ModuleType) -> None
                             input=generator.render_toml(), capture_output=True, text=True,
                             timeout=60, check=False)
     assert (result.returncode, result.stderr) == (0, "")
+
+
+def config_page_entries(page: str) -> tuple[list[str], dict[str, str]]:
+    """The table headings (.SH/.SS) of kdumpd.toml(5), and each key's paragraph by
+    ``table.key``."""
+    headings: list[str] = []
+    entries: dict[str, str] = {}
+    lines = page.splitlines()
+    for i, line in enumerate(lines):
+        heading = re.fullmatch(r"\.S[HS] \[(.*)\]", line)
+        if heading:
+            headings.append(f"[{heading.group(1)}]")
+        elif line == ".TP":
+            name = re.match(r"\\fB([a-z_]+)\\fR \(", lines[i + 1])
+            assert name and headings, lines[i + 1]
+            entries[f"{headings[-1][1:-1]}.{name.group(1)}"] = lines[i + 2]
+    return headings, entries
+
+
+def test_the_config_page_writes_table_names_as_the_file_must(generator: ModuleType) -> None:
+    from kdumpd import config as configmod
+
+    headings, _ = config_page_entries(generator.render_toml())
+
+    # kdumpd refuses [SYSFS] (exit 78): the page shows what a user can copy.
+    tables = [f"[{name}]" for name, _ in generator.config_tables(configmod.Config())]
+    assert headings == tables
+    assert all(heading == heading.lower() for heading in headings)
+
+
+def test_every_config_key_has_a_description_of_its_own(generator: ModuleType) -> None:
+    from kdumpd import config as configmod
+
+    _, entries = config_page_entries(generator.render_toml())
+    keys = [key for key, _ in generator.config_keys(configmod.Config())]
+
+    assert sorted(entries) == sorted(keys)
+    texts = list(entries.values())
+    assert len(set(texts)) == len(texts), "two keys share one paragraph"
+    assert "retries" not in entries["reload.timeout_s"]
+    assert "tried again" in entries["reload.retries"]
+    assert "kernel" in entries["reload.kernel"]
+    assert "initrd" in entries["reload.initrd"]
+    assert "command line" in entries["reload.append"]
+
+
+def test_the_config_page_has_no_markdown_backticks(generator: ModuleType) -> None:
+    page = generator.render_toml()
+
+    assert "`" not in page
+    assert "\\fBkdumpd status\\fR" in page  # `kdumpd status` in the shipped comments
