@@ -121,8 +121,19 @@ JSON_KEYS = (
     ("metrics", "Object or null ([metrics] textfile_dir off): file, directory_owner_uid "
      "(null when the directory cannot be opened), problem (why kdumpd.prom is not written "
      "there: a directory that is a symlink, not root's or writable by others; or null)."),
-    ("kernel_skips", "Number or null: header updates the kernel skipped this boot "
-     "(\"kexec_trylock() failed\" in its log); null when the journal cannot be read."),
+    ("kernel_skips", "Number or null: the kernel's \"kexec_trylock() failed\" lines this "
+     "boot; null when the journal cannot be read. Each is a skipped header update only "
+     "next to a hotplug event, else a read of crash_hotplug during a load."),
+    ("crash_hotplug_from", "String: \"read now\", \"as the running kdumpd last read it "
+     "(HH:MM:SS)\", or why it was not read (a read takes the kexec lock: never while "
+     "kdumpd runs, never while no crash kernel is loaded)."),
+    ("header", "Object or null ([reload] verify_header = false): the loaded header read "
+     "back, as kdumpd verify --json prints it: verdict (current, stale, unloaded, unknown), "
+     "why, header_address, ranges_missing, ranges_extra (lists of [start, end] inclusive), "
+     "cpus_missing, loaded_cmdline, read_s, header_loads."),
+    ("daemon", "Object or null (no daemon answered): what the running kdumpd knows: "
+     "kexec_crash_loaded, crash_hotplug and crash_hotplug_read_at (Unix time), header (with "
+     "read_at), header_verification, failed_reads, status_line."),
 )
 
 HARDENING = (
