@@ -158,7 +158,18 @@ def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
         arch=os.uname().machine, capacity=capacity_reader(cfg.sysfs.root),
         verify=(lambda: loaded_header.verify(cfg.sysfs.root)) if cfg.reload.verify_header
         else None,
+        protection=growth_safety(cfg),
     )
+
+
+def growth_safety(cfg: Config) -> Callable[[str], str | None] | None:
+    """Why a loaded dump kernel command line would not survive memory growth, where
+    kdumpd's own image would ([reload] growth_safe with the kexec backend); else None."""
+    if not cfg.reload.growth_safe or backend_name(cfg) != "kexec":
+        return None
+    root, machine = cfg.sysfs.root, os.uname().machine
+    return lambda line: distro.loaded_lacks_growth_safety(
+        line, machine, distro.acpi_memory_hotplug(root))
 
 
 def capacity_reader(root: Path, arch: str | None = None

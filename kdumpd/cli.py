@@ -253,6 +253,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
                     daemon=_daemon_knows(cfg.state.control),
                     header=verify(cfg.sysfs.root) if cfg.reload.verify_header else None,
+                    protection=app.growth_safety(cfg),
                     metrics=None if directory is None else locate(directory))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK

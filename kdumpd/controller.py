@@ -55,6 +55,8 @@ REASON_DURING_LOAD = ("the hardware changed while our load ran: the new image, o
                       "kernel's update of it, may lack the change")
 REASON_LOST = "events were lost"
 REASON_HEADER_STALE = "the loaded header, read back at start, is stale"
+REASON_UNPROTECTED = ("replacing the loaded image once with kdumpd's, whose dump kernel "
+                      "survives memory growth ([reload] growth_safe = false turns this off)")
 REASON_KERNEL_SKIPPED = ("the kernel skipped a hotplug update of the crash kernel's "
                          "header (\"kexec_trylock() failed\" in its log)")
 # A line with no hotplug event near it is a failed read of crash_hotplug (skip_lines.py):
@@ -153,6 +155,7 @@ class Controller:
         arch: str = "x86_64",
         capacity: Callable[[Hardware], Capacity] | None = None,
         verify: Callable[[], HeaderCheck] | None = None,
+        protection: Callable[[str], str | None] | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.snapshot = snapshot
@@ -172,7 +175,7 @@ class Controller:
         self._unloaded_since: float | None = None  # a reload of ours left no crash kernel
         self.stats = Stats()
         # The loaded header read back (loaded_header.py), None: infer only.
-        self.header = HeaderProof(verify, wall)
+        self.header = HeaderProof(verify, wall, protection=protection)
         self.last_decision: Decision | None = None
         self.state = State(boot_id=store.boot_id)
         self._reload_started_wall = 0.0
@@ -210,13 +213,14 @@ class Controller:
     def start(self, now: float, *, kernel_skips: int = 0) -> None:
         """Take up the state of this boot and request what a restart owes.
 
-        No state for this boot: record the hardware as the baseline (the distribution
-        loaded the crash kernel at boot, before kdumpd), unless the kernel logged
-        ``kernel_skips`` skipped header updates this boot (a boot-time load that overlapped
-        memory onlining) is no reason by itself: with no hotplug event to pair them with,
-        those lines cannot be told from failed reads of crash_hotplug (skip_lines.py). An
-        owed crash kernel: restore it. A fingerprint that differs from the hardware now:
-        decide over both subsystems.
+        The loaded header is read back first where it can be: a stale one is reloaded,
+        and a command line that would not survive memory growth is replaced once. No
+        state for this boot: record the hardware as the baseline (the distribution loaded
+        the crash kernel at boot, before kdumpd). ``kernel_skips``, the kernel's
+        "kexec_trylock() failed" lines this boot, are no reason by themselves: with no
+        hotplug event to pair them with they cannot be told from failed reads of
+        crash_hotplug (skip_lines.py). An owed crash kernel: restore it. A fingerprint
+        that differs from the hardware now: decide over both subsystems.
         """
         state = self.store.load()
         hardware = self.hardware()
@@ -231,6 +235,7 @@ class Controller:
                      "before kdumpd ran: with no hotplug event beside them these lines "
                      "cannot be told from failed reads of crash_hotplug, so they decide "
                      "nothing", kernel_skips)
+        self._replace_unprotected(now)
         if state is not None and state.loading:
             # Killed during a load: the syscall may have freed the old image.
             log.warning("%s: deciding over both subsystems", REASON_INTERRUPTED)
@@ -369,8 +374,9 @@ class Controller:
         if acted_on is None:
             return None
         decision = acted_on
-        if is_loaded(snapshot.crash_loaded):
+        if is_loaded(snapshot.crash_loaded) and REASON_UNPROTECTED not in burst.reasons:
             decision = self.last_decision = self.header.judge(decision)
+            self._replace_unprotected(now)
         if "memory" in burst.subsystems:
             self._check_capacity()
         for warning in decision.warnings:
@@ -395,6 +401,15 @@ class Controller:
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _replace_unprotected(self, now: float) -> None:
+        """The loaded command line, read back, lacks what keeps its dump kernel alive
+        after memory growth: ask once for kdumpd's own image, when the host is quiet."""
+        why = self.header.unprotected()
+        if why is None or self.dry_run:
+            return
+        log.warning("%s: %s", why, REASON_UNPROTECTED)
+        self.request(now, (), REASON_UNPROTECTED, missed=True)
 
     def _look_again(self, burst: Burst, decision: Decision, now: float) -> Decision | None:
         """Put ``burst`` back when ``decision`` needs another read first (a 0 to confirm, a

@@ -88,6 +88,7 @@ class FakeKernel:
         self.arch = arch
         self.handler = handler
         self.kcore = kcore
+        self.cmdline = DUMP_CMDLINE  # the dump kernel's command line a load lays out
         self.log: list[str] = []  # the kernel's messages, oldest first
         self.loads = 0
         self._lock = threading.Lock()  # the kexec lock (a real lock: loads run in a worker)
@@ -230,7 +231,7 @@ class FakeKernel:
         if not self.kcore or self.kind is None or self.describes is None:
             return
         cpus = POSSIBLE_CPUS if self.kind == "file" else map(_number, self.describes.cpus)
-        fakekcore.load_image(self.sysfs.root, RESERVATION, self.kind, DUMP_CMDLINE,
+        fakekcore.load_image(self.sysfs.root, RESERVATION, self.kind, self.cmdline,
                              ram=[_block(b) for b in self.describes.memory],
                              cpus=sorted(cpus), fresh=fresh)
 

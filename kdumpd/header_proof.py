@@ -12,6 +12,12 @@ header is a failed load. Should that happen :data:`DISAGREEMENTS` times in a row
 reader and the kernel disagree about what a dump needs (a kernel whose header this
 module does not understand): verification is turned off until the next start, loudly,
 and the inference decides, so a misreading can never cause a reload loop.
+
+The loaded command line is part of the proof: an image kdumpd never had to reload (the
+distribution's own ``kexec -s`` load, kept current by the kernel) can lack what keeps its
+dump kernel alive after memory growth (``acpi_no_memhotplug``). ``protection`` says so
+for a command line read back; :meth:`HeaderProof.unprotected` then asks, once per loaded
+command line, for the image to be replaced by kdumpd's own.
 """
 
 from __future__ import annotations
@@ -30,9 +36,12 @@ DISAGREEMENTS = 2  # stale right after our own loads, in a row, before trusting 
 
 class HeaderProof:
     def __init__(self, verify: Callable[[], HeaderCheck] | None,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], *,
+                 protection: Callable[[str], str | None] | None = None) -> None:
         self._verify = verify
         self._clock = clock
+        self._protection = protection  # None: kdumpd's own image would not differ
+        self._replacing: set[str] = set()  # loaded command lines already asked to replace
         self.last: HeaderCheck | None = None  # the last verdict read back
         self.last_at: float | None = None  # when (monotonic), for status
         self._stale_after_load = 0
@@ -49,6 +58,20 @@ class HeaderProof:
         self.last = self._verify()
         self.last_at = self._clock()
         return self.last
+
+    def unprotected(self) -> str | None:
+        """Why the image read back last must be replaced to survive memory growth, the
+        first time that command line is seen; None otherwise (or when it cannot be read)."""
+        check = self.last
+        if self._protection is None or check is None or check.loaded_cmdline is None:
+            return None
+        line = " ".join(w for w in check.loaded_cmdline.split()
+                        if not w.startswith("elfcorehdr="))
+        why = self._protection(line)
+        if why is None or line in self._replacing:
+            return None
+        self._replacing.add(line)
+        return why
 
     def judge(self, decision: Decision) -> Decision:
         """``decision`` as the header read back now has it: unchanged when it cannot be

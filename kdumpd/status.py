@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable
 
 from kdumpd import image_report
 from kdumpd.backends import Backend
@@ -54,6 +54,9 @@ class Status:
     crash_hotplug_from: str = "read now"
     header: HeaderCheck | None = None  # the loaded header read back (kdumpd verify)
     daemon: dict[str, Any] | None = None  # what the running kdumpd said it knows
+    # Why the loaded dump kernel may not survive memory growth (its command line read
+    # back), or that this cannot be told; None when fine or not asked.
+    loaded_warning: str | None = None
     metrics: Location | None = None  # kdumpd.prom (None: [metrics] off)
 
     @property
@@ -112,6 +115,7 @@ class Status:
             "crash_hotplug_from": self.crash_hotplug_from,
             "header": self.header.as_dict() if self.header else None,
             "daemon": self.daemon,
+            "loaded_cmdline_warning": self.loaded_warning,
             "metrics": self.metrics.as_dict() if self.metrics else None,
         }
 
@@ -138,6 +142,8 @@ class Status:
             lines.append(f"loaded header: {self.header.line()}")
             if self.header.loaded_cmdline is not None:
                 lines.append(f"loaded command line: {self.header.loaded_cmdline}")
+        if self.loaded_warning is not None:
+            lines.append(f"warning: {self.loaded_warning}")
         if self.daemon is not None:
             lines.append(f"kdumpd: {self.daemon.get('status_line', '?')}; header "
                          f"verification {self.daemon.get('header_verification', '?')}")
@@ -190,7 +196,8 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
            kernel_log: tuple[KernelLog | None, str] = (None, "not read"),
            capacity: Capacity | None = None, metrics: Location | None = None,
            daemon: tuple[dict[str, Any] | None, str] = (None, ""),
-           header: HeaderCheck | None = None) -> Status:
+           header: HeaderCheck | None = None,
+           protection: Callable[[str], str | None] | None = None) -> Status:
     """What `kdumpd status` shows. ``daemon``: what the running kdumpd said it knows, or
     None and why it was not asked or did not answer ("" when none runs): while kdumpd
     runs, crash_hotplug is taken from it and never read here (a read takes the kexec
@@ -215,6 +222,8 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         crash_hotplug_from=source,
         header=header,
         daemon=known,
+        loaded_warning=_loaded_warning(header, protection) if is_loaded(crash_loaded)
+        else None,
         backend=backend.name,
         backend_action=backend.describe(),
         state=state,
@@ -225,6 +234,16 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
         capacity=capacity,
         metrics=metrics,
     )
+
+
+def _loaded_warning(header: HeaderCheck | None,
+                    protection: Callable[[str], str | None] | None) -> str | None:
+    if protection is None or header is None:
+        return None
+    if header.loaded_cmdline is None:
+        return ("the loaded dump kernel's command line cannot be read back "
+                f"({header.why}): whether it survives memory growth is unknown")
+    return protection(header.loaded_cmdline)
 
 
 def _crash_hotplug(sysfs: Sysfs, crash_loaded: Value, known: dict[str, Any] | None,

@@ -131,6 +131,9 @@ JSON_KEYS = (
      "back, as kdumpd verify --json prints it: verdict (current, stale, unloaded, unknown), "
      "why, header_address, ranges_missing, ranges_extra (lists of [start, end] inclusive), "
      "cpus_missing, loaded_cmdline, read_s, header_loads."),
+    ("loaded_cmdline_warning", "String or null: why the loaded dump kernel's command line "
+     "(read back) may not survive memory growth, or that it cannot be read; null when fine "
+     "or when kdumpd's own image would not differ."),
     ("daemon", "Object or null (no daemon answered): what the running kdumpd knows: "
      "kexec_crash_loaded, crash_hotplug and crash_hotplug_read_at (Unix time), header (with "
      "read_at), header_verification, failed_reads, status_line."),

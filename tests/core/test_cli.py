@@ -123,6 +123,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "header": (dict, type(None)),
     "daemon": (dict, type(None)),
     "metrics": (dict, type(None)),
+    "loaded_cmdline_warning": (str, type(None)),
 }
 
 

@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from kdumpd import fakesysfs
+from kdumpd.backends.distro import loaded_lacks_growth_safety
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.events import Event
-from kdumpd.fakekernel import FakeKernel
+from kdumpd.fakekernel import Call, FakeKernel
 from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
 from kdumpd.header_proof import HeaderProof
@@ -225,3 +226,67 @@ def test_a_step_of_the_inference_is_not_verified(clock: FakeClock) -> None:
                  Decision(False, "wait", wait_for_load=True)):
         assert proof.judge(step) is step
     assert proof.last is None
+
+
+DAY_ONE = ("root=/dev/vda rw reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 "
+           "irqpoll usbcore.nousb memhp_default_state=online_movable")
+
+
+def protection(line: str) -> str | None:
+    return loaded_lacks_growth_safety(line, "x86_64", True)
+
+
+def test_an_image_that_would_not_survive_growth_is_replaced_once_when_quiet(
+    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Day-one Debian: kdump-tools' own -s image, kept current by the kernel (crash_hotplug
+    # 1/1), lacks acpi_no_memhotplug; its dump kernel died after 5.5 GiB of growth.
+    rig = Proven(root, clock, loaded="file")
+    rig.kernel.cmdline = DAY_ONE
+    rig.kernel.publish()
+    rig.controller.header = HeaderProof(rig.verify, clock, protection=protection)
+
+    def kdumpds_image(kernel: FakeKernel, call: Call) -> None:
+        kernel.cmdline = DAY_ONE.replace("memhp_default_state=online_movable",
+                                         "acpi_no_memhotplug")
+    rig.kernel.handler = kdumpds_image
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        rig.controller.start(clock())
+        assert rig.controller.deadline() == pytest.approx(clock() + 0.25)  # when quiet
+        rig.settle()
+    assert rig.loads() == 1 and rig.kernel.image_current()
+    assert ("the loaded dump kernel's command line lacks acpi_no_memhotplug and carries "
+            "memhp_default_state=online_movable: after memory grows it may take the new "
+            "memory as its own and die before the dump: replacing the loaded image once "
+            "with kdumpd's, whose dump kernel survives memory growth ([reload] growth_safe "
+            "= false turns this off)") in caplog.messages
+    assert "acpi_no_memhotplug" in (rig.controller.header.last.loaded_cmdline or "")
+    rig.hotplug("memory", "memory9", "add", "online")
+    rig.settle()
+    assert rig.loads() == 1  # current and protected: nothing more
+
+
+def test_an_image_kdumpd_cannot_protect_is_replaced_only_once(
+    root: Path, clock: FakeClock
+) -> None:
+    rig = Proven(root, clock, loaded="file")
+    rig.kernel.cmdline = DAY_ONE  # and kdumpd's own load keeps it (a backend that cannot)
+    rig.kernel.publish()
+    rig.controller.header = HeaderProof(rig.verify, clock, protection=protection)
+    rig.controller.start(clock())
+    rig.settle()
+    rig.hotplug("memory", "memory9", "add", "online")
+    rig.settle()
+    clock.advance(3600)
+    rig.settle()
+    assert rig.loads() == 1
+
+
+def test_the_loaded_command_line_is_checked_for_growth_safety_on_x86_with_slots() -> None:
+    assert protection("a acpi_no_memhotplug b") is None
+    assert loaded_lacks_growth_safety(DAY_ONE, "x86_64", False) is None  # no ACPI slots
+    assert loaded_lacks_growth_safety(DAY_ONE, "ppc64le", True) is None
+    assert protection("root=/dev/vda memory_hotplug.online_policy=auto-movable") == (
+        "the loaded dump kernel's command line lacks acpi_no_memhotplug and carries "
+        "memory_hotplug.online_policy=auto-movable: after memory grows it may take the new "
+        "memory as its own and die before the dump")

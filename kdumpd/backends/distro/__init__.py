@@ -30,6 +30,7 @@ from kdumpd.backends.distro.hazard import (
     APPEND_SETTING,
     NO_MEMHOTPLUG,
     acpi_memory_hotplug,
+    loaded_lacks_growth_safety,
     memory_hotplug_hazard,
     survive_growth,
 )
@@ -47,7 +48,8 @@ __all__ = [
     "APPEND_SETTING", "DEBIAN_APPEND", "DEBIAN_DEFAULTS", "NO_MEMHOTPLUG", "SHELL_FILE_LIMIT",
     "SYSCONFIG",
     "CrashImage", "DistroError", "acpi_memory_hotplug", "crash_image", "debian",
-    "default_append", "family", "fedora", "generic", "memory_hotplug_hazard", "missing_parts",
+    "default_append", "family", "fedora", "generic", "loaded_lacks_growth_safety",
+    "memory_hotplug_hazard", "missing_parts",
     "read_shell_vars", "survive_growth", "suse", "watchdog_drivers", "with_overrides",
 ]
 

@@ -88,3 +88,22 @@ def survive_growth(image: CrashImage, machine: str, acpi_slots: bool) -> CrashIm
         image, append=" ".join([*kept, *added]), added=image.added + added,
         removed=image.removed + removed, changed_why=GROWTH_WHY,
     )
+
+
+def loaded_lacks_growth_safety(loaded_cmdline: str, machine: str, acpi_slots: bool
+                               ) -> str | None:
+    """Why the *loaded* dump kernel's command line (read back from the reservation,
+    loaded_header.py) would not survive memory growth, or None: what
+    :func:`survive_growth` would have added. On a day-one Debian 13 host kdump-tools' own
+    ``kexec -s`` image (crash_hotplug 1/1: kdumpd never reloads it) lacked it, and after
+    11 hot-added 512 MiB DIMMs its dump kernel died of out-of-memory 2.5 s into its boot
+    while `kdumpd status` showed kdumpd's own, protected, command line."""
+    if not acpi_slots or not re.fullmatch(r"i.86|x86_64", machine):
+        return None
+    words = cmdline_words(loaded_cmdline)
+    if NO_MEMHOTPLUG in words:
+        return None
+    inherited = [w for w in words if _FIRST_KERNEL_ONLY.match(w.replace('"', ""))]
+    also = f" and carries {' '.join(inherited)}" if inherited else ""
+    return (f"the loaded dump kernel's command line lacks {NO_MEMHOTPLUG}{also}: after "
+            "memory grows it may take the new memory as its own and die before the dump")
