@@ -19,11 +19,13 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kdumpd import __version__, metrics_dir
 from kdumpd.controller import Controller
 from kdumpd.exposure import Exposure
 from kdumpd.hardware import read_crash_reservation
+from kdumpd.loaded_header import CURRENT, STALE, HeaderCheck
 from kdumpd.metrics_dir import DirectoryRefused
 from kdumpd.rules.atomic import WriteError, replace_at
 from kdumpd.sysfs import Sysfs
@@ -58,6 +60,12 @@ class Reading:
     last_reload_duration_s: float | None = None
     reserved_bytes: int | None = None
     recommended_bytes: int | None = None
+    # The loaded header as last read back (loaded_header.py): 1 current, 0 stale, absent
+    # when it was never read or could not be told; with the counts missing and extra.
+    header_current: bool | None = None
+    header_ranges_missing: int | None = None
+    header_ranges_extra: int | None = None
+    failed_reads: int = 0  # "kexec_trylock() failed" lines with no hotplug event
 
 
 def gather(controller: Controller, sysfs: Sysfs) -> Reading:
@@ -79,7 +87,17 @@ def gather(controller: Controller, sysfs: Sysfs) -> Reading:
         last_reload_duration_s=controller.stats.last_duration_s,
         reserved_bytes=read_crash_reservation(sysfs.root).size,
         recommended_bytes=capacity.recommended_bytes if capacity is not None else None,
+        **_header(controller.header.last),
+        failed_reads=controller.stats.failed_reads,
     )
+
+
+def _header(check: HeaderCheck | None) -> dict[str, Any]:
+    if check is None or check.verdict not in (CURRENT, STALE):
+        return {}
+    return {"header_current": check.verdict == CURRENT,
+            "header_ranges_missing": len(check.ranges_missing),
+            "header_ranges_extra": len(check.ranges_extra)}
 
 
 def textfile_dir(setting: str, exists: object = Path.is_dir) -> Path | None:
@@ -125,6 +143,21 @@ class _Collector:
         yield from gauge("kdumpd_hardware_agrees", "The loaded image was recorded for the "
                          "hardware of now (absent: unknown).",
                          None if r.hardware_agrees is None else float(r.hardware_agrees))
+        yield from gauge("kdumpd_header_current", "The loaded header, read back through "
+                         "/proc/kcore, covers the RAM and CPUs of now (absent: not read or "
+                         "cannot tell).",
+                         None if r.header_current is None else float(r.header_current))
+        yield from gauge("kdumpd_header_ranges_missing", "System RAM ranges the loaded "
+                         "header lacks, as last read back.",
+                         None if r.header_ranges_missing is None
+                         else float(r.header_ranges_missing))
+        yield from gauge("kdumpd_header_ranges_extra", "Loaded header ranges over memory "
+                         "that is not RAM, as last read back.",
+                         None if r.header_ranges_extra is None
+                         else float(r.header_ranges_extra))
+        yield counter("kdumpd_crash_hotplug_failed_reads", "The kernel's \"kexec_trylock() "
+                      "failed\" lines with no hotplug event near: reads of crash_hotplug "
+                      "during a load, since kdumpd started.", r.failed_reads)
         yield counter("kdumpd_events", "Relevant hotplug events since kdumpd started.",
                       r.events)
         yield counter("kdumpd_reloads", "Reloads that worked, this boot.", e.reloads)

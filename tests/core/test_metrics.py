@@ -12,6 +12,8 @@ import pytest
 from kdumpd import metrics
 from kdumpd.exposure import Exposure
 from kdumpd.fakesysfs import FakeClock
+from kdumpd.header_proof import HeaderProof
+from kdumpd.loaded_header import STALE, UNKNOWN, HeaderCheck
 from kdumpd.metrics import Reading
 from kdumpd.metrics_dir import DirectoryRefused
 from kdumpd.rules.atomic import WriteError, replace_at
@@ -51,6 +53,28 @@ def test_the_file_holds_every_named_metric(tmp_path: Path) -> None:
     (build,) = [k for k in got if k[0] == "kdumpd_build_info"]
     assert dict(build[1])["version"].startswith("0.")
     assert [p.name for p in tmp_path.iterdir()] == ["kdumpd.prom"]  # no temp file left
+    assert ("kdumpd_header_current", ()) not in got  # never read back: no sample
+    assert got[("kdumpd_crash_hotplug_failed_reads_total", ())] == 0
+
+
+def test_the_header_read_back_is_a_gauge_with_its_counts(root: Path, clock: FakeClock,
+                                                          tmp_path: Path) -> None:
+    rig = Rig(root, clock)
+    stale = HeaderCheck(STALE, "x", ranges_missing=((1 << 32, 1 << 33),),
+                        ranges_extra=((1 << 34, 1 << 35), (1 << 36, 1 << 37)))
+    rig.controller.header = HeaderProof(lambda: stale, clock)
+    rig.controller.header.read()
+    rig.controller.stats.failed_reads = 7
+    metrics.write(tmp_path, metrics.gather(rig.controller, rig.sysfs), owner=os.geteuid())
+    got = samples(tmp_path / "kdumpd.prom")
+    assert got[("kdumpd_header_current", ())] == 0
+    assert got[("kdumpd_header_ranges_missing", ())] == 1
+    assert got[("kdumpd_header_ranges_extra", ())] == 2
+    assert got[("kdumpd_crash_hotplug_failed_reads_total", ())] == 7
+    rig.controller.header = HeaderProof(lambda: HeaderCheck(UNKNOWN, "no kcore"), clock)
+    rig.controller.header.read()
+    metrics.write(tmp_path, metrics.gather(rig.controller, rig.sysfs), owner=os.geteuid())
+    assert ("kdumpd_header_current", ()) not in samples(tmp_path / "kdumpd.prom")
 
 
 def test_the_directory_setting() -> None:
