@@ -2,7 +2,7 @@
 command line and ELF core header where the kernel and kexec-tools put them.
 
 For tests, the demo and the fake kernel (fakekernel.py). The layout follows what the
-Debian 13 guest showed (docs: kernel-and-peers.md, "The loaded header can be read back"):
+Debian 13 guest showed (docs/design.md, "Decide from what is loaded"; loaded_header.py):
 
 - /proc/kcore is an ELF64 core file; the PT_LOAD over the reservation has ``p_paddr`` set
   (the direct map). The file is sparse: only what was written takes space.

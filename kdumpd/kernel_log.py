@@ -2,10 +2,13 @@
 
 The kernel's hotplug handler (``crash_handle_hotplug_event()``) takes the kexec lock
 with a trylock; when someone holds it (any load syscall, a read of
-``/sys/kernel/kexec_crash_size`` or of ``crash_hotplug``) it updates nothing, logs one
-line, and ``crash_hotplug`` keeps reading 1. That line is the only trace, so kdumpd reads
-this boot's kernel messages from the journal (``_TRANSPORT=kernel``): the unit's
-``ProtectKernelLogs=yes`` hides /dev/kmsg, not the journal files.
+``/sys/kernel/kexec_crash_size``) it updates nothing, logs one line, and
+``crash_hotplug`` keeps reading 1. The identical line is printed by a *read* of
+``crash_hotplug`` whose own trylock fails during a load; that read skips nothing (the
+update and the read both take ``__crash_hotplug_lock`` first), so which one a line is
+is told by skip_lines.py, from the hotplug events around it. kdumpd reads this boot's
+kernel messages from the journal (``_TRANSPORT=kernel``: not its own messages, which
+quote the line): the unit's ``ProtectKernelLogs=yes`` hides /dev/kmsg, not the journal.
 
 :class:`JournalKernelLog` is the real edge (systemd-python's ``journal.Reader``), and the
 daemon takes anything with the :class:`KernelLog` shape, so tests pass a fake.
@@ -43,7 +46,8 @@ class KernelLog(Protocol):
         """A descriptor that becomes readable when new messages may have arrived."""
 
     def new_skips(self) -> list[str]:
-        """The skip lines logged since the last call (or since :meth:`lookback`)."""
+        """The "kexec_trylock() failed" lines logged since the last call (or since
+        :meth:`lookback`): skips or failed reads, skip_lines.py tells which."""
 
     def lookback(self) -> tuple[int, int]:
         """(skip lines, kernel messages) this boot so far; positions after the last one."""
