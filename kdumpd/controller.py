@@ -235,7 +235,8 @@ class Controller:
                      "before kdumpd ran: with no hotplug event beside them these lines "
                      "cannot be told from failed reads of crash_hotplug, so they decide "
                      "nothing", kernel_skips)
-        self._replace_unprotected(now)
+        if self.header.unprotected(peek=True):
+            self.request(now, (), REASON_UNPROTECTED)  # decided when the host is quiet
         if state is not None and state.loading:
             # Killed during a load: the syscall may have freed the old image.
             log.warning("%s: deciding over both subsystems", REASON_INTERRUPTED)
@@ -374,9 +375,9 @@ class Controller:
         if acted_on is None:
             return None
         decision = acted_on
-        if is_loaded(snapshot.crash_loaded) and REASON_UNPROTECTED not in burst.reasons:
-            decision = self.last_decision = self.header.judge(decision)
-            self._replace_unprotected(now)
+        if is_loaded(snapshot.crash_loaded):
+            decision = self.last_decision = self._replace_unprotected(
+                self.header.judge(decision))
         if "memory" in burst.subsystems:
             self._check_capacity()
         for warning in decision.warnings:
@@ -402,14 +403,17 @@ class Controller:
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
 
-    def _replace_unprotected(self, now: float) -> None:
-        """The loaded command line, read back, lacks what keeps its dump kernel alive
-        after memory growth: ask once for kdumpd's own image, when the host is quiet."""
+    def _replace_unprotected(self, decision: Decision) -> Decision:
+        """A decision that keeps an image whose command line, read back, lacks what keeps
+        its dump kernel alive after memory growth becomes one reload to kdumpd's own image
+        (once per loaded command line; a decision that reloads anyway needs no more)."""
+        if decision.reload or decision.confirm or decision.wait_for_load:
+            return decision
         why = self.header.unprotected()
-        if why is None or self.dry_run:
-            return
+        if why is None:
+            return decision
         log.warning("%s: %s", why, REASON_UNPROTECTED)
-        self.request(now, (), REASON_UNPROTECTED, missed=True)
+        return Decision(True, f"{why}: {REASON_UNPROTECTED}", decision.warnings)
 
     def _look_again(self, burst: Burst, decision: Decision, now: float) -> Decision | None:
         """Put ``burst`` back when ``decision`` needs another read first (a 0 to confirm, a

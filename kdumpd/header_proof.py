@@ -59,9 +59,10 @@ class HeaderProof:
         self.last_at = self._clock()
         return self.last
 
-    def unprotected(self) -> str | None:
+    def unprotected(self, *, peek: bool = False) -> str | None:
         """Why the image read back last must be replaced to survive memory growth, the
-        first time that command line is seen; None otherwise (or when it cannot be read)."""
+        first time that command line is seen (``peek``: without marking it seen); None
+        otherwise, or when it cannot be read."""
         check = self.last
         if self._protection is None or check is None or check.loaded_cmdline is None:
             return None
@@ -70,7 +71,8 @@ class HeaderProof:
         why = self._protection(line)
         if why is None or line in self._replacing:
             return None
-        self._replacing.add(line)
+        if not peek:
+            self._replacing.add(line)
         return why
 
     def judge(self, decision: Decision) -> Decision:

@@ -37,10 +37,10 @@ FILES = (
     ("/usr/share/kdumpd/kexec-load.conf", "Drop-in (copy it into "
      "/etc/systemd/system/kdumpd.service.d/) that lets the kexec backend use kexec_load: "
      "the load modes hotplug and plain, whose window without a crash kernel is the "
-     "shortest; it gives the unit back /proc/kcore and /proc/kallsyms."),
+     "shortest; it gives the unit back /proc/kallsyms (exposure 2.5 to 2.7)."),
     ("/usr/share/kdumpd/distro-tools.conf", "Drop-in for the kdump-config and kdumpctl "
      "backends, whose scripts need far more than the shipped sandbox (locks, /var/crash, "
-     "initrd rebuilds); it raises the unit's systemd-analyze security exposure from 1.9 "
+     "initrd rebuilds); it raises the unit's systemd-analyze security exposure from 2.5 "
      "to 5.1 (measured with systemd-analyze security \\-\\-offline=true, systemd 252)."),
     ("/run/kdumpd/", "Runtime directory of the service; handles-reload exists while "
      "kdumpd is in charge of reloads (the managed udev block skips the distribution's "

@@ -120,8 +120,8 @@ def test_the_distro_tools_drop_in_scores_what_the_docs_say(tmp_path: Path) -> No
     generator = (Path(__file__).parents[2] / "packaging" / "gen-manpage.py").read_text()
     readme = (Path(__file__).parents[2] / "README.md").read_text()
 
-    assert f"from 1.9 to {score}" in " ".join(generator.replace('"', "").split()), line
-    assert f"from 1.9 to {score}" in " ".join(readme.split()), line
+    assert f"from 2.5 to {score}" in " ".join(generator.replace('"', "").split()), line
+    assert f"from 2.5 to {score}" in " ".join(readme.split()), line
     assert "audit" not in generator  # a figure says how it was measured, not who said it
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from .guest import GuestError, Vm, guest_argv
 
-CRASH_APPEND = "root=/dev/vda console=ttyS0 irqpoll nr_cpus=1 reset_devices"
+CRASH_APPEND = "root=/dev/vda console=ttyS0 irqpoll nr_cpus=1 reset_devices acpi_no_memhotplug"
 HOTPLUG_ACTIONS = ("add", "remove", "online", "offline")
 JOURNAL_FIELDS = (
     "MESSAGE", "MESSAGE_ID", "PRIORITY", "KDUMPD_SUBSYSTEM", "KDUMPD_ACTION",

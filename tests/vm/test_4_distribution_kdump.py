@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from . import driver as d
 from . import dumpcheck as dc
+from .guest import Vm
 from .harness import (
     DUMP_SHELL_DROPIN,
     HANDOVER,
@@ -29,6 +30,7 @@ from .harness import (
     panic,
     run_burst,
     said,
+    settle_kdumpd,
     stop_watch,
     watch_files,
 )
@@ -46,6 +48,17 @@ def growth_safe(append: str) -> str:
     words = [w for w in append.split()
              if not w.startswith(("memhp_default_state", "memory_hotplug."))]
     return " ".join(words + ([] if "acpi_no_memhotplug" in words else ["acpi_no_memhotplug"]))
+
+
+# What kdumpd logs when it replaces an image whose dump kernel would not survive growth.
+REPLACED = "replacing the loaded image once with kdumpd's"
+
+
+def settled_replacements(vm: Vm) -> str:
+    """Once kdumpd is idle: how many times it replaced a loaded image for growth safety."""
+    settle_kdumpd(vm)
+    return vm.sh.run("journalctl -u kdumpd -o cat --no-pager | "
+                     f"grep -c \"{REPLACED}\" || true").output.strip()
 
 
 def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
@@ -78,11 +91,15 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
     vm.sh.run("kdump-config reload", timeout=300)
     own = d.crash_state(vm)
     d.restart_kdumpd(vm)
+    # kdump-tools' own image lacks acpi_no_memhotplug: kdumpd reads its command line back
+    # and replaces it once, when quiet, with its growth-safe image (issue 29, point 4).
+    replaced = settled_replacements(vm)
     status = vm.sh.run("kdumpd status").output
-    result.notes.append("kdumpd status: " + " / ".join(
+    result.notes.append(f"(1) at kdumpd's start, replacements of kdump-tools' image for "
+                        f"growth safety: {replaced}; kdumpd status: " + " / ".join(
         line.strip() for line in status.splitlines() if line.strip().startswith(
             ("backend", "family", "kernel:", "initrd:", "append:", "added:", "removed:",
-             "warning:"))))
+             "warning:", "loaded header:", "loaded command line:"))))
     first = run_burst(guest, "DIMM hot-add, kdump-tools' own load", dimm_burst(guest))
     result.bursts.append(first)
 
@@ -99,7 +116,8 @@ def test_13_debian_kdump_tools_with_kdumpds_default_configuration(
                      "tail -1").output.strip().split("loading the crash kernel: ", 1)[-1]
     result.notes.append(f"kdump-config's load: {distro_cmd}")
     result.notes.append(f"kdumpd's load: {ours}")
-    assert (own.loaded, own.cpu, own.memory) == ("1", "1", "1"), own
+    # kdump-tools' own load, and kdumpd's one replacement of it at start.
+    assert (own.loaded, own.cpu, own.memory, replaced) == ("1", "1", "1", "1"), (own, replaced)
     assert first.reloads == 0 and first.failed == 0, said(first)
     assert (second.before.cpu, second.before.memory) == ("0", "0"), said(second)
     assert second.reloads == 1 and second.failed == 0, said(second)
@@ -225,7 +243,8 @@ def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
         "rules directories: " + " ".join(layers.split()))
     assert 0 < times["kdump-tools"] <= times["kdumpd"], times
     assert state.loaded == "1", state
-    assert loads == 0, journal[-2000:]
+    # kdump-tools' image lacks acpi_no_memhotplug: one replacement, nothing more.
+    assert loads == journal.count(REPLACED) <= 1, journal[-2000:]
     assert "50-kdump-tools.rules" in vm.sh.run("ls /run/udev/rules.d/").output
     assert not vm.sh.run("test -e /etc/udev/rules.d/50-kdump-tools.rules",
                          check=False).ok
@@ -274,7 +293,8 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
         guest, f"{GROWTH_DIMMS} DIMMs of {GROWTH_DIMM_MIB} MiB hot-added",
         lambda: [guest.hotplug.add_dimm(GROWTH_DIMM_MIB) for _ in range(GROWTH_DIMMS)]))
     result.bursts.append(run_burst(guest, "CPU hot-add (QMP) + online", cpu_add_burst(guest)))
-    assert result.bursts[0].reloads >= 1, said(result.bursts[0])
+    # kdumpd replaced kdump-tools' image at its start (it lacks acpi_no_memhotplug) or
+    # reloaded it in the first burst (crash_hotplug 0): its last load is growth-safe.
     loaded = vm.sh.run("journalctl -u kdumpd -o cat | grep 'loading the crash kernel: ' | "
                        "tail -1").output
     result.notes.append(f"kdumpd's last load: {loaded.strip()}")
