@@ -51,6 +51,23 @@ def test_the_summary_of_real_status_output(tmp_path: Path) -> None:
     assert none["problems"][0].startswith("no crash kernel is loaded")
 
 
+def test_the_header_read_back_decides_the_summary_over_the_proxies(tmp_path: Path) -> None:
+    summarise = info_module().summarise
+    root = fakesysfs.build(tmp_path / "root", crash_hotplug="0")
+    status = status_of(tmp_path, root)  # crash_hotplug 0, nothing recorded: not usable...
+    assert status["header"]["verdict"] == "unknown" and not summarise(status)["usable"]
+    current = summarise({**status, "header": {"verdict": "current", "why": "4 ranges"}})
+    assert current["usable"] is True and current["header"] == "current"  # ...proven usable
+    assert current["problems"] == []
+    stale = summarise({**status, "kernel_keeps_current": {"cpu": True, "memory": True},
+                       "header": {"verdict": "stale", "why": "RAM missing 0x1-0x2"}})
+    assert stale["usable"] is False
+    assert stale["problems"] == ["the loaded header read back is STALE: RAM missing 0x1-0x2"]
+    warned = summarise({**status, "header": {"verdict": "current"},
+                        "loaded_cmdline_warning": "lacks acpi_no_memhotplug"})
+    assert warned["problems"] == ["lacks acpi_no_memhotplug"]
+
+
 def test_the_module_reads_status_on_the_target_and_changes_nothing(
     ansible: Ansible, tmp_path: Path,
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 from kdumpd import journal_ids
 
 from . import driver as d
+from .guest import Vm
 from .harness import (
     DROPIN_DIR,
     KEXEC_LOAD_DROPIN,
@@ -25,7 +26,9 @@ from .harness import (
     restart_with,
     run_burst,
     said,
+    settle_kdumpd,
     start_fresh,
+    verify_loaded,
 )
 
 HEADER_CURRENT = "the loaded header, read back, is current"
@@ -153,3 +156,109 @@ def test_17_the_kernels_skipped_updates_and_hot_remove_with_a_kernel_updated_ima
                         f"{line}")
     assert status_skips == "0", "kdumpd status made the kernel skip its update"
     assert verdict.ok, verdict.describe()
+
+
+READERS = "/run/kdumpd-readers"
+
+
+def start_readers(vm: Vm, *, status: bool) -> None:
+    """A 50 ms poller of both crash_hotplug files (a read during a load prints the kernel's
+    skip line and reads 0), and `kdumpd status` every 0.5 s, until READERS is removed."""
+    vm.sh.run(f"touch {READERS}; nohup sh -c 'while [ -e {READERS} ]; do cat "
+              "/sys/devices/system/cpu/crash_hotplug /sys/devices/system/memory/crash_hotplug "
+              ">/dev/null 2>&1; sleep 0.05; done' >/dev/null 2>&1 &")
+    if status:
+        vm.sh.run(f"nohup sh -c 'while [ -e {READERS} ]; do kdumpd status >/dev/null 2>&1; "
+                  "sleep 0.5; done' >/dev/null 2>&1 &")
+
+
+def skip_lines(vm: Vm) -> int:
+    return int(vm.sh.run(f"dmesg | grep -c '{SKIP_LINE}' || true").output.strip() or 0)
+
+
+def reloads_since(vm: Vm, cursor: str) -> tuple[int, list[str]]:
+    entries = d.journal_since(vm, cursor)
+    return sum(e.message_id == journal_ids.RELOAD_DONE for e in entries), messages(entries)
+
+
+def test_18_proof_not_proxies_the_header_read_back_and_reader_storms(
+    dumping_trixie: Guest, scenario: Callable
+) -> None:
+    guest = dumping_trixie
+    result = scenario(
+        "18. proof, not proxies: the loaded header read back, and readers of crash_hotplug",
+        guest.release,
+        "(1) kdumpd stopped, a `kexec -p -c` image, a DIMM hot-added: `kdumpd verify` must "
+        "say stale (the DIMM missing); kdumpd started with no state for this boot reads the "
+        "header back, reloads once, and `kdumpd verify` says current. (2) a `-c` image and "
+        "a DIMM hot-add (one reload of kdumpd's) while a 50 ms poller reads both "
+        "crash_hotplug files and `kdumpd status` runs every 0.5 s, for 20 s after it: at "
+        "most one extra reload in all, whatever the kernel printed. (3) kdumpd stopped, "
+        "three foreign `kexec -s -p` loads with the poller running (each read during a load "
+        "prints the skip line), then kdumpd's first start of the boot with those lines in "
+        "the journal and a current header: no reload.",
+    )
+    vm = guest.vm
+    # (1) stale, then current, decided by the header read back.
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, guest.release, ["-c"])
+    guest.hotplug.add_dimm()
+    vm.sh.run("udevadm settle -t 60", timeout=90)
+    before = verify_loaded(vm)
+    fresh_state(vm)
+    cursor = d.journal_cursor(vm)
+    restart_with(guest, guest.config(load="auto"))
+    settle_kdumpd(vm)
+    after = verify_loaded(vm)
+    reloads_1, said_1 = reloads_since(vm, cursor)
+    result.notes.append(
+        f"(1) before kdumpd: verify {before['verdict']} ({before['why']}, read in "
+        f"{before['read_s']} s); kdumpd's start: {reloads_1} reload(s), it said: "
+        + " | ".join(said_1[-4:]) + f"; after: verify {after['verdict']} ({after['why']})")
+    assert before["verdict"] == "stale", before
+    assert any(int(a) >= 1 << 32 for a, _ in before["ranges_missing"]), before  # type: ignore[attr-defined]
+    assert reloads_1 == 1 and after["verdict"] == "current", (said_1, after)
+
+    # (2) readers during and after one reload of kdumpd's.
+    d.stop_kdumpd(vm)
+    d.kexec_load(vm, guest.release, ["-c"])
+    fresh_state(vm)
+    restart_with(guest, guest.config(load="auto"))
+    settle_kdumpd(vm)
+    vm.sh.run("dmesg -C")
+    cursor = d.journal_cursor(vm)
+    start_readers(vm, status=True)
+    guest.hotplug.add_dimm()
+    vm.sh.run("udevadm settle -t 60; sleep 20", timeout=120)
+    vm.sh.run(f"rm -f {READERS}; sleep 1")
+    settle_kdumpd(vm)
+    reloads_2, said_2 = reloads_since(vm, cursor)
+    lines_2 = skip_lines(vm)
+    header_2 = verify_loaded(vm)
+    result.notes.append(
+        f"(2) DIMM hot-add on a -c image with a 50 ms crash_hotplug poller and `kdumpd "
+        f"status` every 0.5 s: kernel skip lines {lines_2}, kdumpd reloads {reloads_2}, "
+        f"verify after: {header_2['verdict']}; kdumpd said: " + " | ".join(
+            m for m in said_2 if "kexec_trylock" in m or "reload" in m)[:1500])
+    assert 1 <= reloads_2 <= 2, said_2
+    assert header_2["verdict"] == "current", header_2
+
+    # (3) a boot's earlier reader lines and a current header at kdumpd's first start.
+    d.stop_kdumpd(vm)
+    start_readers(vm, status=False)
+    for _ in range(3):
+        d.kexec_load(vm, guest.release, ["-s"])
+    vm.sh.run(f"rm -f {READERS}; sleep 1")
+    lines_3 = skip_lines(vm)
+    fresh_state(vm)
+    cursor = d.journal_cursor(vm)
+    restart_with(guest, guest.config(load="auto"))
+    settle_kdumpd(vm)
+    reloads_3, said_3 = reloads_since(vm, cursor)
+    header_3 = verify_loaded(vm)
+    result.notes.append(
+        f"(3) kernel skip lines this boot before kdumpd's start: {lines_3}; kdumpd's start: "
+        f"{reloads_3} reload(s), header {header_3['verdict']}; it said: "
+        + " | ".join(m for m in said_3 if "kexec_trylock" in m or "header" in m)[:800])
+    assert lines_3 >= 1, "no reader line was printed: the storm did not happen"
+    assert reloads_3 == 0 and header_3["verdict"] == "current", (said_3, header_3)

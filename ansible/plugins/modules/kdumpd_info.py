@@ -62,9 +62,11 @@ kdumpd_summary:
   description:
     - C(crash_kernel_loaded), C(kernel_keeps_current) (per subsystem), C(owed),
       C(hardware_agrees) (null when unknown), C(exposure) (this boot's, or null),
-      C(capacity_warning) (or null), C(usable) (a crash kernel is loaded, kdumpd owes
-      none, and the kernel keeps it current for every subsystem or the hardware agrees)
-      and C(problems) (one line each).
+      C(capacity_warning) (or null), C(header) (the verdict on the loaded header read
+      back, current, stale, unloaded or unknown; null when not read), C(usable) (a crash kernel is
+      loaded, kdumpd owes none, and its header read back is current; where it cannot be
+      read, the kernel keeps it current for every subsystem or the hardware agrees) and
+      C(problems) (one line each).
   returned: always
   type: dict
 """
@@ -86,13 +88,18 @@ def summarise(status):
     owed = bool(status.get("owed"))
     agrees = status.get("hardware_agrees")
     capacity = status.get("capacity") or {}
+    header = status.get("header") if isinstance(status.get("header"), dict) else {}
+    verdict = header.get("verdict")
     problems = []
     if not loaded:
         problems.append("no crash kernel is loaded: a panic now gives no dump")
     if owed:
         problems.append("kdumpd owes a crash kernel it unloaded")
     current = bool(keeps) and all(keeps.values())
-    if loaded and not current and agrees is not True:
+    proven = verdict in ("current", "stale")  # the header read back decides, not proxies
+    if verdict == "stale":
+        problems.append("the loaded header read back is STALE: %s" % header.get("why"))
+    elif loaded and not proven and not current and agrees is not True:
         problems.append("the crash kernel may describe old hardware (the kernel does not "
                         "keep it current and the hardware is not known to agree)")
     image = status.get("image") or {}
@@ -100,6 +107,8 @@ def summarise(status):
         problems.append(image["warning"])
     if capacity.get("warning"):
         problems.append(capacity["warning"])
+    if status.get("loaded_cmdline_warning"):
+        problems.append(status["loaded_cmdline_warning"])
     return {
         "crash_kernel_loaded": loaded,
         "kernel_keeps_current": keeps,
@@ -107,7 +116,9 @@ def summarise(status):
         "hardware_agrees": agrees,
         "exposure": status.get("exposure"),
         "capacity_warning": capacity.get("warning"),
-        "usable": loaded and not owed and (current or agrees is True),
+        "header": verdict,
+        "usable": loaded and not owed and (verdict == "current" if proven
+                                           else current or agrees is True),
         "problems": problems,
     }
 
