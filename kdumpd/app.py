@@ -20,7 +20,7 @@ from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import Hardware, read_cmdline, read_crash_reservation, read_hardware
-from kdumpd.kernel_log import open_journal
+from kdumpd.kernel_log import open_kernel_log
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source, udev_answers
@@ -211,7 +211,7 @@ def make_daemon(
     warning = (describe_image(cfg) or {}).get("warning")
     if warning:
         log.warning("the crash kernel image: %s", warning)
-    kernel_log, why = open_journal(cfg.sysfs.root)
+    kernel_log, why = open_kernel_log(cfg.events.kernel_log, cfg.sysfs.root)
     if kernel_log is None:
         log.warning("cannot read the kernel's messages: %s; kdumpd does not see the header "
                     "updates the kernel skips (\"kexec_trylock() failed\")", why)

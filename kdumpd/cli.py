@@ -237,7 +237,7 @@ def _daemon_knows(path: Path) -> tuple[dict[str, Any] | None, str]:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from kdumpd.hardware import read_hardware
-    from kdumpd.kernel_log import open_journal
+    from kdumpd.kernel_log import open_kernel_log
     from kdumpd.loaded_header import verify
     from kdumpd.metrics import locate, textfile_dir
     from kdumpd.state import FileStore, read_boot_id
@@ -249,7 +249,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     hardware = read_hardware(cfg.sysfs.root)
     directory = textfile_dir(cfg.metrics.textfile_dir)
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, hardware,
-                    app.describe_image(cfg), kernel_log=open_journal(cfg.sysfs.root),
+                    app.describe_image(cfg),
+                    kernel_log=open_kernel_log(cfg.events.kernel_log, cfg.sysfs.root),
                     capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
                     daemon=_daemon_knows(cfg.state.control),
                     header=verify(cfg.sysfs.root) if cfg.reload.verify_header else None,

@@ -55,6 +55,10 @@ class EventsConfig:
     quiet_ms: int = 50
     max_delay_ms: int = 3000
     receive_buffer_bytes: int = 128 * 1024 * 1024
+    # Where the kernel's messages are read: "journal" (this boot's, _TRANSPORT=kernel), or
+    # the absolute path of a file of kernel messages, one per line, followed as it grows
+    # (lines already there are this boot's earlier ones): demos, tests, fake roots.
+    kernel_log: str = "journal"
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,7 @@ _CHECKS: dict[str, Check] = {
     "events.quiet_ms": _between(0, 600_000),
     "events.max_delay_ms": _between(1, 3_600_000),
     "events.receive_buffer_bytes": _between(4096, 1024**3),
+    "events.kernel_log": lambda v: None if v == "journal" else _absolute(v),
     "reload.backend": _one_of(BACKENDS),
     "reload.kernel": _absolute_or_empty,
     "reload.initrd": _absolute_or_empty,

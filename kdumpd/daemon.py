@@ -27,6 +27,7 @@ from kdumpd.handover import Handover
 from kdumpd.hardware import Hardware
 from kdumpd.kernel_log import KernelLog
 from kdumpd.looptime import LoopTime, RealTime
+from kdumpd.periodic import Job, Periodic
 from kdumpd.reload_requests import ReloadRequests
 from kdumpd.reload_worker import ReloadWorker
 from kdumpd.reloader import Reloader
@@ -211,31 +212,33 @@ class Daemon:
                 signal.signal(sig, handler)
         return status
 
+    def _jobs(self, selector: selectors.BaseSelector) -> tuple[Periodic, Job | None]:
+        """The loop's timers; the metrics job is returned too (it also runs after every
+        decision)."""
+        jobs = Periodic(self._clock)
+        watchdog_s = self._watchdog_s
+        if watchdog_s:
+            jobs.add(lambda: watchdog_s / 2, lambda: self._notify("WATCHDOG=1"),
+                     from_end=False)
+        jobs.add(lambda: self._udev_watch_s if self.sources.watches_udev else None,
+                 self.sources.watch_udev, first_in=self._udev_watch_s, from_end=False)
+        if self._rules_watch is not None:
+            jobs.add(lambda: self._rules_watch_s, self._rules_watch,
+                     first_in=self._rules_watch_s)
+        jobs.add(lambda: self._kernel_log.poll_s if self._kernel_log is not None else None,
+                 lambda: self._read_kernel_log(selector))
+        metrics = self._metrics
+        if metrics is None:
+            return jobs, None
+        return jobs, jobs.add(lambda: self._metrics_s, metrics.write)
+
     def _serve(self, selector: selectors.BaseSelector) -> None:
         last_status = self._status()
         last_status_at = self._clock()
-        next_watchdog = self._clock()
-        next_watch = self._clock() + self._udev_watch_s
-        next_rules = self._clock() + self._rules_watch_s
-        next_metrics = self._clock()
+        jobs, metrics_job = self._jobs(selector)
         while not self._stop_requested:
             now = self._clock()
-            if self._watchdog_s and now >= next_watchdog:
-                self._notify("WATCHDOG=1")
-                next_watchdog = now + self._watchdog_s / 2
-            if self.sources.watches_udev and now >= next_watch:
-                self.sources.watch_udev()
-                next_watch = now + self._udev_watch_s
-            if self._rules_watch is not None and now >= next_rules:
-                self._rules_watch()
-                next_rules = self._clock() + self._rules_watch_s
-            if self._metrics is not None and now >= next_metrics:
-                self._metrics.write()
-                next_metrics = self._clock() + self._metrics_s
-            timers = [t for t, on in ((next_watchdog, bool(self._watchdog_s)),
-                                      (next_watch, self.sources.watches_udev),
-                                      (next_rules, self._rules_watch is not None),
-                                      (next_metrics, self._metrics is not None)) if on]
+            timers = jobs.run_due(now)
             timeout = self._timeout(now, timers)
             ready = self._clock.select(selector, timeout, thread_busy=self._worker.alive)
             for key, _ in ready:
@@ -264,7 +267,8 @@ class Daemon:
                                           or self.controller.scheduler.pending == 0):
                 self._notify("STATUS=" + status)
                 last_status, last_status_at = status, now
-                next_metrics = now  # after every decision
+                if metrics_job is not None:
+                    metrics_job.next_at = now  # after every decision
 
     def _timeout(self, now: float, timers: list[float]) -> float | None:
         """How long the loop may sleep: until the next burst, restore or timer is due."""
@@ -280,7 +284,8 @@ class Daemon:
             return 0
         try:
             skips, seen = self._kernel_log.lookback()
-            selector.register(self._kernel_log.fileno(), selectors.EVENT_READ, "kernel")
+            if self._kernel_log.poll_s is None:  # else looked at on a timer (_serve)
+                selector.register(self._kernel_log.fileno(), selectors.EVENT_READ, "kernel")
         except OSError as error:
             self._lose_kernel_log(f"the journal cannot be read ({error})")
             return 0
@@ -296,8 +301,9 @@ class Daemon:
         try:
             skips = self._kernel_log.new_skips()
         except OSError as error:
-            selector.unregister(self._kernel_log.fileno())
-            self._lose_kernel_log(f"reading the journal failed ({error})")
+            if self._kernel_log.poll_s is None:
+                selector.unregister(self._kernel_log.fileno())
+            self._lose_kernel_log(f"reading the kernel's messages failed ({error})")
             return
         for message in skips:
             self.controller.on_kernel_skip(self._clock(), message)

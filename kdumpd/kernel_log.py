@@ -11,7 +11,9 @@ kernel messages from the journal (``_TRANSPORT=kernel``: not its own messages, w
 quote the line): the unit's ``ProtectKernelLogs=yes`` hides /dev/kmsg, not the journal.
 
 :class:`JournalKernelLog` is the real edge (systemd-python's ``journal.Reader``), and the
-daemon takes anything with the :class:`KernelLog` shape, so tests pass a fake.
+daemon takes anything with the :class:`KernelLog` shape: :class:`FileKernelLog` follows a
+file of kernel messages (``[events] kernel_log = "/path"``: demos, fake roots, black-box
+tests of ``kdumpd run``), and tests pass :class:`FakeKernelLog`.
 """
 
 from __future__ import annotations
@@ -41,7 +43,16 @@ def is_skip(message: str) -> bool:
     return any(line in message for line in SKIP_LINES)
 
 
+# How often a followed file is looked at (a regular file is always "readable").
+FILE_POLL_S = 0.25
+FILE_LIMIT = 16 << 20  # what a followed file may hold; a longer one is read from its end
+
+
 class KernelLog(Protocol):
+    # None: fileno() becomes readable when new messages may have arrived; else look for
+    # new messages this often (seconds).
+    poll_s: float | None
+
     def fileno(self) -> int:
         """A descriptor that becomes readable when new messages may have arrived."""
 
@@ -57,6 +68,8 @@ class KernelLog(Protocol):
 
 class JournalKernelLog:
     """This boot's kernel messages from the journal."""
+
+    poll_s: float | None = None
 
     def __init__(self, reader: Any, *, clock: Callable[[], float] = time.monotonic,
                  budget_s: float = LOOKBACK_BUDGET_S) -> None:
@@ -105,25 +118,30 @@ class JournalKernelLog:
         self._reader.close()
 
 
-def open_journal(root: Path) -> tuple[JournalKernelLog | None, str]:
+def open_journal(root: Path, reader: Callable[[], Any] | None = None
+                 ) -> tuple[JournalKernelLog | None, str]:
     """The journal's kernel messages of this boot, or None and why not (one line).
 
     Only for the host's own tree: under another ``[sysfs] root`` (tests, demos, the
     benchmark) the host's kernel messages describe another kernel than the one read.
+    Only ``_TRANSPORT=kernel``: kdumpd's own warnings quote the kernel's line, and must
+    never be read back as the kernel's. ``reader`` makes the journal.Reader (tests).
     """
     if root != Path("/"):
         return None, f"[sysfs] root is {root}, not the host's /"
+    if reader is None:
+        try:
+            from systemd import journal
+        except ImportError as error:
+            return None, f"systemd-python is not installed ({error})"
+        reader = journal.Reader
     try:
-        from systemd import journal
-    except ImportError as error:
-        return None, f"systemd-python is not installed ({error})"
-    try:
-        reader = journal.Reader()
-        reader.this_boot()
-        reader.add_match(_TRANSPORT="kernel")
+        opened = reader()
+        opened.this_boot()
+        opened.add_match(_TRANSPORT="kernel")
     except (OSError, ValueError) as error:
         return None, f"the journal cannot be opened ({error})"
-    return JournalKernelLog(reader), ""
+    return JournalKernelLog(opened), ""
 
 
 def _message(entry: dict[str, Any]) -> str:
@@ -133,9 +151,61 @@ def _message(entry: dict[str, Any]) -> str:
     return str(message)
 
 
+class FileKernelLog:
+    """A file of kernel messages, one per line, followed as it grows: what is there at
+    :meth:`lookback` is this boot's earlier messages. A file that shrinks was replaced or
+    truncated: it is read again from its start. Only whole lines are taken."""
+
+    poll_s: float | None = FILE_POLL_S
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._at = 0
+        self._partial = b""
+        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def lookback(self) -> tuple[int, int]:
+        lines = self._read_lines()
+        return sum(map(is_skip, lines)), len(lines)
+
+    def new_skips(self) -> list[str]:
+        return [line for line in self._read_lines() if is_skip(line)]
+
+    def _read_lines(self) -> list[str]:
+        size = os.fstat(self._fd).st_size
+        if size < self._at:
+            self._at, self._partial = 0, b""
+        start = max(self._at, size - FILE_LIMIT)
+        if start > self._at:
+            self._partial = b""  # skipped ahead: a partial line before is void
+        chunk = os.pread(self._fd, size - start, start)
+        self._at = start + len(chunk)
+        *lines, self._partial = (self._partial + chunk).split(b"\n")
+        return [line.decode("utf-8", "replace") for line in lines]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+
+
+def open_kernel_log(setting: str, root: Path) -> tuple[KernelLog | None, str]:
+    """``[events] kernel_log``: the journal (of the host's own tree only), or a file."""
+    if setting == "journal":
+        return open_journal(root)
+    try:
+        return FileKernelLog(Path(setting)), ""
+    except OSError as error:
+        return None, f"{setting}: {error.strerror}"
+
+
 class FakeKernelLog:
     """Kernel messages pushed by a test or the demo; readable through a pipe like the
     journal's inotify descriptor."""
+
+    poll_s: float | None = None
 
     def __init__(self, earlier: list[str] | None = None) -> None:
         self._read, self._write = os.pipe()

@@ -22,7 +22,7 @@ from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
 from kdumpd.hardware import read_hardware
-from kdumpd.kernel_log import FakeKernelLog
+from kdumpd.kernel_log import FILE_POLL_S, FakeKernelLog, FileKernelLog, KernelLog
 from kdumpd.looptime import MockTime, Stalled
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import FOLLOW_UP_QUIET_S, ReloadScheduler
@@ -58,7 +58,7 @@ class Virtual:
     """A daemon whose clock, loads and re-reads all run on one MockTime."""
 
     def __init__(self, root: Path, *, load_s: float = 0.0, fail: int = 0, retries: int = 0,
-                 udev_alive: list[bool] | None = None, kernel_log: FakeKernelLog | None = None,
+                 udev_alive: list[bool] | None = None, kernel_log: KernelLog | None = None,
                  watchdog_s: float | None = None,
                  metrics: list[float] | None = None) -> None:
         self.time = MockTime(T0)
@@ -220,3 +220,24 @@ def test_metrics_are_written_after_each_decision_and_every_minute(root: Path) ->
     # At start, each minute while idle, when the burst's events were counted, and right
     # after the decision that reloaded (then the minute starts again).
     assert times == [0.0, 60.0, 90.0, load]
+
+
+def test_a_followed_file_of_kernel_messages_is_read_on_its_timer(root: Path) -> None:
+    # [events] kernel_log = "/path": the seam for demos and fake roots, polled every
+    # FILE_POLL_S of virtual time (a regular file is always readable to select()).
+    fakesysfs.build(root, crash_hotplug="1")
+    kmsg = root / "kmsg"
+    kmsg.write_text(f"Linux version 6.12\n{SKIP}\n")  # an earlier line: decides nothing
+    followed = FileKernelLog(kmsg)
+    v = Virtual(root, kernel_log=followed)
+
+    def line() -> None:
+        with kmsg.open("a") as out:
+            out.write(SKIP + "\n")
+
+    v.at(1.0, lambda: v.source.push(events(3)))
+    v.at(1.2, line)  # next to the events: their update was skipped
+    v.at(30.0, line)  # alone: a read of crash_hotplug during someone's load
+    assert v.run_until(60.0) == 0
+    assert len(v.loads()) == 1 and 1.2 <= v.loads()[0] <= 1.2 + FILE_POLL_S + QUIET_S
+    assert v.controller.stats.failed_reads == 1

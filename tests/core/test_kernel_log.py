@@ -6,12 +6,21 @@ from pathlib import Path
 from typing import Any
 
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.kernel_log import FakeKernelLog, JournalKernelLog, is_skip
+from kdumpd.kernel_log import (
+    FILE_POLL_S,
+    FakeKernelLog,
+    FileKernelLog,
+    JournalKernelLog,
+    is_skip,
+    open_journal,
+    open_kernel_log,
+)
 from kdumpd.status import gather
 from kdumpd.sysfs import Sysfs
 
 SKIP_NEW = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
 SKIP_OLD = "crash hp: kexec_trylock() failed, elfcorehdr may be inaccurate"  # 6.6-6.10
+SKIP = SKIP_NEW
 
 
 class FakeReader:
@@ -103,3 +112,67 @@ def test_status_counts_the_skips_of_this_boot_and_says_when_it_cannot(root: Path
     assert blind.as_dict()["kernel_skips"] is None
     assert "kernel log: cannot be read (the journal cannot be opened (EACCES))" \
         in blind.as_text()
+
+
+class RecordingReader:
+    """What open_journal asks of systemd's journal.Reader."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, dict[str, str]]] = []
+
+    def this_boot(self) -> None:
+        self.asked.append(("this_boot", {}))
+
+    def add_match(self, **match: str) -> None:
+        self.asked.append(("add_match", match))
+
+
+def test_the_journal_is_read_for_this_boot_and_the_kernels_messages_only() -> None:
+    # Without _TRANSPORT=kernel kdumpd would read its own warning, which quotes the
+    # kernel's line, as a skip; without this_boot() an earlier boot's lines.
+    made: list[RecordingReader] = []
+    kernel_log, why = open_journal(Path("/"), reader=lambda: made.append(
+        RecordingReader()) or made[-1])
+    assert kernel_log is not None and why == ""
+    assert made[0].asked == [("this_boot", {}), ("add_match", {"_TRANSPORT": "kernel"})]
+    assert open_journal(Path("/srv/root"), reader=RecordingReader) == (
+        None, "[sysfs] root is /srv/root, not the host's /")
+
+
+def test_a_journal_that_cannot_be_opened_says_why() -> None:
+    def broken() -> RecordingReader:
+        raise OSError(13, "Permission denied")
+
+    assert open_journal(Path("/"), reader=broken) == (
+        None, "the journal cannot be opened ([Errno 13] Permission denied)")
+
+
+def test_a_file_of_kernel_messages_is_followed_line_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "kmsg"
+    path.write_text(f"Linux version 6.12\n{SKIP}\n{SKIP}\n")
+    log = FileKernelLog(path)
+    try:
+        assert log.poll_s == FILE_POLL_S
+        assert log.lookback() == (2, 3)  # this boot's earlier messages
+        assert log.new_skips() == []
+        with path.open("a") as out:
+            out.write(f"crash hp: hp_action 1, cpu 2\n{SKIP}\ncrash hp: kexec_try")
+        assert log.new_skips() == [SKIP]
+        with path.open("a") as out:
+            out.write("lock() failed, kdump image may be inaccurate\n")
+        assert log.new_skips() == ["crash hp: kexec_trylock() failed, kdump image may be "
+                                   "inaccurate"]  # a line written in two parts: once
+        path.write_text(f"{SKIP}\n")  # replaced by a shorter file: read from its start
+        assert log.new_skips() == [SKIP]
+    finally:
+        log.close()
+
+
+def test_the_kernel_log_setting_opens_a_file_or_says_why_not(tmp_path: Path) -> None:
+    (tmp_path / "kmsg").write_text("")
+    opened, why = open_kernel_log(str(tmp_path / "kmsg"), tmp_path)
+    assert isinstance(opened, FileKernelLog) and why == ""
+    opened.close()
+    assert open_kernel_log(str(tmp_path / "none"), tmp_path) == (
+        None, f"{tmp_path / 'none'}: No such file or directory")
+    assert open_kernel_log("journal", tmp_path)[1].startswith("[sysfs] root is ")
