@@ -159,13 +159,25 @@ def test_config_errors_say_exactly_what_is_wrong(text: str, message: str) -> Non
     assert str(caught.value) == message
 
 
-@pytest.mark.parametrize("text", [
-    "[events]\nquiet_ms = 0", "[events]\nquiet_ms = 3000", "[reload]\ntimeout_s = 1",
-    "[reload]\ntimeout_s = 300", "[reload]\nkernel = \"\"", "[reload]\nretries = 100",
-    "[events]\nreceive_buffer_bytes = 4096",
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("events", "quiet_ms", 0), ("events", "max_delay_ms", 3_600_000),
+    ("reload", "timeout_s", 1), ("reload", "timeout_s", 300), ("reload", "kernel", ""),
+    ("reload", "retries", 0), ("reload", "retries", 100),
+    ("events", "receive_buffer_bytes", 4096), ("events", "receive_buffer_bytes", 1024**3),
+    ("events", "kernel_log", "journal"), ("events", "kernel_log", "/run/kmsg"),
 ])
-def test_config_bounds_are_inclusive(text: str) -> None:
-    config.parse(text)
+def test_config_bounds_are_inclusive(section: str, key: str, value: object) -> None:
+    toml = f'"{value}"' if isinstance(value, str) else str(value)
+    parsed = config.parse(f"[{section}]\n{key} = {toml}")
+    assert getattr(getattr(parsed, section), key) == value
+    if isinstance(value, int) and not isinstance(value, bool):
+        for beyond in (value - 1, value + 1):  # one step out of a bound is refused
+            try:
+                config.parse(f"[{section}]\n{key} = {beyond}")
+            except ConfigError as error:
+                assert error.key == f"{section}.{key}"
+                return
+        raise AssertionError(f"{section}.{key} = {value} is not at a bound")
 
 
 def test_a_config_error_names_the_file_when_there_is_one(tmp_path: Path) -> None:
