@@ -8,7 +8,9 @@ tools); ``added`` and ``removed`` (command-line options kdumpd changed, lists) w
 ``changed_why`` (null when none); ``missing`` (kernel/initrd that do not exist, list);
 ``kexec_args`` (the administrator's kexec arguments as kdumpd's load uses them: ``kept``,
 ``dropped``, ``mode`` asked or null, ``from``, ``note``; null when the distribution has
-no such setting or another backend loads); ``warning`` and ``error`` (strings or null).
+no such setting or another backend loads); ``not_derived`` (parts of the distribution's
+command line that could not be derived here, one line each, list); ``warning`` and
+``error`` (strings or null).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def report(image: CrashImage, *, mode: str | None, missing: list[str],
             "mode": args.mode or None, "from": image.kexec_args_from,
             "note": kexec_note or None,
         },
+        "not_derived": list(image.not_derived),
         "warning": warning,
         "error": None,
     }
@@ -47,7 +50,8 @@ def failed(error: str) -> dict[str, Any]:
     """The image could not be read: every key, the reason in ``error``."""
     keys = ("family", "kernel", "kernel_from", "initrd", "initrd_from", "append",
             "append_from", "initrd_required", "mode", "changed_why", "kexec_args", "warning")
-    return {**dict.fromkeys(keys), "added": [], "removed": [], "missing": [], "error": error}
+    return {**dict.fromkeys(keys), "added": [], "removed": [], "missing": [],
+            "not_derived": [], "error": error}
 
 
 def lines(image: dict[str, Any]) -> list[str]:
@@ -75,6 +79,8 @@ def lines(image: dict[str, Any]) -> list[str]:
         if args["dropped"]:
             text += "; not passed: " + ", ".join(args["dropped"])
         out.append(f"  kexec args: {text}")
+    for line in image.get("not_derived") or ():
+        out.append(f"  not derived: {line}")
     if image["warning"]:
         out.append(f"  warning: {image['warning']}")
     return out

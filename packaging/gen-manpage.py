@@ -106,7 +106,9 @@ JSON_KEYS = (
      "when none) and append, each with its *_from; initrd_required (boolean); mode (null "
      "for kdumpctl and kdump-config); added, removed (lists of command-line options) and "
      "changed_why; missing (list); kexec_args (object: kept, dropped, mode, from, note; or "
-     "null); warning (the dump kernel may take memory hot-added before the panic as its "
+     "null); not_derived (list: parts of the distribution's command line that could not be "
+     "derived here, one line each); warning (the dump kernel may take memory hot-added "
+     "before the panic as its "
      "own, naming the setting to fix) and error (strings or null)."),
     ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded "
      "or no crash kernel is loaded)."),

@@ -133,7 +133,8 @@ IMAGE_SCHEMA: dict[str, tuple[type, ...]] = {
     "initrd": (str, NONE), "initrd_from": (str, NONE), "append": (str, NONE),
     "append_from": (str, NONE), "initrd_required": (bool, NONE), "mode": (str, NONE),
     "added": (list,), "removed": (list,), "changed_why": (str, NONE), "missing": (list,),
-    "kexec_args": (dict, NONE), "warning": (str, NONE), "error": (str, NONE),
+    "kexec_args": (dict, NONE), "not_derived": (list,), "warning": (str, NONE),
+    "error": (str, NONE),
 }
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kdumpd import image_report
 from kdumpd.backends import distro
 from kdumpd.backends.distro import DistroError
 
@@ -656,3 +657,47 @@ def test_an_alias_table_no_kernel_writes_is_refused_and_a_real_one_is_parsed_onc
                              for i in range(watchdog.MAX_CANDIDATES + 1)))
     with pytest.raises(DistroError, match=r"modules.alias: 4097 patterns could match"):
         distro.watchdog_drivers(root, RELEASE)
+
+
+def hidden_modules(path: Path) -> bool:
+    """Path.is_dir as it fails inside the unit: ProtectKernelModules=yes hides
+    /usr/lib/modules, and the first look at it is EACCES (root cannot be refused here)."""
+    if "usr/lib/modules" in str(path):
+        raise PermissionError(13, "Permission denied", str(path))
+    return path.is_dir()
+
+
+def test_a_watchdog_driver_sysfs_names_is_taken_without_the_module_tables(
+    tmp_path: Path
+) -> None:
+    # Inside the unit only sysfs is visible: the driver bound to the device names its
+    # module (../../module/i6300esb), and modules.alias is never read.
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": I6300ESB}, modules="usr/lib/modules")
+    module = root / "sys/module/i6300esb"
+    module.mkdir(parents=True)
+    driver = root / "sys/bus/pci/drivers/i6300esb"
+    driver.mkdir(parents=True)
+    (driver / "module").symlink_to(module)
+    (root / "sys/class/watchdog/watchdog0/device/driver").symlink_to(driver)
+    found = distro.find_watchdogs(root, RELEASE, is_dir=hidden_modules)
+    assert (found.drivers, found.unknown) == (["i6300esb"], [])
+
+
+def test_a_watchdog_driver_that_cannot_be_derived_costs_only_its_option(
+    tmp_path: Path
+) -> None:
+    # Fedora under the shipped unit (issue 33): modules.alias is hidden and sysfs links
+    # no driver: the image is still read, without that driver's pretimeout, and says so.
+    root = fedora_watchdog_root(tmp_path, {"watchdog0": I6300ESB}, modules="usr/lib/modules")
+    found = distro.find_watchdogs(root, RELEASE, is_dir=hidden_modules)
+    assert found.drivers == []
+    assert found.unknown == [
+        f"watchdog0: its driver cannot be derived (Permission denied: "
+        f"{root}/usr/lib/modules/{RELEASE})"]
+    image = distro.CrashImage(Path("/boot/vmlinuz"), None, "ro", not_derived=(
+        "watchdog x: its <driver>.pretimeout=0 is left out",))
+    report = image_report.report(image, mode=None, missing=[], kexec_note=None,
+                                 warning=None)
+    assert report["not_derived"] == ["watchdog x: its <driver>.pretimeout=0 is left out"]
+    assert "  not derived: watchdog x: its <driver>.pretimeout=0 is left out" in \
+        image_report.lines(report)

@@ -42,7 +42,7 @@ from kdumpd.backends.distro.image import (
 )
 from kdumpd.backends.distro.shellvars import read_shell_vars
 from kdumpd.backends.distro.suse import suse
-from kdumpd.backends.distro.watchdog import watchdog_drivers
+from kdumpd.backends.distro.watchdog import Watchdogs, find_watchdogs, watchdog_drivers
 
 __all__ = [
     "APPEND_SETTING", "DEBIAN_APPEND", "DEBIAN_DEFAULTS", "NO_MEMHOTPLUG", "SHELL_FILE_LIMIT",
@@ -50,7 +50,8 @@ __all__ = [
     "CrashImage", "DistroError", "acpi_memory_hotplug", "crash_image", "debian",
     "default_append", "family", "fedora", "generic", "loaded_lacks_growth_safety",
     "memory_hotplug_hazard", "missing_parts",
-    "read_shell_vars", "survive_growth", "suse", "watchdog_drivers", "with_overrides",
+    "read_shell_vars", "survive_growth", "suse", "Watchdogs", "find_watchdogs",
+    "watchdog_drivers", "with_overrides",
 ]
 
 READERS = {"debian": debian, "fedora": fedora, "suse": suse, "generic": generic}

@@ -33,7 +33,7 @@ from kdumpd.backends.distro.files import (
 )
 from kdumpd.backends.distro.image import CrashImage, admin_kexec_args
 from kdumpd.backends.distro.shellvars import read_shell_vars
-from kdumpd.backends.distro.watchdog import watchdog_drivers
+from kdumpd.backends.distro.watchdog import find_watchdogs
 from kdumpd.smallfile import read_regular
 
 # kdumpctl's prepare_cmdline always removes these.
@@ -64,7 +64,8 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
     apicid = boot_cpu_apicid(root, "apicid")
     if apicid:
         parts.append(f"disable_cpu_apicid={apicid}")
-    for driver in watchdog_drivers(root, version):
+    watchdogs = find_watchdogs(root, version)
+    for driver in watchdogs.drivers:
         # A pretimeout would panic the dump kernel instead of letting the watchdog reset.
         parts.append(f"{driver}.pretimeout=0")
         if driver == "hpwdt":
@@ -80,6 +81,8 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
         SYSCONFIG,
         kexec_args=admin_kexec_args(settings.get("KEXEC_ARGS", ""), args_from),
         kexec_args_from=args_from,
+        not_derived=tuple(f"watchdog {line}: its <driver>.pretimeout=0 is left out"
+                          for line in watchdogs.unknown),
     )
 
 

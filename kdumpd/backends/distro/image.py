@@ -34,6 +34,9 @@ class CrashImage:
     # The administrator's kexec arguments from the distribution's configuration.
     kexec_args: KexecArgs = KexecArgs()
     kexec_args_from: str = ""
+    # Parts of the command line the distribution's script would add that could not be
+    # derived here (one line each, naming the part): the image is loaded without them.
+    not_derived: tuple[str, ...] = ()
 
     def sources(self) -> dict[str, str]:
         """What would be loaded and where each part came from, for `kdumpd status`."""

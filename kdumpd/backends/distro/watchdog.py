@@ -1,11 +1,18 @@
-"""The watchdog drivers kdumpctl names on the dump kernel's command line, resolved from
-the kernel's modules.alias as ``modprobe -R`` would."""
+"""The watchdog drivers kdumpctl names on the dump kernel's command line: the module
+sysfs says each watchdog's driver is (``device/driver/module``, visible inside the unit's
+sandbox), else resolved from the kernel's modules.alias as ``modprobe -R`` would.
+
+The unit's ``ProtectKernelModules=yes`` hides /usr/lib/modules: reading modules.alias
+there fails with EACCES. A driver that cannot be derived costs that driver's option (said
+in `kdumpd status`), never the whole image."""
 
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from kdumpd.backends.distro.files import SMALL_FILE_LIMIT
@@ -15,33 +22,81 @@ from kdumpd.smallfile import read_regular
 ALIAS_FILE_LIMIT = 16 << 20  # modules.alias: 1.3 MiB on Fedora 42
 
 
-def watchdog_drivers(root: Path, version: str) -> list[str]:
-    """kdumpctl's get_watchdog_drvs: the modules ``modprobe --set-version <version> -R``
-    names for each /sys/class/watchdog/*/device/modalias, each once, in order.
+@dataclass(frozen=True)
+class Watchdogs:
+    drivers: list[str]
+    unknown: list[str] = field(default_factory=list)  # one line per driver not derived
 
-    Like modprobe, this matches the alias against the shell patterns of that kernel's
-    modules.alias and, only when none matches, the aliases of its built-in drivers
-    (modules.builtin.modinfo), with "-" and "_" alike. A watchdog without a device
-    (softdog) has no modalias and adds nothing, as in kdumpctl.
+
+def watchdog_drivers(root: Path, version: str) -> list[str]:
+    """The drivers :func:`find_watchdogs` derives (those it cannot are left out)."""
+    return find_watchdogs(root, version).drivers
+
+
+def find_watchdogs(root: Path, version: str, *,
+                   is_dir: Callable[[Path], bool] = Path.is_dir) -> Watchdogs:
+    """kdumpctl's get_watchdog_drvs: the module of each /sys/class/watchdog/*/device that
+    has a modalias, each once, in order.
+
+    The module is the one sysfs names as the device's driver's (what the running kernel
+    bound); without that link, the one ``modprobe --set-version <version> -R`` names for
+    the modalias: that kernel's modules.alias shell patterns and, only when none matches,
+    the aliases of its built-in drivers (modules.builtin.modinfo), with "-" and "_" alike.
+    A watchdog without a device (softdog) has no modalias and adds nothing, as in
+    kdumpctl. ``is_dir``: the real check, or a test's.
     """
-    aliases = []
+    drivers: list[str] = []
+    unknown: list[str] = []
+    modprobe = _Modprobe(root, version, is_dir)
     for modalias in sorted((root / "sys/class/watchdog").glob("*/device/modalias")):
         try:
-            aliases.append(read_regular(modalias, SMALL_FILE_LIMIT).decode("ascii", "replace"))
+            alias = read_regular(modalias, SMALL_FILE_LIMIT).decode("ascii", "replace")
         except OSError:
             continue
-    drivers: list[str] = []
-    if not aliases:
-        return drivers
-    directory = _modules_dir(root, version)
-    modules, builtin = _module_aliases(directory), None
-    for alias in (_normalize(a.strip()) for a in aliases):
-        found = _matches(alias, modules)
+        found = _bound_module(modalias.parent)
         if not found:
-            builtin = _builtin_aliases(directory) if builtin is None else builtin
-            found = _matches(alias, builtin)
+            try:
+                found = modprobe.resolve(_normalize(alias.strip()))
+            except OSError as error:
+                unknown.append(f"{modalias.parent.parent.name}: its driver cannot be derived "
+                               f"({error.strerror or error}: {error.filename or 'modules'})")
+                continue
         drivers.extend(m for m in dict.fromkeys(found) if m not in drivers)
-    return drivers
+    return Watchdogs(drivers, unknown)
+
+
+def _bound_module(device: Path) -> list[str]:
+    """The module of the driver bound to ``device``, as sysfs links it; [] when none."""
+    try:
+        return [os.path.basename(os.readlink(device / "driver" / "module"))]
+    except OSError:
+        return []
+
+
+class _Modprobe:
+    """``modprobe --set-version <version> -R`` for one kernel: its tables are read on
+    first use; the first look at its module directory raises OSError when the unit hides
+    it."""
+
+    def __init__(self, root: Path, version: str, is_dir: Callable[[Path], bool]) -> None:
+        self._root, self._version, self._is_dir = root, version, is_dir
+        self._directory: Path | None = None
+        self._modules: AliasTable | None = None
+        self._builtin: AliasTable | None = None
+
+    def resolve(self, alias: str) -> list[str]:
+        if self._directory is None:
+            usr = self._root / "usr/lib/modules" / self._version
+            self._directory = usr if self._is_dir(usr) else \
+                self._root / "lib/modules" / self._version
+        if self._modules is None:
+            self._modules = _module_aliases(self._directory)
+        found = _matches(alias, self._modules)
+        if not found:
+            if self._builtin is None:
+                self._builtin = _builtin_aliases(self._directory)
+            found = _matches(alias, self._builtin)
+        return found
 
 
 AliasTable = list[tuple[str, str, str]]  # (literal prefix, pattern, module), normalised
@@ -60,11 +115,6 @@ def _matches(alias: str, table: AliasTable) -> list[str]:
         raise DistroError(f"modules.alias: {len(candidates)} patterns could match {alias!r} "
                           f"(more than {MAX_CANDIDATES}): not a kernel's alias table")
     return [module for pattern, module in candidates if fnmatch.fnmatchcase(alias, pattern)]
-
-
-def _modules_dir(root: Path, version: str) -> Path:
-    usr = root / "usr/lib/modules" / version
-    return usr if usr.is_dir() else root / "lib/modules" / version
 
 
 _TABLES: dict[tuple[Path, int, int], AliasTable] = {}  # parsed once per file version
