@@ -149,11 +149,12 @@ def send_json(conn: socket.socket, document: dict[str, Any]) -> None:
     conn.close()
 
 
-def ask_status(path: Path, timeout_s: float) -> dict[str, Any]:
+def ask_status(path: Path, timeout_s: float, *, server_uid: int = 0) -> dict[str, Any]:
     """What the daemon listening at ``path`` knows. Raises OSError when none answers
     (FileNotFoundError, ConnectionRefusedError, PermissionError for a non-root caller),
-    ControlError for an answer that cannot be read."""
-    data = _exchange(path, STATUS, timeout_s, MAX_ANSWER)
+    ControlError for an answer that cannot be read or a listener that is not
+    ``server_uid``'s (root's: anyone who can create the socket could answer otherwise)."""
+    data = _exchange(path, STATUS, timeout_s, MAX_ANSWER, server_uid)
     try:
         document = json.loads(data)
     except ValueError:
@@ -163,10 +164,15 @@ def ask_status(path: Path, timeout_s: float) -> dict[str, Any]:
     return document
 
 
-def _exchange(path: Path, request: bytes, timeout_s: float, limit: int) -> bytes:
+def _exchange(path: Path, request: bytes, timeout_s: float, limit: int,
+              server_uid: int) -> bytes:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as sock:
         sock.settimeout(timeout_s)
         sock.connect(str(path))
+        _, uid = peer(sock)
+        if uid != server_uid:
+            raise ControlError(f"{path} is answered by uid {uid}, not by kdumpd (uid "
+                               f"{server_uid}): not asked")
         sock.sendall(request)
         data = b""
         try:
@@ -180,13 +186,13 @@ def _exchange(path: Path, request: bytes, timeout_s: float, limit: int) -> bytes
     return data
 
 
-def ask(path: Path, timeout_s: float) -> Answer:
+def ask(path: Path, timeout_s: float, *, server_uid: int = 0) -> Answer:
     """Ask the daemon listening at ``path`` to decide now; its answer.
 
     Raises FileNotFoundError or ConnectionRefusedError when no daemon listens there,
     ControlError for an answer that cannot be read.
     """
-    data = _exchange(path, REQUEST, timeout_s, MAX_LINE)
+    data = _exchange(path, REQUEST, timeout_s, MAX_LINE, server_uid)
     try:
         fields = json.loads(data)
         return Answer(bool(fields["reload"]), str(fields["reason"]), bool(fields["ok"]),

@@ -434,6 +434,11 @@ class Controller:
         self.last_decision = Decision(False, "no crash kernel loaded after waiting "
                                       f"{self._load_wait.longest_s:.0f} s: nothing to keep "
                                       "current")
+        # Someone's load freed the old image and none came back: no dump now.
+        log.warning("no crash kernel is loaded %.0f s after the kernel skipped a header "
+                    "update: the load under way failed or none ran, and a panic now gives "
+                    "no dump", self._load_wait.longest_s,
+                    extra={"MESSAGE_ID": journal_ids.CRASH_KERNEL_UNLOADED})
         return self.last_decision
 
     def _account(self, exposure: Exposure, outcome: Outcome, now: float) -> Exposure:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -37,8 +41,8 @@ def test_a_request_gets_the_answer_and_the_socket_is_root_only(tmp_path: Path) -
     try:
         assert stat.S_IMODE(os.stat(tmp_path / "control").st_mode) == 0o600
         thread = serve_one(server, Answer(True, "memory: crash_hotplug=0", True, "reloaded"))
-        assert ask(tmp_path / "control", 10) == Answer(True, "memory: crash_hotplug=0", True,
-                                                        "reloaded")
+        answer = ask(tmp_path / "control", 10, server_uid=os.getuid())
+        assert answer == Answer(True, "memory: crash_hotplug=0", True, "reloaded")
         thread.join(10)
     finally:
         server.close()
@@ -50,7 +54,7 @@ def test_a_peer_of_another_uid_is_refused_by_its_credentials(tmp_path: Path) -> 
     server.open()
     try:
         serve_one(server, Answer(True, "must not be sent"))  # refuses, then waits
-        answer = ask(tmp_path / "control", 10)
+        answer = ask(tmp_path / "control", 10, server_uid=os.getuid())
     finally:
         server.close()
     assert not answer.ok and answer.reason == f"refused: uid {os.getuid()} may not ask (root only)"
@@ -85,7 +89,7 @@ def test_the_daemon_answers_with_its_decision_and_the_reloads_outcome(
     answers: list[Answer] = []
 
     def script(h: Harness) -> None:
-        answers.append(ask(tmp_path / "control", 30))
+        answers.append(ask(tmp_path / "control", 30, server_uid=os.getuid()))
 
     assert h.run(script) == 0
     (answer,) = answers
@@ -104,7 +108,7 @@ def test_a_request_during_a_reload_is_answered_by_that_reload(tmp_path: Path) ->
     def script(h: Harness) -> None:
         h.source.push(events(3))
         wait_for(lambda: h.controller.scheduler.running)
-        answers.append(ask(tmp_path / "control", 30))
+        answers.append(ask(tmp_path / "control", 30, server_uid=os.getuid()))
 
     assert h.run(script) == 0
     assert answers[0].reload and answers[0].ok and answers[0].detail.startswith("reloaded in")
@@ -121,7 +125,8 @@ def test_a_status_request_is_answered_at_once_with_what_the_daemon_knows(
     try:
         answers: list[dict[str, object]] = []
         thread = threading.Thread(
-            target=lambda: answers.append(ask_status(tmp_path / "control", 10)), daemon=True)
+            target=lambda: answers.append(
+                ask_status(tmp_path / "control", 10, server_uid=os.getuid())), daemon=True)
         thread.start()
         wait_for(lambda: server.accept() is None and bool(answers))
         thread.join(10)
@@ -153,3 +158,36 @@ def test_status_takes_crash_hotplug_from_the_running_daemon_and_never_reads_it(
     (root / "sys/kernel/kexec_crash_loaded").write_text("0\n")
     unloaded = gather(sysfs, backend)
     assert unloaded.crash_hotplug_from.startswith("not read: no crash kernel loaded")
+
+
+FORGER = r"""
+import os, socket, sys
+os.setgid(65534); os.setuid(65534)
+sock = socket.socket(socket.AF_UNIX)
+sock.bind(sys.argv[1]); sock.listen(1)
+print("ready", flush=True)
+conn, _ = sock.accept()
+conn.sendall(b'{"reload": false, "reason": "forged", "ok": true, "detail": ""}\n')
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to listen as another user")
+def test_a_socket_another_user_listens_on_is_not_asked() -> None:
+    # A user's socket at the control path answered root's `kdumpd reload`, which printed
+    # the forged answer and exited 0 (issue 30): the client checks who listens first.
+    # Somewhere uid 65534 can reach and write, with a Python it may run (the test's own
+    # may live under root's home).
+    directory = Path(tempfile.mkdtemp(prefix="kdumpd-forged-", dir="/tmp"))
+    directory.chmod(0o777)
+    path = directory / "control"
+    python = shutil.which("python3", path="/usr/bin:/bin") or sys.executable
+    forger = subprocess.Popen([python, "-c", FORGER, str(path)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert forger.stdout is not None and forger.stdout.readline() == "ready\n"
+        with pytest.raises(ControlError, match="is answered by uid 65534, not by kdumpd"):
+            ask(path, 5)
+    finally:
+        forger.kill()
+        forger.wait(10)
+        shutil.rmtree(directory)

@@ -1126,6 +1126,10 @@ def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
         "now: waiting for the load under way to end (its image may predate the change)")
     confirms = [r.getMessage() for r in caplog.records if "confirming" in r.getMessage()]
     assert confirms == []  # a skip waits for the load instead of confirming a 0
+    assert [(r.levelno, r.getMessage()) for r in caplog.records
+            if "a panic now gives no dump" in r.getMessage()] == [(
+        logging.WARNING, "no crash kernel is loaded 30 s after the kernel skipped a header "
+        "update: the load under way failed or none ran, and a panic now gives no dump")]
     assert rig.controller.last_decision.reload is False
     # The next wait starts afresh: a skip later waits its full 30 s again.
     rig.feed([Event("memory", "add", "/devices/system/memory/memory10")], spacing=0)
