@@ -25,7 +25,7 @@ from kdumpd.exposure import Exposure
 from kdumpd.hardware import Hardware
 from kdumpd.header_proof import HeaderProof
 from kdumpd.load_wait import LoadWait
-from kdumpd.loaded_header import STALE, HeaderCheck
+from kdumpd.loaded_header import CURRENT, STALE, HeaderCheck
 from kdumpd.policy import Decision, decide, is_loaded, is_unloaded, kernel_updates
 from kdumpd.reloader import Outcome
 from kdumpd.retry import DELAYS_S, RetrySchedule
@@ -374,10 +374,7 @@ class Controller:
         acted_on = self._look_again(burst, decision, now)
         if acted_on is None:
             return None
-        decision = acted_on
-        if is_loaded(snapshot.crash_loaded):
-            decision = self.last_decision = self._replace_unprotected(
-                self.header.judge(decision))
+        decision, proven = self._proven(acted_on, snapshot)
         if "memory" in burst.subsystems:
             self._check_capacity()
         for warning in decision.warnings:
@@ -387,7 +384,7 @@ class Controller:
                     kernel_updates(snapshot.crash_hotplug.get(s, _MISSING))
                     for s in burst.subsystems):
                 self.state = replace(self.state, exposure=self.state.exposure.avoided())
-            self._skip(burst, fields, decision.reason)
+            self._skip(burst, fields, decision.reason, proven=proven)
             return None
         if self.dry_run:
             log.info("%s: would reload: %s", what(burst), decision.reason,
@@ -402,6 +399,18 @@ class Controller:
         self._reload_started_wall = self._wall()
         self._save(replace(self.state, loading=True))  # if kdumpd dies now, it may owe one
         return burst
+
+    def _proven(self, decision: Decision, snapshot: Snapshot) -> tuple[Decision, bool]:
+        """``decision`` as the loaded header, read back now, has it, and whether that
+        header was current (unchanged, False: nothing loaded, or it cannot be read)."""
+        if not is_loaded(snapshot.crash_loaded):
+            return decision, False
+        earlier = self.header.last
+        decision = self.last_decision = self._replace_unprotected(
+            self.header.judge(decision))
+        check = self.header.last
+        return decision, check is not earlier and check is not None and \
+            check.verdict == CURRENT
 
     def _replace_unprotected(self, decision: Decision) -> Decision:
         """A decision that keeps an image whose command line, read back, lacks what keeps
@@ -547,15 +556,18 @@ class Controller:
         self.stats.restore_at = self._wall() + delay
         return delay
 
-    def _skip(self, burst: Burst, fields: dict[str, Any], reason: str) -> None:
+    def _skip(self, burst: Burst, fields: dict[str, Any], reason: str, *,
+              proven: bool = False) -> None:
+        """No reload for ``burst``; ``proven``: the header read back for this decision
+        was current."""
         self.stats.skipped += burst.events
         log.info("%s: no reload: %s", what(burst), reason,
                  extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
         if self.dry_run:
             return
         snapshot = self._read(SUBSYSTEMS)
-        if kernel_keeps_current(snapshot):
-            # The kernel keeps the image current: it describes the hardware of now.
+        if proven or kernel_keeps_current(snapshot):
+            # The image describes the hardware of now: read back, or kept by the kernel.
             hardware = self.hardware()
             self._save(self.state.with_hardware(hardware.fingerprint, hardware.summary()))
         elif is_unloaded(snapshot.crash_loaded) and not self.owed:

@@ -102,6 +102,13 @@ def test_a_cpu_going_offline_and_online_on_a_plain_image_needs_no_reload(
     assert decision.reason.startswith("the loaded header, read back, is current: ")
     assert decision.reason.endswith("(without it: cpu: crash_hotplug=0: the elfcorehdr is "
                                     "stale)")
+    # Proven current, so recorded as describing the hardware of now: a restart owes no
+    # reload for the CPU that is online again (the fingerprint counts online CPUs).
+    rig.hotplug("cpu", "cpu1", "offline")
+    rig.settle()
+    stored = rig.store.load()
+    assert stored is not None and rig.loads() == 1
+    assert stored.fingerprint == read_hardware(root).fingerprint
 
 
 def test_a_cpu_hot_added_after_a_plain_load_is_stale_and_reloaded(

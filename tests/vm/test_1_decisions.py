@@ -27,6 +27,7 @@ from .harness import (
     restart_with,
     run_burst,
     said,
+    settle_kdumpd,
     start_poller,
     stop_poller,
 )
@@ -34,23 +35,28 @@ from .harness import (
 
 def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Callable) -> None:
     result = scenario(
-        "1. plain kexec_load (crash_hotplug=0): one reload per burst", trixie.release,
+        "1. plain kexec_load (crash_hotplug=0): one reload per burst that needs one",
+        trixie.release,
         "Crash kernel loaded with `kexec -p -c` (kexec_load); kdumpd load mode \"plain\" so "
         "every reload leaves crash_hotplug=0 again. First burst with the unit as shipped "
         "(kdumpd must refuse kexec_load there without unloading); then with the package's "
-        f"{KEXEC_LOAD_DROPIN} installed as its README says.",
+        f"{KEXEC_LOAD_DROPIN} installed as its README says. A DIMM and a hot-added CPU "
+        "need a reload each; a CPU going offline and online again does not: the `-c` "
+        "header has a note for every present CPU, and kdumpd reads it back (crash_hotplug=0 "
+        "said otherwise until it did).",
     )
     vm = trixie.vm
     d.stop_kdumpd(vm)
     d.kexec_load(vm, trixie.release, ["-c"])
     restart_with(trixie, trixie.config(load="plain"))
-    refused = run_burst(trixie, "CPU1 offline+online, unit as shipped", cpu_cycle_burst(trixie))
+    refused = run_burst(trixie, "DIMM hot-add 512 MiB, unit as shipped", dimm_burst(trixie))
     result.bursts.append(refused)
 
     vm.sh.run(f"mkdir -p {DROPIN_DIR} && cp {KEXEC_LOAD_DROPIN} {DROPIN_DIR}/ && "
               "systemctl daemon-reload")
     try:
         d.restart_kdumpd(vm)
+        settle_kdumpd(vm)  # the start reloads the image the refused burst left stale
         for name, action in (("DIMM hot-add 512 MiB", dimm_burst(trixie)),
                              ("CPU1 offline+online", cpu_cycle_burst(trixie)),
                              ("CPU hot-add (QMP) + online", cpu_add_burst(trixie))):
@@ -67,7 +73,11 @@ def test_1_plain_kexec_load_reloads_once_per_burst(trixie: Guest, scenario: Call
         assert burst.before.loaded == "1"
         assert (burst.before.cpu, burst.before.memory) == ("0", "0")
         assert_kdumpd_read(burst, "0")
-        assert_one_reload_per_burst(burst)
+        if burst.burst.startswith("CPU1 offline+online"):
+            assert burst.reloads == 0 and burst.failed == 0, said(burst)
+            assert any("read back, is current" in r for r in burst.reasons), said(burst)
+        else:
+            assert_one_reload_per_burst(burst)
         assert burst.after.loaded == "1", said(burst)
         assert (burst.after.cpu, burst.after.memory) == ("0", "0")
 
