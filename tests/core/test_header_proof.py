@@ -297,3 +297,30 @@ def test_the_loaded_command_line_is_checked_for_growth_safety_on_x86_with_slots(
         "the loaded dump kernel's command line lacks acpi_no_memhotplug and carries "
         "memory_hotplug.online_policy=auto-movable: after memory grows it may take the new "
         "memory as its own and die before the dump")
+
+
+def test_a_current_header_after_a_load_resets_the_count_of_disagreements(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    verdicts = iter([STALE, CURRENT, STALE, STALE])
+    proof = HeaderProof(lambda: HeaderCheck(next(verdicts), "RAM missing 0x1-0x2"), clock)
+    with caplog.at_level(logging.CRITICAL, logger="kdumpd"):
+        assert proof.after_load() is not None and proof.enabled  # stale once
+        assert proof.after_load() is None and proof.enabled  # current: the count restarts
+        assert proof.after_load() is not None and proof.enabled  # stale once again
+        assert proof.after_load() is not None and not proof.enabled  # twice in a row
+    assert proof.off_why == ("the header read back was stale right after 2 loads of "
+                             "kdumpd's in a row (RAM missing 0x1-0x2)")
+    assert caplog.messages == [
+        f"{proof.off_why}: reading the loaded header back and the kernel disagree; "
+        "verification is off until kdumpd restarts, crash_hotplug and the hardware decide"]
+    assert proof.read() is None and proof.after_load() is None  # off: nothing is read
+
+
+def test_skip_lines_count_every_skip() -> None:
+    from kdumpd.skip_lines import SkipLines
+
+    lines = SkipLines()
+    lines.event(0.0)
+    assert [lines.line(t) for t in (0.5, 1.0, 1.5)] == [True, True, True]
+    assert (lines.skips, lines.reads) == (3, 0)

@@ -171,3 +171,135 @@ def test_a_check_with_a_bad_elfcorehdr_or_address_names_it(tmp_path: Path) -> No
     bad_shape = kcore(tmp_path / "b", {RES[0]: elf(phnum=0)})
     assert _check_one(bad_shape, host, f"elfcorehdr={RES[0]:#x}").why == (
         f"the ELF core header at {RES[0]:#x} has an unexpected shape")
+
+
+def test_cpu_lists_as_the_kernel_writes_them() -> None:
+    from kdumpd.loaded_header import parse_cpu_list
+
+    assert parse_cpu_list("0-3,6\n") == [0, 1, 2, 3, 6]
+    assert parse_cpu_list("0,,2") == [0, 2] and parse_cpu_list("") == []
+    assert len(parse_cpu_list("0-65536")) == 65537  # the widest range taken
+    for bad in ("5-3", "0-65537", "x"):
+        with pytest.raises(ValueError):
+            parse_cpu_list(bad)
+    with pytest.raises(ValueError, match="not a CPU range: '5-3'"):
+        parse_cpu_list("5-3")
+
+
+@pytest.mark.parametrize(("iomem", "why"), [
+    ("00001000-0009fbff : System RAM\n",
+     "no crash kernel reservation in /proc/iomem (boot with crashkernel=)"),
+    ("00000000-00000000 : System RAM\n00000000-00000000 : Crash kernel\n",
+     "/proc/iomem shows no addresses (needs CAP_SYS_ADMIN)"),
+])
+def test_the_hosts_side_says_exactly_what_is_missing(tmp_path: Path, iomem: str,
+                                                    why: str) -> None:
+    from kdumpd.loaded_header import read_host
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/iomem").write_text(iomem)
+    with pytest.raises(Unreadable) as caught:
+        read_host(tmp_path)
+    assert str(caught.value) == why
+
+
+def test_a_bad_cpu_list_is_named_with_its_file(tmp_path: Path) -> None:
+    from kdumpd.loaded_header import read_host
+
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/iomem").write_text("00100000-7fffffff : System RAM\n"
+                                        "  01000000-10ffffff : Crash kernel\n"
+                                        "\xff not ascii : System RAM\n")
+    cpus = tmp_path / "sys/devices/system/cpu"
+    cpus.mkdir(parents=True)
+    (cpus / "present").write_text("5-3\n")
+    with pytest.raises(Unreadable) as caught:
+        read_host(tmp_path)
+    assert str(caught.value) == f"{cpus}/present: not a CPU range: '5-3'"
+    (cpus / "present").write_text("0-1\n")
+    fakekcore.write_cpu_notes(tmp_path, range(2))
+    host = read_host(tmp_path)
+    assert host.ram == ((0x100000, 0x80000000),) and host.reserved == ((0x1000000, 0x11000000),)
+    assert host.cpu_notes == {0: fakekcore.note_address(0), 1: fakekcore.note_address(1)}
+
+
+@pytest.mark.parametrize("head", [
+    b"ELF\x7f" + bytes(60),  # not the magic
+    elf(klass=1),  # ELF32
+    b"\x7fELF\x02\x02" + bytes(58),  # big-endian
+    elf(phentsize=PHDR.size + 8),
+])
+def test_kcore_that_is_not_a_kernels_core_file_is_refused(tmp_path: Path,
+                                                         head: bytes) -> None:
+    path = tmp_path / "kcore"
+    path.write_bytes(head)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with pytest.raises(Unreadable):
+            Kcore(fd)
+    finally:
+        os.close(fd)
+
+
+def test_kcore_maps_only_loads_with_a_physical_address_and_bytes(tmp_path: Path) -> None:
+    table = (PHDR.pack(4, 0, 0x1000, 0, 0x2000, 0x100, 0x100, 0)  # a note: not memory
+             + PHDR.pack(1, 7, 0x3000, 0, (1 << 64) - 1, 0x100, 0x100, 0)  # no paddr
+             + PHDR.pack(1, 7, 0x3000, 0, 0x5000, 0, 0x100, 0)  # no bytes in the file
+             + PHDR.pack(1, 7, 0x3000, 0, 0x9000, 0x100, 0x100, 0))
+    path = tmp_path / "kcore"
+    path.write_bytes(elf(phnum=4) + table + bytes(0x3000 - 64 - len(table)) + b"x" * 0x100)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        core = Kcore(fd)
+        assert core.read(0x9000, 4) == b"xxxx"
+        for address in (0x2000, (1 << 64) - 1 - 8, 0x5000):
+            with pytest.raises(Unreadable):
+                core.read(address, 4)
+    finally:
+        os.close(fd)
+
+
+def test_headers_that_disagree_are_named_with_their_addresses(tmp_path: Path) -> None:
+    from kdumpd.loaded_header import _judge
+
+    ram = [(0x100000, RES[0]), (RES[1], 0x80000000), (0x100000000, 0x120000000)]
+    (tmp_path / "proc").mkdir(parents=True)
+    (tmp_path / "proc/iomem").write_text(
+        "".join(f"{a:08x}-{b - 1:08x} : System RAM\n" for a, b in ram)
+        + f"{RES[0]:08x}-{RES[1] - 1:08x} : Crash kernel\n")
+    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/cpu/present").write_text("0\n")
+    fakekcore.write_cpu_notes(tmp_path, range(1))
+    notes = [fakekcore.note_address(0)]
+    old, new = RES[0] + 0x1000, RES[0] + 0x2000
+    fakekcore.write_kcore(tmp_path, RES, {
+        RES[0] + 0x10: f"a elfcorehdr={old // 1024}K\0".encode(),
+        RES[0] + 0x100: f"elfcorehdr={new:#x} b\0".encode(),
+        old: fakekcore.elf_core_header(ram[:2], notes),
+        new: fakekcore.elf_core_header(ram, notes)}, fresh=True)
+    check = _judge(tmp_path)
+    assert check.verdict == UNKNOWN and check.candidates == 2
+    assert check.why == (f"2 command lines in the reservation point at headers that disagree "
+                         f"({old:#x}: stale, {new:#x}: current): an older load lingers")
+    # The same headers behind both lines: one answer, no address, no command line (they
+    # differ), and the PT_LOADs both have.
+    fakekcore.write_kcore(tmp_path, RES, {old: fakekcore.elf_core_header(ram, notes)})
+    agreed = _judge(tmp_path)
+    assert (agreed.verdict, agreed.header_address, agreed.loaded_cmdline) == (
+        CURRENT, None, None)
+    assert agreed.header_loads == tuple(sorted(ram))
+    fakekcore.write_kcore(tmp_path, RES, {old: fakekcore.elf_core_header(
+        [*ram[:2], (0x100000000, 0x110000000), (0x110000000, 0x120000000)], notes)})
+    split = _judge(tmp_path)  # the same cover in other pieces: current, PT_LOADs unknown
+    assert split.verdict == CURRENT and split.header_loads == ()
+
+
+def test_verify_says_what_kexec_crash_loaded_said(tmp_path: Path) -> None:
+    from kdumpd.loaded_header import UNLOADED, verify
+
+    assert verify(tmp_path, arch="x86_64") == HeaderCheck(
+        UNKNOWN, "kexec_crash_loaded cannot be read")
+    (tmp_path / "sys/kernel").mkdir(parents=True)
+    (tmp_path / "sys/kernel/kexec_crash_loaded").write_text("0\n")
+    assert verify(tmp_path, arch="x86_64") == HeaderCheck(
+        UNLOADED, "kexec_crash_loaded reads 0: no crash kernel loaded")
