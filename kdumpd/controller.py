@@ -285,7 +285,7 @@ class Controller:
         change whatever crash_hotplug says, and the burst is decided as missed (while a
         load of ours runs, in its follow-up). With no event near it, it is a failed read
         of crash_hotplug during a load: counted, and it decides nothing."""
-        if self.skip_lines.line(now):
+        if self.skip_lines.line(now, loading=self.scheduler.running):
             self._missed_by_kernel(now, message.strip())
             return
         self.stats.failed_reads = self.skip_lines.reads

@@ -7,11 +7,13 @@ Debian 13 guest showed (docs/design.md, "Decide from what is loaded"; loaded_hea
 - /proc/kcore is an ELF64 core file; the PT_LOAD over the reservation has ``p_paddr`` set
   (the direct map). The file is sparse: only what was written takes space.
 - ``file`` (kexec_file_load, ``-s``): the kernel writes ``elfcorehdr=0x<addr> `` before the
-  user's command line, in the boot-parameters segment low in the reservation, and the
-  header high in it; one PT_NOTE per *possible* CPU, plus vmcoreinfo.
+  user's command line, in the boot-parameters segment; the header at the reservation's
+  start (the guest: ``elfcorehdr=0x6f000000`` in a 256 MiB reservation at 0x6f000000); one
+  PT_NOTE per *possible* CPU, plus vmcoreinfo.
 - ``plain`` and ``hotplug`` (kexec-tools' ``-c``): ``elfcorehdr=<KiB>K`` is appended to
-  the command line; its segments sit elsewhere, so an image of the other kind lingers
-  (a load rewrites only what its own segments cover).
+  the command line; the header near the reservation's top (the guest: 2080116K, 0xA3000
+  below its end), so an image of the other kind lingers (a load rewrites only what its
+  own segments cover).
 """
 
 from __future__ import annotations
@@ -25,9 +27,9 @@ from kdumpd.loaded_header import ELF_HEADER, ET_CORE, PHDR, PT_LOAD, PT_NOTE, Sp
 KCORE_DATA = 1 << 16  # where the reservation's bytes start in the fake kcore file
 NOTE_BASE = 0x7F000000  # crash_notes of CPU n: NOTE_BASE + n * 0x1000 (outside the RAM)
 VMCOREINFO = 0x7E000000
-# Offsets in the reservation, per loader: (command line, header).
-LAYOUT = {"file": (0x100000, -0x10000), "plain": (0x200000, 0x300000),
-          "hotplug": (0x200000, 0x300000)}
+# Offsets in the reservation, per loader: (command line, header); negative: from its end.
+LAYOUT = {"file": (0x100000, 0), "plain": (-0x200000, -0xA3000),
+          "hotplug": (-0x200000, -0xA3000)}
 
 
 def note_address(cpu: int) -> int:
@@ -78,6 +80,7 @@ def load_image(root: Path, reservation: Span, kind: str, cmdline: str, *,
     at_cmdline, at_header = LAYOUT[kind]
     start, end = reservation
     header_at = (end if at_header < 0 else start) + at_header
+    cmdline_at = (end if at_cmdline < 0 else start) + at_cmdline
     notes = [note_address(c) for c in cpus]
     if kind == "file":
         notes.append(VMCOREINFO)
@@ -85,7 +88,7 @@ def load_image(root: Path, reservation: Span, kind: str, cmdline: str, *,
     else:
         line = f"{cmdline} elfcorehdr={header_at // 1024}K"
     header = elf_core_header(sorted(ram), notes)
-    write_kcore(root, reservation, {start + at_cmdline: line.encode() + b"\0",
+    write_kcore(root, reservation, {cmdline_at: line.encode() + b"\0",
                                     header_at: header}, fresh=fresh)
     return header_at
 

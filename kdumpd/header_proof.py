@@ -26,7 +26,7 @@ import logging
 from dataclasses import replace
 from typing import Callable
 
-from kdumpd.loaded_header import CURRENT, STALE, HeaderCheck
+from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck
 from kdumpd.policy import Decision
 
 log = logging.getLogger("kdumpd")
@@ -55,7 +55,11 @@ class HeaderProof:
         """Read the loaded header now; None when verification is off."""
         if self._verify is None:
             return None
-        self.last = self._verify()
+        try:
+            self.last = self._verify()
+        except Exception as error:  # a reader's bug on odd content: cannot tell, never a crash
+            self.last = HeaderCheck(UNKNOWN, f"reading the loaded header failed "
+                                    f"({type(error).__name__}: {error})")
         self.last_at = self._clock()
         return self.last
 
@@ -112,4 +116,5 @@ class HeaderProof:
                          "verification is off until kdumpd restarts, crash_hotplug and "
                          "the hardware decide", self.off_why)
             self._verify = None
+            self.last = None  # nothing read back is shown as the truth any more
         return check

@@ -19,8 +19,10 @@ tests of ``kdumpd run``), and tests pass :class:`FakeKernelLog`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
+import stat
 import threading
 import time
 from pathlib import Path
@@ -163,6 +165,10 @@ class FileKernelLog:
         self._at = 0
         self._partial = b""
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):
+            os.close(self._fd)
+            raise OSError(errno.EINVAL, "not a regular file (a file of kernel messages, one "
+                          "per line, is followed; /dev/kmsg is not)", str(path))
 
     def fileno(self) -> int:
         return self._fd

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import struct
 import time
 from dataclasses import dataclass, field, replace
@@ -261,20 +262,22 @@ def find_cmdlines(kcore: Kcore, reserved: tuple[Span, ...]) -> list[str]:
 
 
 def _cmdline_around(kcore: Kcore, address: int, low: int, high: int) -> str:
-    """The run of printable bytes around ``address`` (at most MAX_CMDLINE each way)."""
+    """The NUL-delimited string around ``address`` (at most MAX_CMDLINE each way): a
+    command line may hold any byte but NUL (tabs, a UTF-8 label). "" when the word is
+    not a parameter (not at the start or after white space) or the string has no end."""
     begin = max(low, address - MAX_CMDLINE)
     after = min(high, address + MAX_CMDLINE)
     data = kcore.read(begin, after - begin)
-    at = first = address - begin
-    while first > 0 and 0x20 <= data[first - 1] <= 0x7E:
-        first -= 1
-    last = at
-    while last < len(data) and 0x20 <= data[last] <= 0x7E:
-        last += 1
-    text = data[first:last]
-    if not _VALUE.search(text) or (last < len(data) and data[last] != 0):
-        return ""  # not a NUL-terminated string: data that happens to hold the word
-    return text.decode("ascii")
+    at = address - begin
+    first = data.rfind(b"\0", 0, at) + 1
+    if first == 0 and begin > low:
+        return ""  # no NUL before it within a command line's length: not one
+    last = data.find(b"\0", at)
+    if last == -1 and after < high:
+        return ""  # no end within a command line's length
+    if at > first and data[at - 1] not in b" \t\n":
+        return ""  # "xelfcorehdr=": not the parameter
+    return data[first:last if last != -1 else len(data)].decode("utf-8", "replace")
 
 
 # -- the verdict ---------------------------------------------------------------------------
@@ -317,8 +320,10 @@ def verify(root: Path, *, arch: str | None = None,
 
 def _judge(root: Path) -> HeaderCheck:
     host = read_host(root)
-    fd = os.open(root / "proc/kcore", os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(root / "proc/kcore", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise Unreadable("/proc/kcore is not a regular file")
         kcore = Kcore(fd)
         lines = find_cmdlines(kcore, host.reserved)
         if not lines:
@@ -326,9 +331,18 @@ def _judge(root: Path) -> HeaderCheck:
         checks = [_check_one(kcore, host, line) for line in lines]
     finally:
         os.close(fd)
+    if read_host(root) != host:  # a hotplug while the header was read: judged nothing
+        raise Unreadable("the hardware changed while the header was read")
+    # A command line whose elfcorehdr= points into the reservation may be the live one:
+    # if its header cannot be read, no other one may decide for it.
+    blind = [c for c in checks if c.verdict == UNKNOWN and c.header_address is not None]
+    if blind:
+        return HeaderCheck(UNKNOWN, f"{blind[0].why} (elfcorehdr={blind[0].header_address:#x}"
+                           " of a command line in the reservation: which image is loaded "
+                           "cannot be told)", candidates=len(lines))
     readable = [c for c in checks if c.verdict != UNKNOWN]
     if not readable:
-        return checks[0]
+        return HeaderCheck(UNKNOWN, checks[0].why, candidates=len(lines))
     verdicts = {(c.verdict, c.ranges_missing, c.ranges_extra, c.cpus_missing)
                 for c in readable}
     if len(verdicts) > 1:
@@ -360,8 +374,9 @@ def _check_one(kcore: Kcore, host: Host, cmdline: str) -> HeaderCheck:
         return HeaderCheck(UNKNOWN, f"the command line's elfcorehdr=: {error}",
                            loaded_cmdline=cmdline)
     if not any(a <= address < b for a, b in host.reserved):
+        # Not a live image's (both loaders put the header in the reservation): no address.
         return HeaderCheck(UNKNOWN, f"elfcorehdr={address:#x} lies outside the reservation",
-                           address, loaded_cmdline=cmdline)
+                           loaded_cmdline=cmdline)
     try:
         header = read_header(kcore, address)
     except Unreadable as error:

@@ -36,13 +36,16 @@ class SkipLines:
         self.skips = 0  # lines paired with a hotplug event this run
         self.reads = 0  # lines with no hotplug event near them: failed reads
 
-    def line(self, now: float) -> bool:
-        """A line arrived at ``now``: True when it is a skip (an uncovered event is near)."""
+    def line(self, now: float, *, loading: bool = False) -> bool:
+        """A line arrived at ``now``: True when it is a skip (an uncovered event is near).
+        ``loading``: a load of kdumpd's runs; a line then with no event is a read during
+        that load, and no event after the load may pair with it."""
         if self._event_at is not None and now - self._event_at <= self.pair_s:
             self.skips += 1
             return True
         self.reads += 1
-        self._line_at = now
+        if not loading:
+            self._line_at = now
         return False
 
     def event(self, now: float) -> bool:

@@ -315,6 +315,17 @@ def test_a_current_header_after_a_load_resets_the_count_of_disagreements(
         f"{proof.off_why}: reading the loaded header back and the kernel disagree; "
         "verification is off until kdumpd restarts, crash_hotplug and the hardware decide"]
     assert proof.read() is None and proof.after_load() is None  # off: nothing is read
+    assert proof.last is None  # and nothing read before is shown as the truth
+
+
+def test_a_verifier_that_raises_is_a_verdict_that_cannot_tell(clock: FakeClock) -> None:
+    def broken() -> HeaderCheck:
+        raise OverflowError("offset too large")
+
+    proof = HeaderProof(broken, clock)
+    assert proof.read() == HeaderCheck(
+        UNKNOWN, "reading the loaded header failed (OverflowError: offset too large)")
+    assert proof.judge(Decision(True, "inferred")) == Decision(True, "inferred")
 
 
 def test_skip_lines_count_every_skip() -> None:

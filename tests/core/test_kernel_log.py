@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -176,3 +177,11 @@ def test_the_kernel_log_setting_opens_a_file_or_says_why_not(tmp_path: Path) -> 
     assert open_kernel_log(str(tmp_path / "none"), tmp_path) == (
         None, f"{tmp_path / 'none'}: No such file or directory")
     assert open_kernel_log("journal", tmp_path)[1].startswith("[sysfs] root is ")
+
+
+def test_a_file_of_kernel_messages_must_be_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "kmsg")
+    opened, why = open_kernel_log(str(tmp_path / "kmsg"), tmp_path)
+    assert opened is None and why == (f"{tmp_path / 'kmsg'}: not a regular file (a file of "
+                                      "kernel messages, one per line, is followed; "
+                                      "/dev/kmsg is not)")

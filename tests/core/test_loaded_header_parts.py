@@ -95,15 +95,46 @@ def test_kcore_reads_only_what_a_segment_maps(tmp_path: Path) -> None:
 def test_command_lines_at_the_reservations_edges_and_in_binary_data(tmp_path: Path) -> None:
     first = b"elfcorehdr=0x1000 root=/dev/vda\0"
     last = b"x elfcorehdr=16K ~"
+    label = "elfcorehdr=0x5000 root=LABEL=caf\u00e9\tquiet"
     core = kcore(tmp_path, {
         RES[0]: first,
-        RES[0] + 0x100: b"\x01elfcorehdr=0x2000 a\0",  # binary before: still a string
-        RES[0] + 0x200: b"elfcorehdr=0x3000 \x7f\0",  # DEL is not printable: not one
-        RES[0] + 0x300: b"\0elfcorehdr=0x4000 b\x05",  # not NUL-terminated: not one
+        RES[0] + 0x100: b"\x01elfcorehdr=0x2000 a\0",  # inside a word: not the parameter
+        RES[0] + 0x200: b"elfcorehdr=0x3000 \x7f\0",  # any byte but NUL: a command line
+        RES[0] + 0x300: label.encode() + b"\0",  # a tab and a UTF-8 label (issue: a
+        # live -s command line with them must not be overlooked)
+        RES[0] + 0x400: b"\0elfcorehdr=0x6000 " + b"a" * 5000,  # no end in reach
         RES[1] - len(last): last,  # at the very end: no NUL needed
     })
     assert find_cmdlines(core, (RES,)) == [
-        "elfcorehdr=0x1000 root=/dev/vda", "elfcorehdr=0x2000 a", "x elfcorehdr=16K ~"]
+        "elfcorehdr=0x1000 root=/dev/vda", "elfcorehdr=0x3000 \x7f", label,
+        "x elfcorehdr=16K ~"]
+
+
+def test_a_live_command_line_that_cannot_be_followed_blocks_a_lingering_verdict(
+    tmp_path: Path,
+) -> None:
+    # The reviewer's case: a lingering, current -c header, and the live -s command line
+    # whose header cannot be read: never "current" on the lingering one's word.
+    from kdumpd.loaded_header import _judge
+
+    ram = [(0x100000, RES[0]), (RES[1], 0x80000000)]
+    (tmp_path / "proc").mkdir(parents=True)
+    (tmp_path / "proc/iomem").write_text(
+        "".join(f"{a:08x}-{b - 1:08x} : System RAM\n" for a, b in ram)
+        + f"{RES[0]:08x}-{RES[1] - 1:08x} : Crash kernel\n")
+    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/cpu/present").write_text("0\n")
+    fakekcore.write_cpu_notes(tmp_path, range(1))
+    old = RES[0] + 0x1000
+    fakekcore.write_kcore(tmp_path, RES, {
+        RES[0] + 0x10: f"a elfcorehdr={old // 1024}K\0".encode(),
+        RES[0] + 0x100: f"elfcorehdr={RES[0] + 0x8000:#x} root=LABEL=caf\u00e9\0".encode(),
+        old: fakekcore.elf_core_header(ram, [fakekcore.note_address(0)])}, fresh=True)
+    check = _judge(tmp_path)
+    assert check.verdict == UNKNOWN and check.loaded_cmdline is None
+    assert check.why == (f"no ELF core header at {RES[0] + 0x8000:#x} (elfcorehdr="
+                         f"{RES[0] + 0x8000:#x} of a command line in the reservation: which "
+                         "image is loaded cannot be told)")
 
 
 def test_every_match_in_a_chunk_is_found_in_order(tmp_path: Path) -> None:
@@ -303,3 +334,27 @@ def test_verify_says_what_kexec_crash_loaded_said(tmp_path: Path) -> None:
     (tmp_path / "sys/kernel/kexec_crash_loaded").write_text("0\n")
     assert verify(tmp_path, arch="x86_64") == HeaderCheck(
         UNLOADED, "kexec_crash_loaded reads 0: no crash kernel loaded")
+
+
+def test_a_line_during_kdumpds_own_load_pairs_with_no_later_event() -> None:
+    # The reviewer's case: a reader's lines during our load, then a hotplug 1 s after the
+    # load ended: that event is not a skipped update (where the header cannot be read,
+    # pairing it would cost a reload).
+    lines = SkipLines(pair_s=2.0)
+    assert not any(lines.line(t, loading=True) for t in (0.5, 1.0, 1.9))
+    assert not lines.event(3.0) and (lines.skips, lines.reads) == (0, 3)
+    assert lines.line(3.5, loading=True)  # an event near: a skip, loading or not
+
+
+def test_kcore_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    from kdumpd.loaded_header import verify
+
+    (tmp_path / "sys/kernel").mkdir(parents=True)
+    (tmp_path / "sys/kernel/kexec_crash_loaded").write_text("1\n")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/iomem").write_text("00100000-7fffffff : System RAM\n"
+                                        "  01000000-10ffffff : Crash kernel\n")
+    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
+    (tmp_path / "sys/devices/system/cpu/present").write_text("\n")
+    os.mkfifo(tmp_path / "proc/kcore")
+    assert verify(tmp_path, arch="x86_64").why == "/proc/kcore is not a regular file"
