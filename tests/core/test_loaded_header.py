@@ -16,7 +16,6 @@ from kdumpd.loaded_header import (
     STALE,
     UNKNOWN,
     UNLOADED,
-    HeaderCheck,
     header_address,
     memparse,
     verify,
