@@ -335,3 +335,34 @@ def test_skip_lines_count_every_skip() -> None:
     lines.event(0.0)
     assert [lines.line(t) for t in (0.5, 1.0, 1.5)] == [True, True, True]
     assert (lines.skips, lines.reads) == (3, 0)
+
+
+def test_a_proof_knows_why_it_is_off_and_when_it_last_read(clock: FakeClock) -> None:
+    off = HeaderProof(None, clock)
+    assert not off.enabled and off.off_why == "[reload] verify_header = false"
+    on = HeaderProof(lambda: HeaderCheck(CURRENT, "fine"), clock)
+    assert on.enabled and on.off_why == "" and on.last_at is None
+    on.read()
+    assert on.last_at == clock()
+
+
+def test_an_unprotected_command_line_is_judged_without_its_elfcorehdr_and_once(
+    clock: FakeClock,
+) -> None:
+    seen: list[str] = []
+
+    def protection(line: str) -> str | None:
+        seen.append(line)
+        return "lacks acpi_no_memhotplug"
+
+    checks = iter([HeaderCheck(UNKNOWN, "no kcore"),  # no command line: nothing to judge
+                   HeaderCheck(CURRENT, "x", loaded_cmdline="elfcorehdr=0x1000 ro quiet"),
+                   HeaderCheck(CURRENT, "x", loaded_cmdline="ro quiet elfcorehdr=4K")])
+    proof = HeaderProof(lambda: next(checks), clock, protection=protection)
+    proof.read()
+    assert proof.unprotected() is None and seen == []
+    proof.read()
+    assert proof.unprotected(peek=True) == "lacks acpi_no_memhotplug"
+    assert proof.unprotected() == "lacks acpi_no_memhotplug" and seen[-1] == "ro quiet"
+    proof.read()  # the same command line, loaded again by a -c load: once is enough
+    assert proof.unprotected() is None
