@@ -61,7 +61,7 @@ def write_kcore(root: Path, reservation: Span, contents: dict[int, bytes],
              + PHDR.pack(PT_LOAD, 7, KCORE_DATA, 0xFFFF888000000000 + start, start,
                          end - start, end - start, 0x1000))
     flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0)
-    fd = os.open(path, flags, 0o400)
+    fd = os.open(path, flags, 0o600)  # rewritten by later fake loads, as any user
     try:
         os.ftruncate(fd, KCORE_DATA + end - start)
         os.pwrite(fd, head + phdrs, 0)
