@@ -228,6 +228,9 @@ def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
     )
     vm = rebooted_kdump_tools_trixie.vm
     vm.sh.run("systemctl is-system-running --wait", timeout=300, check=False)
+    # kdumpd replaces kdump-tools' image once at its start (growth safety): read the crash
+    # state once it is idle, not inside that load.
+    settle_kdumpd(vm)
     times = {}
     for unit, prop in (("kdump-tools", "ActiveEnterTimestampMonotonic"),
                        ("kdumpd", "ExecMainStartTimestampMonotonic")):
