@@ -223,8 +223,9 @@ def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
         "snapshot=on): kdumpd's .deb and Debian's real kdump-tools installed and enabled, "
         "kdumpd's default configuration, then `systemctl poweroff` and a second boot. On "
         "that boot kdump-tools.service must have loaded the crash kernel before kdumpd "
-        "started (the unit's After=), kdumpd must find it loaded and reload nothing, and "
-        "its runtime rules override must be in /run, none in /etc.",
+        "started (the unit's After=), kdumpd must find it loaded and reload nothing but its "
+        "one replacement of kdump-tools' image for growth safety, and its runtime rules "
+        "override must be in /run, none in /etc.",
     )
     vm = rebooted_kdump_tools_trixie.vm
     vm.sh.run("systemctl is-system-running --wait", timeout=300, check=False)
