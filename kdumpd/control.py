@@ -44,9 +44,6 @@ class Answer:
     ok: bool = True
     detail: str = ""
 
-    def encode(self) -> bytes:
-        return (json.dumps(asdict(self), allow_nan=False) + "\n").encode()
-
 
 class ControlServer:
     """Listens at ``path``; :meth:`accept` returns a connection that asked for a
@@ -135,10 +132,7 @@ def peer(conn: socket.socket) -> tuple[int, int]:
 
 def reply(conn: socket.socket, answer: Answer) -> None:
     """Send ``answer`` and close; a client that went away is no error."""
-    with contextlib.suppress(OSError):
-        conn.settimeout(REQUEST_TIMEOUT_S)
-        conn.sendall(answer.encode())
-    conn.close()
+    send_json(conn, asdict(answer))
 
 
 def send_json(conn: socket.socket, document: dict[str, Any]) -> None:

@@ -565,8 +565,9 @@ class Controller:
                  extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
         if self.dry_run:
             return
-        snapshot = self._read(SUBSYSTEMS)
-        if proven or kernel_keeps_current(snapshot):
+        # Proven current: nothing more to read (a crash_hotplug read takes the kexec lock).
+        snapshot = None if proven else self._read(SUBSYSTEMS)
+        if snapshot is None or kernel_keeps_current(snapshot):
             # The image describes the hardware of now: read back, or kept by the kernel.
             hardware = self.hardware()
             self._save(self.state.with_hardware(hardware.fingerprint, hardware.summary()))

@@ -62,19 +62,19 @@ class Hardware:
 
 def read_hardware(root: Path) -> Hardware:
     """Read the hardware the kernel sees now; never raises (unreadable parts read empty)."""
-    texts = {name: _read(root / relative).strip() for name, relative in FILES.items()}
+    texts = {name: read_text(root / relative).strip() for name, relative in FILES.items()}
     return Hardware(
         cpus_present=texts["cpus_present"],
         cpus_online=texts["cpus_online"],
-        ram_ranges=ram_ranges(_read(root / "proc/iomem")),
-        present_pages=present_pages(_read(root / "proc/zoneinfo")),
+        ram_ranges=ram_ranges(read_text(root / "proc/iomem")),
+        present_pages=present_pages(read_text(root / "proc/zoneinfo")),
     )
 
 
 def ram_ranges(iomem: str) -> tuple[str, ...]:
     """Every ``System RAM`` range of /proc/iomem: top-level ones and nested ones, plain
     (``System RAM``) or driver-managed (``System RAM (virtio_mem)``, ``System RAM (kmem)``)."""
-    return tuple(span for span, name in _resources(iomem) if _is_ram(name))
+    return tuple(span for span, name in iomem_resources(iomem) if is_ram(name))
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def crash_reservation(iomem: str) -> Reservation:
     be inaccurate"), so kdumpd never reads that attribute.
     """
     listed, total = False, 0
-    for span, name in _resources(iomem):
+    for span, name in iomem_resources(iomem):
         if name != "Crash kernel":
             continue
         listed = True
@@ -110,15 +110,15 @@ def crash_reservation(iomem: str) -> Reservation:
 
 
 def read_crash_reservation(root: Path) -> Reservation:
-    return crash_reservation(_read(root / "proc/iomem"))
+    return crash_reservation(read_text(root / "proc/iomem"))
 
 
 def read_cmdline(root: Path) -> str:
     """The running kernel's command line ("" when unreadable)."""
-    return _read(root / "proc/cmdline").strip()
+    return read_text(root / "proc/cmdline").strip()
 
 
-def _resources(iomem: str) -> list[tuple[str, str]]:
+def iomem_resources(iomem: str) -> list[tuple[str, str]]:
     """(span, name) of every /proc/iomem line, whatever its depth."""
     found = []
     for line in iomem.splitlines():
@@ -128,7 +128,7 @@ def _resources(iomem: str) -> list[tuple[str, str]]:
     return found
 
 
-def _is_ram(name: str) -> bool:
+def is_ram(name: str) -> bool:
     return name == "System RAM" or name.startswith("System RAM (")
 
 
@@ -144,7 +144,7 @@ def present_pages(zoneinfo: str) -> int:
     return total if seen else -1
 
 
-def _read(path: Path, limit: int = 1 << 20) -> str:
+def read_text(path: Path, limit: int = 1 << 20) -> str:
     try:
         return read_regular(path, limit).decode("ascii", "replace")
     except OSError:

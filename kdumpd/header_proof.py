@@ -26,7 +26,7 @@ import logging
 from dataclasses import replace
 from typing import Callable
 
-from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck
+from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck, without_elfcorehdr
 from kdumpd.policy import Decision
 
 log = logging.getLogger("kdumpd")
@@ -70,8 +70,7 @@ class HeaderProof:
         check = self.last
         if self._protection is None or check is None or check.loaded_cmdline is None:
             return None
-        line = " ".join(w for w in check.loaded_cmdline.split()
-                        if not w.startswith("elfcorehdr="))
+        line = without_elfcorehdr(check.loaded_cmdline)
         why = self._protection(line)
         if why is None or line in self._replacing:
             return None

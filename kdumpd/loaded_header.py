@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from kdumpd.smallfile import read_regular
+from kdumpd.hardware import iomem_resources, is_ram, read_text
 
 CURRENT, STALE, UNLOADED, UNKNOWN = "current", "stale", "unloaded", "unknown"
 VERIFIED_ARCHES = ("x86_64",)
@@ -104,15 +104,13 @@ class Host:
 def parse_iomem(text: str) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
     """(System RAM ranges at any depth, Crash kernel ranges) of /proc/iomem as [start, end)."""
     ram, reserved = [], []
-    for line in text.splitlines():
-        span, _, name = line.strip().partition(" : ")
+    for span, name in iomem_resources(text):
         start, _, end = span.partition("-")
         try:
             bounds = (int(start, 16), int(end, 16) + 1)
         except ValueError:
             continue
-        name = name.strip()
-        if name == "System RAM" or name.startswith("System RAM ("):
+        if is_ram(name):
             ram.append(bounds)
         elif name == "Crash kernel":
             reserved.append(bounds)
@@ -135,21 +133,21 @@ def parse_cpu_list(text: str) -> list[int]:
 
 def read_host(root: Path) -> Host:
     """Read the host's RAM, reservation and CPUs' notes; raises :class:`Unreadable`."""
-    ram, reserved = parse_iomem(_text(root / "proc/iomem"))
+    ram, reserved = parse_iomem(read_text(root / "proc/iomem"))
     if not reserved:
         raise Unreadable("no crash kernel reservation in /proc/iomem (boot with crashkernel=)")
     if not ram or all(a == 0 for a, _ in (*ram, *reserved)):
         raise Unreadable("/proc/iomem shows no addresses (needs CAP_SYS_ADMIN)")
     cpu_dir = root / "sys/devices/system/cpu"
     try:
-        present = parse_cpu_list(_text(cpu_dir / "present"))
+        present = parse_cpu_list(read_text(cpu_dir / "present"))
     except ValueError as error:
         raise Unreadable(f"{cpu_dir / 'present'}: {error}") from None
     notes = {}
     for cpu in present:
         path = cpu_dir / f"cpu{cpu}" / "crash_notes"
         try:
-            notes[cpu] = int(_text(path).strip(), 16)
+            notes[cpu] = int(read_text(path).strip(), 16)
         except ValueError:
             raise Unreadable(f"{path}: not an address") from None
     return Host(ram, reserved, notes)
@@ -299,7 +297,7 @@ def verify(root: Path, *, arch: str | None = None,
     """Read the loaded header under ``root`` and judge it; never raises."""
     started = clock()
     machine = arch or os.uname().machine
-    loaded = _text(root / "sys/kernel/kexec_crash_loaded").strip()
+    loaded = read_text(root / "sys/kernel/kexec_crash_loaded").strip()
     if loaded == "0":
         return HeaderCheck(UNLOADED, "kexec_crash_loaded reads 0: no crash kernel loaded")
     if loaded != "1":
@@ -313,7 +311,7 @@ def verify(root: Path, *, arch: str | None = None,
         check = HeaderCheck(UNKNOWN, str(error))
     except OSError as error:
         check = HeaderCheck(UNKNOWN, _os_reason(error))
-    if _text(root / "sys/kernel/kexec_crash_loaded").strip() != "1":
+    if read_text(root / "sys/kernel/kexec_crash_loaded").strip() != "1":
         check = HeaderCheck(UNKNOWN, "a load ran while the header was read")
     return _with_time(check, clock() - started)
 
@@ -355,7 +353,7 @@ def _judge(root: Path) -> HeaderCheck:
         return replace(chosen, candidates=len(lines))
     # Every header found gives the same verdict: which one is live does not change it,
     # but neither its address nor (unless they all agree) its command line is known.
-    own = {_without_elfcorehdr(c.loaded_cmdline or "") for c in readable}
+    own = {without_elfcorehdr(c.loaded_cmdline or "") for c in readable}
     return replace(chosen, why=f"{chosen.why} (all {len(readable)} headers found in the "
                    "reservation agree)", header_address=None, candidates=len(lines),
                    loaded_cmdline=chosen.loaded_cmdline if len(own) == 1 else None,
@@ -363,7 +361,7 @@ def _judge(root: Path) -> HeaderCheck:
                    == 1 else ())
 
 
-def _without_elfcorehdr(cmdline: str) -> str:
+def without_elfcorehdr(cmdline: str) -> str:
     return " ".join(w for w in cmdline.split() if not w.startswith("elfcorehdr="))
 
 
@@ -414,13 +412,6 @@ def _os_reason(error: OSError) -> str:
 
 def _spans(spans: tuple[Span, ...]) -> str:
     return ", ".join(f"{a:#x}-{b - 1:#x}" for a, b in spans)
-
-
-def _text(path: Path) -> str:
-    try:
-        return read_regular(path, 1 << 20).decode("ascii", "replace")
-    except OSError:
-        return ""
 
 
 def _merge(spans: list[Span]) -> list[Span]:
