@@ -24,12 +24,12 @@ from kdumpd.loaded_header import (
     _merge,
     _os_reason,
     _subtract,
-    _without_elfcorehdr,
     compare,
     find_cmdlines,
     header_address,
     memparse,
     read_header,
+    without_elfcorehdr,
 )
 from kdumpd.skip_lines import SkipLines
 
@@ -39,6 +39,18 @@ RES = (0x1000000, 0x1100000)  # 1 MiB reservation
 def kcore(tmp_path: Path, contents: dict[int, bytes]) -> Kcore:
     fakekcore.write_kcore(tmp_path, RES, contents, fresh=True)
     return Kcore(os.open(tmp_path / "proc/kcore", os.O_RDONLY))
+
+
+def host_tree(root: Path, ram: list[tuple[int, int]]) -> None:
+    """/proc/iomem with ``ram`` and the reservation RES, and one present CPU with its
+    crash_notes."""
+    (root / "proc").mkdir(parents=True)
+    (root / "proc/iomem").write_text(
+        "".join(f"{a:08x}-{b - 1:08x} : System RAM\n" for a, b in ram)
+        + f"{RES[0]:08x}-{RES[1] - 1:08x} : Crash kernel\n")
+    (root / "sys/devices/system/cpu").mkdir(parents=True)
+    (root / "sys/devices/system/cpu/present").write_text("0\n")
+    fakekcore.write_cpu_notes(root, range(1))
 
 
 def elf(*, magic: bytes = b"\x7fELF", klass: int = 2, e_type: int = ET_CORE,
@@ -118,13 +130,7 @@ def test_a_live_command_line_that_cannot_be_followed_blocks_a_lingering_verdict(
     from kdumpd.loaded_header import _judge
 
     ram = [(0x100000, RES[0]), (RES[1], 0x80000000)]
-    (tmp_path / "proc").mkdir(parents=True)
-    (tmp_path / "proc/iomem").write_text(
-        "".join(f"{a:08x}-{b - 1:08x} : System RAM\n" for a, b in ram)
-        + f"{RES[0]:08x}-{RES[1] - 1:08x} : Crash kernel\n")
-    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
-    (tmp_path / "sys/devices/system/cpu/present").write_text("0\n")
-    fakekcore.write_cpu_notes(tmp_path, range(1))
+    host_tree(tmp_path, ram)
     old = RES[0] + 0x1000
     fakekcore.write_kcore(tmp_path, RES, {
         RES[0] + 0x10: f"a elfcorehdr={old // 1024}K\0".encode(),
@@ -172,7 +178,7 @@ def test_the_reasons_a_user_reads() -> None:
         "/proc/kcore: not there (hidden by the sandbox, or no CONFIG_PROC_KCORE)")
     assert _os_reason(OSError(5, "Input/output error", "/x")) == "/x: Input/output error"
     assert _os_reason(OSError("odd")) == "/proc/kcore: odd"
-    assert _without_elfcorehdr("a elfcorehdr=0x1 b") == "a b"
+    assert without_elfcorehdr("a elfcorehdr=0x1 b") == "a b"
 
 
 def test_skip_lines_pair_at_exactly_the_window_and_count_once() -> None:
@@ -294,13 +300,7 @@ def test_headers_that_disagree_are_named_with_their_addresses(tmp_path: Path) ->
     from kdumpd.loaded_header import _judge
 
     ram = [(0x100000, RES[0]), (RES[1], 0x80000000), (0x100000000, 0x120000000)]
-    (tmp_path / "proc").mkdir(parents=True)
-    (tmp_path / "proc/iomem").write_text(
-        "".join(f"{a:08x}-{b - 1:08x} : System RAM\n" for a, b in ram)
-        + f"{RES[0]:08x}-{RES[1] - 1:08x} : Crash kernel\n")
-    (tmp_path / "sys/devices/system/cpu").mkdir(parents=True)
-    (tmp_path / "sys/devices/system/cpu/present").write_text("0\n")
-    fakekcore.write_cpu_notes(tmp_path, range(1))
+    host_tree(tmp_path, ram)
     notes = [fakekcore.note_address(0)]
     old, new = RES[0] + 0x1000, RES[0] + 0x2000
     fakekcore.write_kcore(tmp_path, RES, {

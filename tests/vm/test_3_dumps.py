@@ -220,10 +220,7 @@ def test_18_proof_not_proxies_the_header_read_back_and_reader_storms(
     assert reloads_1 == 1 and after["verdict"] == "current", (said_1, after)
 
     # (2) readers during and after one reload of kdumpd's.
-    d.stop_kdumpd(vm)
-    d.kexec_load(vm, guest.release, ["-c"])
-    fresh_state(vm)
-    restart_with(guest, guest.config(load="auto"))
+    start_fresh(guest, ["-c"], load="auto")
     settle_kdumpd(vm)
     vm.sh.run("dmesg -C")
     cursor = d.journal_cursor(vm)
