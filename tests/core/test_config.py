@@ -152,6 +152,9 @@ def test_changes_name_every_setting_that_differs() -> None:
     ("[events]\nmax_delay_ms = 0",
      "events.max_delay_ms: expected an integer from 1 to 3600000, got 0"),
     ("[reload]\ntimeout_s = 301", "reload.timeout_s: expected an integer from 1 to 300, got 301"),
+    ("[events]\nkernel_log = \"kmsg\"",
+     "events.kernel_log: expected an absolute path, got 'kmsg'"),
+    ("[reload]\nverify_header = 1", "reload.verify_header: expected a boolean, got an integer"),
 ])
 def test_config_errors_say_exactly_what_is_wrong(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as caught:
