@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.kernel_log import (
@@ -185,3 +188,25 @@ def test_a_file_of_kernel_messages_must_be_a_regular_file(tmp_path: Path) -> Non
     assert opened is None and why == (f"{tmp_path / 'kmsg'}: not a regular file (a file of "
                                       "kernel messages, one per line, is followed; "
                                       "/dev/kmsg is not)")
+
+
+def test_journal_messages_in_bytes_or_missing_are_read_without_failing() -> None:
+    # journald hands over a MESSAGE that is not valid UTF-8 as bytes; an entry may lack it.
+    reader = FakeReader([b"kexec_trylock() failed, kdump image may be inaccurate \xff"])
+    reader.entries.append({"_TRANSPORT": "kernel"})
+    assert JournalKernelLog(reader).lookback() == (1, 2)
+
+
+def test_a_followed_file_is_read_from_its_first_byte_and_names_itself(tmp_path: Path) -> None:
+    path = tmp_path / "kmsg"
+    path.write_bytes(b"kexec_trylock() failed, kdump image may be inaccurate\n\xff\xfe\n")
+    log = FileKernelLog(path)
+    try:
+        assert log.path == path and log.lookback() == (1, 2)  # not a byte skipped
+    finally:
+        log.close()
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(OSError) as caught:
+        FileKernelLog(tmp_path / "fifo")
+    assert (caught.value.errno, caught.value.filename) == (errno.EINVAL,
+                                                           str(tmp_path / "fifo"))
