@@ -225,7 +225,7 @@ def make_daemon(
         rules_watch=rules_watch,
         kernel_log=kernel_log,
         control=None if dry_run else ControlServer(cfg.state.control,
-                                                    known=controller.knowledge),
+                                                    known=lambda: controller.knowledge().as_dict()),
         metrics=None if dry_run else metrics_file(cfg, controller, parts.sysfs),
     )
 
@@ -245,7 +245,8 @@ def metrics_file(cfg: Config, controller: Controller, sysfs: Sysfs) -> metrics.T
     if directory is None:
         return None
     log.info("metrics: %s", metrics.locate(directory).line())
-    return metrics.TextFile(directory, lambda: metrics.gather(controller, sysfs))
+    return metrics.TextFile(directory, lambda: metrics.gather(
+        controller.knowledge(), sysfs, controller.hardware))
 
 
 def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:

@@ -21,7 +21,8 @@ from types import FrameType
 from typing import Callable, Protocol
 
 from kdumpd.control import ControlServer
-from kdumpd.controller import REASON_RESTORE, Controller
+from kdumpd.controller import Controller
+from kdumpd.decision_log import REASON_RESTORE
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.handover import Handover
 from kdumpd.hardware import Hardware
@@ -408,16 +409,10 @@ class Daemon:
             return  # the error was logged; keep serving with the old configuration
         self.parts = parts
         self.sources.configure(parts.source, parts.receive_buffer_bytes)
-        self.controller.scheduler.quiet_s = parts.quiet_s
-        self.controller.scheduler.max_delay_s = parts.max_delay_s
-        self.controller.snapshot = parts.sysfs.snapshot
-        self.controller.hardware = parts.hardware
-        self.controller.backend = parts.reloader.backend
+        self.controller.reconfigure(
+            quiet_s=parts.quiet_s, max_delay_s=parts.max_delay_s,
+            snapshot=parts.sysfs.snapshot, hardware=parts.hardware,
+            backend=parts.reloader.backend)
 
     def _status(self) -> str:
-        line = self.controller.stats.status_line()
-        exposure = self.controller.state.exposure
-        if exposure.stale_s or exposure.no_crash_kernel_s:
-            line += (f"; this boot: stale {exposure.stale_s:.2f} s, no crash kernel "
-                     f"{exposure.no_crash_kernel_s:.2f} s")
-        return line
+        return self.controller.knowledge().status_line()

@@ -64,3 +64,32 @@ def from_json(document: Any) -> Exposure:
             raise ValueError(f"exposure.{field.name} is not a finite count")
         values[field.name] = int(value) if field.type in (int, "int") else float(value)
     return Exposure(**values)
+
+
+class ExposureClock:
+    """When the current stretches of exposure began, on the monotonic clock: the first
+    event of a burst that needs a reload (stale), a reload of ours that left no crash
+    kernel (no crash kernel). A reload that works ends both."""
+
+    def __init__(self) -> None:
+        self._stale_since: float | None = None
+        self._unloaded_since: float | None = None
+
+    def stale_from(self, started_at: float) -> None:
+        if self._stale_since is None:
+            self._stale_since = started_at
+
+    def reload_ended(self, exposure: Exposure, *, ok: bool, unloaded: bool,
+                     duration_s: float, now: float) -> Exposure:
+        """The exposure after a reload of ours that ended at ``now``; ``unloaded``: it
+        left no crash kernel."""
+        started = now - duration_s
+        if ok:
+            stale = now - self._stale_since if self._stale_since is not None else 0.0
+            gap = now - (self._unloaded_since if self._unloaded_since is not None
+                         else started)
+            self._stale_since = self._unloaded_since = None
+            return exposure.loaded(ok=True, stale_s=stale, gap_s=gap)
+        if unloaded and self._unloaded_since is None:
+            self._unloaded_since = started  # counted once a load works again
+        return exposure.loaded(ok=False, stale_s=0.0, gap_s=0.0)

@@ -26,6 +26,7 @@ import logging
 from dataclasses import replace
 from typing import Callable
 
+from kdumpd.decision_log import REASON_UNPROTECTED
 from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck, without_elfcorehdr
 from kdumpd.policy import Decision
 
@@ -98,6 +99,28 @@ class HeaderProof:
             return replace(decision, reason=f"{decision.reason}; read back, the loaded "
                            f"header agrees: {check.line()}")
         return decision
+
+    def proven(self, decision: Decision) -> tuple[Decision, bool]:
+        """``decision`` as the loaded header, read back now, has it (judge), with a kept
+        image whose command line would not survive memory growth replaced once; and
+        whether that header was current (False: it cannot be read, or was not read)."""
+        earlier = self.last
+        decision = self._keep_alive(self.judge(decision))
+        check = self.last
+        return decision, check is not earlier and check is not None and \
+            check.verdict == CURRENT
+
+    def _keep_alive(self, decision: Decision) -> Decision:
+        """A decision that keeps an image whose command line, read back, lacks what keeps
+        its dump kernel alive after memory growth becomes one reload to kdumpd's own image
+        (once per loaded command line; a decision that reloads anyway needs no more)."""
+        if decision.reload or decision.confirm or decision.wait_for_load:
+            return decision
+        why = self.unprotected()
+        if why is None:
+            return decision
+        log.warning("%s: %s", why, REASON_UNPROTECTED)
+        return Decision(True, f"{why}: {REASON_UNPROTECTED}", decision.warnings)
 
     def after_load(self) -> HeaderCheck | None:
         """The post-condition of a load of ours: the stale verdict when it failed, else

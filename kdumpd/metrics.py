@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from kdumpd import __version__, metrics_dir
-from kdumpd.controller import Controller
 from kdumpd.exposure import Exposure
-from kdumpd.hardware import read_crash_reservation
+from kdumpd.hardware import Hardware, read_crash_reservation
+from kdumpd.knowledge import Knowledge
 from kdumpd.loaded_header import CURRENT, STALE, HeaderCheck
 from kdumpd.metrics_dir import DirectoryRefused
 from kdumpd.rules.atomic import WriteError, replace_at
@@ -68,27 +68,26 @@ class Reading:
     failed_reads: int = 0  # "kexec_trylock() failed" lines with no hotplug event
 
 
-def gather(controller: Controller, sysfs: Sysfs) -> Reading:
-    """What the daemon knows now; reads kexec_crash_loaded, /proc/iomem and the hardware
-    (none of them takes the kexec lock), never crash_hotplug."""
+def gather(known: Knowledge, sysfs: Sysfs, hardware: Callable[[], Hardware]) -> Reading:
+    """What the daemon knows (knowledge.py), with kexec_crash_loaded, /proc/iomem and the
+    hardware read now (none of them takes the kexec lock), never crash_hotplug."""
     loaded = sysfs.crash_loaded()
     is_loaded = loaded.text == "1"
-    fingerprint = controller.state.fingerprint
-    agrees = (controller.hardware().fingerprint == fingerprint
-              if is_loaded and fingerprint else None)
-    capacity = controller.last_capacity
+    fingerprint = known.state.fingerprint
+    agrees = hardware().fingerprint == fingerprint if is_loaded and fingerprint else None
+    capacity = known.capacity
     return Reading(
         crash_kernel_loaded=is_loaded,
-        kernel_keeps_current=controller.image_updates(),
-        owed=controller.owed,
+        kernel_keeps_current=known.kernel_keeps_current(),
+        owed=known.state.owed,
         hardware_agrees=agrees,
-        events=controller.stats.events,
-        exposure=controller.state.exposure,
-        last_reload_duration_s=controller.stats.last_duration_s,
+        events=known.stats.events,
+        exposure=known.state.exposure,
+        last_reload_duration_s=known.stats.last_duration_s,
         reserved_bytes=read_crash_reservation(sysfs.root).size,
         recommended_bytes=capacity.recommended_bytes if capacity is not None else None,
-        **_header(controller.header.last),
-        failed_reads=controller.stats.failed_reads,
+        **_header(known.header),
+        failed_reads=known.stats.failed_reads,
     )
 
 

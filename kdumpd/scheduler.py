@@ -72,6 +72,11 @@ class ReloadScheduler:
         self._follow_up_until = float("-inf")  # end of the last load's grace period
         self._reset()
 
+    def retime(self, quiet_s: float, max_delay_s: float) -> None:
+        """New debounce times (SIGHUP); what is pending stays, due by the new times."""
+        self.quiet_s = quiet_s
+        self.max_delay_s = max_delay_s
+
     def _reset(self) -> None:
         self._count = 0
         self._subsystems: set[str] = set()

@@ -11,18 +11,14 @@ import pytest
 from kdumpd import fakesysfs, journal_ids
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.controller import (
-    REASON_HARDWARE,
-    RESTORE_DELAYS_S,
-    TAKE_BACK_S,
-    Controller,
-    run_pending,
-)
+from kdumpd.controller import TAKE_BACK_S, Controller, run_pending
+from kdumpd.decision_log import REASON_HARDWARE
 from kdumpd.events import Event
 from kdumpd.fakekernel import SKIP_LINE, FakeKernel
 from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Outcome, Reloader
+from kdumpd.retry import DELAYS_S as RESTORE_DELAYS_S
 from kdumpd.scheduler import Burst, ReloadScheduler
 from kdumpd.state import LastLoad, MemoryStore, State
 from kdumpd.sysfs import Snapshot, Sysfs
@@ -288,7 +284,7 @@ def test_lost_events_reload_on_x86_since_they_may_hide_a_memory_removal(
 
 
 def test_status_line_counts() -> None:
-    from kdumpd.controller import Stats
+    from kdumpd.decision_log import Stats
 
     stats = Stats(events=10, skipped=4, reloads=1, last_reload_at=0.0, last_duration_s=0.5)
     line = stats.status_line()
@@ -708,7 +704,7 @@ def test_a_zero_is_read_twice_only_while_unknown_for_the_image(
 
 
 def test_the_status_line_names_every_state(clock: FakeClock) -> None:
-    from kdumpd.controller import Stats
+    from kdumpd.decision_log import Stats
 
     stats = Stats(events=5, skipped=1, reloads=2, failed=3, lost=4,
                   crash_kernel_missing=True, restore_at=0.0, handed_back=True)
@@ -720,7 +716,7 @@ def test_the_status_line_names_every_state(clock: FakeClock) -> None:
 
 
 def test_fields_and_what_describe_a_burst() -> None:
-    from kdumpd.controller import burst_fields, what
+    from kdumpd.decision_log import burst_fields, what
     from kdumpd.scheduler import Burst
 
     event = Event("cpu", "online", "/devices/system/cpu/cpu1")
@@ -1150,7 +1146,7 @@ def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: FakeC
         asked.append(tuple(sorted(subsystems)))
         return rig.sysfs.snapshot(subsystems)
 
-    rig.controller.snapshot = snapshot
+    rig.controller.reads.read_with(snapshot)
     rig.controller.start(clock())
     rig.feed(memory_events(2))
     rig.controller.on_kernel_skip(clock(), SKIP_LINE)
@@ -1206,7 +1202,9 @@ def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
         asked.append(1)
         return Capacity(256 << 20, 512 << 20, "rule", warning=f"short #{len(asked)}")
 
-    rig.controller.capacity = capacity
+    from kdumpd.capacity_watch import CapacityWatch
+
+    rig.controller.capacity = CapacityWatch(capacity)
     with caplog.at_level(logging.WARNING, logger="kdumpd"):
         rig.feed(memory_events(4))
         rig.settle()
@@ -1218,5 +1216,5 @@ def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
     shorts = [r for r in caplog.records if r.getMessage().startswith("short #")]
     assert [r.getMessage() for r in shorts] == ["short #1"]  # said once while it stays short
     assert getattr(shorts[0], "MESSAGE_ID", None) == journal_ids.CAPACITY_SHORT
-    assert rig.controller.last_capacity is not None
-    assert rig.controller.last_capacity.recommended_bytes == 512 << 20
+    assert rig.controller.capacity.last is not None
+    assert rig.controller.capacity.last.recommended_bytes == 512 << 20

@@ -170,7 +170,8 @@ def test_a_final_stop_removes_the_metrics_file_and_a_restart_keeps_it(
 
     def harness(pending: bool) -> Harness:
         return Harness(root, restart_pending=lambda: pending, metrics=lambda h: TextFile(
-            directory, lambda: gather(h.controller, h.sysfs), owner=os.geteuid()))
+            directory, lambda: gather(h.controller.knowledge(), h.sysfs, h.controller.hardware),
+            owner=os.geteuid()))
 
     assert harness(pending=True).run(lambda h: None) == 0
     assert prom.exists()  # the next kdumpd writes it again at once

@@ -65,7 +65,8 @@ def test_the_header_read_back_is_a_gauge_with_its_counts(root: Path, clock: Fake
     rig.controller.header = HeaderProof(lambda: stale, clock)
     rig.controller.header.read()
     rig.controller.stats.failed_reads = 7
-    metrics.write(tmp_path, metrics.gather(rig.controller, rig.sysfs), owner=os.geteuid())
+    metrics.write(tmp_path, metrics.gather(rig.controller.knowledge(), rig.sysfs,
+                                           rig.controller.hardware), owner=os.geteuid())
     got = samples(tmp_path / "kdumpd.prom")
     assert got[("kdumpd_header_current", ())] == 0
     assert got[("kdumpd_header_ranges_missing", ())] == 1
@@ -73,7 +74,8 @@ def test_the_header_read_back_is_a_gauge_with_its_counts(root: Path, clock: Fake
     assert got[("kdumpd_crash_hotplug_failed_reads_total", ())] == 7
     rig.controller.header = HeaderProof(lambda: HeaderCheck(UNKNOWN, "no kcore"), clock)
     rig.controller.header.read()
-    metrics.write(tmp_path, metrics.gather(rig.controller, rig.sysfs), owner=os.geteuid())
+    metrics.write(tmp_path, metrics.gather(rig.controller.knowledge(), rig.sysfs,
+                                           rig.controller.hardware), owner=os.geteuid())
     assert ("kdumpd_header_current", ()) not in samples(tmp_path / "kdumpd.prom")
 
 
@@ -99,7 +101,7 @@ def test_gathering_takes_no_kexec_lock(root: Path, clock: FakeClock) -> None:
     rig.feed(memory_events(3))
     rig.settle()
     spy = SpySysfs(root)
-    reading = metrics.gather(rig.controller, spy)
+    reading = metrics.gather(rig.controller.knowledge(), spy, rig.controller.hardware)
     assert not [n for n in spy.names if "crash_hotplug" in n or "kexec_crash_size" in n]
     assert reading.crash_kernel_loaded and reading.events == 3
     assert reading.exposure.reloads == 1 and reading.hardware_agrees is True
