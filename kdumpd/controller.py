@@ -68,6 +68,8 @@ TAKE_BACK_S = 5.0
 
 
 class Controller:
+    """Events in, one decision per burst out; see the module's docstring."""
+
     def __init__(
         self,
         scheduler: ReloadScheduler,
@@ -118,14 +120,6 @@ class Controller:
     @property
     def state(self) -> State:
         return self.owing.state
-
-    @property
-    def owed(self) -> bool:
-        return self.owing.owed
-
-    @property
-    def handed_back(self) -> bool:
-        return self.owing.handed_back
 
     # -- intake ----------------------------------------------------------------------------
 
@@ -215,12 +209,16 @@ class Controller:
         fields["KDUMPD_CRASH_HOTPLUG"] = ",".join(
             f"{s}={snapshot.crash_hotplug[s]}" for s in sorted(snapshot.crash_hotplug)
         )
-        if self.owed and is_loaded(snapshot.crash_loaded):
+        if self.owing.owed and is_loaded(snapshot.crash_loaded):
             self.owing.paid_by_someone()
-        if self.handed_back and not self.owed and self._still_away(burst, fields, now):
+        if self.owing.handed_back and not self.owing.owed:
+            away = self.owing.away(burst.missed, now, self.backend.probe, self.take_back_s,
+                                   defer=lambda at: self.scheduler.defer(burst, at))
+            if away:
+                self._skip(burst, fields, away)
             return None
         missed = burst.missed or (REASON_FOLLOW_UP if burst.follow_up else "")
-        decision = decide(burst.subsystems, snapshot, owed=self.owed, missed=missed,
+        decision = decide(burst.subsystems, snapshot, owed=self.owing.owed, missed=missed,
                           zero_seen=burst.zero_seen or self.reads.zero_known(snapshot),
                           actions=burst.actions, arch=self.arch)
         self.reads.remember(snapshot)
@@ -254,23 +252,6 @@ class Controller:
         self.owing.save(self._load.starting(self.state, self.hardware(), burst.started_at))
         return burst
 
-    def _still_away(self, burst: Burst, fields: dict[str, Any], now: float) -> bool:
-        """Reloads are handed back: skip ``burst`` while kdumpd's backend still cannot
-        work (True), or take them back and decide once the rules are done (True), else
-        False."""
-        problem = self.backend.probe()
-        if problem:
-            self.owing.miss_while_away(burst.missed)
-            self._skip(burst, fields, "reloads are handed back to the distribution's "
-                       f"rules while kdumpd's backend cannot work: {problem}")
-            return True
-        log.info("the backend works again: kdumpd takes reloads back and decides in "
-                 "%.0f s, once the distribution's rules are done with these events",
-                 self.take_back_s)
-        self.owing.take_back(now)
-        self.scheduler.defer(burst, now + self.take_back_s)
-        return True
-
     def _skip(self, burst: Burst, fields: dict[str, Any], reason: str, *,
               proven: bool = False) -> None:
         """No reload for ``burst``; ``proven``: the header read back for this decision
@@ -287,7 +268,7 @@ class Controller:
             hardware = self.hardware()
             self.owing.save(self.state.with_hardware(hardware.fingerprint,
                                                      hardware.summary()))
-        elif is_unloaded(snapshot.crash_loaded) and not self.owed:
+        elif is_unloaded(snapshot.crash_loaded) and not self.owing.owed:
             # No image: whoever loads the next one loads it for the hardware of then.
             self.owing.save(self.state.with_hardware("", ""))
 

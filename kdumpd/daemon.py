@@ -344,7 +344,7 @@ class Daemon:
         """Keep the distribution's rules off only while our reloads work: after a reload
         failed for good, give events back to them until kdumpd's backend works again
         (the controller then stops reloading on events itself: never two reloaders)."""
-        wanted = not self.controller.handed_back
+        wanted = not self.controller.owing.handed_back
         if wanted == self._handover.held:
             return
         if not wanted:
@@ -358,7 +358,7 @@ class Daemon:
         Returns the exit status: 1 when no crash kernel is loaded and kdumpd owes one
         (the state file keeps the debt for the next start; Restart= may come sooner).
         """
-        if not self.controller.owed or self.controller.dry_run:
+        if not self.controller.owing.owed or self.controller.dry_run:
             return 0
         if self._worker.busy:  # a reload still runs past the budget: never two at once
             log.critical("exiting with no crash kernel loaded; the next start restores it")
@@ -371,7 +371,7 @@ class Daemon:
             self._worker.start(burst, self.parts.reloader, self.parts.sysfs, retries=False)
             self._join_worker()
             self._collect_outcomes()
-        if self.controller.owed:
+        if self.controller.owing.owed:
             log.critical("exiting with no crash kernel loaded; the next start restores it")
             return 1
         return 0

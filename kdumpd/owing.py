@@ -57,10 +57,23 @@ class Owing:
         self.save(replace(self.state, owed=False))
         self.retry.taken()
 
-    def miss_while_away(self, missed: str) -> None:
-        """A skip the kernel logged while reloads are handed back (the distribution's own
-        load held the kexec lock): decided on at the take-back."""
-        self._missed_while_away = self._missed_while_away or missed
+    def away(self, missed: str, now: float, probe: Callable[[], str | None],
+             take_back_s: float, *, defer: Callable[[float], None]) -> str:
+        """A burst while reloads are handed back: why it is skipped while kdumpd's
+        backend still cannot work (``probe`` names the problem; the burst's ``missed``
+        is kept for the take-back); else "": reloads are taken back and the burst
+        deferred ``take_back_s``, for the distribution's rules to finish first."""
+        problem = probe()
+        if problem:
+            self._missed_while_away = self._missed_while_away or missed
+            return ("reloads are handed back to the distribution's rules while kdumpd's "
+                    f"backend cannot work: {problem}")
+        log.info("the backend works again: kdumpd takes reloads back and decides in "
+                 "%.0f s, once the distribution's rules are done with these events",
+                 take_back_s)
+        self.take_back(now)
+        defer(now + take_back_s)
+        return ""
 
     def take_back(self, now: float) -> None:
         """Decide as the owner again; a kernel skip seen meanwhile is decided on."""

@@ -415,7 +415,7 @@ def test_an_owed_crash_kernel_is_retried_on_a_timer_with_capped_backoff(
             continue
         starts.append(clock())
         rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
-        assert rig.controller.owed
+        assert rig.controller.owing.owed
     gaps = [round(b - a) for a, b in zip(starts, starts[1:])]
     assert len(starts) >= len(RESTORE_DELAYS_S) + 1
     # each gap: the reloader's own retries (1 + 2 s) plus the restore delay
@@ -474,7 +474,7 @@ def test_a_failure_that_kept_a_stale_image_hands_back_owes_nothing_and_retries(
     rig.reloader = Reloader(backend, rig.sysfs, retries=0)
     rig.feed(memory_events(2))
     rig.settle()
-    assert rig.controller.handed_back and not rig.controller.owed
+    assert rig.controller.owing.handed_back and not rig.controller.owing.owed
     assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
     rig.feed(memory_events(2))
     rig.settle()  # left to the distribution's rules: kdumpd's backend still cannot work
@@ -489,7 +489,7 @@ def test_a_failure_that_kept_a_stale_image_hands_back_owes_nothing_and_retries(
     burst = rig.controller.poll(clock())
     assert burst is not None
     rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
-    assert backend.loads == 2 and not rig.controller.handed_back
+    assert backend.loads == 2 and not rig.controller.owing.handed_back
     assert rig.controller.deadline() is None
 
 
@@ -501,7 +501,7 @@ def test_taking_reloads_back_waits_for_the_distributions_reload_of_the_same_even
     rig.feed(memory_events(3))
     clock.advance(0.25)
     assert rig.controller.poll(clock()) is None
-    assert not rig.controller.handed_back  # the hand-over file comes back at once
+    assert not rig.controller.owing.handed_back  # the hand-over file comes back at once
     assert rig.controller.deadline() == pytest.approx(clock() + TAKE_BACK_S)
     fakesysfs.build(root, crash_hotplug="1")  # the distribution reloaded meanwhile
     rig.settle()
@@ -757,13 +757,13 @@ def test_the_restore_backoff_starts_over_after_a_success(root: Path, clock: Fake
     rig = Rig(root, clock, fail=3)  # the first reload fails all its 3 attempts
     rig.feed(memory_events(2))
     rig.settle()
-    assert rig.controller.owed
+    assert rig.controller.owing.owed
     assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
     clock.advance(RESTORE_DELAYS_S[0])
     restore = rig.controller.poll(clock())  # the restore timer, due at once
     assert restore is not None
     rig.controller.reload_finished(restore, rig.reloader.reload(), clock())
-    assert not rig.controller.owed and rig.controller.stats.restore_at is None
+    assert not rig.controller.owing.owed and rig.controller.stats.restore_at is None
 
     backend = FakeBackend(rig.log, rig.sysfs, fail=3, sleep=clock.advance, wall=clock)
     rig.controller.backend = backend
@@ -771,7 +771,7 @@ def test_the_restore_backoff_starts_over_after_a_success(root: Path, clock: Fake
     fakesysfs.build(root, crash_hotplug="0")
     rig.feed(memory_events(1))
     rig.settle()
-    assert rig.controller.owed
+    assert rig.controller.owing.owed
     assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
 
 

@@ -229,13 +229,13 @@ def test_a_reload_that_lost_the_crash_kernel_is_owed_on_the_next_burst(root: Pat
         h.source.push(events(3))
         wait_for(lambda: h.controller.stats.failed == 1)
         wait_for(lambda: not h.handover.exists())  # handed back (the loop syncs it next)
-        assert h.controller.owed
+        assert h.controller.owing.owed
         h.source.push(events(3))
         wait_for(lambda: h.controller.stats.reloads == 1)
         wait_for(h.handover.exists)  # taken back after its own reload worked
 
     h.run(script)
-    assert not h.controller.owed
+    assert not h.controller.owing.owed
     assert not h.handover.exists()
 
 
@@ -380,7 +380,7 @@ def test_handed_back_reloads_stop_until_the_backend_works_again(root: Path) -> N
     h.run(script)
     assert seen == [(False, 1), (False, 1), (True, 2)]
     assert h.sysfs.crash_loaded().text == "1"
-    assert not h.controller.owed
+    assert not h.controller.owing.owed
 
 
 def test_a_worker_that_raises_is_a_failed_reload_and_the_daemon_stays_healthy(
