@@ -22,11 +22,11 @@ from typing import Callable, Protocol
 
 from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
-from kdumpd.decision_log import REASON_RESTORE
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.handover import Handover
 from kdumpd.hardware import Hardware
 from kdumpd.kernel_log import KernelLog
+from kdumpd.kernel_log_edge import KERNEL, KernelLogEdge
 from kdumpd.looptime import LoopTime, RealTime
 from kdumpd.periodic import Job, Periodic
 from kdumpd.reload_requests import ReloadRequests
@@ -34,7 +34,8 @@ from kdumpd.reload_worker import ReloadWorker
 from kdumpd.reloader import Reloader
 from kdumpd.source import EventSource
 from kdumpd.source_supervisor import SourceSupervisor
-from kdumpd.startup_signals import SIGNALS, StartupSignals, name
+from kdumpd.startup_signals import SIGNALS, StartupSignals, meaning, name
+from kdumpd.stopping import Stopping
 from kdumpd.sysfs import Sysfs
 from kdumpd.systemd import Notify
 
@@ -105,13 +106,16 @@ class Daemon:
         self._udev_watch_s = udev_watch_s
         self._rules_watch = rules_watch
         self._rules_watch_s = rules_watch_s
-        self._kernel_log = kernel_log  # None: the kernel's messages cannot be read
+        self._kernel_log = KernelLogEdge(
+            kernel_log, lambda message: controller.on_kernel_skip(self._clock(), message))
         self._metrics = metrics  # None: no metrics file (metrics.py)
         self._metrics_s = metrics_s
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)
         self._worker = ReloadWorker(self._wake)
+        self._stopping = Stopping(self._worker, controller, self._clock, notify=notify,
+                                  watchdog_s=watchdog_s, collect=self._collect_outcomes)
         # `kdumpd reload` over the control socket (None: no requests, as in a dry run).
         self.requests = ReloadRequests(control, controller, self._clock)
         # udev_alive None: nothing to watch (tests, the kernel source).
@@ -125,7 +129,6 @@ class Daemon:
         self._hup_requested = False
         self._decide_requested = False
         self._exit_status = 0
-        self._stop_deadline = float("inf")
 
     @property
     def source(self) -> EventSource:
@@ -145,11 +148,7 @@ class Daemon:
     def _replay(self, signums: tuple[int, ...]) -> None:
         """Signals that came during start-up: handled now, each said in the journal."""
         for signum in signums:
-            what = ("the configuration is read again once the loop runs"
-                    if signum == signal.SIGHUP else
-                    "a decision is made at the start anyway" if signum == signal.SIGUSR1
-                    else "stopping before serving")
-            log.info("%s arrived during start-up: %s", name(signum), what)
+            log.info("%s arrived during start-up: %s", name(signum), meaning(signum))
             self._on_signal(signum, None)
             self._wake()  # the loop's first wait returns at once
 
@@ -188,16 +187,14 @@ class Daemon:
                 self._handover = Handover(None)  # nothing of ours to remove
                 return EXIT_CANTCREAT
             self.requests.open(selector)
-            self.controller.start(self._clock(), kernel_skips=self._kernel_log_start(selector))
+            self.controller.start(self._clock(), kernel_skips=self._kernel_log.start(selector))
             self._notify("READY=1\nSTATUS=" + self._status())
             log.info("listening for cpu and memory events")
             self._serve(selector)
             log.info("stopping (%s)", self._stop_why)
             self._notify("STOPPING=1")
-            # One budget for the whole stop (the unit's TimeoutStopSec is sized for it).
-            self._stop_deadline = self._clock() + self.parts.stop_wait_s
-            self._finish_running_reload()
-            status = self._restore_before_exit() or self._exit_status
+            status = self._stopping.stop(self.parts.stop_wait_s, self.parts.reloader,
+                                         self.parts.sysfs) or self._exit_status
             clean = status == 0
         finally:
             self.requests.close()
@@ -226,8 +223,7 @@ class Daemon:
         if self._rules_watch is not None:
             jobs.add(lambda: self._rules_watch_s, self._rules_watch,
                      first_in=self._rules_watch_s)
-        jobs.add(lambda: self._kernel_log.poll_s if self._kernel_log is not None else None,
-                 lambda: self._read_kernel_log(selector))
+        jobs.add(lambda: self._kernel_log.poll_s, lambda: self._kernel_log.read(selector))
         metrics = self._metrics
         if metrics is None:
             return jobs, None
@@ -245,8 +241,8 @@ class Daemon:
             for key, _ in ready:
                 if key.data == "wake":
                     self._drain_wakeups()
-                elif key.data == "kernel":
-                    self._read_kernel_log(selector)
+                elif key.data == KERNEL:
+                    self._kernel_log.read(selector)
                 elif key.data == "control":
                     self.requests.accept(reloading=self._worker.busy)
                 else:
@@ -278,45 +274,6 @@ class Daemon:
             deadlines.append(now + STATUS_INTERVAL_S)  # keep STATUS= moving during a storm
         return max(0.0, min(deadlines) - now) if deadlines else None
 
-    def _kernel_log_start(self, selector: selectors.BaseSelector) -> int:
-        """Listen to the kernel's messages; return the skipped header updates this boot
-        logged before kdumpd started."""
-        if self._kernel_log is None:
-            return 0
-        try:
-            skips, seen = self._kernel_log.lookback()
-            if self._kernel_log.poll_s is None:  # else looked at on a timer (_serve)
-                selector.register(self._kernel_log.fileno(), selectors.EVENT_READ, "kernel")
-        except OSError as error:
-            self._lose_kernel_log(f"the journal cannot be read ({error})")
-            return 0
-        if not seen:
-            log.warning("the journal holds no kernel message of this boot (is "
-                        "systemd-journald running?): a header update the kernel skips "
-                        "cannot be seen until one arrives")
-        return skips
-
-    def _read_kernel_log(self, selector: selectors.BaseSelector) -> None:
-        if self._kernel_log is None:
-            return
-        try:
-            skips = self._kernel_log.new_skips()
-        except OSError as error:
-            if self._kernel_log.poll_s is None:
-                selector.unregister(self._kernel_log.fileno())
-            self._lose_kernel_log(f"reading the kernel's messages failed ({error})")
-            return
-        for message in skips:
-            self.controller.on_kernel_skip(self._clock(), message)
-
-    def _lose_kernel_log(self, why: str) -> None:
-        log.warning("%s: kdumpd does not see the header updates the kernel skips "
-                    "(\"kexec_trylock() failed\")", why)
-        if self._kernel_log is not None:
-            with contextlib.suppress(OSError):
-                self._kernel_log.close()
-        self._kernel_log = None
-
     def _drain_wakeups(self) -> None:
         try:
             while self._wake_r.recv(4096):
@@ -330,7 +287,7 @@ class Daemon:
         if self._worker.busy:
             return
         burst = self.controller.poll(self._clock())
-        self._sync_handover()
+        self._handover.follow(handed_back=self.controller.owing.handed_back)
         if burst is not None:
             self._worker.start(burst, self.parts.reloader, self.parts.sysfs)
 
@@ -338,68 +295,7 @@ class Daemon:
         for burst, outcome in self._worker.outcomes():
             self.requests.finished(outcome)
             self.controller.reload_finished(burst, outcome, self._clock())
-            self._sync_handover()
-
-    def _sync_handover(self) -> None:
-        """Keep the distribution's rules off only while our reloads work: after a reload
-        failed for good, give events back to them until kdumpd's backend works again
-        (the controller then stops reloading on events itself: never two reloaders)."""
-        wanted = not self.controller.owing.handed_back
-        if wanted == self._handover.held:
-            return
-        if not wanted:
-            log.warning("handing reloads back to the distribution's udev rules "
-                        "until kdumpd's backend works again")
-        self._handover.hold(wanted)
-
-    def _restore_before_exit(self) -> int:
-        """Never leave an image kdumpd unloaded behind: one last bounded attempt.
-
-        Returns the exit status: 1 when no crash kernel is loaded and kdumpd owes one
-        (the state file keeps the debt for the next start; Restart= may come sooner).
-        """
-        if not self.controller.owing.owed or self.controller.dry_run:
-            return 0
-        if self._worker.busy:  # a reload still runs past the budget: never two at once
-            log.critical("exiting with no crash kernel loaded; the next start restores it")
-            return 1
-        now = self._clock()
-        self.controller.request(now, (), REASON_RESTORE, due_now=True)
-        burst = self.controller.poll(now)
-        if burst is not None:
-            log.critical("stopping with no crash kernel loaded: one last attempt to load it")
-            self._worker.start(burst, self.parts.reloader, self.parts.sysfs, retries=False)
-            self._join_worker()
-            self._collect_outcomes()
-        if self.controller.owing.owed:
-            log.critical("exiting with no crash kernel loaded; the next start restores it")
-            return 1
-        return 0
-
-    def _finish_running_reload(self) -> None:
-        if not self._worker.busy:
-            return
-        log.info("stopping: waiting for the running reload to finish (no further retries)")
-        self._worker.cancel()
-        self._join_worker()
-        if self._worker.alive:
-            log.critical("the running reload did not finish in %.0f s; exiting anyway",
-                         self.parts.stop_wait_s)
-            return
-        self._collect_outcomes()
-
-    def _join_worker(self) -> None:
-        """Wait for the reload until the stop budget is used up, petting the watchdog
-        meanwhile: systemd keeps the watchdog armed while a service stops, and a load
-        may take minutes."""
-        step = self._watchdog_s / 2 if self._watchdog_s else self.parts.stop_wait_s
-        while self._worker.alive:
-            left = self._stop_deadline - self._clock()
-            if left <= 0:
-                return
-            self._worker.join(min(step, left))
-            if self._watchdog_s:
-                self._notify("WATCHDOG=1")
+            self._handover.follow(handed_back=self.controller.owing.handed_back)
 
     # -- configuration -------------------------------------------------------------------
 

@@ -41,6 +41,17 @@ class Handover:
             return False
         return True
 
+    def follow(self, *, handed_back: bool) -> None:
+        """Keep the distribution's rules off only while kdumpd's reloads work: after a
+        reload failed for good, give events back to them until kdumpd's backend works
+        again (the controller then stops reloading on events: never two reloaders)."""
+        if self.held != handed_back:
+            return
+        if handed_back:
+            log.warning("handing reloads back to the distribution's udev rules "
+                        "until kdumpd's backend works again")
+        self.hold(not handed_back)
+
     def exit(self, *, restarting: bool) -> None:
         """kdumpd stops: release the file, unless the next kdumpd starts right away."""
         if not self.held:

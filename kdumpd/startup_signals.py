@@ -51,3 +51,12 @@ class StartupSignals:
 def name(signum: int) -> str:
     """``SIGTERM`` for 15."""
     return signal.Signals(signum).name
+
+
+def meaning(signum: int) -> str:
+    """What a signal that arrived during start-up does once the loop runs."""
+    if signum == signal.SIGHUP:
+        return "the configuration is read again once the loop runs"
+    if signum == signal.SIGUSR1:
+        return "a decision is made at the start anyway"
+    return "stopping before serving"
