@@ -12,8 +12,8 @@ from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller, run_pending
 from kdumpd.events import Event
-from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
+from kdumpd.looptime import MockTime
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.state import MemoryStore
@@ -36,7 +36,7 @@ def simulate(
     root: Path, events: list[Event], quiet_s: float = 0.25, max_delay_s: float = 3.0
 ) -> int:
     """Feed ``events`` through the pipeline on fake time; return how many loads ran."""
-    clock = FakeClock()
+    clock = MockTime()
     sysfs = Sysfs(root)
     log = root / "fake-kexec.log"
     log.unlink(missing_ok=True)

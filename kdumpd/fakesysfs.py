@@ -44,17 +44,3 @@ def build(
     return root
 
 
-class FakeClock:
-    """Monotonic time that moves only when told to (trio's MockClock, in small)."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-    def advance_to(self, when: float) -> None:
-        self.now = max(self.now, when)

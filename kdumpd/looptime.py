@@ -50,7 +50,9 @@ class Stalled(AssertionError):
 
 
 class MockTime:
-    """Virtual time with scripted actions (:meth:`at`, :meth:`after`), autojumping.
+    """The one virtual clock of kdumpd's tests and demo: monotonic seconds that move only
+    when told (:meth:`advance`, :meth:`advance_to`) or when the loop would sleep, with
+    scripted actions (:meth:`at`, :meth:`after`), autojumping.
 
     ``sleep`` advances virtual time (running the actions due meanwhile): give it to the fake
     backend as its sleep, and a load takes virtual time during which events can arrive.
@@ -85,6 +87,8 @@ class MockTime:
 
     def sleep(self, seconds: float) -> None:
         self.advance_to(self._now + seconds)
+
+    advance = sleep  # a test moving time by hand says what it does
 
     def select(self, selector: selectors.BaseSelector, timeout: float | None, *,
                thread_busy: bool) -> Ready:

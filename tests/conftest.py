@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kdumpd import fakesysfs
-from kdumpd.fakesysfs import FakeClock
+from kdumpd.looptime import MockTime
 
 
 @pytest.fixture
@@ -21,8 +21,8 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> MockTime:
+    return MockTime()
 
 
 HOST_UDEV_LOCK = Path("/run/lock/kdumpd-tests-real-uevents.lock")

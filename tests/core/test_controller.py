@@ -15,8 +15,8 @@ from kdumpd.controller import TAKE_BACK_S, Controller, run_pending
 from kdumpd.decision_log import REASON_HARDWARE
 from kdumpd.events import Event
 from kdumpd.fakekernel import SKIP_LINE, FakeKernel
-from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
+from kdumpd.looptime import MockTime
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.retry import DELAYS_S as RESTORE_DELAYS_S
 from kdumpd.scheduler import Burst, ReloadScheduler
@@ -31,7 +31,7 @@ def memory_events(n: int) -> list[Event]:
 class Rig:
     """The pipeline on fake time with the fake backend; reloads run when told to."""
 
-    def __init__(self, root: Path, clock: FakeClock, *, dry_run: bool = False, fail: int = 0,
+    def __init__(self, root: Path, clock: MockTime, *, dry_run: bool = False, fail: int = 0,
                  hotplug_after_load: bool = False, delay_ms: int = 0,
                  store: MemoryStore | None = None, arch: str = "x86_64") -> None:
         self.clock = clock
@@ -79,7 +79,7 @@ class Rig:
         return [json.loads(line)["op"] for line in self.log.read_text().splitlines()]
 
 
-def test_burst_of_3840_events_reloads_once(root: Path, clock: FakeClock) -> None:
+def test_burst_of_3840_events_reloads_once(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(3840))
     rig.settle()
@@ -88,7 +88,7 @@ def test_burst_of_3840_events_reloads_once(root: Path, clock: FakeClock) -> None
     assert rig.controller.stats.events == 3840
 
 
-def test_burst_with_crash_hotplug_1_reloads_never(root: Path, clock: FakeClock) -> None:
+def test_burst_with_crash_hotplug_1_reloads_never(root: Path, clock: MockTime) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock)
     rig.feed(memory_events(3840))
@@ -98,7 +98,7 @@ def test_burst_with_crash_hotplug_1_reloads_never(root: Path, clock: FakeClock) 
 
 
 def test_skip_is_logged_with_structured_fields(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock)
@@ -113,7 +113,7 @@ def test_skip_is_logged_with_structured_fields(
 
 
 def test_events_during_a_reload_are_reloaded_for_even_when_crash_hotplug_reads_1(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # The kernel skips its elfcorehdr update while a load holds the kexec lock, so events
     # that arrived during our hotplug-capable load may be missing from the new image even
@@ -135,7 +135,7 @@ def test_events_during_a_reload_are_reloaded_for_even_when_crash_hotplug_reads_1
 
 
 def test_events_in_the_grace_period_after_a_reload_count_as_overlapping(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock, hotplug_after_load=True)
     rig.feed(memory_events(3))
@@ -155,7 +155,7 @@ def test_events_in_the_grace_period_after_a_reload_count_as_overlapping(
 
 
 def test_a_transient_crash_hotplug_0_is_confirmed_before_reloading(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(4))
@@ -168,7 +168,7 @@ def test_a_transient_crash_hotplug_0_is_confirmed_before_reloading(
     assert rig.controller.stats.skipped == 4
 
 
-def test_absent_crash_hotplug_needs_no_confirmation(tmp_path: Path, clock: FakeClock) -> None:
+def test_absent_crash_hotplug_needs_no_confirmation(tmp_path: Path, clock: MockTime) -> None:
     root = fakesysfs.build(tmp_path / "r", crash_hotplug=None)
     rig = Rig(root, clock)
     rig.feed(memory_events(4))
@@ -176,7 +176,7 @@ def test_absent_crash_hotplug_needs_no_confirmation(tmp_path: Path, clock: FakeC
     assert rig.controller.poll(clock()) is not None
 
 
-def test_follow_up_reload_runs_when_the_kernel_still_needs_it(root: Path, clock: FakeClock) -> None:
+def test_follow_up_reload_runs_when_the_kernel_still_needs_it(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(10))
     burst = rig.take()
@@ -187,7 +187,7 @@ def test_follow_up_reload_runs_when_the_kernel_still_needs_it(root: Path, clock:
     assert rig.ops() == ["load", "load"]
 
 
-def test_no_crash_kernel_loaded_means_no_reload(root: Path, clock: FakeClock) -> None:
+def test_no_crash_kernel_loaded_means_no_reload(root: Path, clock: MockTime) -> None:
     fakesysfs.build(root, crash_loaded="0")
     rig = Rig(root, clock)
     rig.feed(memory_events(64))
@@ -196,7 +196,7 @@ def test_no_crash_kernel_loaded_means_no_reload(root: Path, clock: FakeClock) ->
 
 
 def test_dry_run_decides_but_runs_nothing(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Rig(root, clock, dry_run=True)
     rig.feed(memory_events(64))
@@ -210,7 +210,7 @@ def test_dry_run_decides_but_runs_nothing(
     assert "crash_hotplug=0" in would[0].getMessage()
 
 
-def test_failed_loads_are_retried_and_success_is_reported(root: Path, clock: FakeClock) -> None:
+def test_failed_loads_are_retried_and_success_is_reported(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock, fail=2)
     rig.feed(memory_events(5))
     rig.settle()
@@ -220,7 +220,7 @@ def test_failed_loads_are_retried_and_success_is_reported(root: Path, clock: Fak
 
 
 def test_retries_used_up_leave_a_critical_message_and_the_status_says_so(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Rig(root, clock, fail=10)
     rig.feed(memory_events(5))
@@ -239,7 +239,7 @@ def test_retries_used_up_leave_a_critical_message_and_the_status_says_so(
 
 
 def test_next_burst_retries_a_crash_kernel_our_reload_left_unloaded(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock, fail=3)  # 1 try + 2 retries all fail
     rig.feed(memory_events(5))
@@ -252,7 +252,7 @@ def test_next_burst_retries_a_crash_kernel_our_reload_left_unloaded(
     assert not rig.controller.stats.crash_kernel_missing
 
 
-def test_lost_events_schedule_a_resync_decision(root: Path, clock: FakeClock) -> None:
+def test_lost_events_schedule_a_resync_decision(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock)
     rig.controller.on_events_lost(clock())
     rig.settle()
@@ -261,7 +261,7 @@ def test_lost_events_schedule_a_resync_decision(root: Path, clock: FakeClock) ->
 
 
 def test_lost_events_need_no_reload_when_the_kernel_keeps_it_current(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, arch="ppc64le")
@@ -271,7 +271,7 @@ def test_lost_events_need_no_reload_when_the_kernel_keeps_it_current(
 
 
 def test_lost_events_reload_on_x86_since_they_may_hide_a_memory_removal(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # x86's own update never takes a removed range out of the header.
     fakesysfs.build(root, crash_hotplug="1")
@@ -307,7 +307,7 @@ def fake_hardware(root: Path, *, cpus: str = "0-1", ram: str = "100000000-11ffff
 
 
 def test_first_start_of_a_boot_records_the_baseline_without_reloading(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fake_hardware(root)
     rig = Rig(root, clock)
@@ -321,7 +321,7 @@ def test_first_start_of_a_boot_records_the_baseline_without_reloading(
 
 
 def test_hardware_changed_while_not_running_gives_exactly_one_reload(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_hardware(root)
     before = read_hardware(root)
@@ -339,7 +339,7 @@ def test_hardware_changed_while_not_running_gives_exactly_one_reload(
     assert store.state.last_load is not None and store.state.last_load.ok
 
 
-def test_unchanged_hardware_at_start_needs_no_reload(root: Path, clock: FakeClock) -> None:
+def test_unchanged_hardware_at_start_needs_no_reload(root: Path, clock: MockTime) -> None:
     fake_hardware(root)
     store = MemoryStore(State("boot-1", fingerprint=read_hardware(root).fingerprint))
     rig = Rig(root, clock, store=store)
@@ -349,7 +349,7 @@ def test_unchanged_hardware_at_start_needs_no_reload(root: Path, clock: FakeCloc
 
 
 def test_hardware_changed_with_a_kernel_that_keeps_it_current_needs_no_reload(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fake_hardware(root)
     store = MemoryStore(State("boot-1", fingerprint="stale"))
@@ -363,7 +363,7 @@ def test_hardware_changed_with_a_kernel_that_keeps_it_current_needs_no_reload(
 
 
 def test_hardware_changed_while_away_reloads_on_x86_whatever_crash_hotplug_says(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # The change may have been a DIMM removal, which x86's own update leaves in the header.
     fake_hardware(root)
@@ -377,7 +377,7 @@ def test_hardware_changed_while_away_reloads_on_x86_whatever_crash_hotplug_says(
     assert store.state.fingerprint == read_hardware(root).fingerprint
 
 
-def test_an_owed_crash_kernel_is_restored_at_start(root: Path, clock: FakeClock) -> None:
+def test_an_owed_crash_kernel_is_restored_at_start(root: Path, clock: MockTime) -> None:
     fakesysfs.build(root, crash_loaded="0")
     store = MemoryStore(State("boot-1", owed=True))
     rig = Rig(root, clock, store=store)
@@ -389,7 +389,7 @@ def test_an_owed_crash_kernel_is_restored_at_start(root: Path, clock: FakeClock)
 
 
 def test_an_owed_crash_kernel_someone_else_loaded_is_no_longer_owed(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     store = MemoryStore(State("boot-1", owed=True))
     rig = Rig(root, clock, store=store)  # kexec_crash_loaded reads 1 again
@@ -400,7 +400,7 @@ def test_an_owed_crash_kernel_someone_else_loaded_is_no_longer_owed(
 
 
 def test_an_owed_crash_kernel_is_retried_on_a_timer_with_capped_backoff(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock, fail=100)
     rig.feed(memory_events(2))
@@ -426,7 +426,7 @@ def test_an_owed_crash_kernel_is_retried_on_a_timer_with_capped_backoff(
 
 
 def test_a_successful_reload_records_the_hardware_it_loaded_for(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fake_hardware(root)
     rig = Rig(root, clock)
@@ -466,7 +466,7 @@ class Refusing:
 
 
 def test_a_failure_that_kept_a_stale_image_hands_back_owes_nothing_and_retries(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)
     backend = Refusing()
@@ -494,7 +494,7 @@ def test_a_failure_that_kept_a_stale_image_hands_back_owes_nothing_and_retries(
 
 
 def test_taking_reloads_back_waits_for_the_distributions_reload_of_the_same_events(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)
     rig.controller.stats.handed_back = True  # an earlier reload failed for good
@@ -509,7 +509,7 @@ def test_taking_reloads_back_waits_for_the_distributions_reload_of_the_same_even
 
 
 def test_a_load_kdumpd_dies_in_is_recorded_and_decided_at_the_next_start(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(3))
@@ -528,7 +528,7 @@ def test_a_load_kdumpd_dies_in_is_recorded_and_decided_at_the_next_start(
 
 
 def test_hardware_that_changed_during_our_load_forces_one_more_reload(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fake_hardware(root)
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -546,7 +546,7 @@ def test_hardware_that_changed_during_our_load_forces_one_more_reload(
     assert rig.store.state.fingerprint == read_hardware(root).fingerprint
 
 def test_a_crash_kernel_loaded_while_none_was_known_is_taken_as_the_baseline(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fake_hardware(root)
     fakesysfs.build(root, crash_loaded="0")
@@ -572,7 +572,7 @@ def records(caplog: pytest.LogCaptureFixture, message_id: str) -> list[logging.L
 
 
 def test_a_reload_is_reported_with_its_fields_and_recorded_in_the_state(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_hardware(root)
     rig = Rig(root, clock, delay_ms=1500)
@@ -603,7 +603,7 @@ def test_a_reload_is_reported_with_its_fields_and_recorded_in_the_state(
 
 
 def test_start_logs_say_what_kdumpd_found(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_hardware(root)
     summary = read_hardware(root).summary()
@@ -634,7 +634,7 @@ def test_start_logs_say_what_kdumpd_found(
 
 
 def test_every_overflow_is_counted_logged_and_resynced(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Rig(root, clock)
     with caplog.at_level(logging.INFO, logger="kdumpd"):
@@ -653,7 +653,7 @@ def test_every_overflow_is_counted_logged_and_resynced(
 
 
 def test_run_pending_decides_reloads_and_reports_until_nothing_is_pending(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(2))
@@ -676,7 +676,7 @@ def test_run_pending_decides_reloads_and_reports_until_nothing_is_pending(
 
 
 def test_a_zero_is_read_twice_only_while_unknown_for_the_image(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)  # an image that reads crash_hotplug=0, and loads that keep it 0
     slept: list[float] = []
@@ -703,7 +703,7 @@ def test_a_zero_is_read_twice_only_while_unknown_for_the_image(
     assert rig.ops() == ["load", "load", "load"]
 
 
-def test_the_status_line_names_every_state(clock: FakeClock) -> None:
+def test_the_status_line_names_every_state(clock: MockTime) -> None:
     from kdumpd.decision_log import Stats
 
     stats = Stats(events=5, skipped=1, reloads=2, failed=3, lost=4,
@@ -733,7 +733,7 @@ def test_fields_and_what_describe_a_burst() -> None:
 
 
 def test_a_failed_reload_is_reported_with_its_error(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Rig(root, clock, fail=5)
     rig.reloader = Reloader(rig.backend, rig.sysfs, retries=0)
@@ -753,7 +753,7 @@ def test_a_failed_reload_is_reported_with_its_error(
     assert not rig.store.state.last_load.ok
 
 
-def test_the_restore_backoff_starts_over_after_a_success(root: Path, clock: FakeClock) -> None:
+def test_the_restore_backoff_starts_over_after_a_success(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock, fail=3)  # the first reload fails all its 3 attempts
     rig.feed(memory_events(2))
     rig.settle()
@@ -775,7 +775,7 @@ def test_the_restore_backoff_starts_over_after_a_success(root: Path, clock: Fake
     assert rig.controller.deadline() == pytest.approx(clock() + RESTORE_DELAYS_S[0])
 
 
-def test_skips_add_up_and_record_what_the_image_describes(root: Path, clock: FakeClock) -> None:
+def test_skips_add_up_and_record_what_the_image_describes(root: Path, clock: MockTime) -> None:
     fake_hardware(root)
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock)
@@ -804,7 +804,7 @@ def journal(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def test_the_journal_tells_the_owed_and_overlap_stories(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = MemoryStore(State("boot-1", owed=True))
     rig = Rig(root, clock, store=store, hotplug_after_load=True)  # someone loaded one again
@@ -825,7 +825,7 @@ def test_the_journal_tells_the_owed_and_overlap_stories(
 
 
 def test_the_journal_tells_the_hand_back_and_take_back_story(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Missing:
         name = "missing"
@@ -868,7 +868,7 @@ SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
 
 
 def test_a_skip_the_kernel_logged_beside_an_event_reloads_whatever_crash_hotplug_says(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -884,7 +884,7 @@ def test_a_skip_the_kernel_logged_beside_an_event_reloads_whatever_crash_hotplug
 
 
 def test_a_skip_line_just_before_its_event_reloads_once(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -901,7 +901,7 @@ def test_a_skip_line_just_before_its_event_reloads_once(
 
 
 def test_a_line_with_no_event_near_it_is_a_read_and_decides_nothing(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -933,7 +933,7 @@ def test_a_line_with_no_event_near_it_is_a_read_and_decides_nothing(
 
 
 def test_lines_during_our_own_load_without_new_events_change_nothing(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fakesysfs.build(root, crash_hotplug="0")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -951,7 +951,7 @@ def test_lines_during_our_own_load_without_new_events_change_nothing(
 
 
 def test_a_skip_logged_during_our_load_joins_its_single_follow_up(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -965,7 +965,7 @@ def test_a_skip_logged_during_our_load_joins_its_single_follow_up(
 
 
 def test_lines_logged_this_boot_before_kdumpd_started_decide_nothing_by_themselves(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # 76 reader lines at first start reloaded with no hotplug at all (issue 29): without
     # an event they cannot be told from failed reads.
@@ -981,7 +981,7 @@ def test_lines_logged_this_boot_before_kdumpd_started_decide_nothing_by_themselv
 
 
 def test_a_skip_while_reloads_are_handed_back_is_decided_on_at_the_take_back(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -999,7 +999,7 @@ def test_a_skip_while_reloads_are_handed_back_is_decided_on_at_the_take_back(
     assert backend.loads == 1
 
 
-def on_the_fake_kernel(root: Path, clock: FakeClock, *, arch: str = "x86_64",
+def on_the_fake_kernel(root: Path, clock: MockTime, *, arch: str = "x86_64",
                        during: Callable[[FakeKernel], None] | None = None) -> Rig:
     """A rig whose loads go to the fake kernel and take 0.5 s of fake time; ``during`` runs
     inside the first one (with the kexec lock held)."""
@@ -1027,7 +1027,7 @@ def hotplug(rig: Rig, kernel: FakeKernel, block: str, *actions: str) -> None:
 
 
 def test_on_the_fake_kernel_a_dimm_during_our_load_and_its_removal_end_current(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = on_the_fake_kernel(
         root, clock, during=lambda k: hotplug(rig, k, "memory9", "add", "online"))
@@ -1044,7 +1044,7 @@ def test_on_the_fake_kernel_a_dimm_during_our_load_and_its_removal_end_current(
 
 
 def test_on_the_fake_kernel_a_removal_is_missed_without_the_x86_rule(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # The control: decide as on powerpc (whose update takes the range out) over an x86
     # kernel, and the removed block stays in the header.
@@ -1063,7 +1063,7 @@ def test_on_the_fake_kernel_a_removal_is_missed_without_the_x86_rule(
 
 
 def test_on_the_fake_kernel_a_skip_after_our_load_is_caught_from_the_kernel_log(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # Someone else's load holds the lock while a DIMM comes online, well after any load of
     # kdumpd's: crash_hotplug reads 1 and only the kernel's log says the image is stale.
@@ -1079,7 +1079,7 @@ def test_on_the_fake_kernel_a_skip_after_our_load_is_caught_from_the_kernel_log(
 
 
 def test_on_the_fake_kernel_a_skip_during_someone_elses_load_waits_for_it_to_end(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # The VM's scenario 17: a DIMM comes online while a foreign load holds the kexec lock.
     # kdumpd decides while that load runs (kexec_crash_loaded 0); the image it then
@@ -1101,7 +1101,7 @@ def test_on_the_fake_kernel_a_skip_during_someone_elses_load_waits_for_it_to_end
 
 
 def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakesysfs.build(root, crash_loaded="0")
     rig = Rig(root, clock)
@@ -1135,7 +1135,7 @@ def test_a_skip_with_no_load_under_way_waits_a_bounded_time(
     assert rig.ops() == ["load"]
 
 
-def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: FakeClock) -> None:
+def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: MockTime) -> None:
     # A read of crash_hotplug takes the kexec lock: while someone else's load holds it
     # (kexec_crash_loaded 0) the kernel would log its skip line for the read itself.
     fakesysfs.build(root, crash_loaded="0")
@@ -1159,7 +1159,7 @@ def test_with_no_image_loaded_crash_hotplug_is_not_read(root: Path, clock: FakeC
 
 
 def test_a_storm_of_skip_lines_is_one_warning_per_decision(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -1176,7 +1176,7 @@ def test_a_storm_of_skip_lines_is_one_warning_per_decision(
 
 
 def test_the_start_says_how_many_skips_it_found_and_a_plain_request_waits_its_quiet(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, hotplug_after_load=True)
@@ -1191,7 +1191,7 @@ def test_the_start_says_how_many_skips_it_found_and_a_plain_request_waits_its_qu
 
 
 def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     from kdumpd.capacity import Capacity
 

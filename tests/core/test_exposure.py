@@ -10,7 +10,7 @@ import pytest
 from kdumpd import exposure, fakesysfs
 from kdumpd.controller import CONFIRM_S
 from kdumpd.exposure import Exposure
-from kdumpd.fakesysfs import FakeClock
+from kdumpd.looptime import MockTime
 from kdumpd.state import State
 from tests.core.test_controller import Rig, memory_events
 
@@ -18,7 +18,7 @@ QUIET_S = 0.25  # the Rig's scheduler
 SPACING_S = 0.0001  # Rig.feed
 
 
-def test_a_reload_counts_its_stale_time_and_its_window(root: Path, clock: FakeClock) -> None:
+def test_a_reload_counts_its_stale_time_and_its_window(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock, delay_ms=500)  # the fake load takes 0.5 s of the fake clock
     rig.feed(memory_events(4))
     rig.settle()
@@ -33,7 +33,7 @@ def test_a_reload_counts_its_stale_time_and_its_window(root: Path, clock: FakeCl
     assert rig.store.state is not None and rig.store.state.exposure == counted  # kept
 
 
-def test_bursts_the_kernel_keeps_current_count_as_avoided(root: Path, clock: FakeClock) -> None:
+def test_bursts_the_kernel_keeps_current_count_as_avoided(root: Path, clock: MockTime) -> None:
     fakesysfs.build(root, crash_hotplug="1")
     rig = Rig(root, clock, arch="ppc64le")
     for _ in range(3):
@@ -44,7 +44,7 @@ def test_bursts_the_kernel_keeps_current_count_as_avoided(root: Path, clock: Fak
 
 
 def test_a_reload_that_left_none_counts_until_one_is_loaded_again(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock, fail=3, delay_ms=100)  # 1 try + 2 retries, all fail
     rig.feed(memory_events(2))

@@ -14,10 +14,10 @@ from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.events import Event
 from kdumpd.fakekernel import Call, FakeKernel
-from kdumpd.fakesysfs import FakeClock
 from kdumpd.hardware import read_hardware
 from kdumpd.header_proof import HeaderProof
 from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck, verify
+from kdumpd.looptime import MockTime
 from kdumpd.policy import Decision
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
@@ -30,7 +30,7 @@ SKIP = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
 class Proven:
     """The controller over the fake kernel with a faithful kcore, verifying on x86_64."""
 
-    def __init__(self, root: Path, clock: FakeClock, *, loaded: str = "plain",
+    def __init__(self, root: Path, clock: MockTime, *, loaded: str = "plain",
                  store: MemoryStore | None = None, verifying: bool = True) -> None:
         fakesysfs.build(root, crash_hotplug="1" if loaded == "file" else "0")
         self.clock = clock
@@ -73,7 +73,7 @@ class Proven:
 
 
 def test_a_plain_image_missing_a_dimm_is_stale_reloaded_and_then_current(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Proven(root, clock)
     rig.controller.start(clock())
@@ -86,7 +86,7 @@ def test_a_plain_image_missing_a_dimm_is_stale_reloaded_and_then_current(
 
 
 def test_a_cpu_going_offline_and_online_on_a_plain_image_needs_no_reload(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # crash_hotplug=0 says reload; the header has a note for every present CPU, and an
     # offlined CPU stays present: the header read back is current.
@@ -112,7 +112,7 @@ def test_a_cpu_going_offline_and_online_on_a_plain_image_needs_no_reload(
 
 
 def test_a_cpu_hot_added_after_a_plain_load_is_stale_and_reloaded(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Proven(root, clock)
     rig.controller.start(clock())
@@ -122,7 +122,7 @@ def test_a_cpu_hot_added_after_a_plain_load_is_stale_and_reloaded(
 
 
 def test_a_skip_nobody_logged_is_caught_by_the_header_read_back(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     # A DIMM comes online during someone else's load with the journal unreadable: the
     # inference sees crash_hotplug=1 and would keep the image; the header says stale.
@@ -137,7 +137,7 @@ def test_a_skip_nobody_logged_is_caught_by_the_header_read_back(
         "the loaded header, read back, is STALE: RAM missing 0x48000000-0x4fffffff")
 
 
-def test_an_x86_removal_is_decided_by_the_header(root: Path, clock: FakeClock) -> None:
+def test_an_x86_removal_is_decided_by_the_header(root: Path, clock: MockTime) -> None:
     rig = Proven(root, clock, loaded="file")
     rig.controller.start(clock())
     rig.hotplug("memory", "memory9", "add", "online")
@@ -152,7 +152,7 @@ def test_an_x86_removal_is_decided_by_the_header(root: Path, clock: FakeClock) -
 
 
 def test_a_reader_storm_on_a_current_header_reloads_nothing_at_start_or_after(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Proven(root, clock, loaded="file")
     rig.controller.start(clock(), kernel_skips=76)
@@ -164,7 +164,7 @@ def test_a_reader_storm_on_a_current_header_reloads_nothing_at_start_or_after(
     assert rig.reads == [CURRENT, CURRENT]
 
 
-def test_a_stale_header_at_start_is_reloaded(root: Path, clock: FakeClock) -> None:
+def test_a_stale_header_at_start_is_reloaded(root: Path, clock: MockTime) -> None:
     rig = Proven(root, clock)
     rig.kernel.hotplug("memory", "add", "memory9")  # before kdumpd: the -c image lacks it
     rig.controller.start(clock())
@@ -173,7 +173,7 @@ def test_a_stale_header_at_start_is_reloaded(root: Path, clock: FakeClock) -> No
 
 
 def test_without_verification_the_inference_decides_as_before(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Proven(root, clock, verifying=False)
     rig.kernel.hotplug("cpu", "add", "cpu1")
@@ -185,7 +185,7 @@ def test_without_verification_the_inference_decides_as_before(
 
 
 def test_a_load_that_leaves_a_stale_header_fails_and_twice_turns_verification_off(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Proven(root, clock)
     verdicts = iter([CURRENT, STALE, STALE, STALE, STALE])
@@ -218,7 +218,7 @@ def test_a_load_that_leaves_a_stale_header_fails_and_twice_turns_verification_of
     (CURRENT, True, False), (STALE, False, True), (UNKNOWN, True, True),
     (UNKNOWN, False, False), (CURRENT, False, False), (STALE, True, True)])
 def test_the_header_overrules_the_inference_only_where_it_can_be_read(
-    clock: FakeClock, verdict: str, reload: bool, becomes: bool
+    clock: MockTime, verdict: str, reload: bool, becomes: bool
 ) -> None:
     proof = HeaderProof(lambda: HeaderCheck(verdict, "why"), clock)
     judged = proof.judge(Decision(reload, "inferred"))
@@ -227,7 +227,7 @@ def test_the_header_overrules_the_inference_only_where_it_can_be_read(
     assert (judged.reason == "inferred") is (verdict == UNKNOWN)
 
 
-def test_a_step_of_the_inference_is_not_verified(clock: FakeClock) -> None:
+def test_a_step_of_the_inference_is_not_verified(clock: MockTime) -> None:
     proof = HeaderProof(lambda: HeaderCheck(STALE, "why"), clock)
     for step in (Decision(False, "confirm", confirm=True),
                  Decision(False, "wait", wait_for_load=True)):
@@ -244,7 +244,7 @@ def protection(line: str) -> str | None:
 
 
 def test_an_image_that_would_not_survive_growth_is_replaced_once_when_quiet(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Day-one Debian: kdump-tools' own -s image, kept current by the kernel (crash_hotplug
     # 1/1), lacks acpi_no_memhotplug; its dump kernel died after 5.5 GiB of growth.
@@ -274,7 +274,7 @@ def test_an_image_that_would_not_survive_growth_is_replaced_once_when_quiet(
 
 
 def test_an_image_kdumpd_cannot_protect_is_replaced_only_once(
-    root: Path, clock: FakeClock
+    root: Path, clock: MockTime
 ) -> None:
     rig = Proven(root, clock, loaded="file")
     rig.kernel.cmdline = DAY_ONE  # and kdumpd's own load keeps it (a backend that cannot)
@@ -300,7 +300,7 @@ def test_the_loaded_command_line_is_checked_for_growth_safety_on_x86_with_slots(
 
 
 def test_a_current_header_after_a_load_resets_the_count_of_disagreements(
-    clock: FakeClock, caplog: pytest.LogCaptureFixture
+    clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     verdicts = iter([STALE, CURRENT, STALE, STALE])
     proof = HeaderProof(lambda: HeaderCheck(next(verdicts), "RAM missing 0x1-0x2"), clock)
@@ -318,7 +318,7 @@ def test_a_current_header_after_a_load_resets_the_count_of_disagreements(
     assert proof.last is None  # and nothing read before is shown as the truth
 
 
-def test_a_verifier_that_raises_is_a_verdict_that_cannot_tell(clock: FakeClock) -> None:
+def test_a_verifier_that_raises_is_a_verdict_that_cannot_tell(clock: MockTime) -> None:
     def broken() -> HeaderCheck:
         raise OverflowError("offset too large")
 
@@ -337,7 +337,7 @@ def test_skip_lines_count_every_skip() -> None:
     assert (lines.skips, lines.reads) == (3, 0)
 
 
-def test_a_proof_knows_why_it_is_off_and_when_it_last_read(clock: FakeClock) -> None:
+def test_a_proof_knows_why_it_is_off_and_when_it_last_read(clock: MockTime) -> None:
     off = HeaderProof(None, clock)
     assert not off.enabled and off.off_why == "[reload] verify_header = false"
     on = HeaderProof(lambda: HeaderCheck(CURRENT, "fine"), clock)
@@ -347,7 +347,7 @@ def test_a_proof_knows_why_it_is_off_and_when_it_last_read(clock: FakeClock) -> 
 
 
 def test_an_unprotected_command_line_is_judged_without_its_elfcorehdr_and_once(
-    clock: FakeClock,
+    clock: MockTime,
 ) -> None:
     seen: list[str] = []
 

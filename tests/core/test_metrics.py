@@ -11,9 +11,9 @@ import pytest
 
 from kdumpd import metrics
 from kdumpd.exposure import Exposure
-from kdumpd.fakesysfs import FakeClock
 from kdumpd.header_proof import HeaderProof
 from kdumpd.loaded_header import STALE, UNKNOWN, HeaderCheck
+from kdumpd.looptime import MockTime
 from kdumpd.metrics import Reading
 from kdumpd.metrics_dir import DirectoryRefused
 from kdumpd.rules.atomic import WriteError, replace_at
@@ -57,7 +57,7 @@ def test_the_file_holds_every_named_metric(tmp_path: Path) -> None:
     assert got[("kdumpd_crash_hotplug_failed_reads_total", ())] == 0
 
 
-def test_the_header_read_back_is_a_gauge_with_its_counts(root: Path, clock: FakeClock,
+def test_the_header_read_back_is_a_gauge_with_its_counts(root: Path, clock: MockTime,
                                                           tmp_path: Path) -> None:
     rig = Rig(root, clock)
     stale = HeaderCheck(STALE, "x", ranges_missing=((1 << 32, 1 << 33),),
@@ -96,7 +96,7 @@ class SpySysfs(Sysfs):
         return super().read(name)
 
 
-def test_gathering_takes_no_kexec_lock(root: Path, clock: FakeClock) -> None:
+def test_gathering_takes_no_kexec_lock(root: Path, clock: MockTime) -> None:
     rig = Rig(root, clock)
     rig.feed(memory_events(3))
     rig.settle()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from kdumpd.fakesysfs import FakeClock
+from kdumpd.looptime import MockTime
 from kdumpd.periodic import Periodic
 
 
-def test_jobs_run_when_due_and_say_when_they_are_due_next(clock: FakeClock) -> None:
+def test_jobs_run_when_due_and_say_when_they_are_due_next(clock: MockTime) -> None:
     runs: list[tuple[str, float]] = []
     on = [True]
     jobs = Periodic(clock)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kdumpd.backends import BackendError
-from kdumpd.fakesysfs import FakeClock
+from kdumpd.looptime import MockTime
 from kdumpd.reloader import Reloader, backoff_delays
 from kdumpd.sysfs import Sysfs
 
@@ -35,7 +35,7 @@ def test_backoff_doubles_and_is_capped() -> None:
     assert backoff_delays(7) == [1, 2, 4, 8, 16, 30, 30]
 
 
-def test_retries_with_backoff_until_success(root: Path, clock: FakeClock) -> None:
+def test_retries_with_backoff_until_success(root: Path, clock: MockTime) -> None:
     slept: list[float] = []
     retried: list[tuple[int, str, float]] = []
 
@@ -52,7 +52,7 @@ def test_retries_with_backoff_until_success(root: Path, clock: FakeClock) -> Non
     assert retried == [(1, "attempt 1 failed", 1), (2, "attempt 2 failed", 2)]
 
 
-def test_gives_up_after_the_retries(root: Path, clock: FakeClock) -> None:
+def test_gives_up_after_the_retries(root: Path, clock: MockTime) -> None:
     backend = Flaky(100)
     outcome = Reloader(backend, Sysfs(root), 2, sleep=clock.advance, clock=clock).reload()
     assert not outcome.ok
@@ -85,7 +85,7 @@ def test_cancel_stops_further_attempts_but_not_the_running_one(root: Path) -> No
 class Slow(Flaky):
     """Each attempt takes 2 s of the fake clock."""
 
-    def __init__(self, failures: int, clock: FakeClock) -> None:
+    def __init__(self, failures: int, clock: MockTime) -> None:
         super().__init__(failures)
         self.clock = clock
 
@@ -94,7 +94,7 @@ class Slow(Flaky):
         super().reload()
 
 
-def test_outcomes_in_full(root: Path, clock: FakeClock) -> None:
+def test_outcomes_in_full(root: Path, clock: MockTime) -> None:
     from kdumpd.reloader import Outcome
     from kdumpd.sysfs import Value
 
@@ -107,7 +107,7 @@ def test_outcomes_in_full(root: Path, clock: FakeClock) -> None:
 
 
 def test_an_attempt_that_raises_anything_is_a_failed_attempt_with_its_traceback(
-    root: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     class Buggy(Flaky):
         def reload(self) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kdumpd.events import Event
-from kdumpd.fakesysfs import FakeClock
+from kdumpd.looptime import MockTime
 from kdumpd.scheduler import ReloadScheduler
 
 MEM = Event("memory", "online", "/devices/system/memory/memory1")
@@ -16,7 +16,7 @@ def test_nothing_pending_has_no_deadline() -> None:
     assert s.take(10**9) is None
 
 
-def test_burst_is_due_after_the_quiet_window(clock: FakeClock) -> None:
+def test_burst_is_due_after_the_quiet_window(clock: MockTime) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.add(MEM, clock())
     clock.advance(0.1)
@@ -33,7 +33,7 @@ def test_burst_is_due_after_the_quiet_window(clock: FakeClock) -> None:
     assert s.deadline() is None
 
 
-def test_a_never_ending_stream_is_cut_at_max_delay(clock: FakeClock) -> None:
+def test_a_never_ending_stream_is_cut_at_max_delay(clock: MockTime) -> None:
     s = ReloadScheduler(0.25, 3.0)
     start = clock()
     taken = []
@@ -46,7 +46,7 @@ def test_a_never_ending_stream_is_cut_at_max_delay(clock: FakeClock) -> None:
     assert [n for _, n in taken] == [48, 48, 48]
 
 
-def test_nothing_is_due_while_a_reload_runs_then_exactly_one_follow_up(clock: FakeClock) -> None:
+def test_nothing_is_due_while_a_reload_runs_then_exactly_one_follow_up(clock: MockTime) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.add(MEM, clock())
     clock.advance(0.25)
@@ -65,7 +65,7 @@ def test_nothing_is_due_while_a_reload_runs_then_exactly_one_follow_up(clock: Fa
     assert s.take(clock()) is None
 
 
-def test_a_request_schedules_its_subsystems_without_counting_events(clock: FakeClock) -> None:
+def test_a_request_schedules_its_subsystems_without_counting_events(clock: MockTime) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.request(clock(), frozenset({"cpu", "memory"}), "events were lost")
     s.request(clock(), (), "events were lost")
@@ -79,7 +79,7 @@ def test_a_request_schedules_its_subsystems_without_counting_events(clock: FakeC
     assert burst.subsystems == {"cpu", "memory"}
 
 
-def test_a_request_due_now_is_due_at_once(clock: FakeClock) -> None:
+def test_a_request_due_now_is_due_at_once(clock: MockTime) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.add(Event("cpu", "online", "/x"), clock())
     s.request(clock(), (), "kdumpd reload", due_now=True)
@@ -87,7 +87,7 @@ def test_a_request_due_now_is_due_at_once(clock: FakeClock) -> None:
     assert burst is not None and burst.events == 1 and burst.reasons == ("kdumpd reload",)
 
 
-def test_a_deferred_burst_comes_back_merged_and_not_before_its_time(clock: FakeClock) -> None:
+def test_a_deferred_burst_comes_back_merged_and_not_before_its_time(clock: MockTime) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.add(Event("memory", "online", "/m0"), clock())
     clock.advance(0.25)
@@ -107,7 +107,7 @@ def test_a_deferred_burst_comes_back_merged_and_not_before_its_time(clock: FakeC
 
 
 def test_a_deferred_burst_keeps_its_first_and_last_event_and_why_it_was_missed(
-    clock: FakeClock,
+    clock: MockTime,
 ) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.add(MEM, clock())
@@ -151,7 +151,7 @@ def test_a_fresh_scheduler_holds_no_floor_of_its_own() -> None:
 
 
 def test_events_during_a_load_or_its_grace_form_a_follow_up_with_the_longer_quiet(
-    clock: FakeClock,
+    clock: MockTime,
 ) -> None:
     s = ReloadScheduler(0.05, 3.0, grace_s=0.5, follow_up_quiet_s=0.25,
                         follow_up_max_delay_s=30.0)
@@ -182,7 +182,7 @@ def test_events_during_a_load_or_its_grace_form_a_follow_up_with_the_longer_quie
     assert late is not None and not late.follow_up
 
 
-def test_a_paced_stream_after_a_load_is_one_follow_up_at_its_end(clock: FakeClock) -> None:
+def test_a_paced_stream_after_a_load_is_one_follow_up_at_its_end(clock: MockTime) -> None:
     # 20 events/s for 10 s: the leading reload, then one follow-up once the stream is quiet
     # (a reload in the middle would open a window to shorten a staleness the next event
     # brings back).
@@ -206,7 +206,7 @@ def test_a_paced_stream_after_a_load_is_one_follow_up_at_its_end(clock: FakeCloc
     assert sum(n for _, n, _ in taken) == 200
 
 
-def test_a_follow_up_stream_is_cut_at_the_follow_up_max_delay(clock: FakeClock) -> None:
+def test_a_follow_up_stream_is_cut_at_the_follow_up_max_delay(clock: MockTime) -> None:
     s = ReloadScheduler(0.05, 3.0, follow_up_max_delay_s=30.0)
     s.reload_started()
     first = clock()
@@ -221,7 +221,7 @@ def test_a_follow_up_stream_is_cut_at_the_follow_up_max_delay(clock: FakeClock) 
 
 
 def test_bursts_carry_their_actions_and_requests_for_unknown_events_any(
-    clock: FakeClock,
+    clock: MockTime,
 ) -> None:
     s = ReloadScheduler(0.25, 3.0)
     s.add(Event("memory", "remove", "/m1"), clock())
@@ -237,7 +237,7 @@ def test_bursts_carry_their_actions_and_requests_for_unknown_events_any(
     assert again is not None and again.actions == burst.actions
 
 
-def test_a_deferred_follow_up_stays_a_follow_up(clock: FakeClock) -> None:
+def test_a_deferred_follow_up_stays_a_follow_up(clock: MockTime) -> None:
     s = ReloadScheduler(0.05, 3.0, follow_up_quiet_s=0.25)
     s.reload_started()
     s.add(MEM, clock())
