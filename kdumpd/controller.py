@@ -261,8 +261,10 @@ class Controller:
                  extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
         if self.dry_run:
             return
-        # Proven current: nothing more to read (a crash_hotplug read takes the kexec lock).
-        snapshot = None if proven else self.reads.read(SUBSYSTEMS)
+        # Proven current, or this image's crash_hotplug already read 1 for both
+        # subsystems: nothing more to read (a crash_hotplug read takes the kexec lock).
+        snapshot = None if proven or self.reads.kernel_keeps_current() \
+            else self.reads.read(SUBSYSTEMS)
         if snapshot is None or kernel_keeps_current(snapshot):
             # The image describes the hardware of now: read back, or kept by the kernel.
             hardware = self.hardware()

@@ -77,3 +77,8 @@ class ImageReads:
             return False
         zeros = [s for s, v in snapshot.crash_hotplug.items() if _text(v) == "0"]
         return bool(zeros) and all(self.hotplug.get(s) == "0" for s in zeros)
+
+    def kernel_keeps_current(self) -> bool:
+        """The image loaded at the last read is kept current by the kernel for every
+        subsystem, as crash_hotplug read for it (1 each)."""
+        return self.loaded == "1" and all(self.hotplug.get(s) == "1" for s in SUBSYSTEMS)

@@ -1218,3 +1218,28 @@ def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
     assert getattr(shorts[0], "MESSAGE_ID", None) == journal_ids.CAPACITY_SHORT
     assert rig.controller.capacity.last is not None
     assert rig.controller.capacity.last.recommended_bytes == 512 << 20
+
+
+def test_a_burst_the_kernel_keeps_current_reads_crash_hotplug_once(
+        root: Path, clock: MockTime) -> None:
+    # Each read of crash_hotplug takes the kexec lock: a skip whose decision read 1 for
+    # both subsystems of this image records the hardware without reading again.
+    fakesysfs.build(root, crash_loaded="1", crash_hotplug="1")
+    rig = Rig(root, clock)
+    rig.controller.start(clock())
+    asked: list[tuple[str, ...]] = []
+
+    def snapshot(subsystems: Collection[str]) -> Snapshot:
+        asked.append(tuple(sorted(subsystems)))
+        return rig.sysfs.snapshot(subsystems)
+
+    rig.controller.reads.read_with(snapshot)
+    (root / "proc").mkdir(exist_ok=True)
+    (root / "proc/iomem").write_text("00001000-0009fbff : System RAM\n"
+                                     "100000000-13fffffff : System RAM\n")
+    before = rig.controller.state.fingerprint
+    rig.feed(memory_events(3))
+    rig.settle()
+    assert rig.ops() == [] and rig.controller.stats.skipped == 3
+    assert asked == [(), ("memory",)]  # kexec_crash_loaded, then crash_hotplug once
+    assert before != rig.controller.state.fingerprint == read_hardware(root).fingerprint
