@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -469,3 +470,34 @@ def test_an_image_that_cannot_be_read_is_typed_too(tmp_path: Path, root: Path) -
     assert data["image"]["kernel"] is None and data["image"]["missing"] == []
     text = kdumpd("status", "--config", str(path), check=True).stdout
     assert "  error: /etc/default/kdump-tools:1: KDUMP_CMDLINE needs the shell" in text
+
+
+def test_run_dry_run_serves_through_the_daemon_loop_and_writes_nothing(
+        tmp_path: Path, root: Path) -> None:
+    # `kdumpd run --dry-run` end to end: the composition root, Daemon.run on the real
+    # kernel event socket, SIGTERM; nothing loaded, saved, listened on or handed over.
+    (root / "kmsg").write_text("", encoding="utf-8")
+    path = write_config(tmp_path, root, extra=(
+        f'[events]\nsource = "kernel"\nkernel_log = "{root}/kmsg"\n'))
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM")}
+    process = subprocess.Popen([sys.executable, "-m", "kdumpd", "run", "--dry-run",
+                                "--config", str(path)], stderr=subprocess.PIPE, text=True,
+                               env=env)
+    assert process.stderr is not None
+    seen: list[str] = []
+    try:
+        for line in process.stderr:  # ends if kdumpd exits before serving
+            seen.append(line)
+            if "listening for cpu and memory events" in line:
+                process.send_signal(signal.SIGTERM)
+                break
+        assert process.wait(timeout=60) == 0, "".join(seen)
+    finally:
+        process.kill()
+    seen.extend(process.stderr.read().splitlines(keepends=True))
+    text = "".join(seen)
+    assert "dry run: nothing is reloaded or written" in text
+    assert "stopping (SIGTERM)" in text
+    assert not (root / "fake.log").exists()
+    assert not (root / "state" / "state.json").exists()
+    assert not (root / "control").exists()
