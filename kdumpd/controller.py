@@ -239,7 +239,7 @@ class Controller:
             log.warning(warning, extra=fields)
         if not decision.reload:
             if burst.events and kernel_keeps_current(snapshot, burst.subsystems):
-                self.owing.state = replace(self.state, exposure=self.state.exposure.avoided())
+                self.owing.adopt(replace(self.state, exposure=self.state.exposure.avoided()))
             self._skip(burst, fields, decision.reason, proven=proven)
             return None
         if self.dry_run:

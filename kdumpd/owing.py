@@ -47,7 +47,8 @@ class Owing:
         self._stats.crash_kernel_missing = state.owed
 
     def adopt(self, state: State) -> None:
-        """The state file's state, taken up as it is (nothing to write)."""
+        """``state`` taken up as it is, not written now (the state file's at start; a
+        count the next save writes)."""
         self.state = state
         self._stats.crash_kernel_missing = state.owed
 
