@@ -81,7 +81,7 @@ def describe_image(cfg: Config) -> dict[str, Any] | None:
         return image_report.failed(f"reading the distribution's kdump configuration "
                                    f"failed ({type(error).__name__}: {error})")
     note = None
-    if name == "kexec" and image.kexec_args_from:
+    if name == "kexec" and image.kexec_args_from is not None:
         backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s)
         note = backend.choice(image)[1]
     hazard = distro.memory_hotplug_hazard(image, uname.machine,

@@ -77,7 +77,7 @@ def test_the_module_reads_status_on_the_target_and_changes_nothing(
     assert run.returncode == 0, run.stdout
     result = run.results["info"]
     assert result["changed"] is False
-    assert result["status"]["schema_version"] == 3
+    assert result["status"]["schema_version"] == 4
     assert result["kdumpd_summary"]["usable"] is True
 
 
