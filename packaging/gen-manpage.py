@@ -130,8 +130,12 @@ JSON_KEYS = (
      "ok, duration_s."),
     ("exposure", "Object or null (no state this boot): no_crash_kernel_s, stale_s, "
      "longest_gap_s, reloads, reloads_avoided, failures, this boot."),
-    ("capacity", "Object or null: reserved_bytes, recommended_bytes (0: no rule), source, "
-     "warning (null when the reservation fits the RAM online)."),
+    ("capacity", "Object or null: reserved_bytes, ram_bytes (the System RAM lines of "
+     "/proc/iomem, driver-managed RAM left out, as kdump-utils' get_system_size counts "
+     "them), recommended_bytes (0: no rule; the larger of the boot's crashkernel= range "
+     "expression as the kernel applies it, RAM rounded up to 128 MiB, and kdump-utils' "
+     "default for the architecture with its additions), source (which rule, on which "
+     "RAM, the additions named), warning (null when the reservation fits)."),
     ("metrics", "Object or null ([metrics] textfile_dir off): file, directory_owner_uid "
      "(null when the directory cannot be opened), problem (why kdumpd.prom is not written "
      "there: a directory that is a symlink, not root's or writable by others; or null)."),
