@@ -118,6 +118,14 @@ def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
     assert "acpi_no_memhotplug" in words and "cma=0" in words
     assert words[-2:] == ["disable_cpu_apicid=2", "rd.systemd.gpt_auto=no"]
     assert distro.memory_hotplug_hazard(image, "x86_64", acpi_slots=True) is None
+    # Where each part came from: kdumpctl, from the settings the shipped file sets.
+    sysconfig = "/etc/sysconfig/kdump"
+    assert image.kernel_from == Origin.tool("kdumpctl", Setting(sysconfig, "KDUMP_IMG"))
+    assert image.initrd_from == Origin("kdumpctl")
+    assert image.initrd_from.text() == "as kdumpctl finds it"
+    assert image.append_from == Origin.tool(
+        "kdumpctl", Setting("/proc/cmdline"), Setting(sysconfig, "KDUMP_COMMANDLINE_REMOVE"),
+        Setting(sysconfig, "KDUMP_COMMANDLINE_APPEND"))
 
 
 def test_fedora_kdump_initrd_under_var_lib_when_boot_has_none(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ class Origin:
             return "the running kernel's"
         if self.inputs:
             return f"{self.source} from " + ", ".join(s.text() for s in self.inputs)
-        return self.source
+        return f"as {self.source} finds it"
 
 
 def text(origin: dict[str, Any] | None) -> str:
