@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.ansible.conftest import COLLECTION, Ansible, load_module
 from tests.ansible.test_info import config_for, info_module, status_of
 
 PLAYBOOK = COLLECTION / "playbooks/fleet_report.yml"
+SBIN = "/sbin:/usr/sbin:/usr/local/sbin"  # where AnsibleModule.get_bin_path looks besides PATH
 # kdumpd_info's own failure on a host without kdumpd (its main()).
 NOT_INSTALLED = ("kdumpd is not installed on the target (no kdumpd command on PATH): "
                  "install kdumpd on the target first (the kdumpd.kdumpd.kdumpd role does)")
@@ -84,8 +86,9 @@ def test_a_fleet_without_problems_has_no_failure(tmp_path: Path) -> None:
 
 
 def inventory(tmp_path: Path) -> Path:
-    """Four hosts: a usable one, one without a crash kernel, one whose kdumpd refuses its
-    configuration, one that cannot be reached (ssh to a closed port)."""
+    """Five hosts: a usable one, one without a crash kernel, one whose kdumpd refuses its
+    configuration, one without kdumpd, one that cannot be reached (ssh to a closed
+    port)."""
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable,
              "ansible_become": False}
     hosts: dict[str, dict[str, Any]] = {}
@@ -97,6 +100,11 @@ def inventory(tmp_path: Path) -> Path:
     broken.write_text("[reload]\nbackend = 3\n")
     broken.chmod(0o644)
     hosts["broken"] = {**local, "kdumpd_config": str(broken)}
+    # A host without kdumpd: its Python runs with a PATH that has no kdumpd on it.
+    bare = tmp_path / "python-without-kdumpd"
+    bare.write_text(f'#!/bin/sh\nPATH={tmp_path}/empty exec {sys.executable} "$@"\n')
+    bare.chmod(0o755)
+    hosts["bare"] = {**local, "ansible_python_interpreter": str(bare)}
     hosts["gone"] = {"ansible_host": "127.0.0.1", "ansible_port": 1,
                      "ansible_connection": "ssh",
                      "ansible_ssh_common_args": "-o BatchMode=yes -o ConnectTimeout=10"}
@@ -115,18 +123,22 @@ def test_the_playbook_prints_one_table_and_fails_once_naming_the_unusable_hosts(
     output = done.stdout + done.stderr
     assert done.returncode == 2, output  # ansible-playbook: a task failed
     rows = [json.loads(line.strip().rstrip(",")) for line in output.splitlines()
-            if re.match(r'\s+"(HOST|web1|db-primary-02|broken|gone|4 host\(s\):) ', line)]
+            if re.match(r'\s+"(HOST|web1|db-primary-02|broken|bare|gone|5 host\(s\):) ', line)]
     assert [row.split()[0] for row in rows] == ["HOST", "web1", "db-primary-02", "broken",
-                                                 "gone", "4"], output
+                                                 "bare", "gone", "5"], output
     states = {row.split()[0]: row.split()[1] for row in rows[1:-1]}
+    installed = shutil.which("kdumpd", path=SBIN) is not None  # get_bin_path looks there too
     assert states == {"web1": "ok", "db-primary-02": "UNUSABLE", "broken": "FAILED",
+                      "bare": states["bare"] if installed else "FAILED",
                       "gone": "UNREACHABLE"}
     assert rows[2].endswith("no crash kernel is loaded: a panic now gives no dump")
     assert rows[3].endswith("reload.backend: expected a string, got an integer")
-    assert "port 1" in rows[4]
-    assert rows[-1] == "4 host(s): 1 usable, 1 unusable, 1 failed, 1 unreachable"
+    assert installed or rows[4].endswith(NOT_INSTALLED)
+    assert "port 1" in rows[5]
+    assert rows[-1] == "5 host(s): 1 usable, 1 unusable, 2 failed, 1 unreachable" or installed
     failures = re.findall(r"fatal: \[localhost\]: FAILED! => (.*)", output)
     assert len(failures) == 1, output
-    assert json.loads(failures[0])["msg"].endswith(": db-primary-02, broken, gone")
-    # The host whose kdumpd failed has its row, not an error block of its own.
-    assert "fatal: [broken]" not in output and "fatal: [db-primary-02]" not in output
+    assert json.loads(failures[0])["msg"].endswith(": db-primary-02, broken, bare, gone") or (
+        installed)
+    # The hosts whose kdumpd failed or is missing have their rows, not error blocks.
+    assert not re.search(r"fatal: \[(web1|db-primary-02|broken|bare)\]", output), output
