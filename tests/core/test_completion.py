@@ -59,9 +59,12 @@ def readline_tab(line: str, cwd: Path) -> str:
         fd, terminal = pty.openpty()
     except OSError as error:  # a build chroot without pseudo-terminals
         pytest.skip(f"no pseudo-terminal: {error}")
+    # No startup files, no inputrc, no history written: the host's stay out, and are left
+    # alone.
+    env = {**os.environ, "HOME": str(cwd), "HISTFILE": "/dev/null", "INPUTRC": "/dev/null"}
     shell = subprocess.Popen([bash, "--norc", "--noprofile", "-i"], stdin=terminal,
-                             stdout=terminal, stderr=terminal, cwd=cwd,
-                             start_new_session=True)  # no startup files: the host's stay out
+                             stdout=terminal, stderr=terminal, cwd=cwd, env=env,
+                             start_new_session=True)
     os.close(terminal)
     try:
         os.write(fd, f"PS1='$ '; source {SCRIPT}; echo READY$((6*7))\n".encode())
