@@ -78,13 +78,16 @@ vm-chaos: $(STAMP)
 		$(PY) -m pytest -q -s tests/vm -k test_12_seeded_chaos
 
 # The bash completion the packages ship, generated from the parser by a fixed shtab
-# (1.5.5, Debian 12's, completes only the first subcommand; tests/core/test_completion.py
-# checks the file is current and drives it in bash).
+# (1.5.5, Debian 12's, completes only the first subcommand) and edited by
+# packaging/gen-completion.py so that only file and directory arguments are completed as
+# file names (shtab's `complete -o filenames` made `kdumpd run<Tab>` in / give `run/`);
+# tests/core/test_completion.py checks the file is current and drives it in bash, also
+# through readline in a pty.
 SHTAB_VERSION = 1.7.1
 completion: $(STAMP)
 	rm -rf out/shtab && $(PY) -m pip download -q --no-deps -d out/shtab shtab==$(SHTAB_VERSION)
-	PYTHONPATH=$$(ls out/shtab/shtab-*.whl) $(PY) -m shtab --shell=bash --prog=kdumpd \
-		kdumpd.cli.build_parser > packaging/kdumpd.bash
+	PYTHONPATH=$$(ls out/shtab/shtab-*.whl) $(PY) packaging/gen-completion.py > out/kdumpd.bash
+	mv out/kdumpd.bash packaging/kdumpd.bash
 
 # Mutation testing of the pure core ([tool.mutmut] in pyproject.toml); not part of CI.
 mutmut: $(STAMP)

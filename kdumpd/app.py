@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from kdumpd import capacity, command, image_report, loaded_header, metrics, systemd
+from kdumpd import (
+    capacity,
+    capacity_facts,
+    command,
+    image_report,
+    loaded_header,
+    metrics,
+    systemd,
+)
 from kdumpd import config as configmod
 from kdumpd.backends import Backend, BackendError, distro
 from kdumpd.backends import tools as toolbackends
@@ -19,7 +27,14 @@ from kdumpd.config import Config, ConfigError
 from kdumpd.control import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
-from kdumpd.hardware import Hardware, read_cmdline, read_crash_reservation, read_hardware
+from kdumpd.hardware import (
+    Hardware,
+    crash_reservation,
+    read_cmdline,
+    read_crash_reservation,
+    read_hardware,
+    read_text,
+)
 from kdumpd.kernel_log import open_kernel_log
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
@@ -81,7 +96,7 @@ def describe_image(cfg: Config) -> dict[str, Any] | None:
         return image_report.failed(f"reading the distribution's kdump configuration "
                                    f"failed ({type(error).__name__}: {error})")
     note = None
-    if name == "kexec" and image.kexec_args_from:
+    if name == "kexec" and image.kexec_args_from is not None:
         backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s)
         note = backend.choice(image)[1]
     hazard = distro.memory_hotplug_hazard(image, uname.machine,
@@ -172,18 +187,32 @@ def growth_safety(cfg: Config) -> Callable[[str], str | None] | None:
         line, machine, distro.acpi_memory_hotplug(root))
 
 
-def capacity_reader(root: Path, arch: str | None = None
+def capacity_reader(root: Path, arch: str | None = None, release: str | None = None,
+                    encryption: Callable[[Path], bool] | None = None,
                     ) -> Callable[[Hardware], capacity.Capacity]:
-    """The reservation under ``root`` against the RAM of a hardware reading."""
-    machine = arch or os.uname().machine
+    """The reservation under ``root`` against its System RAM now (capacity.py counts it
+    from /proc/iomem as kdump-utils does: driver-managed RAM left out, so the hardware
+    reading's ranges are not used), with the machine's facts kdump-utils' rule adds to
+    (capacity_facts.py; the kernel's memory-encryption line, which cannot change during
+    a boot, is looked up once)."""
+    uname = os.uname()
+    machine, version = arch or uname.machine, release or uname.release
+    found: list[bool] = []
+
+    def encrypted(where: Path) -> bool:
+        if not found:
+            found.append((encryption or capacity_facts.memory_encryption_active)(where))
+        return found[0]
 
     def capacity_now(hardware: Hardware) -> capacity.Capacity:
-        reservation = read_crash_reservation(root)
+        iomem = read_text(root / "proc/iomem")
+        reservation = crash_reservation(iomem)
         if not reservation.listed or reservation.size is None:
             # Nothing reserved (said on its own, with crashkernel=) or addresses hidden.
             return capacity.Capacity(0, 0, "no reservation to compare")
-        return capacity.check(reservation.size, capacity.ram_bytes(hardware.ram_ranges),
-                              read_cmdline(root), machine)
+        return capacity.check(reservation.size, capacity.system_ram_bytes(iomem),
+                              read_cmdline(root),
+                              capacity_facts.read_machine(root, machine, version, encrypted))
 
     return capacity_now
 

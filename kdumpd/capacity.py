@@ -3,19 +3,36 @@
 The reservation is sized once, at boot (``crashkernel=``), and hot-added memory does not
 grow it, while the dump kernel needs more of it for more memory (its page tables, its
 copy of the memory map, makedumpfile's bitmaps). After growth kdumpd compares the
-reservation with what two rules ask for the RAM online now, and takes the larger:
+reservation with what two rules ask for the RAM now, each evaluated as its own source
+evaluates it, and takes the larger:
 
 - the boot's own ``crashkernel=`` when it is a range expression
-  (``1G-4G:192M,4G-64G:256M,64G-:512M``): what the kernel's ``parse_crashkernel_mem``
-  would have reserved had this RAM been there at boot (start inclusive, end exclusive);
-- Fedora/RHEL kdump-utils' default for the architecture
-  (``kdump_get_arch_recommend_crashkernel`` in kdump-lib.sh, kdump-utils 1.0.x: x86_64
-  and s390x ``2G-64G:256M,64G-:512M``; aarch64 ``2G-4G:256M,4G-64G:320M,64G-:576M``,
-  4K pages without mlx5; ppc64le ``2G-4G:384M,4G-16G:512M,16G-64G:1G,64G-128G:2G,
-  128G-:4G``), evaluated on the RAM as its ``get_system_size`` counts it: the System
-  RAM ranges, rounded up to 128 MiB, in whole GiB.
+  (``1G-4G:192M,4G-64G:256M,64G-:512M``): what the kernel would have reserved had this
+  RAM been there at boot. Linux's ``parse_crashkernel_mem()`` (kernel/crash_reserve.c)
+  rounds the RAM it is given (``memblock_phys_mem_size()``, from the architecture's
+  ``arch_reserve_crashkernel()``) up to 128 MiB first (``roundup(total_mem, SZ_128M)``:
+  "Firmware sometimes reserves some memory regions for its own use"), takes the first
+  range with ``start <= RAM < end``, and refuses the whole expression when a size is not
+  below that RAM; the last ``crashkernel=`` without a ``,high``/``,low``/``,cma`` suffix
+  counts (``get_last_crashkernel()``), and it is a range expression when a ``:`` comes
+  before the first space (``__parse_crashkernel()``);
+- Fedora/RHEL kdump-utils' default for the architecture, as ``kdumpctl
+  get-default-crashkernel``/``kdump_get_arch_recommend_size`` computes it (kdump-lib.sh,
+  rhkdump/kdump-utils at 63f248c): the table of ``kdump_get_arch_recommend_crashkernel()``
+  with its additions added to every size (``_crashkernel_add()``), see
+  :func:`kdump_utils_rule`, evaluated by ``get_recommend_size()`` on the RAM as
+  ``get_system_size()`` counts it, see :func:`kdump_utils_ram`.
 
-Pure: the caller reads /proc/iomem and /proc/cmdline.
+The RAM both count (:func:`system_ram_bytes`): /proc/iomem's ``System RAM`` lines, at any
+depth, named exactly that, as ``get_system_size()``'s sed reads them
+(``^\\s*<start>-<end> : System RAM$``). Driver-managed RAM (``System RAM (virtio_mem)``,
+``System RAM (kmem)``) is not counted, by either source: the sed's ``$`` leaves it out,
+and it is never in the boot's memblock. Offline RAM is counted by both: a block taken
+offline keeps its ``System RAM`` resource (only its removal drops it), and it was
+memblock memory at boot.
+
+Pure: the caller reads /proc/iomem, /proc/cmdline and the machine's facts
+(capacity_facts.py).
 """
 
 from __future__ import annotations
@@ -25,22 +42,41 @@ from dataclasses import dataclass
 
 MIB = 1 << 20
 GIB = 1 << 30
+ROUND = 128 * MIB  # kernel/crash_reserve.c: roundup(total_mem, SZ_128M); get_system_size too
+# kdump_get_arch_recommend_crashkernel()'s tables (kdump mode; ppc64le's fadump mode below).
 KDUMP_UTILS = {
     "x86_64": "2G-64G:256M,64G-:512M",
     "s390x": "2G-64G:256M,64G-:512M",
     "aarch64": "2G-4G:256M,4G-64G:320M,64G-:576M",
     "ppc64le": "2G-4G:384M,4G-16G:512M,16G-64G:1G,64G-128G:2G,128G-:4G",
 }
+KDUMP_UTILS_FADUMP = ("4G-16G:768M,16G-64G:1G,64G-128G:2G,128G-1T:4G,1T-2T:6G,2T-4T:12G,"
+                      "4T-8T:20G,8T-16T:36G,16T-32T:64G,32T-64T:128G,64T-:180G")
 _UNITS = {"": 1, "K": 1 << 10, "M": MIB, "G": GIB, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
 _RANGE = re.compile(r"(\d+)([KMGTPE]?)-(?:(\d+)([KMGTPE]?))?:(\d+)([KMGTPE]?)$")
+_SUFFIXES = (",high", ",low", ",cma")
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What kdump-utils' additions depend on (capacity_facts.py reads them)."""
+
+    arch: str
+    kernel_release: str = ""  # the dump kernel's version: aarch64 "64k" kernels
+    memory_encryption: bool = False  # the kernel logged "... active: AMD SME" or "AMD SEV"
+    mlx5: bool = False  # /sys/bus/pci/drivers/mlx5_core exists
+    arm_smmu: bool = False  # /sys/devices/platform/arm-smmu-* exists
+    fadump: bool = False  # /sys/kernel/fadump/enabled is 1 (ppc64le)
+    dump_nr_cpus: int = 1  # nr_cpus= in KDUMP_COMMANDLINE_APPEND (FADUMP_... with fadump)
 
 
 @dataclass(frozen=True)
 class Capacity:
     reserved_bytes: int
     recommended_bytes: int  # 0: no rule applies
-    source: str  # which rule gave the recommendation
+    source: str  # which rule gave the recommendation, with kdump-utils' additions named
     warning: str = ""  # why the reservation falls short, and what to set; "" when it fits
+    ram_bytes: int = 0  # the System RAM counted (module docstring)
 
 
 def ranges(spec: str) -> list[tuple[int, int | None, int]] | None:
@@ -59,53 +95,166 @@ def ranges(spec: str) -> list[tuple[int, int | None, int]] | None:
     return found or None
 
 
+def kernel_ram(ram_bytes: int) -> int:
+    """The RAM ``parse_crashkernel_mem()`` compares with the ranges: rounded up to 128 MiB."""
+    return -(-ram_bytes // ROUND) * ROUND
+
+
 def size_for(spec: str, ram_bytes: int) -> int | None:
-    """What ``spec`` reserves for ``ram_bytes`` of RAM (the first range with start <= RAM
-    < end, as parse_crashkernel_mem); 0 when no range matches; None when not a range."""
+    """What the kernel reserves for ``spec`` with ``ram_bytes`` of RAM
+    (``parse_crashkernel_mem()``): the RAM rounded up to 128 MiB, then the first range with
+    start <= RAM < end; 0 when no range matches or a size is not below that RAM (the
+    kernel refuses the expression); None when ``spec`` is not a range expression."""
     table = ranges(spec)
     if table is None:
         return None
+    total = kernel_ram(ram_bytes)
     for start, end, size in table:
-        if ram_bytes >= start and (end is None or ram_bytes < end):
+        if size >= total:
+            return 0  # "crashkernel: invalid size": nothing is reserved
+        if total >= start and (end is None or total < end):
             return size
     return 0
 
 
 def kdump_utils_ram(ram_bytes: int) -> int:
-    """The RAM as kdump-utils' get_system_size counts it, in bytes of whole GiB."""
+    """The RAM as kdump-utils' ``get_system_size()`` counts it, in bytes of whole GiB:
+    MiB (rounded down), rounded up to 128 MiB, then whole GiB (rounded down)."""
     mib = (ram_bytes // MIB + 127) // 128 * 128
     return mib // 1024 * GIB
 
 
+def kdump_utils_size(spec: str, ram_bytes: int) -> int:
+    """``get_recommend_size()``: the first range with start <= RAM < end on
+    :func:`kdump_utils_ram`'s whole GiB, without the kernel's rounding; 0 when none."""
+    table = ranges(spec) or []
+    ram = kdump_utils_ram(ram_bytes)
+    for start, end, size in table:
+        if ram >= start and (end is None or ram < end):
+            return size
+    return 0
+
+
+def kdump_utils_rule(machine: Machine) -> tuple[str, int, tuple[str, ...]] | None:
+    """kdump-utils' table for ``machine`` and what it adds to every size, in MiB, with a
+    reason per addition (``kdump_get_arch_recommend_crashkernel()``); None: no table for
+    the architecture.
+
+    - x86_64, s390x: +64M while AMD SME or SEV is active (``is_sme_or_sev_active``: the
+      kernel's "Memory Encryption Features active: AMD SME" or "... AMD SEV" line, matched
+      whole, so a line that goes on with "SEV-ES" adds nothing);
+    - aarch64: a kernel whose version names "64k": +100M, +384M with an ARM SMMU
+      (``has_aarch64_smmu``), +200M with mlx5 (``has_mlx5``); other kernels +150M with
+      mlx5;
+    - ppc64le: +1M per dump-kernel CPU (``find_nr_cpus``: the last valid ``nr_cpus=`` of
+      ``KDUMP_COMMANDLINE_APPEND``, or of ``FADUMP_COMMANDLINE_APPEND`` with fadump;
+      default 1) on the kdump table, or on the fadump table when fadump is enabled.
+    """
+    arch = machine.arch
+    reasons: list[tuple[int, str]] = []
+    if arch in ("x86_64", "s390x"):
+        table = KDUMP_UTILS[arch]
+        if machine.memory_encryption:
+            reasons.append((64, "AMD SME/SEV active"))
+    elif arch == "aarch64":
+        table = KDUMP_UTILS[arch]
+        if "64k" in machine.kernel_release:
+            reasons.append((100, "a 64k-page kernel"))
+            if machine.arm_smmu:
+                reasons.append((384, "an ARM SMMU with 64k pages"))
+            if machine.mlx5:
+                reasons.append((200, "mlx5 with 64k pages"))
+        elif machine.mlx5:
+            reasons.append((150, "mlx5"))
+    elif arch == "ppc64le":
+        table = KDUMP_UTILS_FADUMP if machine.fadump else KDUMP_UTILS[arch]
+        cpus = machine.dump_nr_cpus
+        reasons.append((cpus, f"1M for each of the dump kernel's {cpus} CPU(s)"))
+    else:
+        return None
+    return table, sum(mib for mib, _ in reasons), tuple(f"+{mib}M: {why}"
+                                                       for mib, why in reasons)
+
+
+def add_to_sizes(spec: str, mib: int) -> str:
+    """``_crashkernel_add()``: ``mib`` MiB added to every size of a range expression,
+    written in the largest unit that divides it (``memsize_add()``)."""
+    table = ranges(spec)
+    if table is None or not mib:
+        return spec
+    parts = []
+    for part, (_, _, size) in zip(spec.split(","), table):
+        bound = part.rsplit(":", 1)[0]
+        parts.append(f"{bound}:{_memsize(size + mib * MIB)}")
+    return ",".join(parts)
+
+
+def _memsize(size: int) -> str:
+    for unit in ("E", "P", "T", "G", "M", "K"):
+        if size >= _UNITS[unit] and size % _UNITS[unit] == 0:
+            return f"{size // _UNITS[unit]}{unit}"
+    return str(size)
+
+
 def boot_crashkernel(cmdline: str) -> str:
-    """The last plain ``crashkernel=`` of a kernel command line ("" if none)."""
+    """The last ``crashkernel=`` without a ``,high``/``,low``/``,cma`` suffix
+    (``get_last_crashkernel()``), "" if none."""
     values = [w.split("=", 1)[1] for w in cmdline.split() if w.startswith("crashkernel=")]
-    return values[-1] if values else ""
+    plain = [v for v in values if not v.endswith(_SUFFIXES)]
+    return plain[-1] if plain else ""
 
 
-def check(reserved_bytes: int, ram_bytes: int, cmdline: str, arch: str) -> Capacity:
-    """The reservation against the larger of the two rules for ``ram_bytes`` online."""
-    candidates: list[tuple[int, str]] = []
+def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
+          machine: Machine | str) -> Capacity:
+    """The reservation against the larger of the two rules for ``ram_bytes`` of System
+    RAM (``machine``: an architecture name alone means no additions apply)."""
+    if isinstance(machine, str):
+        machine = Machine(machine)
+    candidates: list[tuple[int, str, str]] = []
     boot = boot_crashkernel(cmdline)
     own = size_for(boot, ram_bytes) if boot else None
     if own:
-        candidates.append((own, f"the boot's crashkernel={boot}"))
-    table = KDUMP_UTILS.get(arch)
-    if table is not None:
-        fedora = size_for(table, kdump_utils_ram(ram_bytes)) or 0
+        candidates.append((own, f"the boot's crashkernel={boot} (as the kernel applies it "
+                                f"to {kernel_ram(ram_bytes) / GIB:.1f} GiB: RAM rounded up "
+                                "to 128 MiB)", boot))
+    rule = kdump_utils_rule(machine)
+    if rule is not None:
+        table, extra, reasons = rule
+        spec = add_to_sizes(table, extra)
+        fedora = kdump_utils_size(spec, ram_bytes)
         if fedora:
-            candidates.append((fedora, f"kdump-utils' default for {arch} ({table})"))
+            added = f"; {', '.join(reasons)}" if reasons else ""
+            candidates.append((fedora, f"kdump-utils' default for {machine.arch} ({table}"
+                                       f"{added}) on {kdump_utils_ram(ram_bytes) // GIB} "
+                                       "GiB as its get_system_size counts it", spec))
     if not candidates:
-        return Capacity(reserved_bytes, 0, "no rule for this machine")
-    recommended, source = max(candidates)
+        return Capacity(reserved_bytes, 0, "no rule for this machine", ram_bytes=ram_bytes)
+    recommended, source, _ = max(candidates)
     if reserved_bytes >= recommended:
-        return Capacity(reserved_bytes, recommended, source)
-    suggestion = boot if own and own >= recommended else KDUMP_UTILS.get(arch, "")
+        return Capacity(reserved_bytes, recommended, source, ram_bytes=ram_bytes)
+    suggestion = next(spec for size, _, spec in sorted(candidates, reverse=True)
+                      if size >= recommended)
     warning = (f"{reserved_bytes // MIB} MiB reserved for the crash kernel, but for the "
-               f"{ram_bytes / GIB:.1f} GiB of RAM online now {source} asks for "
+               f"{ram_bytes / GIB:.1f} GiB of System RAM now {source} asks for "
                f"{recommended // MIB} MiB: a dump may fail; set crashkernel={suggestion} "
                "(it applies at the next boot)")
-    return Capacity(reserved_bytes, recommended, source, warning)
+    return Capacity(reserved_bytes, recommended, source, warning, ram_bytes)
+
+
+def system_ram_bytes(iomem: str) -> int:
+    """Bytes in /proc/iomem's ``System RAM`` lines, at any depth, named exactly that
+    (``get_system_size()``: driver-managed ``System RAM (...)`` is left out)."""
+    total = 0
+    for line in iomem.splitlines():
+        span, _, name = line.strip().partition(" : ")
+        if name.strip() != "System RAM":
+            continue
+        start, _, end = span.strip().partition("-")
+        try:
+            total += int(end, 16) - int(start, 16) + 1
+        except ValueError:
+            continue
+    return total
 
 
 def ram_bytes(ram_ranges: tuple[str, ...]) -> int:

@@ -1,13 +1,15 @@
 """What a reload would load, for `kdumpd status`: the typed ``image`` object of
-``status --json`` (schema 3) and its text lines.
+``status --json`` (schema 4) and its text lines.
 
 Keys (README, "status --json"): ``family``; ``kernel``, ``initrd`` (paths, the initrd
-null when there is none) and ``append``, each with its ``*_from``; ``initrd_required``
+null when there is none) and ``append``, each with its ``*_from`` (an object:
+``source``, ``file``, ``key``, ``inputs``, see backends/distro/origin.py; null for an
+initrd there is none of); ``initrd_required``
 (bool); ``mode`` (kdumpd's own load: ``[reload] load``; null for the distribution's
 tools); ``added`` and ``removed`` (command-line options kdumpd changed, lists) with
 ``changed_why`` (null when none); ``missing`` (kernel/initrd that do not exist, list);
 ``kexec_args`` (the administrator's kexec arguments as kdumpd's load uses them: ``kept``,
-``dropped``, ``mode`` asked or null, ``from``, ``note``; null when the distribution has
+``dropped``, ``mode`` asked or null, ``from`` (an origin), ``note``; null when the distribution has
 no such setting or another backend loads); ``not_derived`` (parts of the distribution's
 command line that could not be derived here, one line each, list); ``warning`` and
 ``error`` (strings or null).
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kdumpd.backends.distro import CrashImage
+from kdumpd.backends.distro import CrashImage, origin
 
 
 def report(image: CrashImage, *, mode: str | None, missing: list[str],
@@ -26,10 +28,11 @@ def report(image: CrashImage, *, mode: str | None, missing: list[str],
     args = image.kexec_args
     return {
         "family": image.family,
-        "kernel": str(image.kernel), "kernel_from": image.kernel_from,
+        "kernel": str(image.kernel), "kernel_from": image.kernel_from.as_dict(),
         "initrd": None if image.initrd is None else str(image.initrd),
-        "initrd_from": image.initrd_from,
-        "append": image.append, "append_from": image.append_from,
+        "initrd_from": None if image.initrd is None or image.initrd_from is None
+        else image.initrd_from.as_dict(),
+        "append": image.append, "append_from": image.append_from.as_dict(),
         "initrd_required": image.initrd_required,
         "mode": mode,
         "added": list(image.added), "removed": list(image.removed),
@@ -37,7 +40,8 @@ def report(image: CrashImage, *, mode: str | None, missing: list[str],
         "missing": missing,
         "kexec_args": None if kexec_note is None else {
             "kept": list(args.kept), "dropped": list(args.dropped),
-            "mode": args.mode or None, "from": image.kexec_args_from,
+            "mode": args.mode or None,
+            "from": None if image.kexec_args_from is None else image.kexec_args_from.as_dict(),
             "note": kexec_note or None,
         },
         "not_derived": list(image.not_derived),
@@ -59,9 +63,10 @@ def lines(image: dict[str, Any]) -> list[str]:
     if image.get("error"):
         return [f"  error: {image['error']}"]
     out = [f"  family: {image['family']}",
-           f"  kernel: {image['kernel']} ({image['kernel_from']})",
-           f"  initrd: {image['initrd'] or 'none'} ({image['initrd_from']})",
-           f"  append: {image['append']} ({image['append_from']})"]
+           f"  kernel: {image['kernel']} ({origin.text(image['kernel_from'])})",
+           "  initrd: " + (f"{image['initrd']} ({origin.text(image['initrd_from'])})"
+                           if image["initrd"] else "none"),
+           f"  append: {image['append']} ({origin.text(image['append_from'])})"]
     if image["mode"] is not None:
         out.append(f"  mode: {image['mode']}")
     out.append(f"  initrd required: {'yes' if image['initrd_required'] else 'no'}")
@@ -73,7 +78,7 @@ def lines(image: dict[str, Any]) -> list[str]:
                    "image")
     args = image["kexec_args"]
     if args is not None:
-        text = f"{' '.join(args['kept']) or 'none kept'} ({args['from']})"
+        text = f"{' '.join(args['kept']) or 'none kept'} ({origin.text(args['from'])})"
         if args["note"]:
             text += f"; {args['note']}"
         if args["dropped"]:

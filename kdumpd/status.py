@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from kdumpd import image_report
@@ -21,7 +21,7 @@ from kdumpd.sysfs import OK, UNREADABLE, Sysfs, Value
 
 # Version of the `kdumpd status --json` document: bumped when a key changes meaning or
 # type (adding a key does not bump it). Keys and types: README, "status --json".
-SCHEMA_VERSION = 3  # 3: image is typed (image_report.py); every other key as in 2
+SCHEMA_VERSION = 4  # 4: image's *_from and kexec_args.from are origin objects; 3: image typed
 
 
 def number(value: Value) -> int | None:
@@ -50,8 +50,9 @@ class Status:
     kernel_log_problem: str = "not read"  # why kernel_skips is None
     capacity: Capacity | None = None  # the reservation against the RAM online now
     # Where crash_hotplug came from: read now, as the running kdumpd last read it (a read
-    # takes the kexec lock), or why it was not read.
-    crash_hotplug_from: str = "read now"
+    # takes the kexec lock), or why it was not read (see hotplug_origin).
+    crash_hotplug_from: dict[str, Any] = field(default_factory=lambda: hotplug_origin(
+        "read-now"))
     header: HeaderCheck | None = None  # the loaded header read back (kdumpd verify)
     daemon: dict[str, Any] | None = None  # what the running kdumpd said it knows
     # Why the loaded dump kernel may not survive memory growth (its command line read
@@ -137,7 +138,7 @@ class Status:
                 f"{subsystem + ':':8}crash_hotplug={value}; "
                 f"kernel keeps the crash kernel current: {verdict}"
             )
-        lines.append(f"crash_hotplug: {self.crash_hotplug_from}")
+        lines.append(f"crash_hotplug: {hotplug_origin_text(self.crash_hotplug_from)}")
         if self.header is not None:
             lines.append(f"loaded header: {self.header.line()}")
             if self.header.loaded_cmdline is not None:
@@ -246,23 +247,43 @@ def _loaded_warning(header: HeaderCheck | None,
     return protection(header.loaded_cmdline)
 
 
+def hotplug_origin(source: str, read_at: float | None = None,
+                   why: str | None = None) -> dict[str, Any]:
+    """``crash_hotplug_from`` of ``status --json``: ``source`` is ``read-now`` (read by
+    this command), ``daemon`` (as the running kdumpd last read it, at ``read_at``, Unix
+    time, null: never) or ``not-read`` (``why``: a read takes the kexec lock, so never
+    while kdumpd runs, never while no crash kernel is loaded)."""
+    return {"source": source, "read_at": read_at, "why": why}
+
+
+def hotplug_origin_text(origin: dict[str, Any]) -> str:
+    """The text output's phrase for :func:`hotplug_origin`."""
+    if origin["source"] == "daemon":
+        at = origin["read_at"]
+        when = "never" if at is None else time.strftime("%H:%M:%S", time.localtime(at))
+        return f"as the running kdumpd last read it ({when})"
+    if origin["source"] == "not-read":
+        return f"not read: {origin['why']}"
+    return "read now"
+
+
 def _crash_hotplug(sysfs: Sysfs, crash_loaded: Value, known: dict[str, Any] | None,
-                   daemon_problem: str) -> tuple[dict[str, Value], str]:
+                   daemon_problem: str) -> tuple[dict[str, Value], dict[str, Any]]:
     if known is not None:
         read = known.get("crash_hotplug") or {}
         at = known.get("crash_hotplug_read_at")
-        when = time.strftime("%H:%M:%S", time.localtime(at)) if isinstance(
-            at, (int, float)) else "never"
+        at = float(at) if isinstance(at, (int, float)) and not isinstance(at, bool) else None
         return ({s: Value(str(read[s])) if s in read else Value("not read by kdumpd",
                                                                   UNREADABLE)
-                 for s in SUBSYSTEMS}, f"as the running kdumpd last read it ({when})")
+                 for s in SUBSYSTEMS}, hotplug_origin("daemon", read_at=at))
     if daemon_problem:
-        why = f"not read: kdumpd runs and {daemon_problem}"
+        why = f"kdumpd runs and {daemon_problem}"
     elif not is_loaded(crash_loaded):
-        why = "not read: no crash kernel loaded (a read would take the kexec lock)"
+        why = "no crash kernel loaded (a read would take the kexec lock)"
     else:
-        return sysfs.snapshot(SUBSYSTEMS).crash_hotplug, "read now"
-    return {s: Value(why, UNREADABLE) for s in SUBSYSTEMS}, why
+        return sysfs.snapshot(SUBSYSTEMS).crash_hotplug, hotplug_origin("read-now")
+    return ({s: Value(f"not read: {why}", UNREADABLE) for s in SUBSYSTEMS},
+            hotplug_origin("not-read", why=why))
 
 
 NO_RESERVATION = ("no memory is reserved for a crash kernel (/proc/iomem has no \"Crash "

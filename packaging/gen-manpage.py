@@ -90,8 +90,8 @@ EXAMPLES = (
 )
 
 JSON_KEYS = (
-    ("schema_version", "3 (changes only when a key changes meaning or type; 3 made image "
-     "typed)."),
+    ("schema_version", "4 (changes only when a key changes meaning or type; 3 made image "
+     "typed, 4 made every *_from an object)."),
     ("kexec_crash_loaded, kexec_crash_size, crash_elfcorehdr_size",
      "The kernel's values as numbers, or null; kexec_crash_size is summed over "
      "/proc/iomem's Crash kernel ranges (reading /sys/kernel/kexec_crash_size takes the "
@@ -103,13 +103,25 @@ JSON_KEYS = (
     ("crash_kernel_loaded, kernel_keeps_current", "Booleans (the latter per subsystem)."),
     ("backend, backend_action, image", "The backend, what a reload would run, and the "
      "image object (null for the fake backend): family; kernel, initrd (paths, initrd null "
-     "when none) and append, each with its *_from; initrd_required (boolean); mode (null "
+     "when none) and append, each with its *_from (an origin, below); initrd_required "
+     "(boolean); mode (null "
      "for kdumpctl and kdump-config); added, removed (lists of command-line options) and "
-     "changed_why; missing (list); kexec_args (object: kept, dropped, mode, from, note; or "
+     "changed_why; missing (list); kexec_args (object: kept, dropped, mode, from (an "
+     "origin), note; or "
      "null); not_derived (list: parts of the distribution's command line that could not be "
      "derived here, one line each); warning (the dump kernel may take memory hot-added "
      "before the panic as its "
      "own, naming the setting to fix) and error (strings or null)."),
+    ("origin (kernel_from, initrd_from, append_from, kexec_args.from)", "Object or null "
+     "(null: no such part, an initrd there is none of): source, file, key, inputs. source "
+     "is setting (the value is the setting key in file, as written), kdumpd-config "
+     "(kdumpd's own key, reload.kernel, reload.initrd or reload.append; file null: the "
+     "configuration kdumpd runs with), running-kernel (the running kernel's image or "
+     "initrd), kdump-config, kdumpctl, load.sh (what that distribution tool computes) or "
+     "kdumpd (kdumpd's own command line from /proc/cmdline without a distribution kdump). "
+     "file and key are null unless stated; inputs lists what a tool computed the value from "
+     "as objects with file and key (key null for a whole file, such as /proc/cmdline), only "
+     "settings that are set."),
     ("owed, hardware_agrees", "Booleans (hardware_agrees is null when nothing is recorded "
      "or no crash kernel is loaded)."),
     ("recorded_hardware, recorded_fingerprint, current_hardware, current_fingerprint",
@@ -118,17 +130,23 @@ JSON_KEYS = (
      "ok, duration_s."),
     ("exposure", "Object or null (no state this boot): no_crash_kernel_s, stale_s, "
      "longest_gap_s, reloads, reloads_avoided, failures, this boot."),
-    ("capacity", "Object or null: reserved_bytes, recommended_bytes (0: no rule), source, "
-     "warning (null when the reservation fits the RAM online)."),
+    ("capacity", "Object or null: reserved_bytes, ram_bytes (the System RAM lines of "
+     "/proc/iomem, driver-managed RAM left out, as kdump-utils' get_system_size counts "
+     "them), recommended_bytes (0: no rule; the larger of the boot's crashkernel= range "
+     "expression as the kernel applies it, RAM rounded up to 128 MiB, and kdump-utils' "
+     "default for the architecture with its additions), source (which rule, on which "
+     "RAM, the additions named), warning (null when the reservation fits)."),
     ("metrics", "Object or null ([metrics] textfile_dir off): file, directory_owner_uid "
      "(null when the directory cannot be opened), problem (why kdumpd.prom is not written "
      "there: a directory that is a symlink, not root's or writable by others; or null)."),
     ("kernel_skips", "Number or null: the kernel's \"kexec_trylock() failed\" lines this "
      "boot; null when the journal cannot be read. Each is a skipped header update only "
      "next to a hotplug event, else a read of crash_hotplug during a load."),
-    ("crash_hotplug_from", "String: \"read now\", \"as the running kdumpd last read it "
-     "(HH:MM:SS)\", or why it was not read (a read takes the kexec lock: never while "
-     "kdumpd runs, never while no crash kernel is loaded)."),
+    ("crash_hotplug_from", "Object: source, read_at, why. source is read-now (this "
+     "command read crash_hotplug), daemon (as the running kdumpd last read it, at read_at, "
+     "Unix time, or null: never) or not-read (why names the reason: a read takes the kexec "
+     "lock, so never while kdumpd runs, never while no crash kernel is loaded); read_at and "
+     "why are null otherwise."),
     ("header", "Object or null ([reload] verify_header = false): the loaded header read "
      "back, as kdumpd verify --json prints it: verdict (current, stale, unloaded, unknown), "
      "why, header_address, ranges_missing, ranges_extra (lists of [start, end] inclusive), "

@@ -198,6 +198,9 @@ _shtab_kdumpd() {
     local IFS=$'\n' # items may contain spaces, so delimit using newline
     COMPREPLY=( $([ -n "${current_action_compgen}" ] \
                   && "${current_action_compgen}" "${completing_word}") )
+    if [ -n "${current_action_compgen}" ]; then
+      compopt -o filenames  # a file or directory argument: mark directories with /
+    fi
     unset IFS
     COMPREPLY+=( $(compgen -W "${current_action_choices[*]}" -- "${completing_word}") )
   fi
@@ -205,4 +208,4 @@ _shtab_kdumpd() {
   return 0
 }
 
-complete -o filenames -F _shtab_kdumpd kdumpd
+complete -F _shtab_kdumpd kdumpd

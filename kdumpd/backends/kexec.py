@@ -120,7 +120,8 @@ class KexecBackend:
 
     @staticmethod
     def _asked(image: CrashImage | None, what: str) -> str:
-        where = image.kexec_args_from if image is not None else "the kexec arguments"
+        where = (image.kexec_args_from.text() if image is not None
+                 and image.kexec_args_from is not None else "the kexec arguments")
         return f"{where} asks for {what}"
 
     @property

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -77,7 +78,7 @@ def test_the_module_reads_status_on_the_target_and_changes_nothing(
     assert run.returncode == 0, run.stdout
     result = run.results["info"]
     assert result["changed"] is False
-    assert result["status"]["schema_version"] == 3
+    assert result["status"]["schema_version"] == 4
     assert result["kdumpd_summary"]["usable"] is True
 
 
@@ -101,8 +102,10 @@ def test_the_fleet_report_prints_a_row_and_fails_on_a_host_without_a_crash_kerne
         check=False)
     output = done.stdout + done.stderr
     assert done.returncode != 0, output
-    assert "localhost" in output and "loaded=False" in output, output
-    assert "no crash kernel is loaded: a panic now gives no dump" in output, output
+    row = re.search(r'"(localhost .*)",?\n', output)
+    assert row is not None and row.group(1).split()[1:3] == ["UNUSABLE", "no"], output
+    assert row.group(1).endswith("no crash kernel is loaded: a panic now gives no dump")
+    assert "1 of 1 host(s) have no usable crash kernel" in output, output
 
 
 def test_the_info_module_documents_its_options_and_returns(ansible: Ansible) -> None:

@@ -74,7 +74,7 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert "memory: crash_hotplug=absent; kernel keeps the crash kernel current: no" in text
     assert "backend: fake" in text
     data = json.loads(kdumpd("status", "--config", str(path), "--json", check=True).stdout)
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert data["crash_hotplug"] == {"cpu": 1, "memory": None}
     assert data["sysfs_problems"] == {"memory/crash_hotplug": "absent"}
     assert data["kernel_keeps_current"] == {"cpu": True, "memory": False}
@@ -87,13 +87,15 @@ def test_status_text_and_json(tmp_path: Path, root: Path) -> None:
     assert data["backend"] == "fake"
     assert data["kernel_skips"] is None  # a test tree: the host's kernel log is not its own
     assert "kernel log: cannot be read ([sysfs] root is" in text
-    assert data["crash_hotplug_from"] == "read now" and data["daemon"] is None
+    assert data["crash_hotplug_from"] == {"source": "read-now", "read_at": None, "why": None}
+    assert "crash_hotplug: read now" in text and data["daemon"] is None
     assert data["header"]["verdict"] == "unknown"  # the fake tree's kcore is a placeholder
     assert "loaded header: unknown (/proc/kcore is not a little-endian ELF64 file)" in text
     assert_schema(data)
 
 
-# `kdumpd status --json`, schema 3 (3: `image` typed, IMAGE_SCHEMA): every key and its JSON
+# `kdumpd status --json`, schema 4 (3: `image` typed, IMAGE_SCHEMA; 4: every `*_from` an
+# object, ORIGIN_KEYS and HOTPLUG_ORIGIN_KEYS): every key and its JSON
 # type(s). A change here is a
 # change of the documented interface (README, "status --json"): bump SCHEMA_VERSION when
 # a key changes meaning or type.
@@ -120,7 +122,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "last_load": (dict, type(None)),
     "exposure": (dict, type(None)),
     "capacity": (dict, type(None)),
-    "crash_hotplug_from": (str,),
+    "crash_hotplug_from": (dict,),
     "header": (dict, type(None)),
     "daemon": (dict, type(None)),
     "metrics": (dict, type(None)),
@@ -130,13 +132,30 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
 
 NONE = type(None)
 IMAGE_SCHEMA: dict[str, tuple[type, ...]] = {
-    "family": (str, NONE), "kernel": (str, NONE), "kernel_from": (str, NONE),
-    "initrd": (str, NONE), "initrd_from": (str, NONE), "append": (str, NONE),
-    "append_from": (str, NONE), "initrd_required": (bool, NONE), "mode": (str, NONE),
+    "family": (str, NONE), "kernel": (str, NONE), "kernel_from": (dict, NONE),
+    "initrd": (str, NONE), "initrd_from": (dict, NONE), "append": (str, NONE),
+    "append_from": (dict, NONE), "initrd_required": (bool, NONE), "mode": (str, NONE),
     "added": (list,), "removed": (list,), "changed_why": (str, NONE), "missing": (list,),
     "kexec_args": (dict, NONE), "not_derived": (list,), "warning": (str, NONE),
     "error": (str, NONE),
 }
+
+
+ORIGIN_SOURCES = ("setting", "kdumpd-config", "running-kernel", "kdump-config", "kdumpctl",
+                  "load.sh", "kdumpd")
+
+
+def assert_origin(origin: object) -> None:
+    """An image part's origin: {source, file, key, inputs} (origin.py), or null."""
+    if origin is None:
+        return
+    assert isinstance(origin, dict) and sorted(origin) == ["file", "inputs", "key", "source"]
+    assert origin["source"] in ORIGIN_SOURCES, origin
+    assert (origin["file"] is not None) == (origin["source"] == "setting"), origin
+    assert (origin["key"] is not None) == (origin["source"] in ("setting", "kdumpd-config"))
+    for item in origin["inputs"]:
+        assert sorted(item) == ["file", "key"] and item["file"].startswith("/"), item
+        assert item["key"] is None or isinstance(item["key"], str), item
 
 
 def assert_schema(data: dict[str, object]) -> None:
@@ -151,10 +170,20 @@ def assert_schema(data: dict[str, object]) -> None:
             assert isinstance(image[key], types), (key, image[key])
         for key in ("added", "removed", "missing"):
             assert all(isinstance(word, str) for word in image[key]), key
+        for key in ("kernel_from", "initrd_from", "append_from"):
+            assert_origin(image[key])
+        assert (image["initrd_from"] is None) == (image["initrd"] is None), image
+        if isinstance(image["kexec_args"], dict):
+            assert_origin(image["kexec_args"]["from"])
         if image["error"] is None:
             assert isinstance(image["initrd_required"], bool)
             assert image["initrd"] is None or image["initrd"].startswith("/")
             assert image["kernel"] is not None and image["kernel"].startswith("/")
+    hotplug_from = data["crash_hotplug_from"]
+    assert isinstance(hotplug_from, dict)
+    assert sorted(hotplug_from) == ["read_at", "source", "why"]
+    assert hotplug_from["source"] in ("read-now", "daemon", "not-read")
+    assert (hotplug_from["why"] is not None) == (hotplug_from["source"] == "not-read")
     for value in data["crash_hotplug"].values():  # type: ignore[attr-defined]
         assert value is None or (isinstance(value, int) and not isinstance(value, bool))
 
@@ -381,10 +410,23 @@ def test_kdumpds_load_keeps_hot_added_memory_out_of_the_dump_kernel_and_says_so(
                                         "initrd /var/lib/kdump/initrd.img"]
     assert ("  missing: kernel /var/lib/kdump/vmlinuz, initrd /var/lib/kdump/initrd.img: "
             "a reload cannot load this image") in text
+    defaults = "/etc/default/kdump-tools"
     assert data["image"]["kexec_args"] == {
         "kept": [], "dropped": [], "mode": None, "note": None,
-        "from": "/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)"}
+        "from": {"source": "setting", "file": defaults, "key": "KDUMP_KEXEC_ARGS",
+                 "inputs": []}}
     assert "  kexec args: none kept (/etc/default/kdump-tools (KDUMP_KEXEC_ARGS))" in text
+    # Where each part came from: typed, the file and key (schema 4).
+    assert data["image"]["kernel_from"] == {"source": "setting", "file": defaults,
+                                            "key": "KDUMP_KERNEL", "inputs": []}
+    assert data["image"]["initrd_from"]["key"] == "KDUMP_INITRD"
+    # kdump-config's own default append is kdumpd's copy here: no kdump-config in the root.
+    assert data["image"]["append_from"] == {
+        "source": "kdump-config", "file": None, "key": None,
+        "inputs": [{"file": "/proc/cmdline", "key": None}]}
+    assert "  kernel: /var/lib/kdump/vmlinuz (/etc/default/kdump-tools (KDUMP_KERNEL))" in text
+    assert (f"  append: {data['image']['append']} (kdump-config from /proc/cmdline)"
+            in text.splitlines())
     assert_schema(data)
 
     # Turned off: Debian's own command line, and the warning names both ways to fix it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -146,18 +147,24 @@ def test_status_takes_crash_hotplug_from_the_running_daemon_and_never_reads_it(
              "header_verification": "on"}
     status = gather(sysfs, backend, daemon=(known, ""))
     assert {s: v.text for s, v in status.crash_hotplug.items()} == {"cpu": "0", "memory": "1"}
-    assert status.crash_hotplug_from.startswith("as the running kdumpd last read it (")
+    assert status.crash_hotplug_from == {"source": "daemon", "read_at": 0.0, "why": None}
+    assert "crash_hotplug: as the running kdumpd last read it (" in status.as_text()
     assert "kdumpd: events 3, skipped 3, reloads 0; header verification on" in \
         status.as_text()
     # A daemon that does not answer (a non-root caller): crash_hotplug is not read either.
     blind = gather(sysfs, backend, daemon=(None, "only root may ask it"))
-    assert blind.crash_hotplug_from == "not read: kdumpd runs and only root may ask it"
+    assert blind.crash_hotplug_from == {"source": "not-read", "read_at": None,
+                                        "why": "kdumpd runs and only root may ask it"}
+    assert "crash_hotplug: not read: kdumpd runs and only root may ask it" in \
+        blind.as_text().splitlines()
     assert blind.as_dict()["crash_hotplug"] == {"cpu": None, "memory": None}
     # No daemon: read once, and only while a crash kernel is loaded.
-    assert gather(sysfs, backend).crash_hotplug_from == "read now"
+    assert gather(sysfs, backend).crash_hotplug_from["source"] == "read-now"
     (root / "sys/kernel/kexec_crash_loaded").write_text("0\n")
     unloaded = gather(sysfs, backend)
-    assert unloaded.crash_hotplug_from.startswith("not read: no crash kernel loaded")
+    assert unloaded.crash_hotplug_from["source"] == "not-read"
+    assert unloaded.crash_hotplug_from["why"].startswith("no crash kernel loaded")
+    assert json.loads(unloaded.as_json())["crash_hotplug_from"] == unloaded.crash_hotplug_from
 
 
 FORGER = r"""

@@ -12,7 +12,7 @@ import pytest
 
 from kdumpd import image_report
 from kdumpd.backends import distro
-from kdumpd.backends.distro import DistroError
+from kdumpd.backends.distro import DistroError, Origin, Setting
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "distro"
 RELEASE = "6.12.57+deb13-amd64"
@@ -54,7 +54,9 @@ def test_debian_kdump_tools_defaults_give_its_kdump_initrd_and_command_line(
         "BOOT_IMAGE=/boot/vmlinuz-6.12.57+deb13-amd64 root=UUID=1234 ro quiet "
         "memhp_default_state=online_movable rd.lvm.lv=vg/root cma=64M "
         "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll usbcore.nousb")
-    assert "KDUMP_KERNEL" in image.kernel_from and "/etc/default/kdump-tools" in image.kernel_from
+    assert image.kernel_from == Origin.setting("/etc/default/kdump-tools", "KDUMP_KERNEL")
+    assert image.initrd_from == Origin.setting("/etc/default/kdump-tools", "KDUMP_INITRD")
+    assert image.append_from == Origin.tool("kdump-config", Setting("/proc/cmdline"))
     assert image.config_file == "/etc/default/kdump-tools"
 
 
@@ -64,7 +66,13 @@ def test_debian_settings_of_the_admin_are_followed(tmp_path: Path) -> None:
                                  'export KDUMP_KEXEC_ARGS="-c"\n')
     image = distro.crash_image(root, RELEASE, "x86_64")
     assert image.append == "root=/dev/vda ro nr_cpus=1 irqpoll"
-    assert "KDUMP_CMDLINE" in image.append_from
+    assert image.append_from.as_dict() == {
+        "source": "kdump-config", "file": None, "key": None,
+        "inputs": [{"file": "/etc/default/kdump-tools", "key": "KDUMP_CMDLINE"},
+                   {"file": "/etc/default/kdump-tools", "key": "KDUMP_CMDLINE_APPEND"}]}
+    assert image.append_from.text() == ("kdump-config from /etc/default/kdump-tools "
+                                        "(KDUMP_CMDLINE), /etc/default/kdump-tools "
+                                        "(KDUMP_CMDLINE_APPEND)")
 
 
 def test_debian_without_kdump_kernel_uses_the_running_kernel(tmp_path: Path) -> None:
@@ -72,9 +80,14 @@ def test_debian_without_kdump_kernel_uses_the_running_kernel(tmp_path: Path) -> 
     image = distro.crash_image(root, RELEASE, "x86_64")
     assert image.kernel == Path(f"/boot/vmlinuz-{RELEASE}")
     assert image.initrd is None and not image.initrd_required
+    assert image.kernel_from == Origin("running-kernel") and image.initrd_from is None
+    assert image_report.report(image, mode=None, missing=[], kexec_note=None,
+                               warning=None)["initrd_from"] is None
     (root / f"boot/initrd.img-{RELEASE}").parent.mkdir(parents=True)
     (root / f"boot/initrd.img-{RELEASE}").write_text("i")
-    assert distro.crash_image(root, RELEASE, "x86_64").initrd == Path(f"/boot/initrd.img-{RELEASE}")
+    found = distro.crash_image(root, RELEASE, "x86_64")
+    assert found.initrd == Path(f"/boot/initrd.img-{RELEASE}")
+    assert found.initrd_from == Origin("running-kernel")
 
 
 def test_a_setting_that_needs_the_shell_is_refused_not_guessed(tmp_path: Path) -> None:
@@ -105,6 +118,14 @@ def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
     assert "acpi_no_memhotplug" in words and "cma=0" in words
     assert words[-2:] == ["disable_cpu_apicid=2", "rd.systemd.gpt_auto=no"]
     assert distro.memory_hotplug_hazard(image, "x86_64", acpi_slots=True) is None
+    # Where each part came from: kdumpctl, from the settings the shipped file sets.
+    sysconfig = "/etc/sysconfig/kdump"
+    assert image.kernel_from == Origin.tool("kdumpctl", Setting(sysconfig, "KDUMP_IMG"))
+    assert image.initrd_from == Origin("kdumpctl")
+    assert image.initrd_from.text() == "as kdumpctl finds it"
+    assert image.append_from == Origin.tool(
+        "kdumpctl", Setting("/proc/cmdline"), Setting(sysconfig, "KDUMP_COMMANDLINE_REMOVE"),
+        Setting(sysconfig, "KDUMP_COMMANDLINE_APPEND"))
 
 
 def test_fedora_kdump_initrd_under_var_lib_when_boot_has_none(tmp_path: Path) -> None:
@@ -151,9 +172,11 @@ def test_without_a_distribution_the_dump_kernel_drops_what_it_must_not_inherit(
 def test_kdumpds_own_settings_override_the_distribution(tmp_path: Path) -> None:
     image = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
     mine = distro.with_overrides(image, "", "/boot/mine.img", "")
-    assert mine.initrd == Path("/boot/mine.img") and mine.initrd_from == "reload.initrd"
+    assert mine.initrd == Path("/boot/mine.img")
+    assert mine.initrd_from == Origin("kdumpd-config", None, "reload.initrd")
     assert mine.kernel == image.kernel and mine.append == image.append
-    assert "reload.initrd" in mine.sources()["initrd"]
+    assert mine.kernel_from == image.kernel_from
+    assert mine.sources()["initrd"] == "/boot/mine.img (kdumpd's reload.initrd)"
 
 
 def test_the_kexec_backend_refuses_a_missing_distribution_initrd_before_the_syscall(

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from kdumpd.backends import distro, kexec_args
+from kdumpd.backends.distro import Origin, Setting
 from kdumpd.backends.kexec import KexecBackend, KexecImage
 from kdumpd.backends.kexec_args import KexecArgs
 from kdumpd.sysfs import Sysfs
@@ -49,14 +50,15 @@ def test_each_distribution_names_its_own_setting(tmp_path: Path) -> None:
         debian_root(tmp_path / "d", 'KDUMP_KEXEC_ARGS="-c --elf64-core-headers"\n'),
         RELEASE, "x86_64")
     assert debian.kexec_args == KexecArgs("plain", ("--elf64-core-headers",))
-    assert debian.kexec_args_from == "/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)"
+    assert debian.kexec_args_from == Origin.setting("/etc/default/kdump-tools",
+                                                    "KDUMP_KEXEC_ARGS")
 
     fedora_root = make_root(tmp_path / "f", {
         "etc/sysconfig/kdump": (FIXTURES / "fedora/sysconfig-kdump").read_text(),
         "usr/bin/kdumpctl": "", f"boot/vmlinuz-{RELEASE}": "k"})
     fedora = distro.crash_image(fedora_root, RELEASE, "x86_64")
     assert fedora.kexec_args == KexecArgs("file")  # the shipped KEXEC_ARGS="-s"
-    assert fedora.kexec_args_from == "/etc/sysconfig/kdump (KEXEC_ARGS)"
+    assert fedora.kexec_args_from == Origin.setting("/etc/sysconfig/kdump", "KEXEC_ARGS")
 
     suse_config = (FIXTURES / "suse/sysconfig-kdump").read_text().replace(
         'KEXEC_OPTIONS=""', 'KEXEC_OPTIONS="-c --noefi"')
@@ -64,11 +66,15 @@ def test_each_distribution_names_its_own_setting(tmp_path: Path) -> None:
                                            "usr/lib/kdump/load.sh": ""})
     suse = distro.crash_image(suse_root, RELEASE, "x86_64")
     assert suse.kexec_args == KexecArgs("auto", ("--noefi",))  # load.sh's own -a comes last
+    assert suse.kexec_args_from == Origin.tool("load.sh", Setting("/etc/sysconfig/kdump",
+                                                                  "KEXEC_OPTIONS"))
+    assert suse.kernel_from == Origin("load.sh") and suse.initrd_from == Origin("load.sh")
 
 
 def image_with(image: KexecImage, value: str) -> KexecImage:
     return dataclasses.replace(image, kexec_args=kexec_args.parse(value),
-                               kexec_args_from="/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)")
+                               kexec_args_from=Origin.setting("/etc/default/kdump-tools",
+                                                              "KDUMP_KEXEC_ARGS"))
 
 
 @pytest.fixture
@@ -130,6 +136,7 @@ def test_the_status_says_what_is_kept_followed_and_dropped(image: KexecImage) ->
     typed = image_report.report(asked, mode="auto", missing=[], kexec_note="N", warning=None)
     assert typed["kexec_args"] == {"kept": ["--noefi"], "dropped": [
         "-l (not a crash kernel load)"], "mode": "plain",
-        "from": "/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)", "note": "N"}
+        "from": {"source": "setting", "file": "/etc/default/kdump-tools",
+                 "key": "KDUMP_KEXEC_ARGS", "inputs": []}, "note": "N"}
     assert ("  kexec args: --noefi (/etc/default/kdump-tools (KDUMP_KEXEC_ARGS)); N; "
             "not passed: -l (not a crash kernel load)") in image_report.lines(typed)

@@ -40,6 +40,7 @@ from kdumpd.backends.distro.image import (
     missing_parts,
     with_overrides,
 )
+from kdumpd.backends.distro.origin import Origin, Setting
 from kdumpd.backends.distro.shellvars import read_shell_vars
 from kdumpd.backends.distro.suse import suse
 from kdumpd.backends.distro.watchdog import Watchdogs, find_watchdogs, watchdog_drivers
@@ -47,7 +48,8 @@ from kdumpd.backends.distro.watchdog import Watchdogs, find_watchdogs, watchdog_
 __all__ = [
     "APPEND_SETTING", "DEBIAN_APPEND", "DEBIAN_DEFAULTS", "NO_MEMHOTPLUG", "SHELL_FILE_LIMIT",
     "SYSCONFIG",
-    "CrashImage", "DistroError", "acpi_memory_hotplug", "crash_image", "debian",
+    "CrashImage", "DistroError", "Origin", "Setting",
+    "acpi_memory_hotplug", "crash_image", "debian",
     "default_append", "family", "fedora", "generic", "loaded_lacks_growth_safety",
     "memory_hotplug_hazard", "missing_parts",
     "read_shell_vars", "survive_growth", "suse", "Watchdogs", "find_watchdogs",

@@ -32,6 +32,7 @@ from kdumpd.backends.distro.files import (
     squeeze,
 )
 from kdumpd.backends.distro.image import CrashImage, admin_kexec_args
+from kdumpd.backends.distro.origin import Origin, Setting
 from kdumpd.backends.distro.shellvars import read_shell_vars
 from kdumpd.backends.distro.watchdog import find_watchdogs
 from kdumpd.smallfile import read_regular
@@ -71,19 +72,26 @@ def fedora(root: Path, release: str, machine: str) -> CrashImage:
         if driver == "hpwdt":
             parts.append("hpwdt.kdumptimeout=0")
     parts.append("rd.systemd.gpt_auto=no")
-    args_from = f"{SYSCONFIG} (KEXEC_ARGS)"
+    args_from = Origin.setting(SYSCONFIG, "KEXEC_ARGS")
     return CrashImage(
         kernel, initrd, squeeze(" ".join(parts)), True, "fedora",
-        f"{SYSCONFIG} (KDUMP_KERNELVER, KDUMP_IMG) as kdumpctl finds it",
-        "kdumpctl's kdump initramfs for that kernel",
-        f"{'KDUMP_COMMANDLINE' if settings.get('KDUMP_COMMANDLINE') else '/proc/cmdline'} "
-        f"as kdumpctl's prepare_cmdline edits it ({SYSCONFIG})",
+        Origin.tool("kdumpctl", *_set(settings, "KDUMP_KERNELVER", "KDUMP_IMG",
+                                      "KDUMP_IMG_EXT", "KDUMP_BOOTDIR")),
+        Origin.tool("kdumpctl"),
+        Origin.tool("kdumpctl", *_set(settings, "KDUMP_COMMANDLINE"),
+                    *(() if settings.get("KDUMP_COMMANDLINE") else (Setting("/proc/cmdline"),)),
+                    *_set(settings, "KDUMP_COMMANDLINE_REMOVE", "KDUMP_COMMANDLINE_APPEND")),
         SYSCONFIG,
         kexec_args=admin_kexec_args(settings.get("KEXEC_ARGS", ""), args_from),
         kexec_args_from=args_from,
         not_derived=tuple(f"watchdog {line}: its <driver>.pretimeout=0 is left out"
                           for line in watchdogs.unknown),
     )
+
+
+def _set(settings: dict[str, str], *keys: str) -> tuple[Setting, ...]:
+    """The settings of /etc/sysconfig/kdump among ``keys`` that are set (non-empty)."""
+    return tuple(Setting(SYSCONFIG, key) for key in keys if settings.get(key))
 
 
 def _kdumpctl_version(root: Path, release: str) -> str:

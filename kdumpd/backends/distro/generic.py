@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kdumpd.backends.distro.files import exists, proc_cmdline
 from kdumpd.backends.distro.image import CrashImage
+from kdumpd.backends.distro.origin import Origin, Setting
 
 # Without a distribution's kdump configuration: what a dump kernel must not inherit (the
 # reservation, the boot image, CPU limits, memory the first kernel set aside or onlines
@@ -33,10 +34,8 @@ def generic(root: Path, release: str, machine: str) -> CrashImage:
     return CrashImage(
         Path(f"/boot/vmlinuz-{release}"), found, default_append(proc_cmdline(root), machine),
         False, "generic",
-        "the running kernel (no distribution kdump found)",
-        "the running kernel's" if found else "none",
-        "/proc/cmdline without what a dump kernel must not inherit, plus Fedora's "
-        "dump-kernel options",
+        Origin("running-kernel"), Origin("running-kernel") if found else None,
+        Origin.tool("kdumpd", Setting("/proc/cmdline")),
     )
 
 

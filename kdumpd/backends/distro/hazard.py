@@ -53,7 +53,7 @@ def memory_hotplug_hazard(image: CrashImage, machine: str, acpi_slots: bool) -> 
         return None
     states = [word.split("=", 1)[1] for word in words
               if word.startswith("memhp_default_state=")]
-    setting = ("reload.append" if image.append_from == "reload.append"
+    setting = ("reload.append" if image.append_from.source == "kdumpd-config"
                else APPEND_SETTING.get(image.family, "reload.append"))
     inherited = f", and it has memhp_default_state={states[-1]}" if states else ""
     return (f"the dump kernel's command line lacks acpi_no_memhotplug{inherited}: after a "

@@ -19,6 +19,7 @@ from kdumpd.backends.distro.files import (
     squeeze,
 )
 from kdumpd.backends.distro.image import CrashImage, admin_kexec_args
+from kdumpd.backends.distro.origin import Origin, Setting
 from kdumpd.backends.distro.shellvars import read_shell_vars
 
 SUSE_REMOVED = ("root|resume|crashkernel|splash|mem|BOOT_IMAGE|showopts|zfcp\\.allow_lun_scan|"
@@ -50,12 +51,15 @@ def suse(root: Path, release: str, machine: str) -> CrashImage:
     commandline += " " + settings.get("KDUMP_COMMANDLINE_APPEND", "")
     if _remove_options(commandline, "panic") == squeeze(commandline):
         commandline += " panic=1"
-    args_from = f"{SYSCONFIG} (KEXEC_OPTIONS, then load.sh's -a)"
+    args_from = Origin.tool("load.sh", Setting(SYSCONFIG, "KEXEC_OPTIONS"))
+    cmdline_inputs = tuple(Setting(SYSCONFIG, key) for key in (
+        "KDUMP_COMMANDLINE", "KDUMP_CPUS", "KDUMP_COMMANDLINE_APPEND") if settings.get(key))
+    if not settings.get("KDUMP_COMMANDLINE"):
+        cmdline_inputs = (Setting("/proc/cmdline"), *cmdline_inputs)
     return CrashImage(
         Path("/var/lib/kdump/kernel"), Path("/var/lib/kdump/initrd"), squeeze(commandline),
-        True, "suse",
-        "load.sh's /var/lib/kdump/kernel", "load.sh's /var/lib/kdump/initrd (mkdumprd)",
-        f"load.sh's build_kdump_commandline ({SYSCONFIG})", SYSCONFIG,
+        True, "suse", Origin.tool("load.sh"), Origin.tool("load.sh"),
+        Origin.tool("load.sh", *cmdline_inputs), SYSCONFIG,
         # load.sh: "$KEXEC -p ... $KEXEC_OPTIONS -a": its -a comes last and wins.
         kexec_args=admin_kexec_args(settings.get("KEXEC_OPTIONS", "") + " -a", args_from),
         kexec_args_from=args_from,
