@@ -169,6 +169,15 @@ def test_without_a_distribution_the_dump_kernel_drops_what_it_must_not_inherit(
     assert "acpi_no_memhotplug" not in distro.default_append(CMDLINE, "aarch64").split()
 
 
+def test_the_generic_append_drops_the_running_inits_arguments() -> None:
+    # After "--" the kernel passes words to init, not to itself: a dump kernel must not
+    # hand the running system's init arguments to its own.
+    append = distro.default_append("root=/dev/vda ro -- --firecracker-init single", "x86_64")
+    words = append.split()
+    assert "root=/dev/vda" in words and "irqpoll" in words
+    assert not {"--", "--firecracker-init", "single"} & set(words)
+
+
 def test_kdumpds_own_settings_override_the_distribution(tmp_path: Path) -> None:
     image = distro.crash_image(debian_root(tmp_path), RELEASE, "x86_64")
     mine = distro.with_overrides(image, "", "/boot/mine.img", "")

@@ -40,8 +40,12 @@ def generic(root: Path, release: str, machine: str) -> CrashImage:
 
 
 def default_append(cmdline: str, machine: str = "x86_64") -> str:
-    """A dump kernel's command line derived from the running kernel's (see GENERIC_*)."""
-    kept = [word for word in cmdline.split()
+    """A dump kernel's command line derived from the running kernel's (see GENERIC_*).
+    What follows ``--`` is the running init's arguments, not the kernel's: not kept."""
+    words = cmdline.split()
+    if "--" in words:
+        words = words[:words.index("--")]
+    kept = [word for word in words
             if not any(word == d or word.startswith(d) for d in GENERIC_DROP)]
     extra = GENERIC_APPEND + (f" {X86_ONLY}" if re.fullmatch(r"i.86|x86_64", machine) else "")
     return " ".join([*kept, *extra.split()])
