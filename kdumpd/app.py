@@ -24,7 +24,7 @@ from kdumpd.backends.fake import FakeBackend
 from kdumpd.backends.kexec import KexecBackend
 from kdumpd.backends.runner import CheckedRunner, run
 from kdumpd.config import Config, ConfigError
-from kdumpd.control import ControlServer
+from kdumpd.control_socket import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import (

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from kdumpd import __version__, app, control, demo, lock, security
+from kdumpd import __version__, app, control_socket, demo, lock, security
 from kdumpd import config as configmod
 from kdumpd.config import Config, ConfigError
 from kdumpd.daemon import Daemon
@@ -226,12 +226,12 @@ def _run(args: argparse.Namespace, euid: int | None, startup: StartupSignals) ->
 def _daemon_knows(path: Path) -> tuple[dict[str, Any] | None, str]:
     """What the running kdumpd knows, or None and why not ("" when none runs)."""
     try:
-        return control.ask_status(path, STATUS_ASK_S), ""
+        return control_socket.ask_status(path, STATUS_ASK_S), ""
     except (FileNotFoundError, ConnectionRefusedError):
         return None, ""  # no daemon listens
     except PermissionError:
         return None, "only root may ask it"
-    except (OSError, control.ControlError) as error:
+    except (OSError, control_socket.ControlError) as error:
         return None, f"did not answer ({error})"
 
 
@@ -317,18 +317,16 @@ def cmd_reload(args: argparse.Namespace, *, euid: int | None = None) -> int:
 def _ask_daemon(cfg: Config) -> int | None:
     """Have the running daemon decide now and print its answer; its exit status, or None
     when no daemon listens on the control socket."""
-    from kdumpd import control
-
     wait_s = (cfg.reload.retries + 2) * cfg.reload.timeout_s + 60.0
     try:
-        answer = control.ask(cfg.state.control, wait_s)
+        answer = control_socket.ask(cfg.state.control, wait_s)
     except (FileNotFoundError, ConnectionRefusedError):
         return None
     except PermissionError:
         print(f"kdumpd: reload needs root (the running daemon's {cfg.state.control} is "
               "root's)", file=sys.stderr)
         return EXIT_NOPERM
-    except (control.ControlError, OSError) as error:
+    except (control_socket.ControlError, OSError) as error:
         print(f"kdumpd: the running daemon did not answer: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     print(f"{'reload' if answer.reload else 'no reload'}: {answer.reason} "

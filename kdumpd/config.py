@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Union
 
 from kdumpd.smallfile import NotRegularFile, Refused, read_regular
+from kdumpd.udev_value import unsafe_value
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -150,8 +151,6 @@ def _absolute_or_empty(value: Any) -> str | None:
 
 def _udev_safe(value: Any) -> str | None:
     """The hand-over path goes inside a quoted udev value: TEST=="<handover>"."""
-    from kdumpd.rules.planner import unsafe_value
-
     problem = unsafe_value(str(value))
     return f"{problem} (it is used in a udev rule)" if problem else None
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Callable, Protocol
 
-from kdumpd.control import ControlServer
+from kdumpd.control_socket import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.handover import Handover

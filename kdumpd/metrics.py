@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from kdumpd import __version__, metrics_dir
+from kdumpd.atomic import WriteError, replace_at
 from kdumpd.exposure import Exposure
 from kdumpd.hardware import Hardware, read_crash_reservation
 from kdumpd.knowledge import Knowledge
 from kdumpd.loaded_header import CURRENT, STALE, HeaderCheck
 from kdumpd.metrics_dir import DirectoryRefused
-from kdumpd.rules.atomic import WriteError, replace_at
 from kdumpd.sysfs import Sysfs
 
 log = logging.getLogger("kdumpd")

@@ -11,7 +11,7 @@ import selectors
 import socket
 from collections.abc import Callable
 
-from kdumpd.control import Answer, ControlError, ControlServer, reply
+from kdumpd.control_socket import Answer, ControlError, ControlServer, reply
 from kdumpd.controller import Controller
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.reloader import Outcome

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from kdumpd import exposure
+from kdumpd.atomic import WriteError, write_file
 from kdumpd.exposure import Exposure
-from kdumpd.rules.atomic import WriteError, write_file
 from kdumpd.security import fd_problem
 from kdumpd.smallfile import read_regular
 

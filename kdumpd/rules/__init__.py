@@ -7,7 +7,8 @@ Modules (pure ones first):
   ``PlanError``, ``unified_diff``). The Ansible module may import it.
 - :mod:`~kdumpd.rules.snippet`: the template ``rules.d/kdumpd-crash-hotplug.rules``.
 - :mod:`~kdumpd.rules.discover`: which file to manage, under an injected root.
-- :mod:`~kdumpd.rules.atomic`: atomic writes and deletes through injectable OS hooks.
+- the files are written by :mod:`kdumpd.atomic` (atomic writes and deletes through
+  injectable OS hooks), which the state and the metrics use too.
 - :mod:`~kdumpd.rules.udev`: ``udevadm verify`` / ``control --reload`` via a runner.
 - :mod:`~kdumpd.rules.manage`: one whole run, an Ansible-shaped result (``run``).
 - :mod:`~kdumpd.rules.apply`: ``kdumpd rule`` (``main``) and ``kdumpd run`` (``converge``).

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from kdumpd import journal_ids
 from kdumpd.config import Config, ConfigError
 from kdumpd.rules import discover, manage, planner
+from kdumpd.udev_value import unsafe_value
 
 log = logging.getLogger("kdumpd")
 
@@ -34,7 +35,7 @@ ACTIONS = {"install": "present", "remove": "absent"}
 
 def _check_config(cfg: Config) -> None:
     handover = str(cfg.rule.handover)
-    problem = planner.unsafe_value(handover)
+    problem = unsafe_value(handover)
     if problem:
         # It goes inside a quoted udev value: TEST=="<handover>".
         raise ConfigError("rule.handover", f"{problem} (it is used in a udev rule), "

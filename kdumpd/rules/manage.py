@@ -34,10 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from kdumpd import atomic
 from kdumpd.command import CommandError
-from kdumpd.rules import atomic, discover, planner, snippet, udev
+from kdumpd.rules import discover, planner, snippet, udev
 from kdumpd.rules.discover import Target
 from kdumpd.smallfile import read_regular
+from kdumpd.udev_value import unsafe_value
 
 ENCODING = ("utf-8", "surrogateescape")  # arbitrary bytes survive a round trip
 
@@ -352,7 +354,7 @@ def run(
     if state not in planner.STATES:
         return {"failed": True, "changed": False, "msg": f"state must be one of "
                 f"{', '.join(planner.STATES)}, got {state!r}"}
-    problem = planner.unsafe_value(str(handover))
+    problem = unsafe_value(str(handover))
     if problem or not handover.is_absolute():
         why = problem or "must be an absolute path"
         return {"failed": True, "changed": False, "msg": f"handover {str(handover)!r} {why}"}

@@ -41,6 +41,7 @@ import hashlib
 from dataclasses import dataclass
 
 from kdumpd.rules import syntax
+from kdumpd.udev_value import unsafe_value
 
 BLOCK_BEGIN = "# BEGIN kdumpd managed block"
 BLOCK_END = "# END kdumpd managed block"
@@ -51,9 +52,6 @@ OVERRIDE_PREFIX = "# kdumpd override of "
 END_LABEL_PLACEHOLDER = "@END_LABEL@"
 HANDOVER_PLACEHOLDER = "@HANDOVER@"
 STATES = ("present", "absent")
-
-# Characters that would break out of a quoted udev value or be substituted by udev.
-_UNSAFE = set('"\\%$\n\r\0')
 
 
 class PlanError(ValueError):
@@ -102,14 +100,6 @@ class Plan:
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()
-
-
-def unsafe_value(value: str) -> str | None:
-    """Why ``value`` cannot go inside a quoted udev value, or None."""
-    bad = sorted(_UNSAFE & set(value))
-    if not bad:
-        return None
-    return "must not contain " + " ".join(repr(c) for c in bad)
 
 
 # -- parsing ---------------------------------------------------------------------------

@@ -293,7 +293,7 @@ def test_a_second_run_is_refused_and_reload_is_handed_to_the_owner(
     tmp_path: Path, root: Path
 ) -> None:
     from kdumpd import lock
-    from kdumpd.control import Answer, ControlServer, reply
+    from kdumpd.control_socket import Answer, ControlServer, reply
 
     path = write_config(tmp_path, root)
     fd = lock.acquire(root / "state")  # stands in for a running daemon: this test's pid

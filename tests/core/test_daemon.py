@@ -22,7 +22,7 @@ from kdumpd import app, fakesysfs
 from kdumpd.backends import Backend, BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.config import Config, EventsConfig, ReloadConfig, SysfsConfig, load
-from kdumpd.control import ControlServer
+from kdumpd.control_socket import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, MetricsFile, Parts
 from kdumpd.events import Event

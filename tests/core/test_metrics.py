@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from kdumpd import metrics
+from kdumpd.atomic import WriteError, replace_at
 from kdumpd.exposure import Exposure
 from kdumpd.header_proof import HeaderProof
 from kdumpd.loaded_header import STALE, UNKNOWN, HeaderCheck
 from kdumpd.looptime import MockTime
 from kdumpd.metrics import Reading
 from kdumpd.metrics_dir import DirectoryRefused
-from kdumpd.rules.atomic import WriteError, replace_at
 from kdumpd.sysfs import Sysfs, Value
 from tests.core.test_controller import Rig, memory_events
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from kdumpd import atomic
 from kdumpd.command import Completed
-from kdumpd.rules import atomic, manage, snippet, udev
+from kdumpd.rules import manage, snippet, udev
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 DISTROS = {

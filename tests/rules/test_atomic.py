@@ -12,8 +12,8 @@ from typing import Any, Callable
 
 import pytest
 
-from kdumpd.rules import atomic
-from kdumpd.rules.atomic import OsHooks, WriteError, write_file
+from kdumpd import atomic
+from kdumpd.atomic import OsHooks, WriteError, write_file
 from kdumpd.rules.udev import ValidationError
 
 from .conftest import leftovers

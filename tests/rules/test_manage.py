@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd.rules import atomic, manage, planner, udev
+from kdumpd import atomic
+from kdumpd.rules import manage, planner, udev
 from kdumpd.rules.manage import Env
 
 from .conftest import DISTROS, FakeUdevadm, distro_text, etc, install_vendor, leftovers

@@ -16,7 +16,7 @@ import pytest
 
 from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.control import Answer, ControlError, ControlServer, ask, ask_status, reply
+from kdumpd.control_socket import Answer, ControlError, ControlServer, ask, ask_status, reply
 from kdumpd.status import gather
 from kdumpd.sysfs import Sysfs
 from tests.core.test_daemon import Harness, events, wait_for
