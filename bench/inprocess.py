@@ -18,11 +18,11 @@ from pathlib import Path
 from bench import measure
 from bench.runner import KDUMPD_INPROC, Run
 from bench.scenarios import Scenario, plan
-from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
+from kdumpd.fakes import fakesysfs
 from kdumpd.hardware import read_hardware
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler

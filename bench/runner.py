@@ -11,7 +11,7 @@ from bench import measure, peers
 from bench.emit import Devices, Emitted, Witness, emit
 from bench.kdumpd_proc import KdumpdProcess
 from bench.scenarios import Scenario, plan
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 
 KDUMPD = "kdumpd"
 KDUMPD_INPROC = "kdumpd in-process"

@@ -8,12 +8,12 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller, run_pending
 from kdumpd.events import Event
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime
 from kdumpd.hardware import read_hardware
-from kdumpd.looptime import MockTime
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.state import MemoryStore

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
-from kdumpd.looptime import MockTime
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from kdumpd.backends import BackendError
-from kdumpd.fakekernel import FakeKernel, KexecBusy
+from kdumpd.fakes.fakekernel import FakeKernel, KexecBusy
 from kdumpd.sysfs import Sysfs
 
 

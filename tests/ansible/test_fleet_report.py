@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 from tests.ansible.conftest import COLLECTION, Ansible, load_module
 from tests.ansible.test_info import config_for, info_module, status_of
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 from tests.ansible.conftest import COLLECTION, Ansible, load_module
 
 MODULE = "kdumpd.kdumpd.kdumpd_info"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import app, fakesysfs
+from kdumpd import app
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.backends.kexec import (
@@ -21,6 +21,7 @@ from kdumpd.backends.kexec import (
 )
 from kdumpd.backends.runner import run
 from kdumpd.config import Config, ReloadConfig
+from kdumpd.fakes import fakesysfs
 from kdumpd.sysfs import Sysfs
 
 

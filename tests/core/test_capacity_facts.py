@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kdumpd import app, fakesysfs
+from kdumpd import app
 from kdumpd.capacity import GIB, MIB, Machine
 from kdumpd.capacity_facts import (
     MEMORY_ENCRYPTION_LINES,
@@ -14,6 +14,7 @@ from kdumpd.capacity_facts import (
     memory_encryption_active,
     read_machine,
 )
+from kdumpd.fakes import fakesysfs
 
 
 def tree(tmp_path: Path, files: dict[str, str], dirs: tuple[str, ...] = ()) -> Path:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 
 
 def kdumpd(*args: str, check: bool = False) -> subprocess.CompletedProcess[str]:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.control_socket import Answer, ControlError, ControlServer, ask, ask_status, reply
+from kdumpd.fakes import fakesysfs
 from kdumpd.status import gather
 from kdumpd.sysfs import Sysfs
 from tests.core.test_daemon import Harness, events, wait_for

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs, journal_ids
+from kdumpd import journal_ids
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import TAKE_BACK_S, Controller, run_pending
 from kdumpd.decision_log import REASON_HARDWARE
 from kdumpd.events import Event
-from kdumpd.fakekernel import SKIP_LINE, FakeKernel
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime
+from kdumpd.fakes.fakekernel import SKIP_LINE, FakeKernel
 from kdumpd.hardware import read_hardware
-from kdumpd.looptime import MockTime
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.retry import DELAYS_S as RESTORE_DELAYS_S
 from kdumpd.scheduler import Burst, ReloadScheduler

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import app, fakesysfs
+from kdumpd import app
 from kdumpd.backends import Backend, BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.config import Config, EventsConfig, ReloadConfig, SysfsConfig, load
@@ -26,6 +26,7 @@ from kdumpd.control_socket import ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, MetricsFile, Parts
 from kdumpd.events import Event
+from kdumpd.fakes import fakesysfs
 from kdumpd.hardware import read_hardware
 from kdumpd.kernel_log import FakeKernelLog
 from kdumpd.looptime import RealTime

@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime, Stalled
 from kdumpd.hardware import read_hardware
 from kdumpd.kernel_log import FILE_POLL_S, FakeKernelLog, FileKernelLog, KernelLog
-from kdumpd.looptime import MockTime, Stalled
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import FOLLOW_UP_QUIET_S, ReloadScheduler
 from kdumpd.source import FakeSource

@@ -191,9 +191,9 @@ def test_kdumpds_own_settings_override_the_distribution(tmp_path: Path) -> None:
 def test_the_kexec_backend_refuses_a_missing_distribution_initrd_before_the_syscall(
     tmp_path: Path
 ) -> None:
-    from kdumpd import fakesysfs
     from kdumpd.backends import BackendError
     from kdumpd.backends.kexec import KexecBackend
+    from kdumpd.fakes import fakesysfs
     from kdumpd.sysfs import Sysfs
 
     root = fakesysfs.build(tmp_path / "sys")

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import exposure, fakesysfs
+from kdumpd import exposure
 from kdumpd.controller import CONFIRM_S
 from kdumpd.exposure import Exposure
-from kdumpd.looptime import MockTime
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime
 from kdumpd.state import State
 from tests.core.test_controller import Rig, memory_events
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
-from kdumpd.fakekernel import SKIP_LINE, Call, FakeKernel, KexecBusy
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.fakekernel import SKIP_LINE, Call, FakeKernel, KexecBusy
 from kdumpd.hardware import read_hardware
 from kdumpd.sysfs import Sysfs
 

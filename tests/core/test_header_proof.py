@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
 from kdumpd.backends.distro import loaded_lacks_growth_safety
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.events import Event
-from kdumpd.fakekernel import Call, FakeKernel
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime
+from kdumpd.fakes.fakekernel import Call, FakeKernel
 from kdumpd.hardware import read_hardware
 from kdumpd.header_proof import HeaderProof
 from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck, verify
-from kdumpd.looptime import MockTime
 from kdumpd.policy import Decision
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler

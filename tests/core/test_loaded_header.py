@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kdumpd import fakekcore, fakesysfs
+from kdumpd.fakes import fakekcore, fakesysfs
 from kdumpd.loaded_header import (
     CURRENT,
     STALE,

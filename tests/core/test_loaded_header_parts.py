@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakekcore
+from kdumpd.fakes import fakekcore
 from kdumpd.loaded_header import (
     CURRENT,
     ELF_HEADER,

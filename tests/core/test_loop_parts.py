@@ -13,9 +13,9 @@ import pytest
 from kdumpd.backends import BackendError
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
+from kdumpd.fakes.clock import MockTime, Stalled
 from kdumpd.handover import Handover
 from kdumpd.hardware import read_hardware
-from kdumpd.looptime import MockTime, Stalled
 from kdumpd.reload_worker import ReloadWorker
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import Burst, ReloadScheduler

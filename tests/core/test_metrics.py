@@ -12,9 +12,9 @@ import pytest
 from kdumpd import metrics
 from kdumpd.atomic import WriteError, replace_at
 from kdumpd.exposure import Exposure
+from kdumpd.fakes.clock import MockTime
 from kdumpd.header_proof import HeaderProof
 from kdumpd.loaded_header import STALE, UNKNOWN, HeaderCheck
-from kdumpd.looptime import MockTime
 from kdumpd.metrics import Reading
 from kdumpd.metrics_dir import DirectoryRefused
 from kdumpd.sysfs import Sysfs, Value

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kdumpd.looptime import MockTime
+from kdumpd.fakes.clock import MockTime
 from kdumpd.periodic import Periodic
 
 

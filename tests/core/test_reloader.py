@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kdumpd.backends import BackendError
-from kdumpd.looptime import MockTime
+from kdumpd.fakes.clock import MockTime
 from kdumpd.reloader import Reloader, backoff_delays
 from kdumpd.sysfs import Sysfs
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from kdumpd.events import Event
-from kdumpd.looptime import MockTime
+from kdumpd.fakes.clock import MockTime
 from kdumpd.scheduler import ReloadScheduler
 
 MEM = Event("memory", "online", "/devices/system/memory/memory1")

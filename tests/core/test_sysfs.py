@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 from kdumpd.sysfs import ABSENT, OK, UNREADABLE, Sysfs, read_value
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 from tests.support import udev
 
 pytestmark = [

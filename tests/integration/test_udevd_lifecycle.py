@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
+from kdumpd.fakes import fakesysfs
 from tests.integration.test_real_uevents import Daemon, burst
 from tests.support import udev
 

@@ -39,8 +39,8 @@ import threading
 from dataclasses import dataclass
 from typing import Callable, Optional
 
-from kdumpd import fakekcore
 from kdumpd.events import SUBSYSTEMS
+from kdumpd.fakes import fakekcore
 from kdumpd.sysfs import Sysfs
 
 SKIP_LINE = "crash hp: kexec_trylock() failed, kdump image may be inaccurate"
