@@ -210,3 +210,90 @@ def test_a_followed_file_is_read_from_its_first_byte_and_names_itself(tmp_path: 
         FileKernelLog(tmp_path / "fifo")
     assert (caught.value.errno, caught.value.filename) == (errno.EINVAL,
                                                            str(tmp_path / "fifo"))
+
+
+def test_the_lookback_budget_is_a_bound_not_a_step_early(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # At exactly the budget it reads on; past it, it says so and goes on from the end.
+    ticks = iter([0.0, 5.0, 10.0, 11.0, 12.0])
+    reader = FakeReader([SKIP_NEW] * 5)
+    with caplog.at_level("WARNING", logger="kdumpd"):
+        assert JournalKernelLog(reader, clock=lambda: next(ticks), budget_s=10.0
+                                ).lookback() == (3, 3)
+    assert [r.getMessage() for r in caplog.records] == [
+        "reading back this boot's kernel messages took over 10 s: stopped early, at the "
+        "end of the journal"]
+
+
+def test_the_journals_descriptor_is_the_readers() -> None:
+    assert JournalKernelLog(FakeReader([])).fileno() == 7
+
+
+def test_an_entry_without_a_message_is_an_empty_message() -> None:
+    from kdumpd.kernel_log import _message
+
+    assert _message({"_TRANSPORT": "kernel"}) == ""
+    assert _message({"MESSAGE": b"a \xff"}) == "a \ufffd"
+
+
+def test_the_hosts_journal_opens_for_the_hosts_tree() -> None:
+    pytest.importorskip("systemd.journal")
+    opened, why = open_journal(Path("/"))
+    assert why == "" and opened is not None
+    try:
+        assert opened.fileno() >= 0
+    finally:
+        opened.close()
+
+
+def test_a_followed_file_gives_its_lines_whole_and_refuses_a_symlink(tmp_path: Path) -> None:
+    import fcntl
+
+    path = tmp_path / "kmsg"
+    path.write_text(f"{SKIP}\nother\n", encoding="utf-8")
+    log = FileKernelLog(path)
+    try:
+        assert fcntl.fcntl(log.fileno(), fcntl.F_GETFD) & fcntl.FD_CLOEXEC
+        assert log.new_skips() == [SKIP]
+    finally:
+        log.close()
+        log.close()  # twice: nothing raised
+    (tmp_path / "link").symlink_to(path)
+    with pytest.raises(OSError) as caught:
+        FileKernelLog(tmp_path / "link")
+    assert caught.value.errno == errno.ELOOP
+    assert open_kernel_log("journal", tmp_path) == (
+        None, f"[sysfs] root is {tmp_path}, not the host's /")
+
+
+def test_a_followed_file_that_grew_past_its_limit_drops_the_partial_line(
+        tmp_path: Path) -> None:
+    from kdumpd import kernel_log
+
+    path = tmp_path / "kmsg"
+    path.write_bytes(b"half a li")
+    log = FileKernelLog(path)
+    try:
+        assert log.new_skips() == []
+        # The file grows so that its last FILE_LIMIT bytes start with a skip line: the
+        # half line before the gap must not be glued to it.
+        line = SKIP.encode() + b"\n"
+        rest = kernel_log.FILE_LIMIT - len(line)
+        with path.open("ab") as grown:
+            grown.write(b"x" * 99 + b"\n" + line)
+            grown.write((b"y" * 99 + b"\n") * (rest // 100) + b"z" * (rest % 100))
+        assert log.new_skips() == [SKIP]
+    finally:
+        log.close()
+
+
+def test_the_fake_kernel_log_answers_at_once_when_nothing_came(tmp_path: Path) -> None:
+    fake = FakeKernelLog()
+    try:
+        assert fake.new_skips() == []
+        fake.push(SKIP)
+        fake.push("other")
+        assert fake.new_skips() == [SKIP]
+    finally:
+        fake.close()
+        fake.close()
