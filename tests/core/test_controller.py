@@ -1244,3 +1244,213 @@ def test_a_burst_the_kernel_keeps_current_reads_crash_hotplug_once(
     assert rig.ops() == [] and rig.controller.stats.skipped == 3
     assert asked == [(), ("memory",)]  # kexec_crash_loaded, then crash_hotplug once
     assert before != rig.controller.state.fingerprint == read_hardware(root).fingerprint
+
+
+# -- the rooms' seams, as the controller uses them (mutation survivors of the split) ------
+
+def verdicts(*checks: str) -> tuple[list[str], Callable[[], object]]:
+    """A header reader answering ``checks`` in turn (then the last one), and its calls."""
+    from kdumpd.loaded_header import HeaderCheck
+
+    calls: list[str] = []
+
+    def verify() -> HeaderCheck:
+        verdict = checks[min(len(calls), len(checks) - 1)]
+        calls.append(verdict)
+        return HeaderCheck(verdict, "RAM missing 0x1-0x2" if verdict == "stale" else "ok")
+
+    return calls, verify
+
+
+def test_what_the_daemon_knows_is_what_it_last_read(root: Path, clock: MockTime) -> None:
+    from kdumpd.capacity import Capacity
+    from kdumpd.capacity_watch import CapacityWatch
+
+    fakesysfs.build(root, crash_hotplug="1")
+    calls, verify = verdicts("current")
+    rig = Rig(root, clock)
+    rig.controller.header = __import__("kdumpd.header_proof", fromlist=["x"]).HeaderProof(
+        verify, clock)  # type: ignore[arg-type]
+    rig.controller.capacity = CapacityWatch(lambda hw: Capacity(1 << 28, 1 << 29, "rule"))
+    off = rig.controller.knowledge()
+    assert (off.kexec_crash_loaded, off.crash_hotplug_read_at, off.header) == ("", None, None)
+    clock.advance(2.0)
+    rig.controller.start(clock())
+    rig.feed(memory_events(2))
+    rig.settle()
+    known = rig.controller.knowledge()
+    assert known.kexec_crash_loaded == "1" and known.crash_hotplug == {"cpu": "1",
+                                                                       "memory": "1"}
+    assert known.crash_hotplug_read_at == clock() and known.header_read_at == clock()
+    assert known.header is not None and known.header.verdict == "current"
+    assert known.header_verification == "on"
+    assert known.capacity is not None and known.capacity.recommended_bytes == 1 << 29
+    assert known.stats.skipped == 2 and known.state == rig.controller.state
+    assert known.as_dict()["header_verification"] == "on"
+    assert Rig(root, clock).controller.knowledge().header_verification == \
+        "off: [reload] verify_header = false"
+
+
+def test_sighup_rewires_the_readers_the_backend_and_the_debounce(
+        root: Path, clock: MockTime) -> None:
+    rig = Rig(root, clock)
+    asked: list[tuple[str, ...]] = []
+
+    def snapshot(subsystems: Collection[str]) -> Snapshot:
+        asked.append(tuple(sorted(subsystems)))
+        return rig.sysfs.snapshot(subsystems)
+
+    other_log = root / "other.log"
+    backend = FakeBackend(other_log, rig.sysfs, sleep=clock.advance, wall=clock)
+    hardware_reads: list[int] = []
+
+    def hardware() -> object:
+        hardware_reads.append(1)
+        return read_hardware(root)
+
+    rig.controller.reconfigure(quiet_s=1.5, max_delay_s=9.0, snapshot=snapshot,
+                               hardware=hardware, backend=backend)  # type: ignore[arg-type]
+    rig.feed(memory_events(1))
+    assert rig.controller.deadline() == pytest.approx(clock() + 1.5)
+    rig.reloader = Reloader(backend, rig.sysfs, retries=0, sleep=clock.advance, clock=clock)
+    rig.settle()
+    assert asked and hardware_reads
+    assert rig.ops() == [] and other_log.exists()  # the new backend loaded
+    assert rig.controller.state.last_load is not None
+    assert rig.controller.state.last_load.how == "fake plain load"
+
+
+def test_a_skip_paired_with_an_event_is_logged_as_the_kernels_skip(
+        root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock)
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        rig.controller.on_kernel_skip(clock(), SKIP_LINE)
+        rig.feed(memory_events(1))
+    (record,) = [r for r in caplog.records if r.getMessage().startswith("kernel: ")]
+    assert getattr(record, "MESSAGE_ID", "") == journal_ids.KERNEL_SKIPPED
+    assert rig.controller.deadline() == pytest.approx(clock() + 0.25 - 0.0001)
+
+
+def test_a_read_line_during_our_load_never_pairs_with_a_later_event(
+        root: Path, clock: MockTime) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock, hotplug_after_load=True)
+    rig.controller.request(clock(), ("memory",), "kdumpd reload", due_now=True, missed=True)
+    burst = rig.take()
+    rig.controller.on_kernel_skip(clock(), SKIP_LINE)  # someone read crash_hotplug
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    clock.advance(1.0)  # past the follow-up grace, within the pairing window
+    rig.feed([Event("cpu", "online", "/devices/system/cpu/cpu1")])
+    rig.settle()
+    assert rig.ops() == ["load"] and rig.controller.stats.failed_reads == 1
+
+
+def test_decision_warnings_and_the_reload_line_carry_the_bursts_fields(
+        root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture) -> None:
+    rig = Rig(root, clock)  # crash_hotplug 0: a reload
+    (root / "sys/devices/system/cpu/crash_hotplug").write_text("1\n")
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.feed(memory_events(2))
+        rig.settle()
+    (line,) = [r for r in caplog.records if ": reloading: " in r.getMessage()]
+    assert getattr(line, "KDUMPD_SUBSYSTEM", "") == "memory"
+    assert getattr(line, "KDUMPD_CRASH_HOTPLUG", "") == "memory=0"
+
+
+def test_a_request_kept_current_by_the_kernel_is_no_avoided_reload(
+        root: Path, clock: MockTime) -> None:
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock)
+    rig.controller.request(clock(), ("cpu", "memory"), "kdumpd reload", due_now=True)
+    rig.settle()
+    assert rig.controller.state.exposure.reloads_avoided == 0
+    rig.feed(memory_events(2))
+    rig.settle()
+    assert rig.controller.state.exposure.reloads_avoided == 1
+
+
+def test_a_skip_of_an_image_the_kernel_does_not_keep_current_keeps_its_fingerprint(
+        root: Path, clock: MockTime) -> None:
+    rig = Rig(root, clock, arch="s390x")  # crash_hotplug 0; s390 never reloads
+    rig.controller.start(clock())
+    recorded = rig.controller.state.fingerprint
+    (root / "sys/devices/system/cpu/cpu1").mkdir(parents=True, exist_ok=True)
+    rig.feed([Event("cpu", "offline", "/devices/system/cpu/cpu1")])
+    rig.settle()
+    assert rig.ops() == [] and rig.controller.stats.skipped == 1
+    assert rig.controller.state.fingerprint == recorded != ""
+
+
+def test_no_header_is_read_at_start_while_nothing_is_loaded(
+        root: Path, clock: MockTime) -> None:
+    from kdumpd.header_proof import HeaderProof
+
+    fakesysfs.build(root, crash_loaded="0")
+    calls, verify = verdicts("unloaded")
+    rig = Rig(root, clock)
+    rig.controller.header = HeaderProof(verify, clock)  # type: ignore[arg-type]
+    rig.controller.start(clock())
+    assert calls == []
+
+
+def test_the_header_is_not_judged_after_a_load_the_hardware_moved_during(
+        root: Path, clock: MockTime) -> None:
+    from kdumpd.header_proof import HeaderProof
+
+    calls, verify = verdicts("stale")
+    rig = Rig(root, clock)
+    rig.controller.header = HeaderProof(verify, clock)  # type: ignore[arg-type]
+    rig.feed(memory_events(2))
+    burst = rig.take()
+    before = len(calls)
+    (root / "proc/iomem").write_text("00001000-0009fbff : System RAM\n"
+                                     "100000000-17fffffff : System RAM\n")
+    rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    assert len(calls) == before  # its own decision follows; no post-condition read now
+    assert rig.controller.scheduler.has_reason(
+        "the hardware changed while our load ran: the new image, or the kernel's update "
+        "of it, may lack the change")
+
+
+def test_a_load_that_left_a_stale_header_is_decided_again(
+        root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture) -> None:
+    from kdumpd.header_proof import HeaderProof
+
+    calls, verify = verdicts("stale")
+    rig = Rig(root, clock)
+    rig.controller.header = HeaderProof(verify, clock)  # type: ignore[arg-type]
+    rig.feed(memory_events(2))
+    burst = rig.take()
+    with caplog.at_level(logging.ERROR, logger="kdumpd"):
+        rig.controller.reload_finished(burst, rig.reloader.reload(), clock())
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["the load left a STALE header, read back: RAM missing 0x1-0x2",
+                    f"deciding again in {RESTORE_DELAYS_S[0]:.0f} s"]
+
+
+def test_run_pending_decides_the_follow_up_a_load_leaves(root: Path, clock: MockTime) -> None:
+    rig = Rig(root, clock)
+    rig.feed(memory_events(2))
+
+    def reload() -> Outcome:
+        (root / "proc/iomem").write_text("00001000-0009fbff : System RAM\n"
+                                         "100000000-1bfffffff : System RAM\n")
+        return rig.reloader.reload()
+
+    run_pending(rig.controller, reload, clock, clock.advance)
+    assert rig.controller.stats.reloads == 2 and rig.controller.deadline() is None
+
+
+def test_the_default_architecture_is_x86_64(root: Path, clock: MockTime) -> None:
+    # x86's update cannot drop a removed range from the header: a removal reloads
+    # whatever crash_hotplug says (policy.py).
+    fakesysfs.build(root, crash_hotplug="1")
+    sysfs = Sysfs(root)
+    log = root / "fake.log"
+    backend = FakeBackend(log, sysfs, sleep=clock.advance, wall=clock)
+    controller = Controller(ReloadScheduler(0.25, 3.0), sysfs.snapshot, store=MemoryStore(),
+                            hardware=lambda: read_hardware(root), backend=backend, wall=clock)
+    controller.on_event(Event("memory", "remove", "/devices/system/memory/memory9"), clock())
+    clock.advance(0.3)
+    assert controller.poll(clock()) is not None
