@@ -79,7 +79,7 @@ def ram_ranges(iomem: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Reservation:
-    """The crash kernel's memory as /proc/iomem lists it."""
+    """The crash kernel's memory as /proc/iomem (x86) or the device tree (powerpc) lists it."""
 
     listed: bool  # a ``Crash kernel`` range exists (booted with ``crashkernel=``)
     size: int | None  # bytes; None when unknown (addresses read as zero without root)
@@ -109,8 +109,35 @@ def crash_reservation(iomem: str) -> Reservation:
     return Reservation(listed, total or None)
 
 
-def read_crash_reservation(root: Path) -> Reservation:
+DT_CRASHKERNEL = "proc/device-tree/chosen/linux,crashkernel-"
+
+
+def device_tree_reservation(base: bytes | None, size: bytes | None) -> Reservation:
+    """The reservation as powerpc publishes it: ``/chosen/linux,crashkernel-base`` and
+    ``-size``, each one big-endian cell pair (8 bytes; 4 on 32-bit). The kernel adds both
+    properties only when it reserved memory (arch/powerpc/kexec/core.c,
+    export_crashk_values()); None: the property is absent."""
+    if size is None:
+        return Reservation(False, None)
+    if len(size) not in (4, 8) or (base is not None and len(base) not in (4, 8)):
+        return Reservation(True, None)
+    return Reservation(True, int.from_bytes(size, "big") or None)
+
+
+def read_crash_reservation(root: Path, where: str = "iomem") -> Reservation:
+    """The reservation from where the architecture publishes it (arch.py:
+    ``reservation_in``): /proc/iomem, or the device tree."""
+    if where == "device-tree":
+        return device_tree_reservation(_read_bytes(root / (DT_CRASHKERNEL + "base")),
+                                       _read_bytes(root / (DT_CRASHKERNEL + "size")))
     return crash_reservation(read_text(root / "proc/iomem"))
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return read_regular(path, 64)
+    except OSError:
+        return None
 
 
 def read_cmdline(root: Path) -> str:

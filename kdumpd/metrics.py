@@ -68,9 +68,10 @@ class Reading:
     failed_reads: int = 0  # "kexec_trylock() failed" lines with no hotplug event
 
 
-def gather(controller: Controller, sysfs: Sysfs) -> Reading:
-    """What the daemon knows now; reads kexec_crash_loaded, /proc/iomem and the hardware
-    (none of them takes the kexec lock), never crash_hotplug."""
+def gather(controller: Controller, sysfs: Sysfs, where: str = "iomem") -> Reading:
+    """What the daemon knows now; reads kexec_crash_loaded, the reservation (``where``:
+    /proc/iomem or the device tree, arch.py) and the hardware (none of them takes the
+    kexec lock), never crash_hotplug."""
     loaded = sysfs.crash_loaded()
     is_loaded = loaded.text == "1"
     fingerprint = controller.state.fingerprint
@@ -85,7 +86,7 @@ def gather(controller: Controller, sysfs: Sysfs) -> Reading:
         events=controller.stats.events,
         exposure=controller.state.exposure,
         last_reload_duration_s=controller.stats.last_duration_s,
-        reserved_bytes=read_crash_reservation(sysfs.root).size,
+        reserved_bytes=read_crash_reservation(sysfs.root, where).size,
         recommended_bytes=capacity.recommended_bytes if capacity is not None else None,
         **_header(controller.header.last),
         failed_reads=controller.stats.failed_reads,

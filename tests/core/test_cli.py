@@ -124,6 +124,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "daemon": (dict, type(None)),
     "metrics": (dict, type(None)),
     "loaded_cmdline_warning": (str, type(None)),
+    "architecture": (dict, type(None)),
 }
 
 
