@@ -20,6 +20,7 @@ present pages still change with hotplug, so the fingerprint stays useful.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Hardware:
     cpus_online: str
     ram_ranges: tuple[str, ...]  # "100000000-11fffffff" per System RAM range (any depth)
     present_pages: int  # summed over all zones; -1 when unreadable
+    page_bytes: int = 4096  # the kernel's page size (64 KiB on many ppc64le kernels)
 
     @property
     def fingerprint(self) -> str:
@@ -55,19 +57,22 @@ class Hardware:
 
     def summary(self) -> str:
         """One line for people: ``cpus 0-3 online of 0-3, 6 RAM ranges, 2048 MiB online``."""
-        mib = self.present_pages * 4096 // 2**20 if self.present_pages >= 0 else "?"
+        mib = self.present_pages * self.page_bytes // 2**20 if self.present_pages >= 0 \
+            else "?"
         return (f"cpus {self.cpus_online or '?'} online of {self.cpus_present or '?'}, "
                 f"{len(self.ram_ranges)} RAM ranges, {mib} MiB online")
 
 
-def read_hardware(root: Path) -> Hardware:
-    """Read the hardware the kernel sees now; never raises (unreadable parts read empty)."""
+def read_hardware(root: Path, page_bytes: int | None = None) -> Hardware:
+    """Read the hardware the kernel sees now; never raises (unreadable parts read empty).
+    ``page_bytes``: the page size zoneinfo counts in (None: this kernel's)."""
     texts = {name: read_text(root / relative).strip() for name, relative in FILES.items()}
     return Hardware(
         cpus_present=texts["cpus_present"],
         cpus_online=texts["cpus_online"],
         ram_ranges=ram_ranges(read_text(root / "proc/iomem")),
         present_pages=present_pages(read_text(root / "proc/zoneinfo")),
+        page_bytes=page_bytes or os.sysconf("SC_PAGE_SIZE"),
     )
 
 

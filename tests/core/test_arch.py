@@ -270,3 +270,10 @@ def test_status_without_a_reservation_names_the_device_tree(tmp_path: Path,
     assert NO_RESERVATION_DT in text and NO_RESERVATION not in text
     x86 = gather(Sysfs(root), backend, arch=arch.facts("x86_64")).as_text()
     assert NO_RESERVATION in x86 and "x86_64:" not in x86  # x86 prints no arch lines
+
+
+def test_memory_online_counts_in_the_kernels_page_size(ppc: Path) -> None:
+    (ppc / "proc/zoneinfo").write_text("Node 0, zone   Normal\n  present  32768\n")
+    assert read_hardware(ppc, page_bytes=65536).summary().endswith("2048 MiB online")
+    assert read_hardware(ppc, page_bytes=4096).summary().endswith("128 MiB online")
+    assert read_hardware(ppc, 65536).fingerprint == read_hardware(ppc, 4096).fingerprint
