@@ -35,7 +35,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .guest import Vm, VmConfig
+from .guest import (
+    QMP_TIMEOUT_S,
+    Console,
+    GuestError,
+    Qmp,
+    Vm,
+    VmConfig,
+    connect_unix,
+    die_with_parent,
+)
 from .image import Kernel, run
 
 MIRROR = os.environ.get("KDUMPD_VM_MIRROR", "http://deb.debian.org/debian")
@@ -369,9 +378,35 @@ class PseriesVm(Vm):
         self.serial_log = self.console_log
 
     def argv(self) -> list[str]:
+        # The kernel's banner is the sign that SLOF is done: a key pressed before it stops
+        # the firmware's boot ("Type 'boot' and press return"). The scenario sets the
+        # console's log level down once the shell answers.
         append = (f"console=hvc0 crashkernel={CRASHKERNEL} rdinit=/lib/systemd/systemd "
-                  "loglevel=1 systemd.show_status=0")
+                  "loglevel=5 systemd.show_status=0")
         return qemu_argv(self.image, self.initrd, append, self.dir)
+
+    def start(self, timeout: float = 600.0) -> None:
+        """Boot; wait for the kernel's banner before poking the shell (see argv)."""
+        for name in ("console.sock", "qmp.sock"):
+            (self.dir / name).unlink(missing_ok=True)
+        started = time.monotonic()
+        with (self.dir / "qemu.log").open("wb") as qemu_log:
+            self.process = subprocess.Popen(  # noqa: S603 - argv list; killed in stop()
+                self.argv(), stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
+            )
+        try:
+            qmp_sock = connect_unix(self.dir / "qmp.sock", 30)
+            qmp_sock.settimeout(QMP_TIMEOUT_S)
+            self.qmp = Qmp(qmp_sock)
+            sock = connect_unix(self.dir / "console.sock", 30)
+            sock.settimeout(30)
+            self.console = Console(sock, self.console_log)
+            self.console.wait_banner(b"Linux version", timeout)
+            self.console.wait_ready(timeout)
+        except Exception as exc:
+            raise GuestError(f"boot failed: {exc}\n{self.serial_tail()}") from exc
+        self.boot_s = time.monotonic() - started
 
 
 def boot_initrd(image: PseriesImage, files: dict[str, Path | bytes], work: Path) -> Path:

@@ -48,7 +48,7 @@ def guest(tmp_path: Path) -> Iterator[pseries.PseriesVm]:
         yield vm
     finally:
         vm.stop()
-        print(vm.serial_tail(3000))
+        print(vm.serial_tail(1200))
 
 
 def online_blocks(vm: pseries.PseriesVm) -> int:
@@ -82,6 +82,9 @@ def test_p1_hotplug_image_dimm_add_no_reload_and_a_complete_dump(
               f"--append='{pseries.CRASH_APPEND}'", timeout=300)
     assert d.crash_state(vm) == d.CrashState("1", "0", "0")
     d.restart_kdumpd(vm)
+    # What /proc/kallsyms says of kexec_file_load on a kernel built without it (docs).
+    print(vm.sh.run("grep -iE 'kexec_file|sys_kexec' /proc/kallsyms | head -20",
+                    check=False).output)
     status = vm.sh.run("kdumpd status", timeout=120).output
     print(status)
     assert "kexec_file_load: no (CONFIG_KEXEC_FILE is not set in /boot/config-" in status
