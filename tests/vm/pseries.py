@@ -10,7 +10,8 @@ and dump comparison (guest.Console, guest.Qmp, driver, dumpcheck). What differs:
   chroot here). The finished root is written out of the guest as a tar onto a raw disk
   and cached as an initramfs (``root.cpio.gz``): the kernel has virtio_blk and ext4 as
   modules and the guest runs systemd straight from the initramfs. Cache:
-  ``$KDUMPD_VM_PPC_CACHE`` or ``/var/cache/kdumpd-vm/ppc64le-<key>``.
+  ``$KDUMPD_VM_PPC_CACHE`` or ``/var/cache/kdumpd-vm/ppc64le-<key>`` (no lock: one
+  build at a time, as the guests run one at a time).
 - **guest**: ``-M pseries -cpu power9``, the console and root shell on the spapr-vty
   (hvc0) behind a unix socket, kernel messages on the same console (``loglevel=1``);
   files go in as a second cpio appended to the root's (the kernel unpacks both).
@@ -45,7 +46,7 @@ from .guest import (
     connect_unix,
     die_with_parent,
 )
-from .image import Kernel, run
+from .image import Kernel, cache_root, run
 
 MIRROR = os.environ.get("KDUMPD_VM_MIRROR", "http://deb.debian.org/debian")
 RELEASE = "6.12.107+deb13-powerpc64le"
@@ -77,7 +78,10 @@ def key() -> str:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("KDUMPD_VM_PPC_CACHE", f"/var/cache/kdumpd-vm/ppc64le-{key()}"))
+    """``$KDUMPD_VM_PPC_CACHE``, else ``ppc64le-<key>`` beside the x86 entries (image.py's
+    cache root, ``$KDUMPD_VM_CACHE``), where its pruning finds it by manifest.json."""
+    explicit = os.environ.get("KDUMPD_VM_PPC_CACHE")
+    return Path(explicit) if explicit else cache_root() / f"ppc64le-{key()}"
 
 
 @dataclass(frozen=True)
