@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from kdumpd import arch as archmod
 from kdumpd import (
     capacity,
     capacity_facts,
@@ -22,6 +23,8 @@ from kdumpd.backends import tools as toolbackends
 from kdumpd.backends.distro import CrashImage
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.backends.kexec import KexecBackend
+from kdumpd.backends.kexec_syscalls import FileLoad
+from kdumpd.backends.kexec_syscalls import file_load as kexec_file_load
 from kdumpd.backends.runner import CheckedRunner, run
 from kdumpd.config import Config, ConfigError
 from kdumpd.control_socket import ControlServer
@@ -29,7 +32,7 @@ from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.hardware import (
     Hardware,
-    crash_reservation,
+    Reservation,
     read_cmdline,
     read_crash_reservation,
     read_hardware,
@@ -40,13 +43,34 @@ from kdumpd.reloader import Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.source import UdevSource, resolve_source, udev_answers
 from kdumpd.state import FileStore, read_boot_id
-from kdumpd.status import NO_RESERVATION
+from kdumpd.status import NO_RESERVATION, NO_RESERVATION_DT
 from kdumpd.sysfs import Sysfs
 
 if TYPE_CHECKING:
     from kdumpd.rules.apply import Keeper
 
 log = logging.getLogger("kdumpd")
+
+
+def this_machine() -> str:
+    """The architecture (``uname -m``): read here only, when asked, never at import."""
+    return os.uname().machine
+
+
+def this_arch() -> archmod.Arch:
+    """What kdumpd knows of this architecture (arch.py)."""
+    return archmod.facts(this_machine())
+
+
+def file_load(root: Path) -> FileLoad:
+    """Whether the running kernel has kexec_file_load (its configuration under ``root``)."""
+    return kexec_file_load(root, os.uname().release)
+
+
+def reservation(root: Path) -> Reservation:
+    """The crash reservation, read from where this architecture publishes it."""
+    return read_crash_reservation(root, this_arch().reservation_in)
+
 
 def backend_name(cfg: Config) -> str:
     """``auto`` is kdumpd's own kexec load of the image the distribution loads: one
@@ -60,9 +84,8 @@ def image_source(cfg: Config, root: Path, release: str | None = None,
                  machine: str | None = None) -> Callable[[], CrashImage]:
     """The crash image a reload loads, read again at every reload: the distribution's
     (backends/distro/), with kdumpd's own [reload] kernel/initrd/append where set."""
-    uname = os.uname()
-    release = release or uname.release
-    machine = machine or uname.machine
+    release = release or os.uname().release
+    machine = machine or this_machine()
     reload = cfg.reload
 
     def image() -> CrashImage:
@@ -86,10 +109,10 @@ def describe_image(cfg: Config) -> dict[str, Any] | None:
     if name not in ("kexec", "kdumpctl", "kdump-config"):
         return None
     root = cfg.sysfs.root
-    uname = os.uname()
+    machine = this_machine()
     try:
         image = (image_source(cfg, root)() if name == "kexec"
-                 else distro.crash_image(root, uname.release, uname.machine))
+                 else distro.crash_image(root, os.uname().release, machine))
     except distro.DistroError as error:
         return image_report.failed(str(error))
     except Exception as error:  # a reader's bug on odd input: said, never a traceback
@@ -97,9 +120,10 @@ def describe_image(cfg: Config) -> dict[str, Any] | None:
                                    f"failed ({type(error).__name__}: {error})")
     note = None
     if name == "kexec" and image.kexec_args_from is not None:
-        backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s)
+        backend = KexecBackend(image, cfg.reload.load, Sysfs(root), run, cfg.reload.timeout_s,
+                               arch=this_arch(), file_load=file_load(root))
         note = backend.choice(image)[1]
-    hazard = distro.memory_hotplug_hazard(image, uname.machine,
+    hazard = distro.memory_hotplug_hazard(image, machine,
                                           distro.acpi_memory_hotplug(root))
     if hazard and name == "kexec":
         hazard += "; or set [reload] growth_safe = true"
@@ -139,7 +163,8 @@ def make_backend(cfg: Config, sysfs: Sysfs, *, runner: CheckedRunner = run) -> B
             fake.log, sysfs, delay_ms=fake.delay_ms, fail=fake.fail,
             hotplug_after_load=fake.hotplug_after_load,
         )
-    return KexecBackend(image_source(cfg, sysfs.root), cfg.reload.load, sysfs, runner, timeout)
+    return KexecBackend(image_source(cfg, sysfs.root), cfg.reload.load, sysfs, runner, timeout,
+                        arch=this_arch(), file_load=file_load(sysfs.root))
 
 
 def stop_wait_s(timeout_s: float) -> float:
@@ -170,8 +195,9 @@ def make_controller(cfg: Config, parts: Parts, *, dry_run: bool) -> Controller:
     return Controller(
         ReloadScheduler(parts.quiet_s, parts.max_delay_s), parts.sysfs.snapshot,
         store=store, hardware=parts.hardware, backend=parts.reloader.backend, dry_run=dry_run,
-        arch=os.uname().machine, capacity=capacity_reader(cfg.sysfs.root),
-        verify=(lambda: loaded_header.verify(cfg.sysfs.root)) if cfg.reload.verify_header
+        arch=this_machine(), capacity=capacity_reader(cfg.sysfs.root),
+        verify=(lambda: loaded_header.verify(cfg.sysfs.root, arch=this_machine()))
+        if cfg.reload.verify_header
         else None,
         protection=growth_safety(cfg),
     )
@@ -182,7 +208,7 @@ def growth_safety(cfg: Config) -> Callable[[str], str | None] | None:
     kdumpd's own image would ([reload] growth_safe with the kexec backend); else None."""
     if not cfg.reload.growth_safe or backend_name(cfg) != "kexec":
         return None
-    root, machine = cfg.sysfs.root, os.uname().machine
+    root, machine = cfg.sysfs.root, this_machine()
     return lambda line: distro.loaded_lacks_growth_safety(
         line, machine, distro.acpi_memory_hotplug(root))
 
@@ -190,23 +216,24 @@ def growth_safety(cfg: Config) -> Callable[[str], str | None] | None:
 def capacity_reader(root: Path, arch: str | None = None, release: str | None = None,
                     encryption: Callable[[Path], bool] | None = None,
                     ) -> Callable[[Hardware], capacity.Capacity]:
-    """The reservation under ``root`` against its System RAM now (capacity.py counts it
-    from /proc/iomem as kdump-utils does: driver-managed RAM left out, so the hardware
-    reading's ranges are not used), with the machine's facts kdump-utils' rule adds to
-    (capacity_facts.py; the kernel's memory-encryption line, which cannot change during
-    a boot, is looked up once)."""
-    uname = os.uname()
-    machine, version = arch or uname.machine, release or uname.release
+    """The reservation under ``root`` (where the architecture publishes it, arch.py)
+    against its System RAM now (capacity.py counts it from /proc/iomem as kdump-utils
+    does: driver-managed RAM left out, so the hardware reading's ranges are not used),
+    with the machine's facts kdump-utils' rule adds to (capacity_facts.py; the kernel's
+    memory-encryption line, which cannot change during a boot, is looked up once)."""
+    machine = arch or this_machine()
+    version = release or os.uname().release
+    where = archmod.facts(machine).reservation_in
     found: list[bool] = []
 
-    def encrypted(where: Path) -> bool:
+    def encrypted(at: Path) -> bool:
         if not found:
-            found.append((encryption or capacity_facts.memory_encryption_active)(where))
+            found.append((encryption or capacity_facts.memory_encryption_active)(at))
         return found[0]
 
     def capacity_now(hardware: Hardware) -> capacity.Capacity:
         iomem = read_text(root / "proc/iomem")
-        reservation = crash_reservation(iomem)
+        reservation = read_crash_reservation(root, where)
         if not reservation.listed or reservation.size is None:
             # Nothing reserved (said on its own, with crashkernel=) or addresses hidden.
             return capacity.Capacity(0, 0, "no reservation to compare")
@@ -235,8 +262,9 @@ def make_daemon(
         kind, source.granted_buffer, parts.reloader.backend.describe(),
         " (dry run: nothing is reloaded or written)" if dry_run else "",
     )
-    if not read_crash_reservation(cfg.sysfs.root).listed:
-        log.warning(NO_RESERVATION)  # once: the policy never reloads without a crash kernel
+    if not reservation(cfg.sysfs.root).listed:
+        log.warning(NO_RESERVATION_DT if this_arch().reservation_in == archmod.DEVICE_TREE
+                    else NO_RESERVATION)  # once: the policy never reloads without a crash kernel
     warning = (describe_image(cfg) or {}).get("warning")
     if warning:
         log.warning("the crash kernel image: %s", warning)
@@ -274,8 +302,9 @@ def metrics_file(cfg: Config, controller: Controller, sysfs: Sysfs) -> metrics.T
     if directory is None:
         return None
     log.info("metrics: %s", metrics.locate(directory).line())
+    where = this_arch().reservation_in
     return metrics.TextFile(directory, lambda: metrics.gather(
-        controller.knowledge(), sysfs, controller.hardware))
+        controller.knowledge(), sysfs, controller.hardware, where))
 
 
 def make_rule_keeper(cfg: Config, *, dry_run: bool) -> Keeper:

@@ -253,8 +253,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                     kernel_log=open_kernel_log(cfg.events.kernel_log, cfg.sysfs.root),
                     capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
                     daemon=_daemon_knows(cfg.state.control),
-                    header=verify(cfg.sysfs.root) if cfg.reload.verify_header else None,
+                    header=verify(cfg.sysfs.root, arch=app.this_machine())
+                    if cfg.reload.verify_header else None,
                     protection=app.growth_safety(cfg),
+                    arch=app.this_arch(), reservation=app.reservation(cfg.sysfs.root),
                     metrics=None if directory is None else locate(directory))
     print(status.as_json() if args.json else status.as_text())
     return EXIT_OK
@@ -264,7 +266,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from kdumpd.loaded_header import CURRENT, STALE, UNLOADED, verify
 
     cfg = _load_config(_config_path(args), must_exist=args.config is not None)
-    check = verify(cfg.sysfs.root)
+    check = verify(cfg.sysfs.root, arch=app.this_machine())
     if args.json:
         print(json.dumps(check.as_dict(), sort_keys=True))
     else:

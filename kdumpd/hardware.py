@@ -20,6 +20,7 @@ present pages still change with hotplug, so the fingerprint stays useful.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ class Hardware:
     cpus_online: str
     ram_ranges: tuple[str, ...]  # "100000000-11fffffff" per System RAM range (any depth)
     present_pages: int  # summed over all zones; -1 when unreadable
+    page_bytes: int = 4096  # the kernel's page size (64 KiB on many ppc64le kernels)
 
     @property
     def fingerprint(self) -> str:
@@ -55,19 +57,22 @@ class Hardware:
 
     def summary(self) -> str:
         """One line for people: ``cpus 0-3 online of 0-3, 6 RAM ranges, 2048 MiB online``."""
-        mib = self.present_pages * 4096 // 2**20 if self.present_pages >= 0 else "?"
+        mib = self.present_pages * self.page_bytes // 2**20 if self.present_pages >= 0 \
+            else "?"
         return (f"cpus {self.cpus_online or '?'} online of {self.cpus_present or '?'}, "
                 f"{len(self.ram_ranges)} RAM ranges, {mib} MiB online")
 
 
-def read_hardware(root: Path) -> Hardware:
-    """Read the hardware the kernel sees now; never raises (unreadable parts read empty)."""
+def read_hardware(root: Path, page_bytes: int | None = None) -> Hardware:
+    """Read the hardware the kernel sees now; never raises (unreadable parts read empty).
+    ``page_bytes``: the page size zoneinfo counts in (None: this kernel's)."""
     texts = {name: read_text(root / relative).strip() for name, relative in FILES.items()}
     return Hardware(
         cpus_present=texts["cpus_present"],
         cpus_online=texts["cpus_online"],
         ram_ranges=ram_ranges(read_text(root / "proc/iomem")),
         present_pages=present_pages(read_text(root / "proc/zoneinfo")),
+        page_bytes=page_bytes or os.sysconf("SC_PAGE_SIZE"),
     )
 
 
@@ -79,7 +84,7 @@ def ram_ranges(iomem: str) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Reservation:
-    """The crash kernel's memory as /proc/iomem lists it."""
+    """The crash kernel's memory as /proc/iomem (x86) or the device tree (powerpc) lists it."""
 
     listed: bool  # a ``Crash kernel`` range exists (booted with ``crashkernel=``)
     size: int | None  # bytes; None when unknown (addresses read as zero without root)
@@ -109,8 +114,35 @@ def crash_reservation(iomem: str) -> Reservation:
     return Reservation(listed, total or None)
 
 
-def read_crash_reservation(root: Path) -> Reservation:
+DT_CRASHKERNEL = "proc/device-tree/chosen/linux,crashkernel-"
+
+
+def device_tree_reservation(base: bytes | None, size: bytes | None) -> Reservation:
+    """The reservation as powerpc publishes it: ``/chosen/linux,crashkernel-base`` and
+    ``-size``, each one big-endian cell pair (8 bytes; 4 on 32-bit). The kernel adds both
+    properties only when it reserved memory (arch/powerpc/kexec/core.c,
+    export_crashk_values()); None: the property is absent."""
+    if size is None:
+        return Reservation(False, None)
+    if len(size) not in (4, 8) or (base is not None and len(base) not in (4, 8)):
+        return Reservation(True, None)
+    return Reservation(True, int.from_bytes(size, "big") or None)
+
+
+def read_crash_reservation(root: Path, where: str = "iomem") -> Reservation:
+    """The reservation from where the architecture publishes it (arch.py:
+    ``reservation_in``): /proc/iomem, or the device tree."""
+    if where == "device-tree":
+        return device_tree_reservation(_read_bytes(root / (DT_CRASHKERNEL + "base")),
+                                       _read_bytes(root / (DT_CRASHKERNEL + "size")))
     return crash_reservation(read_text(root / "proc/iomem"))
+
+
+def _read_bytes(path: Path) -> bytes | None:
+    try:
+        return read_regular(path, 64)
+    except OSError:
+        return None
 
 
 def read_cmdline(root: Path) -> str:

@@ -68,9 +68,11 @@ class Reading:
     failed_reads: int = 0  # "kexec_trylock() failed" lines with no hotplug event
 
 
-def gather(known: Knowledge, sysfs: Sysfs, hardware: Callable[[], Hardware]) -> Reading:
-    """What the daemon knows (knowledge.py), with kexec_crash_loaded, /proc/iomem and the
-    hardware read now (none of them takes the kexec lock), never crash_hotplug."""
+def gather(known: Knowledge, sysfs: Sysfs, hardware: Callable[[], Hardware],
+           where: str = "iomem") -> Reading:
+    """What the daemon knows (knowledge.py), with kexec_crash_loaded, the reservation
+    (``where``: /proc/iomem or the device tree, arch.py) and the hardware read now (none
+    of them takes the kexec lock), never crash_hotplug."""
     loaded = sysfs.crash_loaded()
     is_loaded = loaded.text == "1"
     fingerprint = known.state.fingerprint
@@ -84,7 +86,7 @@ def gather(known: Knowledge, sysfs: Sysfs, hardware: Callable[[], Hardware]) -> 
         events=known.stats.events,
         exposure=known.state.exposure,
         last_reload_duration_s=known.stats.last_duration_s,
-        reserved_bytes=read_crash_reservation(sysfs.root).size,
+        reserved_bytes=read_crash_reservation(sysfs.root, where).size,
         recommended_bytes=capacity.recommended_bytes if capacity is not None else None,
         **_header(known.header),
         failed_reads=known.stats.failed_reads,

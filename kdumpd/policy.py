@@ -8,30 +8,24 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
+from kdumpd import arch as arch_facts
 from kdumpd.scheduler import ANY_ACTION
 from kdumpd.sysfs import ABSENT, OK, Snapshot, Value
 
-# Per architecture, from the kernel's sources (torvalds/linux, 6.6-6.12):
-#
-# - s390: the dump kernel builds the ELF core header itself from the memory and CPUs it
-#   finds (arch/s390/kernel/crash_dump.c, elfcorehdr_alloc()); the loaded image holds no
-#   header to go stale, and there is no crash_hotplug attribute (openSUSE's s390x kdump
-#   installs no reload rules). No event needs a reload.
-# - x86: the kernel's own update (crash_hotplug=1) rebuilds the header from the System
-#   RAM resources (arch_crash_handle_hotplug_event() -> walk_system_ram_res()), and it
-#   runs for MEM_ONLINE and MEM_OFFLINE only (crash_memhp_notifier()). An offlined block
-#   keeps its resource until it is removed, and nothing rebuilds the header at removal:
-#   after a DIMM hot-remove the header still lists the removed range (seen in the Debian
-#   13 guest: a PT_LOAD for the 512 MiB that no longer existed). A memory removal
-#   therefore needs a reload even when the kernel keeps the image current.
-# - powerpc: its update also removes the range (and rewrites the FDT): crash_hotplug=1
-#   is the whole truth there, as on the other architectures.
-HEADER_BUILT_BY_DUMP_KERNEL = ("s390", "s390x")
-REMOVAL_LEAVES_RANGE = ("x86_64", "i386", "i486", "i586", "i686")
+# Per architecture (arch.py has the facts and their sources): s390's dump kernel builds
+# the header itself, so no event needs a reload; x86's own update leaves a hot-removed
+# range in the header, so a memory removal needs a reload even when the kernel keeps the
+# image current; powerpc's update also removes the range, so crash_hotplug=1 is the whole
+# truth there, and a panic on a CPU that a plain -c image does not know loses the whole
+# dump, which the reason says (the reload after any CPU event is the same as elsewhere).
+HEADER_BUILT_BY_DUMP_KERNEL = arch_facts.S390
+REMOVAL_LEAVES_RANGE = arch_facts.X86
 REASON_S390 = ("the dump kernel builds its ELF core header itself on this architecture "
                "(s390, elfcorehdr_alloc()): no reload needed")
 STALE_AFTER_REMOVE = ("memory: hot-remove, which the kernel's own update does not take out "
                       "of the header on x86")
+WHOLE_DUMP_LOST = ("a panic on a CPU this image does not know would lose the whole dump on "
+                   "this architecture")
 
 
 @dataclass(frozen=True)
@@ -77,8 +71,9 @@ def decide(
     holds the kexec lock; kexec_crash_loaded while x86 swaps in an updated header), so a
     first 0 of either asks for confirmation instead of acting on it.
     ``actions``: the (subsystem, action) pairs of the burst (``ANY_ACTION``: unknown).
-    ``arch``: the machine (``uname -m``): see the table above.
+    ``arch``: the machine (``uname -m``): see arch.py.
     """
+    facts = arch_facts.facts(arch)
     warnings: list[str] = []
     loaded = snapshot.crash_loaded
     if loaded.kind == ABSENT:
@@ -102,7 +97,7 @@ def decide(
         warnings.append(
             f"kexec_crash_loaded reads {_show(loaded)}; assuming a crash kernel is loaded"
         )
-    if arch in HEADER_BUILT_BY_DUMP_KERNEL:
+    if facts.header_built_by_dump_kernel:
         return Decision(False, REASON_S390, tuple(warnings))
     if missed:
         return Decision(True, missed, tuple(warnings))
@@ -111,7 +106,7 @@ def decide(
 
     stale: list[str] = []
     zeros = 0
-    removed = arch in REMOVAL_LEAVES_RANGE and any(
+    removed = facts.removal_leaves_range and any(
         pair in actions for pair in (("memory", "remove"), ("memory", ANY_ACTION)))
     for subsystem in sorted(subsystems):
         value = snapshot.crash_hotplug.get(subsystem, Value("", ABSENT))
@@ -119,10 +114,12 @@ def decide(
             if subsystem == "memory" and removed:
                 stale.append(STALE_AFTER_REMOVE)
             continue
+        lost = f" ({WHOLE_DUMP_LOST})" if subsystem == "cpu" and \
+            facts.unknown_cpu_loses_dump else ""
         if value.kind == ABSENT:
-            stale.append(f"{subsystem}: crash_hotplug absent")
+            stale.append(f"{subsystem}: crash_hotplug absent{lost}")
         elif value.kind == OK and value.text == "0":
-            stale.append(f"{subsystem}: crash_hotplug=0")
+            stale.append(f"{subsystem}: crash_hotplug=0{lost}")
             zeros += 1
         else:
             warnings.append(f"{subsystem}/crash_hotplug reads {_show(value)}; reloading to be safe")

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from kdumpd import image_report
+from kdumpd.arch import DEVICE_TREE, Arch
 from kdumpd.backends import Backend
 from kdumpd.capacity import Capacity
 from kdumpd.events import SUBSYSTEMS
@@ -59,6 +60,7 @@ class Status:
     # back), or that this cannot be told; None when fine or not asked.
     loaded_warning: str | None = None
     metrics: Location | None = None  # kdumpd.prom (None: [metrics] off)
+    arch: Arch | None = None  # the machine's facts (arch.py); None: not told
 
     @property
     def owed(self) -> bool:
@@ -118,6 +120,8 @@ class Status:
             "daemon": self.daemon,
             "loaded_cmdline_warning": self.loaded_warning,
             "metrics": self.metrics.as_dict() if self.metrics else None,
+            "architecture": {"machine": self.arch.machine, "notes": list(self.arch.lines())}
+            if self.arch else None,
         }
 
     def as_text(self) -> str:
@@ -131,7 +135,10 @@ class Status:
             f"crash_elfcorehdr_size={self.elfcorehdr_size})",
         ]
         if not self.reservation.listed and not self.loaded:
-            lines.append(NO_RESERVATION)
+            lines.append(NO_RESERVATION_DT if self.arch and self.arch.reservation_in
+                         == DEVICE_TREE else NO_RESERVATION)
+        if self.arch and self.arch.family != "x86":
+            lines.extend(f"{self.arch.machine}: {line}" for line in self.arch.lines())
         for subsystem, value in self.crash_hotplug.items():
             verdict = "yes" if self.kernel_keeps_current(subsystem) else "no"
             lines.append(
@@ -198,11 +205,13 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
            capacity: Capacity | None = None, metrics: Location | None = None,
            daemon: tuple[dict[str, Any] | None, str] = (None, ""),
            header: HeaderCheck | None = None,
-           protection: Callable[[str], str | None] | None = None) -> Status:
+           protection: Callable[[str], str | None] | None = None,
+           arch: Arch | None = None, reservation: Reservation | None = None) -> Status:
     """What `kdumpd status` shows. ``daemon``: what the running kdumpd said it knows, or
     None and why it was not asked or did not answer ("" when none runs): while kdumpd
     runs, crash_hotplug is taken from it and never read here (a read takes the kexec
-    lock); with no daemon it is read once, and only while a crash kernel is loaded."""
+    lock); with no daemon it is read once, and only while a crash kernel is loaded.
+    ``reservation``: read from where ``arch`` publishes it (None: /proc/iomem)."""
     known, daemon_problem = daemon
     reader, problem = kernel_log
     skips: int | None = None
@@ -217,7 +226,8 @@ def gather(sysfs: Sysfs, backend: Backend, state: State | None = None,
     crash_hotplug, source = _crash_hotplug(sysfs, crash_loaded, known, daemon_problem)
     return Status(
         crash_loaded=crash_loaded,
-        reservation=read_crash_reservation(sysfs.root),
+        reservation=reservation or read_crash_reservation(sysfs.root),
+        arch=arch,
         elfcorehdr_size=sysfs.read("kernel/crash_elfcorehdr_size"),
         crash_hotplug=crash_hotplug,
         crash_hotplug_from=source,
@@ -289,6 +299,10 @@ def _crash_hotplug(sysfs: Sysfs, crash_loaded: Value, known: dict[str, Any] | No
 NO_RESERVATION = ("no memory is reserved for a crash kernel (/proc/iomem has no \"Crash "
                   "kernel\" range): nothing can be loaded; boot with crashkernel= (for "
                   "example crashkernel=256M, or the distribution's default) and reboot")
+NO_RESERVATION_DT = ("no memory is reserved for a crash kernel (the device tree has no "
+                     "/chosen/linux,crashkernel-size): nothing can be loaded; boot with "
+                     "crashkernel= (for example crashkernel=512M, or the distribution's "
+                     "default) and reboot")
 
 
 def _reserved(reservation: Reservation) -> str:

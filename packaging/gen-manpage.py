@@ -139,6 +139,9 @@ JSON_KEYS = (
     ("metrics", "Object or null ([metrics] textfile_dir off): file, directory_owner_uid "
      "(null when the directory cannot be opened), problem (why kdumpd.prom is not written "
      "there: a directory that is a symlink, not root's or writable by others; or null)."),
+    ("architecture", "Object or null: machine (uname -m) and notes, what kdumpd does "
+     "differently there from x86 (where the reservation is read, what kexec_load needs, "
+     "the CPU events, whether the loaded header is read back, fadump), one string each."),
     ("kernel_skips", "Number or null: the kernel's \"kexec_trylock() failed\" lines this "
      "boot; null when the journal cannot be read. Each is a skipped header update only "
      "next to a hotplug event, else a read of crash_hotplug during a load."),

@@ -1,6 +1,6 @@
 """A fake backend for tests and demos: records loads, which a fake kernel carries out.
 
-The loads go to a :class:`~kdumpd.fakekernel.FakeKernel` over the fake sysfs: like the
+The loads go to a :class:`~kdumpd.fakes.fakekernel.FakeKernel` over the fake sysfs: like the
 kernel's load syscalls, one load replaces the loaded crash image and holds the kexec lock
 while it runs (``delay_ms``): ``kexec_crash_loaded`` and ``crash_hotplug`` read 0 only
 *inside* the load, a hotplug meanwhile is skipped by the kernel's own update, and a load

@@ -12,8 +12,12 @@ Load modes: ``file`` (kexec_file_load, ``-s``), ``hotplug`` (kexec_load with
 ``plain`` (kexec_load, ``-c``). ``auto`` prefers ``hotplug`` where kexec_load can work
 (its window was 39-72 ms in the guest against 1.8-1.9 s for ``file``, which parses and
 digests the files inside the syscall), then ``file``, then ``plain``, and remembers what
-worked. Under the shipped unit, kexec_load cannot work (no /proc/kcore), so auto means
-``file``; the kexec-load drop-in enables the short window (see the README).
+worked. Under the shipped unit, kexec_load cannot work on x86 (no /proc/kcore), so auto
+means ``file``; the kexec-load drop-in enables the short window (see the README). Where
+the kernel has no kexec_file_load (Debian's ppc64el kernels, kexec_syscalls.py) auto
+means kexec_load, ``hotplug`` then ``plain``: what kexec-tools needs for it is the
+architecture's (arch.py: on powerpc the device tree, which the shipped unit leaves
+readable).
 """
 
 from __future__ import annotations
@@ -30,8 +34,10 @@ from pathlib import Path
 from typing import Callable, Union
 
 from kdumpd import security
+from kdumpd.arch import X86_KEXEC_LOAD_READS, Arch, facts
 from kdumpd.backends import BackendError
 from kdumpd.backends.distro import CrashImage, DistroError
+from kdumpd.backends.kexec_syscalls import FileLoad
 from kdumpd.backends.runner import CheckedRunner
 from kdumpd.smallfile import read_regular
 from kdumpd.sysfs import OK, Sysfs
@@ -50,6 +56,8 @@ KERNEL_ADDS = 30 + 31
 DEFAULT_CMDLINE_SIZE = 2047  # COMMAND_LINE_SIZE - 1 on x86, arm64 and ppc64
 PROC_LIMIT = 64 << 20  # /proc/kallsyms: 10 MiB on a distribution kernel
 
+NOT_LOOKED_UP = FileLoad(None, "not looked up")
+
 log = logging.getLogger("kdumpd")
 
 
@@ -63,7 +71,8 @@ class KexecBackend:
     def __init__(
         self, image: Union[CrashImage, ImageSource], mode: str, sysfs: Sysfs, runner: CheckedRunner,
         timeout_s: float, *, clock: Callable[[], float] = time.monotonic,
-        euid: int | None = None,
+        euid: int | None = None, arch: Arch | None = None,
+        file_load: FileLoad = NOT_LOOKED_UP,
     ) -> None:
         # An image source is asked at every reload: the distribution's configuration may
         # have changed since kdumpd started.
@@ -74,6 +83,10 @@ class KexecBackend:
         self._timeout_s = timeout_s
         self._clock = clock
         self._euid = euid
+        # The machine's facts (arch.py) and whether its kernel has kexec_file_load
+        # (kexec_syscalls.py), both found by the composition root.
+        self._arch = arch or facts("x86_64")
+        self._file_load = file_load
         self._worked: str | None = None
         self.last_command = ""
 
@@ -88,13 +101,21 @@ class KexecBackend:
         ``[reload] load`` set to a mode wins. With ``auto``, a mode the distribution's
         kexec arguments ask for is followed: ``-s`` is file; ``-c`` is kexec_load, loaded
         as ``-c --hotplug`` where the kernel can update it (crash_elfcorehdr_size) and as
-        ``-s`` only where kexec_load cannot work at all.
+        ``-s`` only where kexec_load cannot work at all. A kernel without kexec_file_load
+        gets kexec_load whatever was asked: it is the only syscall there.
         """
         if self.mode != "auto":
             return [self.mode], ""
         asked = image.kexec_args.mode if image is not None else ""
-        blocker = userspace_load_blocker(self._sysfs.root)
         hotplug = self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK
+        if self._file_load.available is False:
+            userspace = ["hotplug", "plain"] if hotplug else ["plain"]
+            flag = "-c --hotplug" if hotplug else "-c"
+            note = (self._asked(image, f"-s (kexec_file_load), which this kernel lacks "
+                                f"({self._file_load.line()}): loading with {flag}")
+                    if asked == "file" else "")
+            return self._worked_first(userspace), note
+        blocker = userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads)
         if asked == "file":
             return ["file"], self._asked(image, "-s (kexec_file_load): loading with -s")
         if asked in ("plain", "hotplug"):
@@ -113,10 +134,14 @@ class KexecBackend:
             candidates = ["hotplug", "file", "plain"]
         else:
             candidates = ["file", "plain"]
-        if self._worked in candidates:  # what worked last first, the others after it
+        return self._worked_first(candidates), ""
+
+    def _worked_first(self, candidates: list[str]) -> list[str]:
+        """What worked last first, the others after it."""
+        if self._worked in candidates:
             candidates.remove(self._worked)
             candidates.insert(0, self._worked)
-        return candidates, ""
+        return candidates
 
     @staticmethod
     def _asked(image: CrashImage | None, what: str) -> str:
@@ -184,8 +209,13 @@ class KexecBackend:
                 f"takes at most {limit} (with room for elfcorehdr=); crash kernel left as it was",
                 permanent=True,
             )
+        if self.mode == "file" and self._file_load.available is False:
+            raise BackendError(
+                'load mode "file" uses kexec_file_load, which this kernel lacks: '
+                f"{self._file_load.line()} (load mode \"auto\" or \"hotplug\" use "
+                "kexec_load); crash kernel left as it was", permanent=True)
         if self.mode in USERSPACE_MODES:
-            blocker = userspace_load_blocker(self._sysfs.root)
+            blocker = userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads)
             if blocker is not None:
                 raise BackendError(
                     f'load mode "{self.mode}" uses kexec_load, which cannot work here: '
@@ -274,6 +304,8 @@ class KexecBackend:
         except BackendError as error:
             image, kernel = None, f"an unknown kernel ({error})"
         modes = "/".join(self.modes(image))
+        if self._file_load.available is False:
+            modes += f"; kexec_file_load: {self._file_load.line()}"
         return f"kexec load ({modes}) of {kernel} over the loaded image"
 
 
@@ -313,12 +345,14 @@ def cmdline_size(kernel: Path) -> int:
     return size if size > 0 else DEFAULT_CMDLINE_SIZE
 
 
-def userspace_load_blocker(root: Path) -> str | None:
+def userspace_load_blocker(root: Path, reads: tuple[str, ...] = X86_KEXEC_LOAD_READS
+                           ) -> str | None:
     """Why kexec-tools cannot build a crash image for kexec_load here, or None.
 
-    For kexec_load, kexec-tools itself builds the ELF core header: it needs the real
-    addresses in /proc/iomem (CAP_SYS_ADMIN), /proc/kcore (CAP_SYS_RAWIO; hidden by
-    ProtectKernelTunables=) and _stext in /proc/kallsyms (CAP_SYSLOG, kptr_restrict).
+    For kexec_load, kexec-tools itself builds the ELF core header. On x86 (``reads``,
+    arch.py) it needs the real addresses in /proc/iomem (CAP_SYS_ADMIN), /proc/kcore
+    (CAP_SYS_RAWIO; hidden by ProtectKernelTunables=) and _stext in /proc/kallsyms
+    (CAP_SYSLOG, kptr_restrict); on powerpc none of them (it reads the device tree).
     Under lockdown (Secure Boot) the kernel refuses kexec_load altogether.
     kexec_file_load does all that in the kernel and needs none of it.
     """
@@ -331,13 +365,16 @@ def userspace_load_blocker(root: Path) -> str | None:
     if "[" in text and "[none]" not in text:
         return f"the kernel is locked down ({text.strip()})"
     proc = root / "proc"
-    try:
-        read_regular(proc / "kcore", 0)
-    except OSError as error:
-        return f"/proc/kcore cannot be opened ({error.strerror})"
+    if "kcore" in reads:
+        try:
+            read_regular(proc / "kcore", 0)
+        except OSError as error:
+            return f"/proc/kcore cannot be opened ({error.strerror})"
     # Without the capability every address reads as zeros; with it, some are not (the
     # first iomem range does start at 0).
     for name, marker in (("iomem", " : "), ("kallsyms", " _stext")):
+        if name not in reads:
+            continue
         try:
             text = read_regular(proc / name, PROC_LIMIT).decode("ascii", "replace")
         except OSError as error:

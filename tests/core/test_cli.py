@@ -127,6 +127,7 @@ STATUS_SCHEMA: dict[str, tuple[type, ...]] = {
     "daemon": (dict, type(None)),
     "metrics": (dict, type(None)),
     "loaded_cmdline_warning": (str, type(None)),
+    "architecture": (dict, type(None)),
 }
 
 

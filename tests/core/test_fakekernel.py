@@ -1,4 +1,4 @@
-"""The fake kernel models what the real one does (kdumpd/fakekernel.py): the fakes are only
+"""The fake kernel models what the real one does (kdumpd/fakes/fakekernel.py): the fakes are only
 worth the behaviours they share with the kernel."""
 
 from __future__ import annotations

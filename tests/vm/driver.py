@@ -284,12 +284,13 @@ class KdumpdConfig:
     # False: decide without reading the loaded header back (a measurement of the load
     # itself, where a current header would rightly mean no reload).
     verify_header: bool = True
+    append: str = CRASH_APPEND  # the dump kernel's command line (pseries: pseries.py)
 
     def toml(self) -> str:
         return (
             "[events]\nsource = \"auto\"\nquiet_ms = 250\nmax_delay_ms = 3000\n\n"
             f"[reload]\nbackend = \"kexec\"\nkernel = \"{self.kernel}\"\n"
-            f"initrd = \"{self.initrd}\"\nappend = \"{CRASH_APPEND}\"\n"
+            f"initrd = \"{self.initrd}\"\nappend = \"{self.append}\"\n"
             f"load = \"{self.load}\"\ntimeout_s = 120\nretries = 3\n"
             f"verify_header = {'true' if self.verify_header else 'false'}\n\n"
             f"[rule]\nstate = \"{self.rule_state}\"\npath = \"{self.rule_path}\"\n"

@@ -105,6 +105,11 @@ class Console:
                     raise GuestError(f"{why} (waiting for {needle!r}); last output: {tail!r}")
                 self._cond.wait(min(left, 1.0))
 
+    def wait_banner(self, needle: bytes, timeout: float) -> None:
+        """Wait, sending nothing, until the console printed ``needle`` (a firmware that
+        stops its boot at a key press: pseries' SLOF)."""
+        self._wait_for(needle, timeout)
+
     def send(self, line: str) -> None:
         self._sock.sendall(line.encode() + b"\n")
 
