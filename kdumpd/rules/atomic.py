@@ -145,6 +145,8 @@ def _take_lock_file(dir_fd: int, directory: Path, wait_s: float,
     waited = 0.0
     while True:
         fd = _open_lock_file(dir_fd, lock_path)
+        if fd is None:
+            continue
         try:
             while True:
                 try:
@@ -176,8 +178,9 @@ def _still_named(fd: int, dir_fd: int) -> bool:
     return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
 
 
-def _open_lock_file(dir_fd: int, shown: Path) -> int:
-    """The lock file, opened read-write; raises WriteError when it is not one to trust."""
+def _open_lock_file(dir_fd: int, shown: Path) -> int | None:
+    """The lock file, opened read-write (None: removed as it was opened, try again);
+    raises WriteError when it is not one to trust."""
     try:
         fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
                      | os.O_NOCTTY | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
@@ -190,6 +193,9 @@ def _open_lock_file(dir_fd: int, shown: Path) -> int:
             problem = "not a regular file"
         elif info.st_uid != os.geteuid():
             problem = f"owned by uid {info.st_uid}, not {os.geteuid()}"
+        elif info.st_nlink == 0:  # its holder let go and removed it as we opened it
+            os.close(fd)
+            return None
         elif info.st_nlink != 1:
             problem = f"linked {info.st_nlink} times"
         if problem:
