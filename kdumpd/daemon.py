@@ -227,6 +227,7 @@ class Daemon:
                      first_in=self._rules_watch_s)
         jobs.add(lambda: self._kernel_log.poll_s if self._kernel_log is not None else None,
                  lambda: self._read_kernel_log(selector))
+        jobs.add(self.requests.check_every, self.requests.expire)  # silent control clients
         metrics = self._metrics
         if metrics is None:
             return jobs, None

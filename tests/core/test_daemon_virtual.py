@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
+from kdumpd.control import REQUEST, ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
@@ -60,7 +64,8 @@ class Virtual:
     def __init__(self, root: Path, *, load_s: float = 0.0, fail: int = 0, retries: int = 0,
                  udev_alive: list[bool] | None = None, kernel_log: KernelLog | None = None,
                  watchdog_s: float | None = None,
-                 metrics: list[float] | None = None) -> None:
+                 metrics: list[float] | None = None,
+                 control: ControlServer | None = None) -> None:
         self.time = MockTime(T0)
         self.sysfs = Sysfs(root, sleep=self.time.sleep)
         self.log = root / "fake.log"
@@ -84,6 +89,7 @@ class Virtual:
             clock=self.time, watchdog_s=watchdog_s,
             udev_alive=(lambda: alive[0]) if alive else None, kernel_log=kernel_log,
             metrics=None if metrics is None else TimedMetrics(metrics, self.time),
+            control=control,
         )
 
     def wait(self, cancel: threading.Event, seconds: float) -> bool:
@@ -241,3 +247,61 @@ def test_a_followed_file_of_kernel_messages_is_read_on_its_timer(root: Path) -> 
     assert v.run_until(60.0) == 0
     assert len(v.loads()) == 1 and 1.2 <= v.loads()[0] <= 1.2 + FILE_POLL_S + QUIET_S
     assert v.controller.stats.failed_reads == 1
+
+
+# -- the control socket never holds the loop ----------------------------------------------
+
+
+def connect(path: Path, sent: bytes = b"") -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    if sent:
+        client.sendall(sent)
+    return client
+
+
+def answer_of(client: socket.socket) -> dict[str, object]:
+    client.settimeout(10)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = client.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    client.close()
+    answer = json.loads(data)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_silent_control_clients_never_delay_an_event_decision(
+        root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "control"
+    v = Virtual(root, control=ControlServer(path, allowed_uid=os.getuid()))
+    silent: list[socket.socket] = []
+    v.at(0.5, lambda: silent.extend(connect(path) for _ in range(32)))  # root, never send
+    v.at(0.6, lambda: silent.append(connect(path, b"rel")))  # half a line, then nothing
+    v.at(1.0, lambda: v.source.push(events(8)))
+    started = time.monotonic()
+    assert v.run_until(10.0) == 0
+    assert time.monotonic() - started < 5.0  # no blocking read (was 1 s per client)
+    assert v.loads() == [round(1.0 + QUIET_S, 3)]  # exactly as without them
+    answers = [answer_of(client) for client in silent]
+    assert all(a["ok"] is False and a["reason"] == "refused: no request within 1 s"
+               for a in answers)
+
+
+def test_32_reloads_at_once_are_one_decision_and_all_answered(
+        root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "control"
+    v = Virtual(root, control=ControlServer(path, allowed_uid=os.getuid()))
+    clients: list[socket.socket] = []
+    v.at(1.0, lambda: clients.extend(connect(path, REQUEST) for _ in range(32)))
+    v.at(1.0, lambda: v.source.push(events(8)))
+    started = time.monotonic()
+    assert v.run_until(10.0) == 0
+    assert time.monotonic() - started < 5.0
+    assert v.loads() == [1.0]  # decided at once, over the events too
+    answers = [answer_of(client) for client in clients]
+    assert len(answers) == 32 and all(a["ok"] is True and a["reload"] is True
+                                      for a in answers)
