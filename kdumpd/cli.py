@@ -158,8 +158,10 @@ def _load_config(path: Path, *, must_exist: bool = False) -> Config:
     security.check_trusted_file(path, "config file")
     cfg = configmod.load(path, must_exist=must_exist, vet=security.fd_problem)
     security.check_image_files(cfg)
-    # What kdumpd owes and who owns reloads live there: as trusted as the config itself.
-    security.check_trusted_file(cfg.state.dir, "state.dir")
+    # What kdumpd owes and who owns reloads live there: as trusted as the config itself,
+    # and nobody else may create files in it (the lock, state.json, the control socket).
+    security.check_private_dir(cfg.state.dir, "state.dir")
+    security.check_private_dir(cfg.state.control.parent, "state.control")
     return cfg
 
 

@@ -444,6 +444,23 @@ def test_a_state_directory_others_can_write_is_refused_with_78(tmp_path: Path,
     assert not (root / "fake.log").exists()
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the control directory is vetted as root")
+def test_a_control_socket_in_a_directory_others_can_write_is_refused_with_78(
+        tmp_path: Path, root: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # a user could bind a forged socket there first
+    path = write_config(tmp_path, root)
+    path.write_text(path.read_text().replace(f'control = "{root}/control"',
+                                             f'control = "{shared}/control"'))
+    for command in (["reload"], ["status"], ["run"]):
+        done = kdumpd(*command, "--config", str(path))
+        assert done.returncode == 78, (command, done.stderr)
+        assert "state.control" in done.stderr and "refusing it" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (root / "fake.log").exists()
+
+
 def test_reload_without_root_refuses_at_start_with_77(
     tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
