@@ -31,6 +31,7 @@ from kdumpd.reloader import Outcome
 from kdumpd.retry import DELAYS_S, RetrySchedule
 from kdumpd.scheduler import Burst, ReloadScheduler
 from kdumpd.skip_lines import SkipLines
+from kdumpd.state import RETRY_S as STATE_RETRY_S
 from kdumpd.state import LastLoad, State, Store
 from kdumpd.sysfs import ABSENT, OK, RE_READ_S, Snapshot, Value
 
@@ -77,6 +78,7 @@ class Stats:
     crash_kernel_missing: bool = False  # kdumpd owes a crash kernel it unloaded
     restore_at: float | None = None  # unix seconds of the next restore attempt
     handed_back: bool = False  # reloads are left to the distribution's rules
+    state_unsaved: bool = False  # the state file cannot be written (state.py)
 
     def status_line(self) -> str:
         parts = [f"events {self.events}", f"skipped {self.skipped}", f"reloads {self.reloads}"]
@@ -96,6 +98,8 @@ class Stats:
                 line += f", next restore attempt {_clock_time(self.restore_at)}"
         if self.handed_back:
             line += "; reloads handed back to the distribution"
+        if self.state_unsaved:
+            line += "; state NOT saved (see the journal)"
         return line
 
 
@@ -207,6 +211,15 @@ class Controller:
             self.state = state
             self.store.save(state)
         self.stats.crash_kernel_missing = state.owed
+        self.stats.state_unsaved = self.store.problem is not None
+
+    def state_retry_every(self) -> float | None:
+        """For the loop's timer: how often to write a state that could not be saved."""
+        return STATE_RETRY_S if self.store.problem is not None else None
+
+    def retry_state_save(self) -> None:
+        self.store.retry()
+        self.stats.state_unsaved = self.store.problem is not None
 
     # -- inputs ----------------------------------------------------------------------------
 
@@ -516,6 +529,8 @@ class Controller:
             "header_verification": "on" if self.header.enabled else
             f"off: {self.header.off_why}",
             "failed_reads": self.stats.failed_reads,
+            "state_file": {"problem": self.store.problem,
+                           "write_failures": self.store.write_failures},
             "status_line": self.stats.status_line(),
         }
 

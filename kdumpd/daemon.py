@@ -228,6 +228,8 @@ class Daemon:
         jobs.add(lambda: self._kernel_log.poll_s if self._kernel_log is not None else None,
                  lambda: self._read_kernel_log(selector))
         jobs.add(self.requests.check_every, self.requests.expire)  # silent control clients
+        jobs.add(self.controller.state_retry_every, self.controller.retry_state_save,
+                 first_in=self.controller.state_retry_every() or 0.0)
         metrics = self._metrics
         if metrics is None:
             return jobs, None

@@ -160,6 +160,12 @@ def test_status_takes_crash_hotplug_from_the_running_daemon_and_never_reads_it(
     assert status.crash_hotplug_from.startswith("as the running kdumpd last read it (")
     assert "kdumpd: events 3, skipped 3, reloads 0; header verification on" in \
         status.as_text()
+    assert "state NOT saved" not in status.as_text()
+    unsaved = gather(sysfs, backend, daemon=({**known, "state_file": {
+        "problem": "cannot write /var/lib/kdumpd/state.json: rename: Is a directory",
+        "write_failures": 4}}, ""))
+    assert "warning: state NOT saved (4 failed write(s)): cannot write /var/lib/kdumpd/" \
+        "state.json: rename: Is a directory" in unsaved.as_text()
     # A daemon that does not answer (a non-root caller): crash_hotplug is not read either.
     blind = gather(sysfs, backend, daemon=(None, "only root may ask it"))
     assert blind.crash_hotplug_from == "not read: kdumpd runs and only root may ask it"

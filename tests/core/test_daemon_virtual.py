@@ -31,7 +31,7 @@ from kdumpd.looptime import MockTime, Stalled
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import FOLLOW_UP_QUIET_S, ReloadScheduler
 from kdumpd.source import FakeSource
-from kdumpd.state import MemoryStore
+from kdumpd.state import FileStore, MemoryStore, Store
 from kdumpd.sysfs import Sysfs
 
 QUIET_S = 0.05
@@ -65,7 +65,8 @@ class Virtual:
                  udev_alive: list[bool] | None = None, kernel_log: KernelLog | None = None,
                  watchdog_s: float | None = None,
                  metrics: list[float] | None = None,
-                 control: ControlServer | None = None) -> None:
+                 control: ControlServer | None = None,
+                 store: Store | None = None) -> None:
         self.time = MockTime(T0)
         self.sysfs = Sysfs(root, sleep=self.time.sleep)
         self.log = root / "fake.log"
@@ -79,7 +80,8 @@ class Virtual:
                       self.sysfs, QUIET_S, 1.0, 30.0, hardware=lambda: read_hardware(root),
                       source="auto")
         self.controller = Controller(
-            ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot, store=MemoryStore(),
+            ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot,
+            store=store if store is not None else MemoryStore(),
             hardware=parts.hardware, backend=backend, wall=self.time,
         )
         alive = udev_alive
@@ -305,3 +307,43 @@ def test_32_reloads_at_once_are_one_decision_and_all_answered(
     answers = [answer_of(client) for client in clients]
     assert len(answers) == 32 and all(a["ok"] is True and a["reload"] is True
                                       for a in answers)
+
+
+# -- an unwritable state ---------------------------------------------------------------
+
+
+def test_an_unwritable_state_is_said_and_the_owed_crash_kernel_still_restored(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "state.json").mkdir(parents=True)  # every write fails (like a full disk)
+    store = FileStore(state_dir, "boot-1")
+    v = Virtual(root, fail=2, retries=0, store=store)
+    v.at(1.0, lambda: v.source.push(events(3)))  # the load fails: no crash kernel left
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert v.run_until(300.0) == 0
+    assert len(v.loads()) == 3  # the load, then restores on the retry timer from memory
+    assert v.sysfs.crash_loaded().text == "1" and not v.controller.owed
+    assert store.problem is not None and store.write_failures >= 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+              and "cannot save state" in r.getMessage()]
+    assert len(errors) == 1  # once per reason, however many writes fail
+    assert "keeps it in memory" in errors[0]
+    assert any("state NOT saved" in n for n in v.notes)  # STATUS=
+    known = v.controller.knowledge()["state_file"]
+    assert known == {"problem": store.problem, "write_failures": store.write_failures}
+
+
+def test_a_state_that_can_be_written_again_is_written_by_the_retry_timer(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "state.json").mkdir(parents=True)
+    store = FileStore(state_dir, "boot-1")
+    v = Virtual(root, store=store)
+    v.at(1.0, lambda: v.source.push(events(3)))
+    v.at(5.0, (state_dir / "state.json").rmdir)  # the admin repairs it
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert v.run_until(100.0) == 0
+    assert store.problem is None
+    assert json.loads((state_dir / "state.json").read_text())["fingerprint"]
+    assert "state saved to" in caplog.text and "again (after" in caplog.text
+    assert not v.controller.stats.state_unsaved
