@@ -143,11 +143,12 @@ class ControlServer:
                                     f"{CONNECTION_DEADLINE_S:.0f} s", ok=False))
 
     def _accept_new(self, now: float) -> None:
-        if self._sock is None:
+        listener = self._sock
+        if listener is None:
             return
         while True:
             try:
-                sock, _ = self._sock.accept()
+                sock, _ = listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # EMFILE and the like: the next wake-up tries again
