@@ -4,8 +4,8 @@ update and logs it), loads that fail, slow loads, a state that cannot be written
 while, events lost, silent and asking control clients; then, once the faults are over and
 the retry timers have run, the invariants:
 
-- the promise: a crash kernel is loaded and describes the hardware of now (every present
-  CPU, every online memory block and no block that is gone; :func:`_current`);
+- the promise: a crash kernel is loaded and describes the hardware of now (every online
+  CPU and memory block, none that is gone; :func:`_current`);
 - kdumpd owes nothing, has nothing pending or running, and the loop exited 0;
 - never two loads at once (the fake kernel's lock: a second loader would fail);
 - the state file holds what kdumpd knows once it can be written again;
@@ -207,12 +207,12 @@ def _unblock_file(target: Path) -> None:
 
 def _current(kernel: FakeKernel) -> bool:
     """The promise, as a dump sees it: a crash kernel is loaded and its header has every
-    present CPU and every online memory block, and no block that is gone. (On x86 an
-    added block that is not online yet is System RAM the header lacks until the kernel's
-    update at its online; it holds nothing a dump would miss, so that alone is fine.)"""
+    online CPU and memory block, and none that is gone. (A CPU or an x86 memory block
+    added but not online yet is one the header lacks until the kernel's own update at its
+    online, which a crash_hotplug=1 image gets; it holds nothing a dump would miss.)"""
     header, hardware = kernel.describes, kernel.hardware
     return (kernel.kind is not None and header is not None
-            and header.cpus == hardware.cpus
+            and hardware.online_cpus <= header.cpus <= hardware.cpus
             and hardware.online_memory <= header.memory <= hardware.memory)
 
 
