@@ -134,20 +134,19 @@ def describe_image(cfg: Config) -> dict[str, Any] | None:
                                warning=hazard)
 
 
-def preflight(cfg: Config) -> tuple[str, bool] | None:
-    """What a reload would fail on before its syscall, and whether that is the settings'
-    fault (it cannot pass without a change: a command line too long for the kernel, an
-    untrusted file, a load mode impossible here) rather than the machine's now (a kernel
-    not installed yet). None when a reload could go ahead."""
+def preflight(cfg: Config) -> list[tuple[str, bool]]:
+    """Everything a reload would fail on before its syscall, each with whether it is the
+    settings' fault (it cannot pass without a change: a command line too long for the
+    kernel, an untrusted file, a load mode impossible here) rather than the machine's now
+    (a kernel not installed yet). Empty when a reload could go ahead."""
     backend = make_backend(cfg, Sysfs(cfg.sysfs.root))
     if not isinstance(backend, KexecBackend):
         problem = backend.probe()
-        return None if problem is None else (problem, False)
+        return [] if problem is None else [(problem, False)]
     try:
-        backend.check()
-    except BackendError as error:
-        return str(error), error.permanent
-    return None
+        return [(str(error), error.permanent) for error in backend.problems()]
+    except BackendError as error:  # the image itself cannot be told (distro files)
+        return [(str(error), error.permanent)]
 
 
 def make_backend(cfg: Config, sysfs: Sysfs, *, runner: CheckedRunner = run) -> Backend:

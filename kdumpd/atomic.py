@@ -82,37 +82,133 @@ def temp_name(path: Path, token: str) -> Path:
     return path.with_name(f".{path.name}.kdumpd-{token}.tmp")
 
 
+LOCK_NAME = ".kdumpd.lock"  # a leading dot and no ".rules": udevd ignores it
+
+
+class LockBusy(WriteError):
+    """Another process holds the rules lock (a ``kdumpd rule`` run, the Ansible module,
+    the daemon): nothing was changed; try again later."""
+
+
 @contextlib.contextmanager
 def directory_lock(directory: Path, wait_s: float = LOCK_WAIT_S,
-                   sleep: Callable[[float], None] = time.sleep) -> Iterator[None]:
-    """Hold an exclusive flock on ``directory`` itself: kdumpd runs that write files in it
-    (two ``kdumpd rule install``, the daemon and the CLI) take turns, so none loses the
-    other's change. No lock file is created. A missing directory needs no lock.
+                   sleep: Callable[[float], None] = time.sleep, *,
+                   required: bool = True) -> Iterator[None]:
+    """Hold an exclusive flock on the lock file ``directory/.kdumpd.lock``: runs
+    that write files in ``directory`` (two ``kdumpd rule install``, the daemon and the
+    CLI) take turns, so none loses the other's change. A missing directory needs no lock.
 
-    Raises :class:`WriteError` when another holder keeps it longer than ``wait_s``.
+    Only the lock file's owner (root) may open it: it is created ``O_NOFOLLOW`` mode
+    0600 through a descriptor of the directory, and a file found there is used only when
+    it is a regular file of this process's user with one link (set to 0600 again). The
+    holder removes it before it lets go, and a taker checks that the file it locked is
+    still the one of that name, so no file is left in the rules directory. The directory
+    itself is never locked: flock needs no write access, so anyone who can read the
+    directory could hold that (issue 30, item 3).
+
+    ``wait_s`` 0 never waits (the daemon's loop: it retries later on its timers). Raises
+    :class:`LockBusy` when another holder keeps the lock longer than ``wait_s``, and
+    :class:`WriteError` when the lock file cannot be used; with ``required=False`` (a
+    check-mode run, which writes nothing) a lock file that cannot be created is no error.
     """
     try:
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except FileNotFoundError:
         yield
         return
     except OSError as error:
         raise WriteError(f"cannot lock {directory}: {_reason(error)}") from None
     try:
-        waited = 0.0
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if waited >= wait_s:
-                    raise WriteError(f"another kdumpd is changing rules in {directory} "
-                                     f"(waited {wait_s:.0f} s); try again") from None
-                sleep(0.05)
-                waited += 0.05
-        yield
+        try:
+            fd = _take_lock_file(dir_fd, directory, wait_s, sleep)
+        except WriteError as error:
+            if required or isinstance(error, LockBusy):
+                raise
+            fd = None
+        if fd is None:
+            yield
+            return
+        try:
+            yield
+        finally:
+            with contextlib.suppress(OSError):  # gone already: nothing of ours left
+                os.unlink(LOCK_NAME, dir_fd=dir_fd)
+            os.close(fd)  # releases the lock
     finally:
-        os.close(fd)  # releases the lock
+        os.close(dir_fd)
+
+
+def _take_lock_file(dir_fd: int, directory: Path, wait_s: float,
+                    sleep: Callable[[float], None]) -> int:
+    """The lock file, flocked, and still the file of that name; raises WriteError."""
+    lock_path = directory / LOCK_NAME
+    waited = 0.0
+    while True:
+        fd = _open_lock_file(dir_fd, lock_path)
+        if fd is None:
+            continue
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if waited >= wait_s:
+                        raise LockBusy(
+                            f"the rules lock {lock_path} is held by another process (a "
+                            f"`kdumpd rule` run or the Ansible module writing {directory})"
+                            + (f": waited {wait_s:.0f} s" if wait_s else "")
+                            + "; try again") from None
+                    sleep(0.05)
+                    waited += 0.05
+            if _still_named(fd, dir_fd):
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # its holder removed it as it let go: take the new one
+
+
+def _still_named(fd: int, dir_fd: int) -> bool:
+    try:
+        named = os.stat(LOCK_NAME, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    mine = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (mine.st_dev, mine.st_ino)
+
+
+def _open_lock_file(dir_fd: int, shown: Path) -> int | None:
+    """The lock file, opened read-write (None: removed as it was opened, try again);
+    raises WriteError when it is not one to trust."""
+    try:
+        fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                     | os.O_NOCTTY | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+    except OSError as error:
+        raise WriteError(f"cannot open the rules lock {shown}: {_reason(error)}") from None
+    try:
+        info = os.fstat(fd)
+        problem = None
+        if not stat.S_ISREG(info.st_mode):
+            problem = "not a regular file"
+        elif info.st_uid != os.geteuid():
+            problem = f"owned by uid {info.st_uid}, not {os.geteuid()}"
+        elif info.st_nlink == 0:  # its holder let go and removed it as we opened it
+            os.close(fd)
+            return None
+        elif info.st_nlink != 1:
+            problem = f"linked {info.st_nlink} times"
+        if problem:
+            raise WriteError(f"the rules lock {shown} is {problem}: refusing it; remove it")
+        if stat.S_IMODE(info.st_mode) != 0o600:
+            os.fchmod(fd, 0o600)  # an older or planted mode: nobody else may open it
+    except OSError as error:
+        os.close(fd)
+        raise WriteError(f"cannot use the rules lock {shown}: {_reason(error)}") from None
+    except WriteError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def remove_stale_temps(path: Path, hooks: OsHooks) -> list[Path]:

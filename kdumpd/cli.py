@@ -158,8 +158,10 @@ def _load_config(path: Path, *, must_exist: bool = False) -> Config:
     security.check_trusted_file(path, "config file")
     cfg = configmod.load(path, must_exist=must_exist, vet=security.fd_problem)
     security.check_image_files(cfg)
-    # What kdumpd owes and who owns reloads live there: as trusted as the config itself.
-    security.check_trusted_file(cfg.state.dir, "state.dir")
+    # What kdumpd owes and who owns reloads live there: as trusted as the config itself,
+    # and nobody else may create files in it (the lock, state.json, the control socket).
+    security.check_private_dir(cfg.state.dir, "state.dir")
+    security.check_private_dir(cfg.state.control.parent, "state.control")
     return cfg
 
 
@@ -338,20 +340,49 @@ def _ask_daemon(cfg: Config) -> int | None:
     return EXIT_OK if answer.ok else EXIT_FAILURE
 
 
+def _config_problems(path: Path, must_exist: bool) -> tuple[Config | None, list[str]]:
+    """`config check`: the configuration and every problem of its settings (each one
+    line), not only the first that :func:`_load_config` stops at."""
+    try:
+        security.check_trusted_file(path, "config file")
+        cfg = configmod.load(path, must_exist=must_exist, vet=security.fd_problem)
+    except ConfigError as error:
+        return None, [str(each) for each in error.each()]  # nothing else can be told
+    problems = []
+    for key, value in (("reload.kernel", cfg.reload.kernel),
+                       ("reload.initrd", cfg.reload.initrd)):
+        try:
+            if value:
+                security.check_trusted_file(Path(value), key)
+        except ConfigError as error:
+            problems.append(str(ConfigError(key, error.problem, error.path)))
+    for key, directory in (("state.dir", cfg.state.dir),
+                           ("state.control", cfg.state.control.parent)):
+        try:
+            security.check_private_dir(directory, key)
+        except ConfigError as error:
+            problems.append(str(error))
+    return cfg, problems
+
+
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = _load_config(_config_path(args), must_exist=args.config is not None)
     path = _config_path(args)
+    cfg, problems = _config_problems(path, args.config is not None)
+    for problem in problems:
+        print(f"kdumpd: {problem}", file=sys.stderr)
+    if cfg is None:
+        return EXIT_CONFIG
     where = path if path.exists() else f"{path} (absent: defaults)"
     # Every check a reload makes before its syscall (files, trust, the command line's
     # length against the kernel's header, the load mode): a setting no load can use is a
-    # configuration error now, not a failed reload later.
-    problem = app.preflight(cfg)
-    if problem is not None:
-        text, is_setting = problem
+    # configuration error now, not a failed reload later. All of them are said.
+    settings = bool(problems)
+    for text, is_setting in app.preflight(cfg):
         print(f"kdumpd: {where}: {'' if is_setting else 'warning: '}a reload now would fail "
               f"before loading: {text}", file=sys.stderr)
-        if is_setting:
-            return EXIT_CONFIG
+        settings = settings or is_setting
+    if settings:
+        return EXIT_CONFIG
     print(f"{where}: OK (backend {app.backend_name(cfg)}, events {cfg.events.source}, "
           f"quiet {cfg.events.quiet_ms} ms, max delay {cfg.events.max_delay_ms} ms)")
     return EXIT_OK

@@ -33,16 +33,26 @@ MAX_TIMEOUT_S = 300
 class ConfigError(Exception):
     """A configuration value is missing, unknown, mistyped or out of range.
 
-    ``str(error)`` is one line that names the file (when known) and the key.
+    ``str(error)`` is one line that names the file (when known) and the key, and how many
+    more problems the file has (``more``: each of them; `kdumpd config check` lists all).
     """
 
-    def __init__(self, key: str, problem: str, path: Path | None = None) -> None:
+    def __init__(self, key: str, problem: str, path: Path | None = None,
+                 more: tuple[ConfigError, ...] = ()) -> None:
         self.key = key
         self.problem = problem
         self.path = path
+        self.more = more
         where = f"{path}: " if path else ""
         what = f"{key}: " if key else ""
-        super().__init__(f"{where}{what}{problem}")
+        also = (f" (and {len(more)} more problem(s): `kdumpd config check` lists them)"
+                if more else "")
+        super().__init__(f"{where}{what}{problem}{also}")
+
+    def each(self) -> list[ConfigError]:
+        """This problem and every other one found with it, each alone (one line)."""
+        return [ConfigError(self.key, self.problem, self.path),
+                *(ConfigError(e.key, e.problem, self.path or e.path) for e in self.more)]
 
 
 @dataclass(frozen=True)
@@ -221,13 +231,16 @@ def _key_name(prefix: str, key: str) -> str:
     return f"{prefix}{key}" if bare else f"{prefix}{json.dumps(key)}"
 
 
-def _build(cls: Any, table: Mapping[str, Any], prefix: str) -> Any:
+def _build(cls: Any, table: Mapping[str, Any], prefix: str,
+           problems: list[ConfigError]) -> Any:
+    """The settings of ``table``; every problem is appended to ``problems`` (its key then
+    keeps its default) so that all of them can be said at once."""
     known = {f.name: f for f in fields(cls)}
     for key in table:
         if key not in known:
-            raise ConfigError(
+            problems.append(ConfigError(
                 _key_name(prefix, key), f"unknown key (known: {', '.join(sorted(known))})"
-            )
+            ))
     values: dict[str, Any] = {}
     for name, f in known.items():
         if name not in table:
@@ -235,13 +248,16 @@ def _build(cls: Any, table: Mapping[str, Any], prefix: str) -> Any:
         key = f"{prefix}{name}"
         value = table[name]
         default = f.default_factory() if callable(f.default_factory) else f.default
-        if is_dataclass(default):
-            if not isinstance(value, dict):
-                raise ConfigError(key, f"expected a table, got {_describe(value)}")
-            values[name] = _build(type(default), value, f"{key}.")
-        else:
-            expected = Path if isinstance(default, Path) else type(default)
-            values[name] = _convert(key, expected, value)
+        try:
+            if is_dataclass(default):
+                if not isinstance(value, dict):
+                    raise ConfigError(key, f"expected a table, got {_describe(value)}")
+                values[name] = _build(type(default), value, f"{key}.", problems)
+            else:
+                expected = Path if isinstance(default, Path) else type(default)
+                values[name] = _convert(key, expected, value)
+        except ConfigError as error:
+            problems.append(error)
     return cls(**values)
 
 
@@ -253,17 +269,17 @@ def parse(text: str, path: Path | None = None) -> Config:
         raise ConfigError("", f"not valid TOML: {error}", path) from None
     except RecursionError:
         raise ConfigError("", "not valid TOML: nested too deeply", path) from None
-    try:
-        config: Config = _build(Config, document, "")
-    except ConfigError as error:
-        raise ConfigError(error.key, error.problem, path) from None
+    problems: list[ConfigError] = []
+    config: Config = _build(Config, document, "", problems)
     if config.events.quiet_ms > config.events.max_delay_ms:
-        raise ConfigError(
+        problems.append(ConfigError(
             "events.quiet_ms",
             f"must not exceed events.max_delay_ms ({config.events.max_delay_ms}), "
             f"got {config.events.quiet_ms}",
-            path,
-        )
+        ))
+    if problems:
+        first = problems[0]
+        raise ConfigError(first.key, first.problem, path, more=tuple(problems[1:]))
     return config
 
 

@@ -5,9 +5,15 @@ and is answered at once, so that it never reads crash_hotplug itself, which take
 kexec lock, while kdumpd runs.
 
 The socket is a unix stream socket in kdumpd's runtime directory, mode 0600; the daemon
-also checks each peer's credentials (SO_PEERCRED): only root may ask. No process is ever
-signalled on the strength of a PID read from a file. One request line, one JSON answer
-line, then the connection closes.
+also checks each peer's credentials (SO_PEERCRED): only root may ask, and the client checks
+that root answers. No process is ever signalled on the strength of a PID read from a file.
+One request line, one JSON answer line, then the connection closes.
+
+The server never blocks the daemon's loop: connections are non-blocking and read as their
+bytes arrive (each one registered in the loop's selector); one that has not sent its line
+within CONNECTION_DEADLINE_S is dropped by the loop's timer, at most MAX_CONNECTIONS wait at
+once (more are refused), and an answer that does not fit the socket's buffer at once is
+cut short rather than waited for.
 """
 
 from __future__ import annotations
@@ -15,10 +21,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import selectors
 import socket
 import stat
 import struct
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +34,10 @@ REQUEST = b"reload\n"
 STATUS = b"status\n"
 MAX_ANSWER = 1 << 16  # a status answer (the header's ranges can be many)
 MAX_LINE = 4096
-REQUEST_TIMEOUT_S = 1.0  # a root client that connects and says nothing is dropped
+CONNECTION_DEADLINE_S = 1.0  # a client that connects and says nothing is dropped
+CHECK_S = 0.25  # how often the loop looks for such clients while any is connected
+MAX_CONNECTIONS = 64  # connections still sending their line; more are refused
+CLIENT_TIMEOUT_S = 1.0  # the client's send: a daemon reads at once
 
 
 class ControlError(Exception):
@@ -45,9 +56,17 @@ class Answer:
     detail: str = ""
 
 
+@dataclass
+class _Connection:
+    sock: socket.socket
+    pid: int
+    deadline: float
+    data: bytes = field(default=b"")
+
+
 class ControlServer:
-    """Listens at ``path``; :meth:`accept` returns a connection that asked for a
-    decision, already vetted (``allowed_uid``, root in production)."""
+    """Listens at ``path``; :meth:`poll` returns the connections that asked for a
+    decision, already vetted (``allowed_uid``, root in production). Nothing here blocks."""
 
     def __init__(self, path: Path, *, allowed_uid: int = 0,
                  known: Callable[[], dict[str, Any]] | None = None) -> None:
@@ -55,10 +74,14 @@ class ControlServer:
         self.allowed_uid = allowed_uid
         self._known = known  # what the daemon knows, for a status request
         self._sock: socket.socket | None = None
+        self._selector: selectors.BaseSelector | None = None
+        self._open: dict[int, _Connection] = {}  # by fd: still sending their line
+        self._ready: list[tuple[socket.socket, int]] = []
 
-    def open(self) -> None:
+    def open(self, selector: selectors.BaseSelector | None = None) -> None:
         """Bind and listen; a stale socket of an earlier run is replaced, any other file
-        at ``path`` is refused. Raises ControlError."""
+        at ``path`` is refused. With ``selector``, the socket and every connection are
+        registered in it (key data "control"). Raises ControlError."""
         try:
             mode = os.lstat(self.path).st_mode
         except FileNotFoundError:
@@ -73,7 +96,7 @@ class ControlServer:
         old_umask = os.umask(0o177)  # the socket is born 0600: no window with a wider mode
         try:
             sock.bind(str(self.path))
-            sock.listen(8)
+            sock.listen(MAX_CONNECTIONS)
         except OSError as error:
             sock.close()
             raise ControlError(f"cannot listen on {self.path}: {error.strerror}") from None
@@ -81,41 +104,109 @@ class ControlServer:
             os.umask(old_umask)
         sock.setblocking(False)
         self._sock = sock
+        if selector is not None:
+            selector.register(sock, selectors.EVENT_READ, "control")
+            self._selector = selector
 
     def fileno(self) -> int:
         if self._sock is None:
             raise ControlError("the control socket is not open")
         return self._sock.fileno()
 
+    @property
+    def connections(self) -> int:
+        """Connections that have not sent their whole line yet."""
+        return len(self._open)
+
+    def poll(self, now: float) -> list[tuple[socket.socket, int]]:
+        """Accept what is waiting, read what has arrived, drop who is past the deadline
+        (all without blocking); answer status requests; return the connections that
+        asked for a decision, each with its peer's pid."""
+        self._accept_new(now)
+        for conn in list(self._open.values()):
+            self._read(conn)
+        self.expire(now)
+        ready, self._ready = self._ready, []
+        return ready
+
     def accept(self) -> tuple[socket.socket, int] | None:
-        """The next connection that asked for a decision, and its peer's pid; None when
-        there was none or it was refused (and told why)."""
-        if self._sock is None:
-            return None
+        """One connection that asked for a decision (:meth:`poll` on the monotonic
+        clock), or None; the others stay for the next call."""
+        self._ready = self.poll(time.monotonic()) + self._ready
+        return self._ready.pop(0) if self._ready else None
+
+    def expire(self, now: float) -> None:
+        """Drop the connections that have not sent their line by their deadline."""
+        for conn in [c for c in self._open.values() if now >= c.deadline]:
+            self._forget(conn)
+            reply(conn.sock, Answer(False, f"refused: no request within "
+                                    f"{CONNECTION_DEADLINE_S:.0f} s", ok=False))
+
+    def _accept_new(self, now: float) -> None:
+        listener = self._sock
+        if listener is None:
+            return
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # EMFILE and the like: the next wake-up tries again
+                return
+            sock.setblocking(False)
+            pid, uid = peer(sock)
+            if uid != self.allowed_uid:
+                reply(sock, Answer(False, f"refused: uid {uid} may not ask (root only)",
+                                   ok=False))
+                continue
+            if len(self._open) >= MAX_CONNECTIONS:
+                reply(sock, Answer(False, f"refused: {MAX_CONNECTIONS} connections are "
+                                   "waiting already; try again", ok=False))
+                continue
+            conn = _Connection(sock, pid, now + CONNECTION_DEADLINE_S)
+            self._open[sock.fileno()] = conn
+            if self._selector is not None:
+                self._selector.register(sock, selectors.EVENT_READ, "control")
+
+    def _read(self, conn: _Connection) -> None:
         try:
-            conn, _ = self._sock.accept()
+            chunk = conn.sock.recv(MAX_LINE)
         except (BlockingIOError, InterruptedError):
-            return None
-        pid, uid = peer(conn)
-        if uid != self.allowed_uid:
-            reply(conn, Answer(False, f"refused: uid {uid} may not ask (root only)", ok=False))
-            return None
-        conn.settimeout(REQUEST_TIMEOUT_S)
-        try:
-            line = conn.recv(MAX_LINE)
+            return
         except OSError:
-            line = b""
+            chunk = b""
+        conn.data += chunk
+        if chunk and not conn.data.endswith(b"\n") and len(conn.data) < MAX_LINE:
+            return  # more is coming
+        self._forget(conn)
+        line = conn.data
         if line == STATUS and self._known is not None:
-            send_json(conn, self._known())
-            return None
-        if line != REQUEST:
-            reply(conn, Answer(False, f"refused: unknown request {line[:40]!r}", ok=False))
-            return None
-        return conn, pid
+            send_json(conn.sock, self._known())
+        elif line == REQUEST:
+            self._ready.append((conn.sock, conn.pid))
+        else:
+            reply(conn.sock, Answer(False, f"refused: unknown request {line[:40]!r}",
+                                    ok=False))
+
+    def _forget(self, conn: _Connection) -> None:
+        self._open.pop(conn.sock.fileno(), None)
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.sock)
 
     def close(self) -> None:
+        for conn in list(self._open.values()):
+            self._forget(conn)
+            conn.sock.close()
+        for sock, _ in self._ready:
+            sock.close()
+        self._ready.clear()
         if self._sock is None:
             return
+        if self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self._sock)
+            self._selector = None
         self._sock.close()
         self._sock = None
         with contextlib.suppress(OSError):
@@ -136,9 +227,11 @@ def reply(conn: socket.socket, answer: Answer) -> None:
 
 
 def send_json(conn: socket.socket, document: dict[str, Any]) -> None:
-    """Send one JSON line and close; a client that went away is no error."""
+    """Send one JSON line and close, never waiting: a client that went away, or one whose
+    socket buffer is full (an answer is at most MAX_ANSWER bytes; a fresh socket's buffer
+    takes that whole), gets what fitted. No error either way."""
     with contextlib.suppress(OSError):
-        conn.settimeout(REQUEST_TIMEOUT_S)
+        conn.setblocking(False)
         conn.sendall((json.dumps(document, allow_nan=False) + "\n").encode())
     conn.close()
 

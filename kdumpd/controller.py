@@ -317,7 +317,9 @@ class Controller:
             header_read_at=self.header.last_at,
             header_verification="on" if self.header.enabled else
             f"off: {self.header.off_why}",
-            stats=replace(self.stats), state=self.state, capacity=self.capacity.last)
+            stats=replace(self.stats), state=self.state, capacity=self.capacity.last,
+            state_problem=self.owing.store.problem,
+            state_write_failures=self.owing.store.write_failures)
 
 
 def run_pending(

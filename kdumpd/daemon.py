@@ -224,6 +224,10 @@ class Daemon:
             jobs.add(lambda: self._rules_watch_s, self._rules_watch,
                      first_in=self._rules_watch_s)
         jobs.add(lambda: self._kernel_log.poll_s, lambda: self._kernel_log.read(selector))
+        jobs.add(self.requests.check_every, self.requests.expire)  # silent control clients
+        owing = self.controller.owing
+        jobs.add(owing.state_retry_every, owing.retry_state_save,
+                 first_in=owing.state_retry_every() or 0.0)
         metrics = self._metrics
         if metrics is None:
             return jobs, None

@@ -52,6 +52,7 @@ class Stats:
     crash_kernel_missing: bool = False  # kdumpd owes a crash kernel it unloaded
     restore_at: float | None = None  # unix seconds of the next restore attempt
     handed_back: bool = False  # reloads are left to the distribution's rules
+    state_unsaved: bool = False  # the state file cannot be written (state.py)
 
     def status_line(self) -> str:
         parts = [f"events {self.events}", f"skipped {self.skipped}", f"reloads {self.reloads}"]
@@ -71,6 +72,8 @@ class Stats:
                 line += f", next restore attempt {_clock_time(self.restore_at)}"
         if self.handed_back:
             line += "; reloads handed back to the distribution"
+        if self.state_unsaved:
+            line += "; state NOT saved (see the journal)"
         return line
 
 

@@ -5,7 +5,10 @@ A kdumpd that stops cleanly while systemd has a start of it queued (a restart, a
 upgrade) leaves the file: no event goes to a distribution rule that may not be able to
 reload (Debian 13's udevd cannot kexec), and the start after it decides over whatever
 changed meanwhile (the hardware fingerprint). The unit keeps its RuntimeDirectory, where
-the file lies, across restarts (RuntimeDirectoryPreserve=restart).
+the file lies, across restarts (RuntimeDirectoryPreserve=restart). Only there: a file
+elsewhere (``[rule] handover`` moved, or kdumpd run outside the unit, with no
+``$RUNTIME_DIRECTORY``) is removed at every exit, since nothing would remove it if the
+queued start never came (the distribution's rules would stay silenced for good).
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ class Handover:
     """Holds or releases the hand-over file at ``path`` (None: nothing to tell, as in
     dry-run). A failure is logged, never raised: the loop keeps serving."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, *, runtime_dirs: str | None = None) -> None:
         self.path = path
         self.held = False
+        # $RUNTIME_DIRECTORY (colon-separated), read at exit when None.
+        self._runtime_dirs = runtime_dirs
 
     def hold(self, present: bool) -> bool:
         """Create (with kdumpd's PID) or remove the file; False when that failed."""
@@ -56,11 +61,32 @@ class Handover:
         """kdumpd stops: release the file, unless the next kdumpd starts right away."""
         if not self.held:
             return  # handed back, or never created: nothing of kdumpd's is there
-        if restarting:
+        if restarting and self._in_runtime_directory():
             log.info("systemd starts kdumpd again: the hand-over file %s stays meanwhile",
                      self.path)
             return
+        if restarting:
+            log.info("systemd starts kdumpd again, but the hand-over file %s is not under "
+                     "the unit's $RUNTIME_DIRECTORY (%s), which systemd keeps for it: "
+                     "removed", self.path, self._runtime_value() or "unset")
         self.hold(False)
+
+    def _runtime_value(self) -> str:
+        if self._runtime_dirs is not None:
+            return self._runtime_dirs
+        return os.environ.get("RUNTIME_DIRECTORY", "")
+
+    def _in_runtime_directory(self) -> bool:
+        if self.path is None:
+            return False
+        where = os.path.realpath(self.path.parent)
+        for directory in filter(None, self._runtime_value().split(":")):
+            if not os.path.isabs(directory):
+                continue
+            base = os.path.realpath(directory)
+            if where == base or where.startswith(base.rstrip("/") + "/"):
+                return True
+        return False
 
 
 def _write_pid(path: Path) -> None:

@@ -29,6 +29,8 @@ class Knowledge:
     stats: Stats  # a copy of the counters
     state: State  # owed, the fingerprint the image describes, exposure, last load
     capacity: Capacity | None  # the reservation against the RAM, after the last memory burst
+    state_problem: str | None = None  # why the state file could not be written (None: saved)
+    state_write_failures: int = 0  # failed writes of the state file since the start
 
     def kernel_keeps_current(self) -> dict[str, bool]:
         """Per subsystem, whether crash_hotplug last read 1 for the image loaded now."""
@@ -49,5 +51,7 @@ class Knowledge:
                 **header.as_dict(), "read_at": self.header_read_at},
             "header_verification": self.header_verification,
             "failed_reads": self.stats.failed_reads,
+            "state_file": {"problem": self.state_problem,
+                           "write_failures": self.state_write_failures},
             "status_line": self.stats.status_line(),
         }

@@ -66,6 +66,8 @@ class Reading:
     header_ranges_missing: int | None = None
     header_ranges_extra: int | None = None
     failed_reads: int = 0  # "kexec_trylock() failed" lines with no hotplug event
+    state_write_failures: int = 0  # writes of state.json that failed (state.py)
+    state_saved: bool = True  # the state on disk is current (False: the last write failed)
 
 
 def gather(known: Knowledge, sysfs: Sysfs, hardware: Callable[[], Hardware],
@@ -90,6 +92,8 @@ def gather(known: Knowledge, sysfs: Sysfs, hardware: Callable[[], Hardware],
         recommended_bytes=capacity.recommended_bytes if capacity is not None else None,
         **_header(known.header),
         failed_reads=known.stats.failed_reads,
+        state_write_failures=known.state_write_failures,
+        state_saved=known.state_problem is None,
     )
 
 
@@ -159,6 +163,12 @@ class _Collector:
         yield counter("kdumpd_crash_hotplug_failed_reads", "The kernel's \"kexec_trylock() "
                       "failed\" lines with no hotplug event near: reads of crash_hotplug "
                       "during a load, since kdumpd started.", r.failed_reads)
+        yield counter("kdumpd_state_write_failures", "Writes of state.json that failed "
+                      "since kdumpd started (a directory in its place, a full or read-only "
+                      "filesystem).", r.state_write_failures)
+        yield from gauge("kdumpd_state_saved", "The state file holds what kdumpd knows (0: "
+                         "its last write failed; a restart would not know a crash kernel "
+                         "kdumpd owes).", float(r.state_saved))
         yield counter("kdumpd_events", "Relevant hotplug events since kdumpd started.",
                       r.events)
         yield counter("kdumpd_reloads", "Reloads that worked, this boot.", e.reloads)

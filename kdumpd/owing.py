@@ -16,6 +16,7 @@ from kdumpd.decision_log import REASON_RESTORE, REASON_RETRY, Stats
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.retry import RetrySchedule
 from kdumpd.scheduler import ReloadScheduler
+from kdumpd.state import RETRY_S as STATE_RETRY_S
 from kdumpd.state import State, Store
 
 log = logging.getLogger("kdumpd")
@@ -45,6 +46,16 @@ class Owing:
             self.state = state
             self.store.save(state)
         self._stats.crash_kernel_missing = state.owed
+        self._stats.state_unsaved = self.store.problem is not None
+
+    def state_retry_every(self) -> float | None:
+        """For the loop's timer: how often to write a state that could not be saved (the
+        debt is kept in memory meanwhile); None while the file is current."""
+        return STATE_RETRY_S if self.store.problem is not None else None
+
+    def retry_state_save(self) -> None:
+        self.store.retry()
+        self._stats.state_unsaved = self.store.problem is not None
 
     def adopt(self, state: State) -> None:
         """``state`` taken up as it is, not written now (the state file's at start; a

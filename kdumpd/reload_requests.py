@@ -11,7 +11,7 @@ import selectors
 import socket
 from collections.abc import Callable
 
-from kdumpd.control_socket import Answer, ControlError, ControlServer, reply
+from kdumpd.control_socket import CHECK_S, Answer, ControlError, ControlServer, reply
 from kdumpd.controller import Controller
 from kdumpd.events import SUBSYSTEMS
 from kdumpd.reloader import Outcome
@@ -35,27 +35,35 @@ class ReloadRequests:
         if self._server is None:
             return
         try:
-            self._server.open()
-            selector.register(self._server.fileno(), selectors.EVENT_READ, "control")
+            self._server.open(selector)  # its connections too: each read as bytes arrive
         except ControlError as error:
             log.warning("%s: `kdumpd reload` cannot reach this daemon", error)
             self._server = None
 
     def accept(self, *, reloading: bool) -> None:
-        """Take the next request; ``reloading``: a reload runs and will answer it."""
+        """Take what the control socket or one of its connections has (never blocking);
+        ``reloading``: a reload runs and will answer the requests."""
         if self._server is None:
             return
-        request = self._server.accept()
-        if request is None:
-            return
-        conn, pid = request
-        self._waiting.append(conn)
-        if reloading:
-            log.info("kdumpd reload (pid %d) during a reload: answered by its outcome", pid)
-            return
-        log.info("asked to decide now (kdumpd reload, pid %d)", pid)
-        self._outcome = None
-        self._controller.request(self._clock(), SUBSYSTEMS, "kdumpd reload", due_now=True)
+        for conn, pid in self._server.poll(self._clock()):
+            self._waiting.append(conn)
+            if reloading:
+                log.info("kdumpd reload (pid %d) during a reload: answered by its outcome",
+                         pid)
+                continue
+            log.info("asked to decide now (kdumpd reload, pid %d)", pid)
+            self._outcome = None
+            self._controller.request(self._clock(), SUBSYSTEMS, "kdumpd reload",
+                                     due_now=True)
+
+    def check_every(self) -> float | None:
+        """For the loop's timer: how often to look for silent connections (None: none)."""
+        return CHECK_S if self._server is not None and self._server.connections else None
+
+    def expire(self) -> None:
+        """Drop the connections that said nothing by their deadline (the loop's timer)."""
+        if self._server is not None:
+            self._server.expire(self._clock())
 
     def finished(self, outcome: Outcome) -> None:
         """A reload finished: its outcome answers the requests waiting for it."""

@@ -1,5 +1,6 @@
 """Refusing files a root daemon must not trust: config and crash kernel images that
-someone other than root could have written."""
+someone other than root could have written, and directories where others could plant or
+hold what kdumpd keeps (its state, its lock, its control socket)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,43 @@ def check_trusted_file(path: Path, label: str, *, euid: int | None = None) -> No
         problem = (f"{label} {problem[len(itself):]}" if problem.startswith(itself)
                    else f"{label}: {problem}")
         raise ConfigError("", f"{problem}: refusing it", path)
+
+
+def check_private_dir(path: Path, label: str, *, euid: int | None = None) -> None:
+    """As root, refuse to keep state, locks or the control socket in ``path``
+    (:func:`private_dir_problem`). Raises ConfigError naming ``label`` (exit 78)."""
+    problem = private_dir_problem(path, euid=euid)
+    if problem:
+        raise ConfigError(label, f"{problem}: refusing it")
+
+
+def private_dir_problem(path: Path, *, euid: int | None = None) -> str | None:
+    """As root, why ``path`` must not hold what kdumpd owes and who owns reloads, or None.
+
+    The directory, or where it does not exist yet the nearest directory above it (where
+    kdumpd would create it), must be root's, writable by nobody else, sticky or not (in a
+    sticky world-writable directory anyone can still create the lock or a ``state.json``
+    symlink before kdumpd does), and every directory on the way must pass
+    :func:`path_problem`'s rules.
+    """
+    if (os.geteuid() if euid is None else euid) != 0:
+        return None
+    existing = Path(os.path.abspath(path))
+    while not os.path.lexists(existing) and existing != existing.parent:
+        existing = existing.parent
+    where = str(existing) if existing == Path(os.path.abspath(path)) else \
+        f"{existing} (where {path} would be created)"
+    problem = path_problem(existing, euid=0)
+    if problem:
+        return problem if existing == Path(os.path.abspath(path)) else f"{where}: {problem}"
+    info = existing.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{where} is not a directory"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return (f"{where} is group- or world-writable (mode "
+                f"{stat.S_IMODE(info.st_mode):04o}; the sticky bit does not help: others "
+                "could create kdumpd's files there first)")
+    return None
 
 
 def check_image_files(cfg: Config, *, euid: int | None = None) -> None:

@@ -49,12 +49,23 @@ class State:
         return replace(self, fingerprint=fingerprint, hardware=hardware)
 
 
+# How often a state that could not be written is tried again (state.json a directory,
+# a full or read-only filesystem): the daemon's timer, while the write fails.
+RETRY_S = 30.0
+
+
 class Store(Protocol):
     boot_id: str
+    problem: str | None  # why the last write failed; None: the state on disk is current
+    write_failures: int  # writes that failed since kdumpd started
 
     def load(self) -> State | None: ...
 
     def save(self, state: State) -> None: ...
+
+    def retry(self) -> None:
+        """Write the state a failed write left unsaved again (nothing when none)."""
+        ...
 
 
 def read_boot_id(root: Path) -> str:
@@ -73,6 +84,9 @@ class FileStore:
         self.path = directory / FILE_NAME
         self.boot_id = boot_id
         self.writable = writable
+        self.problem: str | None = None
+        self.write_failures = 0
+        self._unsaved: State | None = None  # what a failed write owes the disk
 
     def load(self) -> State | None:
         """The state of this boot, or None (none yet, another boot's, or unusable: logged)."""
@@ -98,20 +112,44 @@ class FileStore:
         return state
 
     def save(self, state: State) -> None:
-        """Replace the file atomically; a failure is logged (the daemon keeps serving)."""
+        """Replace the file atomically. A failure never stops the daemon, which keeps the
+        state (a crash kernel it owes) in memory and acts on it: it is logged at ERROR
+        once per different reason, counted (``write_failures``), kept in ``problem`` (for
+        status and the metrics) and tried again by :meth:`retry`; the write that works
+        again is said at INFO."""
         if not self.writable:
             return
         try:
             data = json.dumps({"version": VERSION, **asdict(state)}, indent=1,
                               sort_keys=True, allow_nan=False)
         except ValueError as error:  # a non-finite number: the file would not be JSON
-            log.error("cannot save state to %s: %s", self.path, error)
+            self._failed(state, str(error))
             return
         try:
             self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             write_file(self.path, (data + "\n").encode())
         except (OSError, WriteError) as error:
-            log.error("cannot save state to %s: %s", self.path, error)
+            self._failed(state, str(error) if isinstance(error, WriteError)
+                         else f"{error.strerror or error}")
+            return
+        if self.problem is not None:
+            log.info("state saved to %s again (after %d failed write(s))", self.path,
+                     self.write_failures)
+        self.problem = None
+        self._unsaved = None
+
+    def retry(self) -> None:
+        if self._unsaved is not None:
+            self.save(self._unsaved)
+
+    def _failed(self, state: State, problem: str) -> None:
+        self.write_failures += 1
+        self._unsaved = state
+        if problem != self.problem:
+            log.error("cannot save state to %s: %s; kdumpd keeps it in memory (a crash "
+                      "kernel it owes is still restored) and tries again every %.0f s, but "
+                      "a restart would not know it", self.path, problem, RETRY_S)
+        self.problem = problem
 
 
 class MemoryStore:
@@ -121,6 +159,8 @@ class MemoryStore:
         self.boot_id = boot_id
         self.state = state
         self.saves = 0
+        self.problem: str | None = None
+        self.write_failures = 0
 
     def load(self) -> State | None:
         return self.state
@@ -128,6 +168,9 @@ class MemoryStore:
     def save(self, state: State) -> None:
         self.state = state
         self.saves += 1
+
+    def retry(self) -> None:
+        pass
 
 
 # Unix seconds and durations kdumpd writes: anything else was not written by it.

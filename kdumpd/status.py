@@ -155,6 +155,11 @@ class Status:
         if self.daemon is not None:
             lines.append(f"kdumpd: {self.daemon.get('status_line', '?')}; header "
                          f"verification {self.daemon.get('header_verification', '?')}")
+            saved = self.daemon.get("state_file") or {}
+            if isinstance(saved, dict) and saved.get("problem"):
+                lines.append(f"warning: state NOT saved ({saved.get('write_failures')} "
+                             f"failed write(s)): {saved['problem']}; kdumpd keeps it in "
+                             "memory, a restart would not know it")
         lines.append(f"backend: {self.backend} ({self.backend_action})")
         if self.image is not None:
             lines.extend(image_report.lines(self.image))

@@ -55,7 +55,10 @@ FILES = (
     ("/var/lib/kdumpd/", "State directory ([state] dir): state.json (a crash kernel kdumpd "
      "owes after an unload, the hardware the loaded image describes, the last load; tied "
      "to this boot) and lock (the one-owner lock of \\fBkdumpd run\\fR and "
-     "\\fBkdumpd reload\\fR)."),
+     "\\fBkdumpd reload\\fR). As root, kdumpd refuses (exit status 78) a state "
+     "directory, or the directory of [state] control, that is not root's or that others "
+     "can write, sticky or not; where it does not exist yet, the same of the directory it "
+     "would be created in."),
 )
 
 SIGNALS = (

@@ -43,7 +43,7 @@ class FakeBackend:
     ) -> None:
         self.log = log
         self.kernel = kernel or FakeKernel(sysfs)
-        self._delay_s = delay_ms / 1000
+        self.delay_s = delay_ms / 1000  # how long each load holds the kexec lock
         self._fail_left = fail
         self._kind = "file" if hotplug_after_load else "plain"
         self._sleep = sleep
@@ -58,7 +58,7 @@ class FakeBackend:
             self._fail_left -= 1
         try:
             self.kernel.load(self._kind, ok=ok,
-                             during=(lambda: self._sleep(self._delay_s)) if self._delay_s
+                             during=(lambda: self._sleep(self.delay_s)) if self.delay_s
                              else None)
         except KexecBusy as error:
             raise BackendError(f"fake load: {error}") from None
@@ -76,6 +76,10 @@ class FakeBackend:
             raise BackendError(f"fake backend log {self.log}: {error.strerror}") from None
         if not ok:
             raise BackendError("fake load failed (reload.fake.fail)")
+
+    def fail_next(self, count: int) -> None:
+        """The next ``count`` loads fail inside the syscall (a fault run injects them)."""
+        self._fail_left += count
 
     def probe(self) -> str | None:
         return None

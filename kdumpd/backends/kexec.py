@@ -170,60 +170,79 @@ class KexecBackend:
         return argv
 
     def check(self, image: CrashImage | None = None) -> CrashImage:
-        """Everything that can fail before the load syscall; raises BackendError.
+        """Everything that can fail before the load syscall; raises BackendError (the
+        first of :meth:`problems`).
 
         After this the only failures left are inside kexec and the syscall. Returns the
         image that was checked (the one to load).
         """
         image = image or self.image
+        found = self.problems(image)
+        if found:
+            raise found[0]
+        return image
+
+    def problems(self, image: CrashImage | None = None) -> list[BackendError]:
+        """Every reason :meth:`check` has to refuse a load, in its order (`kdumpd config
+        check` lists them all: a command line too long is a settings' problem even while
+        the kernel is missing)."""
+        image = image or self.image
+        found: list[BackendError] = []
         if image.initrd is None and image.initrd_required:
-            raise BackendError(f"{image.family} boots its dump path from an initrd and there "
-                               "is none; crash kernel left as it was", permanent=True)
+            found.append(BackendError(
+                f"{image.family} boots its dump path from an initrd and there is none; "
+                "crash kernel left as it was", permanent=True))
         config = self._sysfs.root / image.config_file.lstrip("/")
         if image.config_file and config.exists():
             problem = security.path_problem(config, euid=self._euid)
             if problem:
-                raise BackendError(f"refusing {image.config_file}: {problem}; crash kernel "
-                                   "left as it was", permanent=True)
+                found.append(BackendError(f"refusing {image.config_file}: {problem}; crash "
+                                          "kernel left as it was", permanent=True))
+        kernel_readable = False
         for label, path in (("kernel", image.kernel), ("initrd", image.initrd)):
             if path is None:
                 continue
             try:
                 read_regular(path, 1)  # never blocks (a FIFO), never a device
+                kernel_readable = kernel_readable or label == "kernel"
             except OSError as error:
-                raise BackendError(
+                found.append(BackendError(
                     f"{label} {path} is not readable ({error.strerror}); "
                     "crash kernel left as it was",
                     permanent=label == "initrd" and image.initrd_required
                     and isinstance(error, FileNotFoundError),
-                ) from None
+                ))
+                continue
             problem = security.path_problem(path, euid=self._euid)
             if problem:
-                raise BackendError(f"refusing the {label}: {problem}; crash kernel left as it "
-                                   "was", permanent=True)
-        limit = cmdline_size(image.kernel) - KERNEL_ADDS
+                found.append(BackendError(f"refusing the {label}: {problem}; crash kernel "
+                                          "left as it was", permanent=True))
+        # The kernel's own limit, from its header when it is a file kdumpd may read (never
+        # opened otherwise: a FIFO would block); else the default.
+        limit = (cmdline_size(image.kernel) if kernel_readable
+                 else DEFAULT_CMDLINE_SIZE) - KERNEL_ADDS
         length = len(image.append.encode()) + 1
         if length > limit:
-            raise BackendError(
+            found.append(BackendError(
                 f"reload.append: the crash kernel's command line is {length} bytes, the kernel "
                 f"takes at most {limit} (with room for elfcorehdr=); crash kernel left as it was",
                 permanent=True,
-            )
+            ))
         if self.mode == "file" and self._file_load.available is False:
-            raise BackendError(
+            found.append(BackendError(
                 'load mode "file" uses kexec_file_load, which this kernel lacks: '
                 f"{self._file_load.line()} (load mode \"auto\" or \"hotplug\" use "
-                "kexec_load); crash kernel left as it was", permanent=True)
+                "kexec_load); crash kernel left as it was", permanent=True))
         if self.mode in USERSPACE_MODES:
             blocker = userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads)
             if blocker is not None:
-                raise BackendError(
+                found.append(BackendError(
                     f'load mode "{self.mode}" uses kexec_load, which cannot work here: '
                     f"{blocker} (see the kexec-load drop-in in the README); crash kernel left "
                     "as it was",
                     permanent=True,
-                )
-        return image
+                ))
+        return found
 
     def probe(self) -> str | None:
         try:

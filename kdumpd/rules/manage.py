@@ -202,8 +202,9 @@ def _prepare(target: Target, *, state: str, handover: str, env: Env,
 
 
 def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bool,
-           env: Env) -> Result:
-    """Converge one target. Never raises for ordinary failures: ``Result.failed``."""
+           env: Env, lock_wait_s: float = atomic.LOCK_WAIT_S) -> Result:
+    """Converge one target. Never raises for ordinary failures: ``Result.failed``.
+    ``lock_wait_s``: how long to wait for the rules lock (0: fail at once if busy)."""
     # Plain paths, as Ansible's diff callback prints "before: HEADER" itself.
     result = Result(target.shown, before_header=target.shown, after_header=target.shown)
     if target.masked:
@@ -214,7 +215,7 @@ def ensure(target: Target, *, state: str, handover: str, check: bool, backup: bo
     try:
         # Runs writing in this directory take turns (two installs, the daemon and the
         # CLI): each reads the file the other wrote, so no change is lost.
-        with atomic.directory_lock(target.path.parent):
+        with atomic.directory_lock(target.path.parent, lock_wait_s, required=not check):
             if not check:
                 for stale in atomic.remove_stale_temps(target.path, env.hooks):
                     result.warnings.append(f"removed {stale.name}, left by an interrupted run")
@@ -342,13 +343,16 @@ def run(
     backup: bool = False,
     env: Env | None = None,
     layer: str = "persistent",
+    wait: bool = True,
 ) -> dict[str, Any]:
     """Install (``state="present"``) or remove (``"absent"``) the block; an Ansible result.
 
     ``path`` is "auto" (discover the known files under ``root``) or an absolute path
     inside ``root``. After a change (never in check mode) udevd is told to reload its
-    rules, once, when ``root`` is "/" and a udevd runs. Raises nothing for ordinary
-    failures: the dict has ``failed: True`` and ``msg``.
+    rules, once, when ``root`` is "/" and a udevd runs. ``wait`` False: a rules lock
+    another process holds fails the run at once (the daemon's loop retries later) instead
+    of waiting up to atomic.LOCK_WAIT_S. Raises nothing for ordinary failures: the dict has
+    ``failed: True`` and ``msg``.
     """
     env = env or Env()
     if state not in planner.STATES:
@@ -368,7 +372,8 @@ def run(
                 "msg": f"no kdump udev rules file found (looked for "
                        f"{discover.looked_for(root)}): nothing to do"}
     results = [ensure(t, state=state, handover=str(handover), check=check, backup=backup,
-                      env=env) for t in targets]
+                      env=env, lock_wait_s=atomic.LOCK_WAIT_S if wait else 0.0)
+               for t in targets]
     out = _combine(results)
     if any(r.changed for r in results) and not check:
         note = _reload(env.udev, root)

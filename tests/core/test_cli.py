@@ -474,6 +474,35 @@ def test_config_check_refuses_what_every_load_would_refuse_and_warns_of_the_rest
                                 "3000 ms)\n")
 
 
+def test_config_check_lists_every_problem_of_the_settings_not_only_the_first(
+        tmp_path: Path) -> None:
+    path = tmp_path / "kdumpd.toml"
+    # The attack round's case: a 70 000-character append while the kernel is missing.
+    path.write_text(f'[reload]\nbackend = "kexec"\nkernel = "{tmp_path}/none"\n'
+                    f'append = "{"x" * 70_000}"\n')
+    path.chmod(0o644)
+    done = kdumpd("config", "check", "--config", str(path))
+    assert done.returncode == 78, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "warning: a reload now would fail before loading: kernel" in lines[0]
+    assert "reload.append: the crash kernel's command line is 70001 bytes" in lines[1]
+    # Several wrong keys: each named on its own line.
+    path.write_text('[events]\nquiet_ms = "soon"\nmax_delay_ms = -1\ncolour = 1\n'
+                    '[reload]\nretries = true\n')
+    done = kdumpd("config", "check", "--config", str(path))
+    assert done.returncode == 78
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 4, lines
+    for key in ("events.colour", "events.quiet_ms", "events.max_delay_ms", "reload.retries"):
+        assert sum(key in line for line in lines) == 1, (key, lines)
+    # Any other command stops at the first, in one line that says there are more.
+    done = kdumpd("status", "--config", str(path))
+    assert done.returncode == 78
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "(and 3 more problem(s): `kdumpd config check` lists them)" in done.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the state directory is vetted as root")
 def test_a_state_directory_others_can_write_is_refused_with_78(tmp_path: Path,
                                                               root: Path) -> None:
@@ -484,6 +513,23 @@ def test_a_state_directory_others_can_write_is_refused_with_78(tmp_path: Path,
         done = kdumpd(*command, "--config", str(path))
         assert done.returncode == 78, (command, done.stderr)
         assert "state.dir" in done.stderr and "refusing it" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (root / "fake.log").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the control directory is vetted as root")
+def test_a_control_socket_in_a_directory_others_can_write_is_refused_with_78(
+        tmp_path: Path, root: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # a user could bind a forged socket there first
+    path = write_config(tmp_path, root)
+    path.write_text(path.read_text().replace(f'control = "{root}/control"',
+                                             f'control = "{shared}/control"'))
+    for command in (["reload"], ["status"], ["run"]):
+        done = kdumpd(*command, "--config", str(path))
+        assert done.returncode == 78, (command, done.stderr)
+        assert "state.control" in done.stderr and "refusing it" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
     assert not (root / "fake.log").exists()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import stat
 import subprocess
 import sys
@@ -15,7 +16,16 @@ from pathlib import Path
 import pytest
 
 from kdumpd.backends.fake import FakeBackend
-from kdumpd.control_socket import Answer, ControlError, ControlServer, ask, ask_status, reply
+from kdumpd.control_socket import (
+    CONNECTION_DEADLINE_S,
+    MAX_CONNECTIONS,
+    Answer,
+    ControlError,
+    ControlServer,
+    ask,
+    ask_status,
+    reply,
+)
 from kdumpd.fakes import fakesysfs
 from kdumpd.status import gather
 from kdumpd.sysfs import Sysfs
@@ -151,6 +161,12 @@ def test_status_takes_crash_hotplug_from_the_running_daemon_and_never_reads_it(
     assert "crash_hotplug: as the running kdumpd last read it (" in status.as_text()
     assert "kdumpd: events 3, skipped 3, reloads 0; header verification on" in \
         status.as_text()
+    assert "state NOT saved" not in status.as_text()
+    unsaved = gather(sysfs, backend, daemon=({**known, "state_file": {
+        "problem": "cannot write /var/lib/kdumpd/state.json: rename: Is a directory",
+        "write_failures": 4}}, ""))
+    assert "warning: state NOT saved (4 failed write(s)): cannot write /var/lib/kdumpd/" \
+        "state.json: rename: Is a directory" in unsaved.as_text()
     # A daemon that does not answer (a non-root caller): crash_hotplug is not read either.
     blind = gather(sysfs, backend, daemon=(None, "only root may ask it"))
     assert blind.crash_hotplug_from == {"source": "not-read", "read_at": None,
@@ -198,3 +214,56 @@ def test_a_socket_another_user_listens_on_is_not_asked() -> None:
         forger.kill()
         forger.wait(10)
         shutil.rmtree(directory)
+
+
+def read_answer(client: socket.socket) -> dict[str, object]:
+    client.settimeout(10)
+    data = b""
+    while chunk := client.recv(4096):
+        data += chunk
+    client.close()
+    answer = json.loads(data)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_a_silent_client_costs_the_server_no_wait_and_is_dropped_at_its_deadline(
+        tmp_path: Path) -> None:
+    server = ControlServer(tmp_path / "control", allowed_uid=os.getuid())
+    server.open()
+    try:
+        silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        silent.connect(str(tmp_path / "control"))
+        half = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        half.connect(str(tmp_path / "control"))
+        half.sendall(b"rel")
+        assert server.poll(100.0) == [] and server.connections == 2  # nothing waited for
+        half.sendall(b"oad\n")  # the rest of its line comes later: still one request
+        [(conn, pid)] = server.poll(100.5)
+        assert pid == os.getpid() and conn.gettimeout() == 0.0  # never a blocking call
+        reply(conn, Answer(False, "decided"))
+        assert read_answer(half)["reason"] == "decided"
+        server.expire(100.0 + CONNECTION_DEADLINE_S - 0.01)
+        assert server.connections == 1
+        server.expire(100.0 + CONNECTION_DEADLINE_S)
+        assert server.connections == 0
+        assert read_answer(silent)["reason"] == "refused: no request within 1 s"
+    finally:
+        server.close()
+
+
+def test_more_waiting_connections_than_the_limit_are_refused(tmp_path: Path) -> None:
+    server = ControlServer(tmp_path / "control", allowed_uid=os.getuid())
+    server.open()
+    clients = []
+    try:
+        for _ in range(MAX_CONNECTIONS + 1):
+            client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            client.connect(str(tmp_path / "control"))
+            clients.append(client)
+        assert server.poll(0.0) == [] and server.connections == MAX_CONNECTIONS
+        assert "connections are waiting already" in str(read_answer(clients[-1])["reason"])
+    finally:
+        server.close()
+        for client in clients:
+            client.close()

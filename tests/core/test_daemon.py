@@ -150,10 +150,12 @@ def test_a_burst_reloads_once_and_the_unit_protocol_is_followed(root: Path) -> N
     assert not h.handover.exists()
 
 
-def test_a_clean_stop_before_a_restart_leaves_the_handover_file(root: Path) -> None:
+def test_a_clean_stop_before_a_restart_leaves_the_handover_file(
+        root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # systemd has a start queued (a restart, an upgrade): no event reaches the
     # distribution's rules between this kdumpd and the next.
     asked: list[bool] = []
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(root / "run"))  # as the unit sets it
 
     def pending() -> bool:
         asked.append(True)

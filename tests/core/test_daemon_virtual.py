@@ -1,4 +1,4 @@
-"""The whole daemon loop on virtual time (looptime.MockTime, autojumping).
+"""The whole daemon loop on virtual time (fakes.clock.MockTime, autojumping).
 
 Events, kernel messages and the stop are scripted at virtual times; the loop jumps from
 deadline to deadline, a load takes virtual time (the fake backend sleeps on the same
@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from kdumpd.backends.fake import FakeBackend
+from kdumpd.control_socket import REQUEST, ControlServer
 from kdumpd.controller import Controller
 from kdumpd.daemon import Daemon, Parts
 from kdumpd.events import Event
@@ -27,7 +31,7 @@ from kdumpd.kernel_log import FILE_POLL_S, FakeKernelLog, FileKernelLog, KernelL
 from kdumpd.reloader import Reloader
 from kdumpd.scheduler import FOLLOW_UP_QUIET_S, ReloadScheduler
 from kdumpd.source import FakeSource
-from kdumpd.state import MemoryStore
+from kdumpd.state import FileStore, MemoryStore, Store
 from kdumpd.sysfs import Sysfs
 
 QUIET_S = 0.05
@@ -60,7 +64,9 @@ class Virtual:
     def __init__(self, root: Path, *, load_s: float = 0.0, fail: int = 0, retries: int = 0,
                  udev_alive: list[bool] | None = None, kernel_log: KernelLog | None = None,
                  watchdog_s: float | None = None,
-                 metrics: list[float] | None = None) -> None:
+                 metrics: list[float] | None = None,
+                 control: ControlServer | None = None,
+                 store: Store | None = None) -> None:
         self.time = MockTime(T0)
         self.sysfs = Sysfs(root, sleep=self.time.sleep)
         self.log = root / "fake.log"
@@ -74,7 +80,8 @@ class Virtual:
                       self.sysfs, QUIET_S, 1.0, 30.0, hardware=lambda: read_hardware(root),
                       source="auto")
         self.controller = Controller(
-            ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot, store=MemoryStore(),
+            ReloadScheduler(QUIET_S, 1.0), self.sysfs.snapshot,
+            store=store if store is not None else MemoryStore(),
             hardware=parts.hardware, backend=backend, wall=self.time,
         )
         alive = udev_alive
@@ -84,6 +91,7 @@ class Virtual:
             clock=self.time, watchdog_s=watchdog_s,
             udev_alive=(lambda: alive[0]) if alive else None, kernel_log=kernel_log,
             metrics=None if metrics is None else TimedMetrics(metrics, self.time),
+            control=control,
         )
 
     def wait(self, cancel: threading.Event, seconds: float) -> bool:
@@ -241,3 +249,101 @@ def test_a_followed_file_of_kernel_messages_is_read_on_its_timer(root: Path) -> 
     assert v.run_until(60.0) == 0
     assert len(v.loads()) == 1 and 1.2 <= v.loads()[0] <= 1.2 + FILE_POLL_S + QUIET_S
     assert v.controller.stats.failed_reads == 1
+
+
+# -- the control socket never holds the loop ----------------------------------------------
+
+
+def connect(path: Path, sent: bytes = b"") -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    if sent:
+        client.sendall(sent)
+    return client
+
+
+def answer_of(client: socket.socket) -> dict[str, object]:
+    client.settimeout(10)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = client.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    client.close()
+    answer = json.loads(data)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def test_silent_control_clients_never_delay_an_event_decision(
+        root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "control"
+    v = Virtual(root, control=ControlServer(path, allowed_uid=os.getuid()))
+    silent: list[socket.socket] = []
+    v.at(0.5, lambda: silent.extend(connect(path) for _ in range(32)))  # root, never send
+    v.at(0.6, lambda: silent.append(connect(path, b"rel")))  # half a line, then nothing
+    v.at(1.0, lambda: v.source.push(events(8)))
+    started = time.monotonic()
+    assert v.run_until(10.0) == 0
+    assert time.monotonic() - started < 5.0  # no blocking read (was 1 s per client)
+    assert v.loads() == [round(1.0 + QUIET_S, 3)]  # exactly as without them
+    answers = [answer_of(client) for client in silent]
+    assert all(a["ok"] is False and a["reason"] == "refused: no request within 1 s"
+               for a in answers)
+
+
+def test_32_reloads_at_once_are_one_decision_and_all_answered(
+        root: Path, tmp_path: Path) -> None:
+    path = tmp_path / "control"
+    v = Virtual(root, control=ControlServer(path, allowed_uid=os.getuid()))
+    clients: list[socket.socket] = []
+    v.at(1.0, lambda: clients.extend(connect(path, REQUEST) for _ in range(32)))
+    v.at(1.0, lambda: v.source.push(events(8)))
+    started = time.monotonic()
+    assert v.run_until(10.0) == 0
+    assert time.monotonic() - started < 5.0
+    assert v.loads() == [1.0]  # decided at once, over the events too
+    answers = [answer_of(client) for client in clients]
+    assert len(answers) == 32 and all(a["ok"] is True and a["reload"] is True
+                                      for a in answers)
+
+
+# -- an unwritable state ---------------------------------------------------------------
+
+
+def test_an_unwritable_state_is_said_and_the_owed_crash_kernel_still_restored(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "state.json").mkdir(parents=True)  # every write fails (like a full disk)
+    store = FileStore(state_dir, "boot-1")
+    v = Virtual(root, fail=2, retries=0, store=store)
+    v.at(1.0, lambda: v.source.push(events(3)))  # the load fails: no crash kernel left
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert v.run_until(300.0) == 0
+    assert len(v.loads()) == 3  # the load, then restores on the retry timer from memory
+    assert v.sysfs.crash_loaded().text == "1" and not v.controller.owing.owed
+    assert store.problem is not None and store.write_failures >= 3
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR
+              and "cannot save state" in r.getMessage()]
+    assert len(errors) == 1  # once per reason, however many writes fail
+    assert "keeps it in memory" in errors[0]
+    assert any("state NOT saved" in n for n in v.notes)  # STATUS=
+    known = v.controller.knowledge().as_dict()["state_file"]
+    assert known == {"problem": store.problem, "write_failures": store.write_failures}
+
+
+def test_a_state_that_can_be_written_again_is_written_by_the_retry_timer(
+        root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state_dir = tmp_path / "state"
+    (state_dir / "state.json").mkdir(parents=True)
+    store = FileStore(state_dir, "boot-1")
+    v = Virtual(root, store=store)
+    v.at(1.0, lambda: v.source.push(events(3)))
+    v.at(5.0, (state_dir / "state.json").rmdir)  # the admin repairs it
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        assert v.run_until(100.0) == 0
+    assert store.problem is None
+    assert json.loads((state_dir / "state.json").read_text())["fingerprint"]
+    assert "state saved to" in caplog.text and "again (after" in caplog.text
+    assert not v.controller.stats.state_unsaved

@@ -98,6 +98,33 @@ def test_a_setting_that_needs_the_shell_is_refused_not_guessed(tmp_path: Path) -
     assert distro.crash_image(single, RELEASE, "x86_64").append.endswith(" a$b")
 
 
+@pytest.mark.parametrize(("text", "why"), [
+    ("KDUMP_KERNEL=~/vmlinuz\n", "sh expands an unquoted ~"),
+    ("export KDUMP_KERNEL=~root/vmlinuz\n", "sh expands an unquoted ~"),
+    ("KDUMP_KERNEL=/boot:~/vmlinuz\n", "sh expands an unquoted ~"),
+    ('KDUMP_KERNEL="/boot/vmlinuz"\r\n', "a carriage return"),
+    ("# a comment\r\nKDUMP_CMDLINE_APPEND='nr_cpus=1'\r\n", "a carriage return"),
+    ("\r\n", "a carriage return"),
+])
+def test_tilde_and_crlf_are_refused_like_other_lines_sh_reads_differently(
+        tmp_path: Path, text: str, why: str) -> None:
+    root = debian_root(tmp_path, text)
+    with pytest.raises(DistroError, match=rf"kdump-tools:\d+: .*{why}") as refused:
+        distro.crash_image(root, RELEASE, "x86_64")
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("text", ["KDUMP_CMDLINE_APPEND='~/x'\n",
+                                  'KDUMP_CMDLINE_APPEND="~/x"\n',
+                                  "KDUMP_CMDLINE_APPEND=\\~/x\n",
+                                  "KDUMP_CMDLINE_APPEND=a~b\n",
+                                  "# CRLF only in a comment is nothing sh reads\r\n"])
+def test_a_tilde_sh_leaves_alone_is_read_as_it_is(tmp_path: Path, text: str) -> None:
+    root = debian_root(tmp_path, text)
+    append = distro.crash_image(root, RELEASE, "x86_64").append
+    assert "~/x" in append or "a~b" in append or "\r" not in append
+
+
 def test_fedora_kdumpctl_prepare_cmdline(tmp_path: Path) -> None:
     root = make_root(tmp_path, {
         "etc/sysconfig/kdump": (FIXTURES / "fedora/sysconfig-kdump").read_text(),

@@ -36,7 +36,7 @@ def test_the_handover_file_holds_the_pid_and_goes_away(tmp_path: Path) -> None:
 
 def test_a_handover_file_stays_at_exit_only_for_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "run" / "handles-reload"
-    kept = Handover(path)
+    kept = Handover(path, runtime_dirs=f"/elsewhere:{tmp_path / 'run'}")
     kept.hold(True)
     kept.exit(restarting=True)
     assert path.exists()  # the next kdumpd takes it over: no event for the rules meanwhile
@@ -50,6 +50,28 @@ def test_a_handover_file_stays_at_exit_only_for_a_restart(tmp_path: Path) -> Non
     path.write_text("left by someone\n")
     released.exit(restarting=False)  # ...so the exit does not touch what it no longer holds
     assert path.read_text() == "left by someone\n"
+
+
+@pytest.mark.parametrize("runtime_dirs", ["", "relative/run", "/run/other", "/run/kdumpd-x"])
+def test_a_handover_file_outside_the_runtime_directory_goes_even_for_a_restart(
+        tmp_path: Path, runtime_dirs: str, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "run" / "kdumpd" / "handles-reload"
+    prefix = str(tmp_path) if runtime_dirs.startswith("/") else ""
+    handover = Handover(path, runtime_dirs=prefix + runtime_dirs)
+    handover.hold(True)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        handover.exit(restarting=True)  # the queued start may never come
+    assert not path.exists()
+    assert "is not under the unit's $RUNTIME_DIRECTORY" in caplog.text
+
+
+def test_a_handover_file_in_a_subdirectory_of_the_runtime_directory_stays(
+        tmp_path: Path) -> None:
+    path = tmp_path / "run" / "kdumpd" / "sub" / "handles-reload"
+    handover = Handover(path, runtime_dirs=str(tmp_path / "run" / "kdumpd"))
+    handover.hold(True)
+    handover.exit(restarting=True)
+    assert path.exists()
 
 
 def test_a_handover_file_that_cannot_be_written_is_logged_not_raised(

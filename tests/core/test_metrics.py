@@ -55,6 +55,17 @@ def test_the_file_holds_every_named_metric(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["kdumpd.prom"]  # no temp file left
     assert ("kdumpd_header_current", ()) not in got  # never read back: no sample
     assert got[("kdumpd_crash_hotplug_failed_reads_total", ())] == 0
+    assert got[("kdumpd_state_write_failures_total", ())] == 0
+    assert got[("kdumpd_state_saved", ())] == 1
+
+
+def test_an_unwritable_state_shows_in_the_metrics(tmp_path: Path) -> None:
+    reading = Reading(True, {"cpu": True, "memory": True}, owed=True, hardware_agrees=None,
+                      events=1, state_write_failures=3, state_saved=False)
+    metrics.write(tmp_path, reading, owner=os.geteuid())
+    got = samples(tmp_path / "kdumpd.prom")
+    assert got[("kdumpd_state_write_failures_total", ())] == 3
+    assert got[("kdumpd_state_saved", ())] == 0
 
 
 def test_the_header_read_back_is_a_gauge_with_its_counts(root: Path, clock: MockTime,

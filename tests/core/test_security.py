@@ -195,3 +195,52 @@ def test_the_config_read_is_vetted_on_the_opened_file(tmp_path: Path) -> None:
     if os.geteuid() == 0:
         with pytest.raises(ConfigError, match="group- or world-writable.*refusing it"):
             config.load(path, vet=vet)
+
+
+# -- the state directory and the control socket's directory -------------------------------
+
+from kdumpd.security import check_private_dir, private_dir_problem  # noqa: E402
+
+
+def test_a_private_directory_is_not_vetted_for_other_users(tmp_path: Path) -> None:
+    (tmp_path / "state").mkdir(mode=0o777)
+    assert private_dir_problem(tmp_path / "state", euid=1000) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the directories must be root's")
+def test_root_private_directories_existing_or_to_be_created_are_accepted(
+        tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    (tmp_path / "state").mkdir(mode=0o755)
+    assert private_dir_problem(tmp_path / "state", euid=0) is None
+    assert private_dir_problem(tmp_path / "absent" / "state", euid=0) is None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the directories must be root's")
+@pytest.mark.parametrize("mode", [0o1777, 0o1770, 0o777])
+def test_a_sticky_or_plain_shared_state_directory_is_refused(
+        tmp_path: Path, mode: int) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    state.chmod(mode)  # a user could create and hold the lock, or plant state.json
+    with pytest.raises(ConfigError, match=rf"state.dir: {state} is group- or world-writable "
+                       rf"\(mode {mode:04o}"):
+        check_private_dir(state, "state.dir", euid=0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="chown needs root")
+def test_a_state_directory_to_be_created_under_a_user_owned_parent_is_refused(
+        tmp_path: Path) -> None:
+    parent = tmp_path / "home"
+    parent.mkdir(mode=0o755)
+    os.chown(parent, 65534, 65534)  # the user could swap the directory kdumpd creates
+    with pytest.raises(ConfigError, match=(
+            rf"state.dir: {parent} \(where {parent}/kdumpd would be created\): "
+            rf"{parent} is owned by uid 65534, not root: refusing it")) as refused:
+        check_private_dir(parent / "kdumpd", "state.dir", euid=0)
+    assert "\n" not in str(refused.value)
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)  # a /tmp: others could create it first
+    with pytest.raises(ConfigError, match="where .* would be created.*sticky bit"):
+        check_private_dir(sticky / "kdumpd", "state.dir", euid=0)

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -133,3 +134,27 @@ def test_the_boot_id_is_one_stripped_line(tmp_path: Path) -> None:
     assert read_boot_id(tmp_path) == ""
     path.unlink()
     assert read_boot_id(tmp_path) == ""
+
+
+def test_an_unwritable_state_is_said_once_per_reason_counted_and_retried(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "state.json").mkdir()  # the attack: every write fails
+    store = FileStore(tmp_path, "b-1")
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        store.save(FULL)
+        store.save(replace(FULL, owed=False))
+        store.retry()
+    assert store.write_failures == 3 and store.problem is not None
+    assert "rename" in store.problem  # which step failed, and why
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "tries again every 30 s" in errors[0].getMessage()
+    caplog.clear()
+    (tmp_path / "state.json").rmdir()
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        store.retry()  # the last state is the one written
+    assert store.problem is None
+    assert json.loads((tmp_path / "state.json").read_text())["owed"] is False
+    assert "state saved to" in caplog.text and "after 3 failed write(s)" in caplog.text
+    store.retry()  # nothing owed to the disk: nothing written
+    assert store.write_failures == 3
+

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import cli, journal_ids
+from kdumpd import atomic, cli, journal_ids
 from kdumpd.config import Config, ConfigError, RuleConfig
 from kdumpd.rules import apply, planner
 from kdumpd.rules.manage import Env
@@ -260,3 +260,48 @@ def test_dry_run_keeper_writes_and_withdraws_nothing(
     keeper.withdraw()
     assert not run_override(fakeroot).exists()
     assert "would change" in records.text
+
+
+def test_a_busy_rules_lock_never_holds_the_daemon_and_the_apply_is_retried(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    install_vendor(fakeroot, "debian")
+    rules_dir = run_override(fakeroot).parent
+    rules_dir.mkdir(parents=True)
+    keeper = apply.Keeper(config(fakeroot, state="runtime"), dry_run=False, env=env)
+    waited: list[float] = []
+    with atomic.directory_lock(rules_dir, sleep=waited.append):  # a `kdumpd rule` run
+        keeper.apply()  # at start: fails at once instead of waiting
+        assert not run_override(fakeroot).exists()
+        assert keeper.failures and "held by another process" in keeper.failures[0]
+        errors = [r.getMessage() for r in records.records if r.levelno == logging.ERROR]
+        assert len(errors) == 1 and "another kdumpd" not in errors[0]
+        records.clear()
+        for _look in range(7):  # the daemon's rules timer, every RULES_WATCH_S
+            keeper.refresh()
+        assert not [r for r in records.records if r.levelno >= logging.ERROR]  # said once
+    assert waited == []
+    keeper.refresh()  # the lock is free: the next retry that is due applies it
+    for _ in range(apply.RETRY_LOOKS_MAX):
+        if not keeper.failures:
+            break
+        keeper.refresh()
+    assert keeper.failures == []
+    assert planner.BLOCK_BEGIN in run_override(fakeroot).read_text()
+    assert "applied now (the earlier attempt failed)" in records.text
+
+
+def test_a_failed_apply_backs_off_to_about_a_minute(
+        fakeroot: Path, env: Env, records: pytest.LogCaptureFixture) -> None:
+    install_vendor(fakeroot, "debian")
+    run_override(fakeroot).parent.mkdir(parents=True)
+    keeper = apply.Keeper(config(fakeroot, state="runtime"), dry_run=False, env=env)
+    attempts: list[int] = []
+    with atomic.directory_lock(run_override(fakeroot).parent):
+        keeper.apply()
+        for look in range(1, 200):
+            records.clear()
+            keeper.refresh()
+            if "trying the apply that failed again" in records.text:
+                attempts.append(look)
+    gaps = [b - a for a, b in zip(attempts, attempts[1:])]
+    assert attempts[0] == 1 and gaps[:6] == [2, 4, 8, 16, 32, 32]

@@ -5,8 +5,12 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import shutil
 import stat
+import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -292,20 +296,153 @@ def test_selinux_disabled_or_missing_leaves_the_context_alone(
     atomic.copy_selinux_context("/a", "/b", "/c")
 
 
-def test_the_directory_lock_makes_a_second_writer_wait_then_give_up(tmp_path: Path) -> None:
+def test_the_rules_lock_makes_a_second_writer_wait_then_give_up(tmp_path: Path) -> None:
     waits: list[float] = []
     with atomic.directory_lock(tmp_path), pytest.raises(
-            atomic.WriteError, match="another kdumpd is changing rules"), \
+            atomic.LockBusy, match="held by another process") as busy, \
             atomic.directory_lock(tmp_path, wait_s=0.2, sleep=waits.append):
         pass
+    assert "another kdumpd" not in str(busy.value)
     assert 3 <= len(waits) <= 6
     with atomic.directory_lock(tmp_path, wait_s=0.0):  # released: free again
         pass
 
 
+def test_the_daemon_never_waits_for_a_busy_rules_lock(tmp_path: Path) -> None:
+    waits: list[float] = []
+    with atomic.directory_lock(tmp_path), pytest.raises(atomic.LockBusy, match="try again"), \
+            atomic.directory_lock(tmp_path, wait_s=0.0, sleep=waits.append):
+        pass
+    assert waits == []
+
+
 def test_a_missing_directory_needs_no_lock(tmp_path: Path) -> None:
     with atomic.directory_lock(tmp_path / "absent"):
         pass
+
+
+def test_the_lock_is_a_0600_file_of_its_own_not_the_directory(tmp_path: Path) -> None:
+    import fcntl
+    holder = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # someone holds the directory
+        with atomic.directory_lock(tmp_path, wait_s=0.0):
+            info = os.lstat(tmp_path / atomic.LOCK_NAME)
+    finally:
+        os.close(holder)
+    assert stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o600
+    assert info.st_uid == os.geteuid()
+    assert list(tmp_path.iterdir()) == []  # removed as the lock is let go
+
+
+def test_a_taker_whose_file_was_removed_meanwhile_takes_the_new_one(tmp_path: Path) -> None:
+    import fcntl
+    # A waiter opened the file, then its holder let go (and removed it).
+    stale = os.open(tmp_path / atomic.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    os.unlink(tmp_path / atomic.LOCK_NAME)
+    try:
+        with atomic.directory_lock(tmp_path, wait_s=0.0):
+            fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # not the lock any more
+            held = os.open(tmp_path / atomic.LOCK_NAME, os.O_RDWR)
+            try:
+                with pytest.raises(BlockingIOError):
+                    fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            finally:
+                os.close(held)
+    finally:
+        os.close(stale)
+
+
+def test_an_older_wider_lock_file_is_made_0600(tmp_path: Path) -> None:
+    lock = tmp_path / atomic.LOCK_NAME
+    lock.write_bytes(b"")
+    lock.chmod(0o644)
+    with atomic.directory_lock(tmp_path, wait_s=0.0):
+        assert stat.S_IMODE(lock.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("plant", ["symlink", "hardlink", "directory", "fifo"])
+def test_a_planted_lock_file_is_refused_never_followed(tmp_path: Path, plant: str) -> None:
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's\n")
+    victim.chmod(0o644)
+    lock = tmp_path / atomic.LOCK_NAME
+    if plant == "symlink":
+        lock.symlink_to(victim)
+    elif plant == "hardlink":
+        os.link(victim, lock)
+    elif plant == "directory":
+        lock.mkdir()
+    else:
+        os.mkfifo(lock)
+    with pytest.raises(WriteError, match="rules lock") as refused, \
+            atomic.directory_lock(tmp_path, wait_s=0.0):
+        pass
+    assert not isinstance(refused.value, atomic.LockBusy)
+    assert victim.read_bytes() == b"root's\n" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+def test_check_mode_needs_no_lock_file_it_cannot_create(tmp_path: Path) -> None:
+    (tmp_path / atomic.LOCK_NAME).mkdir()  # unusable: a check run writes nothing anyway
+    with atomic.directory_lock(tmp_path, wait_s=0.0, required=False):
+        pass
+
+
+ANOTHER_UID = 65534  # nobody
+# An interpreter that uid may run (the venv's and pyenv's live under root's home).
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def as_nobody(code: str, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(SYSTEM_PYTHON), "-c", code, *args], cwd="/", user=ANOTHER_UID,
+                            group=ANOTHER_UID, extra_groups=[], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+HOLD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+TRY_OPEN = """
+import os, sys
+try:
+    os.open(sys.argv[1], os.O_RDONLY)
+    print("opened")
+except OSError as error:
+    print(type(error).__name__)
+"""
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A directory another uid can read (tmp_path is root's 0700 under pytest)."""
+    directory = Path(tempfile.mkdtemp(prefix="kdumpd-lock-"))
+    directory.chmod(0o755)
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not SYSTEM_PYTHON.exists(),
+                    reason="needs root (and /usr/bin/python3) to run a process as another uid")
+def test_another_uid_can_neither_open_the_lock_nor_stop_the_rules_by_the_directory(
+        shared_dir: Path) -> None:
+    holder = as_nobody(HOLD, str(shared_dir))  # the attack of issue 30, item 3
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        with atomic.directory_lock(shared_dir, wait_s=0.0):  # not held up by it
+            pass
+    finally:
+        holder.communicate("")
+    with atomic.directory_lock(shared_dir, wait_s=0.0):
+        opener = as_nobody(TRY_OPEN, str(shared_dir / atomic.LOCK_NAME))
+        out, _ = opener.communicate()
+    assert out == "PermissionError\n"  # so it can never hold kdumpd's lock either
 
 
 def test_stale_temp_files_of_that_file_only_are_removed(tmp_path: Path) -> None:

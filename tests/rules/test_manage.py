@@ -390,7 +390,7 @@ def test_concurrent_installs_take_turns_and_lose_nothing(fakeroot: Path, env: En
     for thread in threads:
         thread.join()
     assert sorted(bool(r["changed"]) for r in results) == [False, False, False, True]
-    assert not any(r.get("failed") for r in results)
+    assert not any(r.get("failed") for r in results), [r["msg"] for r in results]
     assert leftovers(fakeroot / "etc/udev/rules.d") == []
 
 

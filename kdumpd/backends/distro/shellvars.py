@@ -6,8 +6,10 @@ lines, comments, one-line function definitions (they set nothing while the file 
 read), and ``NAME=value`` or ``export NAME=value`` with sh's quoting (single
 quotes, double quotes with their backslash escapes, backslashes, a value over several
 lines inside quotes, a comment after whitespace). Anything else (``if``, ``&&``, ``;``,
-``unset``, two words after the ``=``, ``$`` or backquotes outside single quotes) makes
-the file a refused one, naming the line. One pass over the file: linear time.
+``unset``, two words after the ``=``, ``$`` or backquotes outside single quotes, an
+unquoted ``~`` where sh expands it to a home directory (the start of the value or after
+a ``:``), a carriage return, which sh keeps in the value of a file with CRLF line ends)
+makes the file a refused one, naming the line. One pass over the file: linear time.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ class _Reader:
         end = self.text.find("\n", self.pos)
         end = len(self.text) if end < 0 else end
         content = self.text[self.pos:end].strip(" \t")
+        if "\r" in content and not content.startswith("#"):
+            raise self._fail(self.line, "a carriage return (CRLF line ends?), which sh "
+                             "reads as part of the line; convert the file to LF line ends")
         if content and not content.startswith("#") and not _FUNCTION.fullmatch(content):
             raise self._fail(self.line, f"not a line kdumpd reads exactly as sh would: "
                              f"{content[:60]!r}; set reload.kernel/initrd/append instead")
@@ -88,9 +93,15 @@ class _Reader:
         text = self.text
         word: list[str] = []
         quote = ""
+        tilde_expands = True  # sh expands an unquoted ~ here: the value's start, after ':'
         while self.pos < len(text):
             char = text[self.pos]
             self.pos += 1
+            expands, tilde_expands = tilde_expands, False
+            if char == "\r":
+                raise self._fail(self.line, f"{name}: a carriage return (CRLF line ends?), "
+                                 "which sh keeps in the value; convert the file to LF line "
+                                 "ends")
             if char == "\n":
                 self.line += 1
                 if not quote:
@@ -119,7 +130,11 @@ class _Reader:
             elif char in _OPERATORS:
                 raise self._fail(start, f"{name}: {char!r} makes this a shell command, "
                                  "not a setting kdumpd reads")
+            elif char == "~" and expands:
+                raise self._fail(start, f"{name}: sh expands an unquoted ~ to a home "
+                                 "directory; kdumpd does not: write the path out")
             else:
+                tilde_expands = char == ":"
                 word.append(char)
         if quote:
             raise self._fail(start, f"{name}: No closing quotation")
