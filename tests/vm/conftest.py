@@ -163,6 +163,20 @@ def kdump_tools_trixie(image: Image, package: Package,
                                 extra={"collection": REPO / "ansible"})
 
 
+@pytest.fixture()
+def watchdog_trixie(image: Image, package: Package, run_results: RunResults) -> Iterator[Guest]:
+    """A fresh trixie guest with two hardware watchdogs (scenario 19): QEMU's q35 machine,
+    whose ICH9 TCO watchdog (iTCO_wdt) is a device with a modalias in sysfs, and an i6300esb
+    PCI watchdog, whose 6.12 driver registers its watchdog without a parent device (no
+    modalias: kdumpctl names no driver for it). The distributions' shipped configuration
+    files and upstream scripts on its payload."""
+    fixtures = REPO / "tests" / "fixtures"
+    yield from boot_with_kdumpd(image, "trixie", package, run_results,
+                                extra={"distro": fixtures / "distro",
+                                       "upstream": fixtures / "upstream"},
+                                devices=("i6300esb",), machine="q35,vmport=on")
+
+
 # -- Debian's kdump-tools across a reboot, then its own dump path ---------------------------
 
 

@@ -218,6 +218,11 @@ class VmConfig:
     # A qcow2 overlay of root_image that keeps what the guest writes across QEMU runs (a
     # reboot test); None: the root image with snapshot=on (nothing kept).
     overlay: Path | None = None
+    # Extra QEMU devices, each one `-device` argument (e.g. "i6300esb": a PCI watchdog).
+    devices: tuple[str, ...] = ()
+    # "q35,vmport=on": the ICH9 chipset, whose TCO watchdog (iTCO_wdt) has a parent device
+    # in sysfs; scenario 19 only (CPU hot-add under TCG was made to work on "pc").
+    machine: str = "pc,vmport=on"
 
 
 def die_with_parent() -> None:
@@ -267,7 +272,7 @@ class Vm:
             "qemu-system-x86_64", "-accel", "tcg,thread=single",
             # vmport + VMware serial + no "hypervisor" CPUID bit: the guest then accepts
             # hot-added CPUs under TCG (see shared/docs/vm-facts.md).
-            "-machine", "pc,vmport=on", "-cpu", "qemu64,-hypervisor",
+            "-machine", c.machine, "-cpu", "qemu64,-hypervisor",
             "-smbios", "type=1,serial=VMware-kdumpd",
             "-smp", c.smp, "-m", c.memory,
             "-kernel", str(c.kernel.vmlinuz), "-initrd", str(c.kernel.initrd),
@@ -284,6 +289,8 @@ class Vm:
         ]
         if c.payload is not None:
             argv += ["-drive", f"file={c.payload},if=virtio,format=raw,snapshot=on"]
+        for device in c.devices:
+            argv += ["-device", device]
         return argv
 
     def start(self, timeout: float = BOOT_TIMEOUT_S) -> None:

@@ -31,7 +31,7 @@ DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKI
              journal_ids.WOULD_RELOAD}
 
 
-SCENARIOS = 18  # scenario() calls in a full run: 1-17, scenario 10 twice
+SCENARIOS = 20  # scenario() calls in a full run: 1-19, scenario 10 twice
 
 
 QUIET_S = 0.25  # [events] quiet_ms of the guest's config
@@ -103,9 +103,10 @@ class Guest:
 
 
 def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: RunResults,
-         prepare: Callable[[Guest], None]) -> Iterator[Guest]:
-    """Boot ``kernel`` with ``files`` on the payload disk (mounted at /mnt/payload), run
-    ``prepare`` in it, yield it; stop it afterwards.
+         prepare: Callable[[Guest], None], *, devices: tuple[str, ...] = (),
+         machine: str = VmConfig.machine) -> Iterator[Guest]:
+    """Boot ``kernel`` with ``files`` on the payload disk (mounted at /mnt/payload) and
+    the QEMU ``devices``, run ``prepare`` in it, yield it; stop it afterwards.
 
     A guest still running from an earlier fixture is stopped first: two TCG guests on
     the two cores would slow each other down.
@@ -116,7 +117,8 @@ def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: Run
     workdir.mkdir(parents=True, exist_ok=True)
     payload = make_payload(files, workdir / "payload.ext4")
     k = image.kernels[kernel]
-    vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, workdir=workdir))
+    vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, workdir=workdir,
+                     devices=devices, machine=machine))
     RUNNING.append(vm)
     try:
         start_with_one_retry(vm, results)
@@ -137,9 +139,11 @@ def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: Run
 
 def boot_with_kdumpd(
     image: Image, kernel: str, package: Package, results: RunResults,
-    extra: dict[str, Path | bytes] | None = None,
+    extra: dict[str, Path | bytes] | None = None, *, devices: tuple[str, ...] = (),
+    machine: str = VmConfig.machine,
 ) -> Iterator[Guest]:
-    """Boot ``kernel``, install ``package`` in the guest, enable and start kdumpd."""
+    """Boot ``kernel`` (on QEMU's ``machine``, with its ``devices``), install ``package``
+    in the guest, enable and start kdumpd."""
     def install_and_start(guest: Guest) -> None:
         vm = guest.vm
         # Install first: the package's own conffile must not meet ours (dpkg would ask).
@@ -149,7 +153,8 @@ def boot_with_kdumpd(
         d.restart_kdumpd(vm)
 
     files = {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode(), **(extra or {})}
-    yield from boot(image, kernel, files, results, install_and_start)
+    yield from boot(image, kernel, files, results, install_and_start, devices=devices,
+                    machine=machine)
 
 
 def start_with_one_retry(vm: Vm, results: RunResults) -> None:
@@ -299,6 +304,39 @@ KEXEC_LOAD_DROPIN = "/usr/share/kdumpd/kexec-load.conf"  # shipped by the packag
 DROPIN_DIR = "/etc/systemd/system/kdumpd.service.d"
 TOOLS_DROPIN = "/usr/share/kdumpd/distro-tools.conf"  # for the kdump-config/kdumpctl backends
 STATUS_COUNTS = re.compile(r"events (\d+), skipped (\d+), reloads (\d+)")
+
+
+UNIT_FILE = "/usr/lib/systemd/system/kdumpd.service"  # as the .deb installs it
+PROBE_UNIT = "kdumpd-sandbox-probe"
+# The daemon's own lifecycle lines, which a one-shot command must not copy; the runtime
+# directory too (stopping the probe would remove /run/kdumpd, the daemon's).
+NOT_SANDBOX = ("Type=", "NotifyAccess=", "ExecStart=", "ExecReload=", "Restart",
+               "WatchdogSec=", "KillMode=", "TimeoutStopSec=", "RuntimeDirectory")
+
+
+def in_the_units_sandbox(vm: Vm, argv: str) -> str:
+    """Run ``kdumpd <argv>`` as a one-shot service with the [Service] sandbox of the
+    installed kdumpd.service line for line (User, capabilities, ProtectKernelModules=, the
+    read-only and inaccessible paths, the syscall filter); its standard output, or an
+    AssertionError with its journal when it failed."""
+    unit = vm.sh.run(f"cat {UNIT_FILE}").output
+    section = unit.split("[Service]", 1)[1].split("[Install]", 1)[0]
+    kept = [line for line in section.splitlines()
+            if line.strip() and not line.startswith(("#", *NOT_SANDBOX))]
+    out = f"/run/{PROBE_UNIT}.out"
+    probe = "\n".join(["[Service]", "Type=oneshot", f"ExecStart=/usr/bin/kdumpd {argv}",
+                       f"StandardOutput=truncate:{out}", *kept, ""])
+    vm.sh.write_file(f"/run/systemd/system/{PROBE_UNIT}.service", probe)
+    started = vm.sh.run(f"systemctl daemon-reload && systemctl start {PROBE_UNIT}",
+                        timeout=120, check=False)
+    try:
+        assert started.ok, (started.output, vm.sh.run(
+            f"journalctl -u {PROBE_UNIT} -n 20 -o cat --no-pager", check=False).output)
+        return vm.sh.run(f"cat {out}").output
+    finally:
+        vm.sh.run(f"rm -f /run/systemd/system/{PROBE_UNIT}.service {out}; "
+                  f"systemctl daemon-reload; systemctl reset-failed {PROBE_UNIT} 2>/dev/null",
+                  check=False)
 
 
 def kdump_config_calls(guest: Guest) -> int:

@@ -1,5 +1,6 @@
 """Debian's own kdump-tools under kdumpd: its configuration, the Ansible role on a real
-host, a reboot with kdump-tools loading first, and its dump path saving a complete dump.
+host, a reboot with kdump-tools loading first, and its dump path saving a complete dump;
+then Fedora's and openSUSE's configuration read under the shipped unit (scenario 19).
 """
 
 from __future__ import annotations
@@ -10,6 +11,11 @@ import re
 import shlex
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kdumpd.loaded_header import without_elfcorehdr
+from tests.support import upstream
 
 from . import driver as d
 from . import dumpcheck as dc
@@ -24,6 +30,7 @@ from .harness import (
     dimm_burst,
     fresh_state,
     header_agrees,
+    in_the_units_sandbox,
     kdump_config_backend_burst,
     kexec_cmd_written,
     kexec_parts,
@@ -32,8 +39,10 @@ from .harness import (
     said,
     settle_kdumpd,
     stop_watch,
+    verify_loaded,
     watch_files,
 )
+from .results import ScenarioResult
 
 RUNTIME_RULES = "/run/udev/rules.d/50-kdump-tools.rules"  # kdumpd's [rule] state "runtime"
 
@@ -337,3 +346,160 @@ def test_14_debian_kdump_tools_saves_a_complete_dump_after_kdumpds_reload(
                         # makedumpfile's bitmap merges adjacent ranges: verdicts only.
                         + ". " + header_agrees(header, {**dump, "ptload": False}, verdict))
     assert verdict.ok, verdict.describe()
+
+
+# Scenario 19: the Fedora and openSUSE readers in the Debian guest, under the shipped unit.
+KDUMPD_KEXEC_TOML = ('[events]\nquiet_ms = 250\nmax_delay_ms = 3000\n\n'
+                     '[reload]\nbackend = "kexec"\n\n[rule]\nstate = "ignore"\n')
+STUB = "#!/bin/sh\n# scenario 19: marks the family for kdumpd; never run\nexit 1\n"
+
+
+def as_fedora(vm: Vm, release: str) -> None:
+    """kdump-utils' files: /etc/sysconfig/kdump as shipped, kdumpctl (a stub), an initramfs
+    in /boot and the kdump initrd kdumpctl would have built beside it (the small initrd)."""
+    small = f"/boot/initrd-small-{release}.img"
+    vm.sh.run("mkdir -p /etc/sysconfig && "
+              "cp /mnt/payload/distro/fedora/sysconfig-kdump /etc/sysconfig/kdump && "
+              f"cp {small} /boot/initramfs-{release}.img && "
+              f"cp {small} /boot/initramfs-{release}kdump.img")
+    vm.sh.write_file("/usr/bin/kdumpctl", STUB, mode="0755")
+
+
+def as_opensuse(vm: Vm, release: str) -> None:
+    """openSUSE's kdump files: /etc/sysconfig/kdump as shipped, load.sh (a stub), and the
+    kernel and initrd its kdump service keeps in /var/lib/kdump; Fedora's taken away."""
+    vm.sh.run(f"rm -f /usr/bin/kdumpctl /boot/initramfs-{release}.img "
+              f"/boot/initramfs-{release}kdump.img && "
+              "cp /mnt/payload/distro/suse/sysconfig-kdump /etc/sysconfig/kdump && "
+              "mkdir -p /usr/lib/kdump /var/lib/kdump && "
+              f"cp /boot/vmlinuz-{release} /var/lib/kdump/kernel && "
+              f"cp /boot/initrd-small-{release}.img /var/lib/kdump/initrd")
+    vm.sh.write_file("/usr/lib/kdump/load.sh", STUB, mode="0755")
+
+
+def kdumpctl_in_the_guest(vm: Vm) -> tuple[str, str, str]:
+    """kdumpctl's own functions run in the guest on its real /proc, /sys and modules
+    (prepare_kdump_bootinfo, then prepare_cmdline; `modprobe -R` resolves the watchdog):
+    kernel, initrd and command line."""
+    script = upstream.kdumpctl_script("/etc/sysconfig/kdump", bootinfo=True)
+    out = vm.sh.run(f"cd /mnt/payload/upstream/kdump-utils && bash -c {shlex.quote(script)}"
+                    ).output.strip().splitlines()
+    kernel, initrd, cmdline = out[-3:]
+    return kernel, initrd, cmdline
+
+
+def load_sh_on_the_guests_inputs(vm: Vm, tmp_path: Path) -> str:
+    """load.sh's build_kdump_commandline (it needs gawk, which the guest lacks) on the host,
+    on the guest's /proc/cmdline and /proc/cpuinfo and the shipped /etc/sysconfig/kdump."""
+    cmdline = vm.sh.run("cat /proc/cmdline").output.strip()
+    cpuinfo = vm.sh.run("cat /proc/cpuinfo").output
+    sysconfig = (upstream.DISTRO / "suse" / "sysconfig-kdump").read_text()
+    root = upstream.tree(tmp_path, cmdline, sysconfig, cpuinfo)
+    return " ".join(upstream.load_sh_cmdline(root, tmp_path, "x86_64").split())
+
+
+def status_json(text: str) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads(text[text.index("{"):])
+    return parsed
+
+
+def family_round(guest: Guest, family: str, expected: Callable[[], tuple[str, str, str]],
+                 result: ScenarioResult) -> None:
+    """One family: kdumpd (kexec backend, shipped unit) started over a hand-loaded `-c`
+    image; status from a root shell and inside the unit's sandbox; a DIMM hot-add that
+    kdumpd reloads for; the command line read back against the distribution's script's."""
+    vm = guest.vm
+    d.kexec_load(vm, guest.release, ["-c"])
+    fresh_state(vm)
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", KDUMPD_KEXEC_TOML)
+    d.restart_kdumpd(vm)
+    shell = status_json(vm.sh.run("kdumpd status --json").output)
+    unit = status_json(in_the_units_sandbox(vm, "status --json"))
+    burst = run_burst(guest, f"{family}: DIMM hot-add over a -c image", dimm_burst(guest))
+    result.bursts.append(burst)
+    header = verify_loaded(vm)
+    load = vm.sh.run("journalctl -u kdumpd -o cat | grep 'loading the crash kernel: ' | "
+                     "tail -1").output.strip().split("loading the crash kernel: ", 1)[-1]
+    kernel, initrd, theirs = expected()
+    loaded = without_elfcorehdr(str(header.get("loaded_cmdline") or ""))
+    image = unit["image"]
+    result.notes += [
+        f"{family}: `kdumpd status --json` inside the unit's sandbox: family "
+        f"{image['family']}, kernel {image['kernel']}, initrd {image['initrd']}, "
+        f"not_derived {image['not_derived']}, added {image['added']}, removed "
+        f"{image['removed']}, error {image['error']}; the same image from a root shell: "
+        f"{shell['image'] == image}",
+        f"{family}: the distribution's script builds: {theirs}",
+        f"{family}: kdumpd loaded (in the unit): {load}",
+        f"{family}: `kdumpd verify --json` after the reload: {header['verdict']} "
+        f"({header['why']}); loaded_cmdline without elfcorehdr=: {loaded}",
+    ]
+    assert image["error"] is None and image["family"] == family, image
+    assert shell["image"] == image, (shell["image"], image)
+    assert image["not_derived"] == [], image
+    assert (image["kernel"], image["initrd"], image["missing"]) == (kernel, initrd, []), image
+    assert burst.before.memory == "0" and burst.reloads == 1 and burst.failed == 0, said(burst)
+    assert burst.after.loaded == "1", said(burst)
+    assert header["verdict"] == "current", header
+    # kdumpd's growth safety (x86 with ACPI memory slots) on top of the script's line, and
+    # nothing else: the script's line itself, the watchdog's part included.
+    assert image["append"] == growth_safe(theirs) == loaded, (image["append"], theirs, loaded)
+    assert f"{kernel} " in load and f"--initrd={initrd}" in load, load
+    if family == "fedora":  # the watchdog's part: the one with a device, derived in the unit
+        assert "iTCO_wdt.pretimeout=0" in theirs and "i6300esb" not in theirs, theirs
+
+
+def test_19_fedora_and_opensuse_readers_under_the_shipped_unit(
+    watchdog_trixie: Guest, scenario: Callable, tmp_path: Path
+) -> None:
+    guest = watchdog_trixie
+    result = scenario(
+        "19. Fedora's and openSUSE's readers under the shipped unit, with a watchdog",
+        guest.release,
+        "A fresh guest on QEMU's q35 machine with two hardware watchdogs: ICH9's TCO "
+        "(iTCO_wdt, a device with a modalias) and an i6300esb (its 6.12 driver registers "
+        "the watchdog without a device, so kdumpctl names no driver for it); the .deb's "
+        "unit without drop-ins, "
+        "kdumpd's own kexec backend. In turn the real shipped /etc/sysconfig/kdump of "
+        "Fedora (kdump-utils; kdumpctl a stub, the kdump initrd in /boot) and of openSUSE "
+        "(kdump; load.sh a stub, kernel and initrd in /var/lib/kdump). For each: a `-c` "
+        "image loaded by hand, kdumpd started; `kdumpd status --json` from a root shell and "
+        "inside the unit's sandbox (a one-shot service with the installed unit's [Service] "
+        "lines: ProtectKernelModules=yes hides /usr/lib/modules) must name the family's "
+        "image with nothing left underived; a DIMM hot-add must be reloaded once; the "
+        "command line read back (`kdumpd verify`, without elfcorehdr=) must be the one the "
+        "distribution's script builds on this machine (kdumpctl's prepare_kdump_bootinfo "
+        "and prepare_cmdline run in the guest, on its /proc, /sys and modules; load.sh's "
+        "build_kdump_commandline on the guest's /proc/cmdline and /proc/cpuinfo on the host, "
+        "for gawk) with kdumpd's growth-safe change and nothing else.",
+    )
+    vm = guest.vm
+    started = time.monotonic()
+    # The shell comes up before udev's coldplug has loaded every driver (i6300esb bound
+    # 47 s into the first run's boot): wait for the boot to end, then for udev.
+    vm.sh.run("systemctl is-system-running --wait; udevadm settle -t 60", timeout=300,
+              check=False)
+    # What kdumpd and kdumpctl can see of each watchdog: the device's modalias and the
+    # module sysfs names as its driver (i6300esb's watchdog has no device: "-").
+    watchdogs = vm.sh.run(
+        "for w in /sys/class/watchdog/*; do m=$w/device/driver/module; "
+        'echo "${w##*/} $(cat $w/device/modalias 2>/dev/null || echo -) '
+        '$( [ -e $m ] && basename "$(readlink $m)" || echo -)"; done; '
+        "echo modules loaded: $(lsmod | grep -o -E '^(i6300esb|iTCO_wdt) ')").output.split("\n")
+    module = sorted(line.split()[2] for line in watchdogs if line.startswith("watchdog"))
+    dropins = vm.sh.run("systemctl show -P DropInPaths kdumpd").output.strip()
+    result.notes.append("watchdogs (name, modalias, module of the device's driver): "
+                        + " / ".join(w for w in watchdogs if w)
+                        + f"; kdumpd's drop-ins: {dropins or 'none'}")
+    assert module == ["-", "iTCO_wdt"], watchdogs
+    loaded = next((w for w in watchdogs if w.startswith("modules loaded:")), "")
+    assert "i6300esb" in loaded.split(), watchdogs  # bound, its watchdog without a device
+    assert not dropins, dropins
+    d.stop_kdumpd(vm)
+    as_fedora(vm, guest.release)
+    family_round(guest, "fedora", lambda: kdumpctl_in_the_guest(vm), result)
+    d.stop_kdumpd(vm)
+    as_opensuse(vm, guest.release)
+    family_round(guest, "suse", lambda: ("/var/lib/kdump/kernel", "/var/lib/kdump/initrd",
+                                         load_sh_on_the_guests_inputs(vm, tmp_path)), result)
+    result.notes.append(f"both families after the boot took {time.monotonic() - started:.0f} s")
