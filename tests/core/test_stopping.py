@@ -169,7 +169,7 @@ def test_a_last_attempt_that_raises_is_collected_as_a_failed_reload(
 ) -> None:
     rig = Rig(root, clock)
     rig.owe()
-    reloader = Reloader(Raising(), rig.sysfs, 0)  # type: ignore[arg-type]
+    reloader = Reloader(Raising(), rig.sysfs, 0)
     status = rig.stopping(rig.real_worker()).stop(30.0, reloader, rig.sysfs)
     assert status == 1
     assert rig.controller.stats.failed == 1  # the outcome reached the controller
