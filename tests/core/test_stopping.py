@@ -16,11 +16,11 @@ from kdumpd.decision_log import REASON_RESTORE
 from kdumpd.hardware import read_hardware
 from kdumpd.looptime import MockTime
 from kdumpd.reload_worker import ReloadWorker
-from kdumpd.reloader import Reloader
+from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import ReloadScheduler
 from kdumpd.state import MemoryStore, State
 from kdumpd.stopping import Stopping
-from kdumpd.sysfs import Sysfs
+from kdumpd.sysfs import Sysfs, Value
 
 EXITING_OWING = "exiting with no crash kernel loaded; the next start restores it"
 LAST_ATTEMPT = "stopping with no crash kernel loaded: one last attempt to load it"
@@ -164,15 +164,34 @@ class Raising:
         return None
 
 
+class UnreadableAfterLoad(Sysfs):
+    """The reloader's read of kexec_crash_loaded after its attempt raises: a bug past the
+    backend's, which the worker turns into a failed outcome read through the daemon's
+    own sysfs."""
+
+    def settled_crash_loaded(self) -> Value:
+        raise RuntimeError("a bug in the reloader")
+
+
 def test_a_last_attempt_that_raises_is_collected_as_a_failed_reload(
     root: Path, clock: MockTime
 ) -> None:
     rig = Rig(root, clock)
     rig.owe()
-    reloader = Reloader(Raising(), rig.sysfs, 0)
-    status = rig.stopping(rig.real_worker()).stop(30.0, reloader, rig.sysfs)
+    reloader = Reloader(Raising(), UnreadableAfterLoad(root), 0)
+    outcomes: list[Outcome] = []
+
+    def collect() -> None:
+        for burst, outcome in rig.worker.outcomes():
+            outcomes.append(outcome)
+            rig.controller.reload_finished(burst, outcome, clock())
+
+    status = rig.stopping(rig.real_worker(), collect=collect).stop(30.0, reloader, rig.sysfs)
     assert status == 1
-    assert rig.controller.stats.failed == 1  # the outcome reached the controller
+    (outcome,) = outcomes  # the outcome reached the controller
+    assert not outcome.ok and "a bug in the reloader" in outcome.error
+    assert outcome.crash_loaded == Value("0")  # read through the daemon's sysfs
+    assert rig.controller.stats.failed == 1 and rig.controller.owing.owed
     assert not rig.worker.busy
 
 
