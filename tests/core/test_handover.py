@@ -138,7 +138,7 @@ def test_an_exit_for_a_restart_keeps_the_file_and_says_where(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "handles-reload"
-    handover = Handover(path)
+    handover = Handover(path, runtime_dirs=str(tmp_path))  # the unit's RuntimeDirectory
     handover.hold(True)
     with caplog.at_level(logging.INFO, logger="kdumpd"):
         handover.exit(restarting=True)

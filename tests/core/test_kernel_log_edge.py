@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from kdumpd.fakekernel import SKIP_LINE
+from kdumpd.fakes.fakekernel import SKIP_LINE
 from kdumpd.kernel_log import FakeKernelLog
 from kdumpd.kernel_log_edge import KERNEL, KernelLogEdge
 

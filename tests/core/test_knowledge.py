@@ -49,8 +49,16 @@ def test_status_answers_every_key_with_the_values_read() -> None:
         "header": None,
         "header_verification": "off: not x86_64",
         "failed_reads": 2,
+        "state_file": {"problem": None, "write_failures": 0},
         "status_line": "events 7, skipped 3, reloads 1, refused crash_hotplug reads 2",
     }
+
+
+def test_a_state_file_that_cannot_be_written_is_answered() -> None:
+    import dataclasses
+
+    known = dataclasses.replace(knowledge(), state_problem="EROFS", state_write_failures=3)
+    assert known.as_dict()["state_file"] == {"problem": "EROFS", "write_failures": 3}
 
 
 def test_a_value_never_read_is_answered_as_null() -> None:

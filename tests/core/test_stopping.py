@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from kdumpd import fakesysfs
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
 from kdumpd.decision_log import REASON_RESTORE
+from kdumpd.fakes import fakesysfs
+from kdumpd.fakes.clock import MockTime
 from kdumpd.hardware import read_hardware
-from kdumpd.looptime import MockTime
 from kdumpd.reload_worker import ReloadWorker
 from kdumpd.reloader import Outcome, Reloader
 from kdumpd.scheduler import ReloadScheduler
