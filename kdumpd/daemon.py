@@ -237,6 +237,9 @@ class Daemon:
         last_status = self._status()
         last_status_at = self._clock()
         jobs, metrics_job = self._jobs(selector)
+        # Once even when a stop came before the first turn: kdumpd.prom is written, the
+        # file a restart keeps (a queued restart stops a kdumpd right after READY).
+        jobs.run_due(self._clock())
         while not self._stop_requested:
             now = self._clock()
             timers = jobs.run_due(now)

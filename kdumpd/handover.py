@@ -29,11 +29,13 @@ class Handover:
         self.held = False
         # $RUNTIME_DIRECTORY (colon-separated), read at exit when None.
         self._runtime_dirs = runtime_dirs
+        self._failed = ""  # the last failure said, not said again
 
     def hold(self, present: bool) -> bool:
-        """Create (with kdumpd's PID) or remove the file; False when that failed."""
-        self.held = present
+        """Create (with kdumpd's PID) or remove the file; False when that failed, and
+        :attr:`held` then still says what the rules see (:meth:`follow` tries again)."""
         if self.path is None:
+            self.held = present
             return True
         try:
             if present:
@@ -41,9 +43,14 @@ class Handover:
             else:
                 self.path.unlink(missing_ok=True)
         except OSError as error:
-            log.error("cannot %s hand-over file %s: %s",
-                      "create" if present else "remove", self.path, error.strerror)
+            said = f"cannot {'create' if present else 'remove'} hand-over file {self.path}: " \
+                   f"{error.strerror}"
+            if said != self._failed:  # once per reason: follow() tries on every turn
+                log.error("%s", said)
+                self._failed = said
             return False
+        self.held = present
+        self._failed = ""
         return True
 
     def follow(self, *, handed_back: bool) -> None:

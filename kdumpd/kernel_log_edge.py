@@ -52,7 +52,8 @@ class KernelLogEdge:
             skips = self._log.new_skips()
         except OSError as error:
             if self._log.poll_s is None:
-                selector.unregister(self._log.fileno())
+                with contextlib.suppress(OSError, KeyError, ValueError):  # gone already
+                    selector.unregister(self._log.fileno())
             self._lose(f"reading the kernel's messages failed ({error})")
             return
         for message in skips:

@@ -80,9 +80,16 @@ def test_a_handover_file_that_cannot_be_written_is_logged_not_raised(
     (tmp_path / "run").write_text("a file where the directory should be")
     handover = Handover(tmp_path / "run" / "handles-reload")
     with caplog.at_level(logging.ERROR, logger="kdumpd"):
-        handover.hold(True)
-    assert handover.held  # what kdumpd wants; the error says why the rules do not see it
-    assert "cannot create hand-over file" in caplog.text
+        assert handover.hold(True) is False
+        handover.follow(handed_back=False)  # the loop tries again on its next turn
+    assert not handover.held  # what the rules see: no file; tried again until it is there
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(said) == 1  # once per reason, not once per turn
+    assert said[0].startswith(f"cannot create hand-over file {tmp_path}/run/handles-reload: ")
+    (tmp_path / "run").unlink()
+    (tmp_path / "run").mkdir()
+    handover.follow(handed_back=False)
+    assert handover.held and (tmp_path / "run" / "handles-reload").exists()
 
 
 class Raising:
