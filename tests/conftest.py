@@ -25,6 +25,22 @@ def clock() -> MockTime:
     return MockTime()
 
 
+@pytest.fixture(autouse=True)
+def kdumpd_logger_as_it_was() -> Iterator[None]:
+    """A test that runs the CLI in-process sets up kdumpd's logging (a level, a handler on
+    the stderr pytest captured and then closes): put the logger back after each test, so
+    the next one neither sees INFO records it did not ask for nor writes to a closed
+    stream."""
+    import logging
+
+    logger = logging.getLogger("kdumpd")
+    level, handlers, propagate = logger.level, list(logger.handlers), logger.propagate
+    yield
+    logger.setLevel(level)
+    logger.handlers[:] = handlers
+    logger.propagate = propagate
+
+
 HOST_UDEV_LOCK = Path("/run/lock/kdumpd-tests-real-uevents.lock")
 HOST_UDEV_WAIT_S = 20 * 60  # the longest real-uevent module takes about 40 s
 

@@ -150,11 +150,10 @@ def test_cli_root_and_handover_override_the_config(
 
 @pytest.fixture
 def records(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
-    logger = logging.getLogger("kdumpd")
-    logger.addHandler(caplog.handler)
+    # kdumpd's logger propagates to the root logger, where caplog's handler listens
+    # (tests/conftest.py puts the logger back after a test that set up the CLI's logging).
     caplog.set_level(logging.DEBUG, logger="kdumpd")
     yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def test_converge_installs_and_logs_rule_changed(
