@@ -146,10 +146,8 @@ class Controller:
     def on_events_lost(self, now: float) -> None:
         """The socket overflowed: some events are gone, so decide as if both changed."""
         self.stats.lost += 1
-        log.warning(
-            "event socket overflowed, events were lost: scheduling a resync decision",
-            extra={"MESSAGE_ID": journal_ids.EVENTS_LOST},
-        )
+        log.warning("event socket overflowed, events were lost: scheduling a resync "
+                    "decision", extra={"MESSAGE_ID": journal_ids.EVENTS_LOST})
         self.request(now, SUBSYSTEMS, REASON_LOST, unknown_events=True)
 
     def on_kernel_skip(self, now: float, message: str) -> None:
@@ -314,9 +312,7 @@ class Controller:
         return Knowledge(
             kexec_crash_loaded=self.reads.loaded, crash_hotplug=dict(self.reads.hotplug),
             crash_hotplug_read_at=self.reads.read_at, header=self.header.last,
-            header_read_at=self.header.last_at,
-            header_verification="on" if self.header.enabled else
-            f"off: {self.header.off_why}",
+            header_read_at=self.header.last_at, header_verification=self.header.verification,
             stats=replace(self.stats), state=self.state, capacity=self.capacity.last,
             state_problem=self.owing.store.problem,
             state_write_failures=self.owing.store.write_failures)

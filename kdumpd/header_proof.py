@@ -52,6 +52,11 @@ class HeaderProof:
     def enabled(self) -> bool:
         return self._verify is not None
 
+    @property
+    def verification(self) -> str:
+        """"on", or "off: " and why (status, the read model)."""
+        return "on" if self._verify is not None else f"off: {self.off_why}"
+
     def read(self) -> HeaderCheck | None:
         """Read the loaded header now; None when verification is off."""
         if self._verify is None:

@@ -35,7 +35,7 @@ from typing import Callable, Union
 
 from kdumpd import security
 from kdumpd.arch import X86_KEXEC_LOAD_READS, Arch, facts
-from kdumpd.backends import BackendError
+from kdumpd.backends import BackendError, load_mode
 from kdumpd.backends.distro import CrashImage, DistroError
 from kdumpd.backends.kexec_syscalls import FileLoad
 from kdumpd.backends.runner import CheckedRunner
@@ -96,58 +96,18 @@ class KexecBackend:
 
     def choice(self, image: CrashImage | None = None) -> tuple[list[str], str]:
         """The load modes to try, in order, and why when the administrator's kexec
-        arguments asked for one ("" otherwise).
-
-        ``[reload] load`` set to a mode wins. With ``auto``, a mode the distribution's
-        kexec arguments ask for is followed: ``-s`` is file; ``-c`` is kexec_load, loaded
-        as ``-c --hotplug`` where the kernel can update it (crash_elfcorehdr_size) and as
-        ``-s`` only where kexec_load cannot work at all. A kernel without kexec_file_load
-        gets kexec_load whatever was asked: it is the only syscall there.
-        """
+        arguments asked for one ("" otherwise): ``[reload] load`` set to a mode wins;
+        ``auto`` is load_mode.choose over what this host allows."""
         if self.mode != "auto":
             return [self.mode], ""
         asked = image.kexec_args.mode if image is not None else ""
-        hotplug = self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK
-        if self._file_load.available is False:
-            userspace = ["hotplug", "plain"] if hotplug else ["plain"]
-            flag = "-c --hotplug" if hotplug else "-c"
-            note = (self._asked(image, f"-s (kexec_file_load), which this kernel lacks "
-                                f"({self._file_load.line()}): loading with {flag}")
-                    if asked == "file" else "")
-            return self._worked_first(userspace), note
-        blocker = userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads)
-        if asked == "file":
-            return ["file"], self._asked(image, "-s (kexec_file_load): loading with -s")
-        if asked in ("plain", "hotplug"):
-            if blocker is not None:
-                return ["file"], self._asked(
-                    image, f"-c (kexec_load), which cannot work here ({blocker}): loading "
-                    "with -s, which the kernel keeps current")
-            if hotplug:
-                return ["hotplug", "plain"], self._asked(
-                    image, "-c (kexec_load): loading with -c --hotplug, so the kernel keeps "
-                    "it current")
-            return ["plain"], self._asked(image, "-c (kexec_load): loading with -c")
-        if blocker is not None:
-            candidates = ["file"]  # kexec_load cannot work here (now)
-        elif hotplug:
-            candidates = ["hotplug", "file", "plain"]
-        else:
-            candidates = ["file", "plain"]
-        return self._worked_first(candidates), ""
-
-    def _worked_first(self, candidates: list[str]) -> list[str]:
-        """What worked last first, the others after it."""
-        if self._worked in candidates:
-            candidates.remove(self._worked)
-            candidates.insert(0, self._worked)
-        return candidates
-
-    @staticmethod
-    def _asked(image: CrashImage | None, what: str) -> str:
-        where = (image.kexec_args_from.text() if image is not None
-                 and image.kexec_args_from is not None else "the kexec arguments")
-        return f"{where} asks for {what}"
+        asked_from = (image.kexec_args_from.text() if image is not None
+                      and image.kexec_args_from is not None else "the kexec arguments")
+        host = load_mode.Host(
+            hotplug=self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK,
+            file_load=self._file_load.available, file_load_line=self._file_load.line(),
+            blocker=userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads))
+        return load_mode.choose(asked, host, asked_from, self._worked)
 
     @property
     def image(self) -> CrashImage:
