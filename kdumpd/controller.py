@@ -238,7 +238,7 @@ class Controller:
         if not decision.reload:
             if burst.events and kernel_keeps_current(snapshot, burst.subsystems):
                 self.owing.adopt(replace(self.state, exposure=self.state.exposure.avoided()))
-            self._skip(burst, fields, decision.reason, proven=proven)
+            self._skip(burst, fields, decision.reason, proven=proven, decided=True)
             return None
         if self.dry_run:
             log.info("%s: would reload: %s", what(burst), decision.reason,
@@ -251,9 +251,9 @@ class Controller:
         return burst
 
     def _skip(self, burst: Burst, fields: dict[str, Any], reason: str, *,
-              proven: bool = False) -> None:
+              proven: bool = False, decided: bool = False) -> None:
         """No reload for ``burst``; ``proven``: the header read back for this decision
-        was current."""
+        was current; ``decided``: this decision read crash_hotplug (remembered)."""
         self.stats.skipped += burst.events
         log.info("%s: no reload: %s", what(burst), reason,
                  extra={"MESSAGE_ID": journal_ids.SKIPPED, **fields})
@@ -261,7 +261,7 @@ class Controller:
             return
         # Proven current, or this image's crash_hotplug already read 1 for both
         # subsystems: nothing more to read (a crash_hotplug read takes the kexec lock).
-        snapshot = None if proven or self.reads.kernel_keeps_current() \
+        snapshot = None if proven or decided and self.reads.kernel_keeps_current() \
             else self.reads.read(SUBSYSTEMS)
         if snapshot is None or kernel_keeps_current(snapshot):
             # The image describes the hardware of now: read back, or kept by the kernel.

@@ -59,7 +59,7 @@ class Handover:
         again (the controller then stops reloading on events: never two reloaders)."""
         if self.held != handed_back:
             return
-        if handed_back:
+        if handed_back and not self._failed:  # said once, not on every turn a removal fails
             log.warning("handing reloads back to the distribution's udev rules "
                         "until kdumpd's backend works again")
         self.hold(not handed_back)

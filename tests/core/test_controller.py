@@ -1454,3 +1454,26 @@ def test_the_default_architecture_is_x86_64(root: Path, clock: MockTime) -> None
     controller.on_event(Event("memory", "remove", "/devices/system/memory/memory9"), clock())
     clock.advance(0.3)
     assert controller.poll(clock()) is not None
+
+
+def test_a_skip_while_handed_back_reads_what_the_distributions_rules_left(
+        root: Path, clock: MockTime) -> None:
+    # The shortcut past a second crash_hotplug read is the decision path's only: a skip
+    # while reloads are handed back reads again (the rules may have unloaded the image).
+    fakesysfs.build(root, crash_hotplug="1")
+    rig = Rig(root, clock)
+    backend = Refusing()
+    rig.controller.reconfigure(quiet_s=0.25, max_delay_s=3.0, snapshot=rig.sysfs.snapshot,
+                               hardware=lambda: read_hardware(root), backend=backend)
+    rig.reloader = Reloader(backend, rig.sysfs, retries=0)
+    rig.controller.start(clock())
+    rig.controller.request(clock(), ("cpu", "memory"), "kdumpd reload", due_now=True,
+                           missed=True)
+    rig.settle()  # the reload fails for good: handed back; 1 and 1 were read for the image
+    assert rig.controller.owing.handed_back and rig.controller.state.fingerprint
+    assert rig.controller.reads.kernel_keeps_current()
+    fakesysfs.build(root, crash_loaded="0", crash_hotplug="1")  # the rules unloaded it
+    rig.feed(memory_events(2))
+    rig.settle()
+    assert rig.controller.stats.skipped == 2
+    assert rig.controller.state.fingerprint == ""  # no image: nothing recorded for it

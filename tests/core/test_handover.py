@@ -61,6 +61,26 @@ def test_handing_back_removes_the_file_and_says_so_once(
     assert path.exists()
 
 
+def test_a_hand_back_whose_removal_fails_is_said_once_and_tried_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "handles-reload"
+    handover = Handover(path)
+    handover.hold(True)
+    path.unlink()
+    path.mkdir()  # the removal now fails (a directory where the file was)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        for _ in range(3):  # the loop's turns
+            handover.follow(handed_back=True)
+    assert handover.held  # the rules still see it: tried again on the next turn
+    said = messages(caplog)
+    assert said[0] == HANDING_BACK and len(said) == 2  # the warning and one error
+    assert said[1].startswith(f"cannot remove hand-over file {path}: ")
+    path.rmdir()
+    handover.follow(handed_back=True)
+    assert not handover.held
+
+
 def test_without_a_path_holding_works_and_is_remembered() -> None:
     handover = Handover(None)
     assert handover.hold(True) is True and handover.held
