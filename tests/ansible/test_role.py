@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from kdumpd import config as kdumpd_config
+from kdumpd.fakes import fakesysfs
 from tests.ansible.conftest import Ansible
 from tests.ansible.test_module import BEGIN, DEBIAN, DEBIAN_ADMIN
 
@@ -134,7 +135,14 @@ def test_role_installs_the_drop_in_the_backend_needs_and_removes_the_one_it_no_l
 ) -> None:
     dropins = target / DROPINS
     tools = {"reload": {"backend": "kdump-config"}}
-    hotplug = {"reload": {"backend": "kexec", "load": "hotplug"}}
+    # `config check` (the role's validate) refuses a load mode this host cannot run: the
+    # kexec_load that "hotplug" needs reads /proc/kcore, iomem and kallsyms, which a test
+    # host may lack (a VM kernel without /proc/kcore). A tree that has them stands in.
+    machine = fakesysfs.build(target / "machine")
+    (machine / "proc/kcore").write_bytes(b"")
+    (machine / "proc/kallsyms").write_text("ffffffff81000000 T _stext\n")
+    hotplug = {"reload": {"backend": "kexec", "load": "hotplug"},
+               "sysfs": {"root": str(machine)}}
 
     def installed() -> list[str]:
         return sorted(p.name for p in dropins.iterdir())

@@ -118,6 +118,7 @@ TEST_NEEDS = {
     'shutil.which("gawk")': "gawk <!nocheck>",
     'importorskip("prometheus_client.parser")': "python3-prometheus-client <!nocheck>",
     'importorskip("prometheus_client")': "python3-prometheus-client <!nocheck>",
+    'importorskip("systemd.journal")': "python3-systemd <!nocheck>",
     # Essential in Debian: always there.
     'shutil.which("bash")': None,
     # The unit's exposure score needs systemd-analyze >= 250; buildds run no systemd.
