@@ -173,3 +173,60 @@ def test_an_exit_for_good_releases_the_file(tmp_path: Path) -> None:
     handover.hold(True)
     handover.exit(restarting=False)
     assert not path.exists() and handover.held is False
+
+
+def test_a_restart_outside_the_runtime_directory_removes_the_file_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)  # not started by systemd
+    path = tmp_path / "handles-reload"
+    for runtime, shown in ((None, "unset"), ("/run/elsewhere", "/run/elsewhere")):
+        caplog.clear()
+        handover = Handover(path, runtime_dirs=runtime)
+        handover.hold(True)
+        with caplog.at_level(logging.INFO, logger="kdumpd"):
+            handover.exit(restarting=True)
+        assert not path.exists() and not handover.held
+        assert messages(caplog) == [
+            f"systemd starts kdumpd again, but the hand-over file {path} is not under the "
+            f"unit's $RUNTIME_DIRECTORY ({shown}), which systemd keeps for it: removed"]
+
+
+@pytest.mark.parametrize("runtime", ["relative/dir:{tmp}", "{tmp}/", "/"])
+def test_the_runtime_directory_is_any_absolute_entry_of_the_list(
+    tmp_path: Path, runtime: str
+) -> None:
+    path = tmp_path / "sub" / "handles-reload"
+    handover = Handover(path, runtime_dirs=runtime.format(tmp=tmp_path))
+    handover.hold(True)
+    handover.exit(restarting=True)
+    assert path.exists() and handover.held
+
+
+def test_without_a_path_a_restart_keeps_nothing() -> None:
+    handover = Handover(None, runtime_dirs="/")
+    handover.hold(True)
+    handover.exit(restarting=True)
+    assert not handover.held
+
+
+def test_after_a_failure_is_over_the_next_hand_back_is_said_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "handles-reload"
+    path.mkdir()  # the create fails
+    handover = Handover(path)
+    assert not handover.hold(True)
+    path.rmdir()
+    assert handover.hold(True)  # works now: the failure is over
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        handover.follow(handed_back=True)
+    assert messages(caplog) == [HANDING_BACK]
+    assert Handover(tmp_path / "other").hold(True)
+    fresh = Handover(tmp_path / "other")
+    fresh.held = True
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        caplog.clear()
+        fresh.follow(handed_back=True)
+    assert messages(caplog) == [HANDING_BACK]  # a new hand-over has no failure to hide it
