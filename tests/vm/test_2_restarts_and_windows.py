@@ -144,7 +144,9 @@ def test_8_window_without_a_crash_kernel_per_load_mode(
     for _ in range(3):
         for mode in ("file", "hotplug"):
             measured = dataclasses.replace(trixie.config(load=mode), verify_header=False)
-            config = measured.toml() + "[state]\ndir = \"/tmp/kdumpd-cli\"\n"
+            # Its own state directory, root's (one under the world-writable /tmp is refused:
+            # anyone could have made it first).
+            config = measured.toml() + "[state]\ndir = \"/run/kdumpd-cli\"\n"
             vm.sh.write_file(f"/tmp/kdumpd-{mode}.toml", config)
             d.kexec_load(vm, trixie.release, ["-c"])
             runs.setdefault(f"kdumpd, load {mode}", []).append(
