@@ -215,12 +215,20 @@ def test_16_the_ansible_role_converges_on_a_real_host(kdump_tools_trixie: Guest,
                        "ansible-playbook -i localhost, -c local -e ansible_become=false "
                        "-e ansible_python_interpreter=/usr/bin/python3 "
                        "kdumpd.kdumpd.fleet_report", timeout=600, check=False)
-    # The row is a JSON string in ansible's output: keeps_current's quotes come escaped.
-    found = re.search(r"localhost\s+loaded=.*capacity=[^\"\n]*", report.output)
-    row = " ".join(found.group(0).replace('\\"', '"').split()) if found else ""
-    result.notes.append(f"fleet report (kdumpd.kdumpd.fleet_report): {row or '(no row)'}")
+    # One aligned row per host under a header line (the fleet_report filter plugin),
+    # each a JSON string in ansible's debug output.
+    header = re.search(r'"(HOST\s+STATE\s+LOADED\s.*?)",?\n', report.output)
+    found = re.search(r'"(localhost\s+\S.*?)",?\n', report.output)
+    row = found.group(1).replace('\\"', '"') if found else ""
+    result.notes.append(f"fleet report (kdumpd.kdumpd.fleet_report): {' '.join(row.split())}"
+                        if row else "fleet report: (no row)")
     assert report.ok, report.output[-3000:]
-    assert "loaded=True" in row and "owed=False" in row, report.output[-3000:]
+    assert header is not None and row, report.output[-3000:]
+
+    def cell(name: str) -> str:  # the table is aligned: a value starts under its heading
+        return row[header.group(1).index(name):].split()[0]
+
+    assert (cell("STATE"), cell("LOADED"), cell("OWED")) == ("ok", "yes", "no"), row
 
 
 def test_15_after_a_reboot_kdumpd_starts_once_kdump_tools_has_loaded(
