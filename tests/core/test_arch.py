@@ -281,3 +281,29 @@ def test_memory_online_counts_in_the_kernels_page_size(ppc: Path) -> None:
     assert read_hardware(ppc, page_bytes=65536).summary().endswith("2048 MiB online")
     assert read_hardware(ppc, page_bytes=4096).summary().endswith("128 MiB online")
     assert read_hardware(ppc, 65536).fingerprint == read_hardware(ppc, 4096).fingerprint
+
+
+def test_each_architecture_is_named_and_says_exactly_what_differs() -> None:
+    # `kdumpd status` prints these lines as they are: the whole text is the interface.
+    assert [(a.machine, a.family) for a in map(arch.facts, (
+        "x86_64", "i686", "ppc64le", "s390x", "aarch64"))] == [
+        ("x86_64", "x86"), ("i686", "x86"), ("ppc64le", "powerpc"), ("s390x", "s390"),
+        ("aarch64", "aarch64")]
+    assert arch.facts("ppc64le").lines() == (
+        "the crash reservation is read from the device tree "
+        "(/proc/device-tree/chosen/linux,crashkernel-base and -size)",
+        "kexec_load needs no /proc/kcore, /proc/kallsyms or /proc/iomem "
+        "(kexec-tools reads the device tree)",
+        "CPU hotplug sends only online/offline uevents (every possible CPU is in sysfs "
+        "from boot)",
+        "a panic on a CPU a plain -c image does not know loses the whole dump: such an "
+        "image is replaced after any CPU hotplug",
+        "fadump (firmware-assisted dump) is left to the distribution's kdump and rules",
+        "the loaded header is not read back on ppc64le (kdumpd verify: x86_64 only)",
+    )
+    assert arch.facts("s390x").lines() == (
+        "the dump kernel builds its ELF core header itself: no reload is ever needed",
+        "the loaded header is not read back on s390x (kdumpd verify: x86_64 only)",
+    )
+    assert arch.facts("i686").lines() == (
+        "the loaded header is not read back on i686 (kdumpd verify: x86_64 only)",)
