@@ -158,3 +158,109 @@ def test_an_unwritable_state_is_said_once_per_reason_counted_and_retried(
     store.retry()  # nothing owed to the disk: nothing written
     assert store.write_failures == 3
 
+
+
+# -- what the journal is told, and the edges of what is accepted (state mutation survivors)
+
+def said(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "kdumpd"]
+
+
+def test_an_unreadable_or_unusable_state_file_is_named_with_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = FileStore(tmp_path, "boot-1")
+    store.path.mkdir()  # a directory where the file should be
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        assert store.load() is None
+    assert said(caplog) == [f"cannot read state file {store.path}: not a regular file; "
+                            "starting without it"]
+    store.path.rmdir()
+    store.path.write_text('{"version": 1, "boot_id": "boot-1", "exposure": NaN}')
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        assert store.load() is None
+    assert said(caplog) == [f"state file {store.path} is unusable (NaN is not JSON); "
+                            "starting without it"]
+    store.path.write_text('{"version": 2}')
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        assert store.load() is None
+    assert said(caplog) == [f"state file {store.path} is unusable (not a kdumpd state file "
+                            "of version 1); starting without it"]
+
+
+def test_a_state_file_just_under_the_size_limit_is_read(tmp_path: Path) -> None:
+    store = FileStore(tmp_path, "boot-1")
+    store.save(State("boot-1", fingerprint="f"))
+    text = store.path.read_text()
+    store.path.write_text(text.rstrip() + " " * (MAX_BYTES - len(text) + 1) + "\n")
+    assert len(store.path.read_bytes()) == MAX_BYTES + 1
+    assert store.load() is None  # one byte over
+    store.path.write_text(text.rstrip() + " " * (MAX_BYTES - len(text)) + "\n")
+    assert len(store.path.read_bytes()) == MAX_BYTES
+    assert store.load() == State("boot-1", fingerprint="f")
+
+
+def test_times_from_0_to_the_limit_are_accepted_and_a_failed_load_is_kept(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = FileStore(tmp_path, "boot-1")
+    for at in (0, 1e11):
+        store.save(State("boot-1", last_load=LastLoad(at=at, how="kexec -s -p", ok=False,
+                                                      duration_s=0.0)))
+        loaded = store.load()
+        assert loaded is not None and loaded.last_load is not None
+        assert (loaded.last_load.at, loaded.last_load.ok) == (at, False)
+    document = json.loads(store.path.read_text())
+    document["last_load"]["at"] = 1e11 + 1
+    store.path.write_text(json.dumps(document))
+    with caplog.at_level(logging.WARNING, logger="kdumpd"):
+        assert store.load() is None
+    assert "last_load.at is not a number kdumpd writes" in said(caplog)[0]
+
+
+def test_a_state_directory_is_created_with_its_parents_0755(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        store = FileStore(tmp_path / "a" / "b", "boot-1")
+        store.save(State("boot-1"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a" / "b").stat().st_mode) == 0o755
+    assert store.load() == State("boot-1")
+
+
+def test_a_failed_write_and_its_recovery_are_said_once_each(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = FileStore(tmp_path, "boot-1")
+    store.path.mkdir()  # the rename onto it fails
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        store.save(State("boot-1", owed=True))
+        store.save(State("boot-1", owed=True, fingerprint="x"))
+    (error,) = said(caplog)
+    assert error.startswith(f"cannot save state to {store.path}: ")
+    assert error.endswith("; kdumpd keeps it in memory (a crash kernel it owes is still "
+                          "restored) and tries again every 30 s, but a restart would not "
+                          "know it")
+    assert store.write_failures == 2 and store.problem is not None
+    store.path.rmdir()
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        store.retry()
+    assert said(caplog) == [f"state saved to {store.path} again (after 2 failed write(s))"]
+    assert store.load() == State("boot-1", owed=True, fingerprint="x")  # the latest
+    assert store.problem is None and MemoryStore().write_failures == 0
+
+
+def test_a_non_finite_number_is_a_failed_write_not_a_file_that_is_not_json(
+        tmp_path: Path) -> None:
+    store = FileStore(tmp_path, "boot-1")
+    store.save(State("boot-1", exposure=Exposure(stale_s=float("nan"))))
+    assert not store.path.exists() and store.problem is not None
+    assert "not JSON compliant" in store.problem
+
+
+def test_the_boot_id_is_read_whole_and_stripped(tmp_path: Path) -> None:
+    boot_id = tmp_path / "proc/sys/kernel/random/boot_id"
+    boot_id.parent.mkdir(parents=True)
+    boot_id.write_text("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\n")
+    assert read_boot_id(tmp_path) == "0123456789abcdef" * 3 + "0123456789abcd"
