@@ -189,3 +189,37 @@ def test_a_config_error_names_the_file_when_there_is_one(tmp_path: Path) -> None
     assert str(ConfigError("", "bad")) == "bad"
     assert (error.key, error.problem, error.path) == ("events.quiet_ms", "bad",
                                                       tmp_path / "k.toml")
+
+
+def test_every_problem_of_a_file_is_kept_and_each_names_its_key_and_file() -> None:
+    path = Path("/etc/kdumpd/kdumpd.toml")
+    with pytest.raises(ConfigError) as raised:
+        config.parse('[events]\nsource = "netlink"\nquiet_ms = -1\n'
+                     '[reload]\nappend = "a\\u0000b"\n', path)
+    error = raised.value
+    assert str(error).startswith(f"{path}: events.") and str(error).endswith(
+        " (and 2 more problem(s): `kdumpd config check` lists them)")
+    each = error.each()
+    assert [e.path for e in each] == [path, path, path]
+    assert sorted(e.key for e in each) == ["events.quiet_ms", "events.source",
+                                           "reload.append"]
+    problems = {e.key: e.problem for e in each}
+    assert problems["events.source"].startswith('expected one of "auto", ')
+    assert problems["reload.append"] == "must not contain NUL characters"
+    assert all(not e.more and "more problem" not in str(e) for e in each)
+    single = ConfigError("a.b", "wrong")
+    assert str(single) == "a.b: wrong" and single.each()[0].key == "a.b"
+
+
+def test_a_quiet_time_equal_to_the_longest_delay_is_accepted() -> None:
+    cfg = config.parse("[events]\nquiet_ms = 3000\nmax_delay_ms = 3000\n")
+    assert cfg.events.quiet_ms == cfg.events.max_delay_ms == 3000
+    with pytest.raises(ConfigError) as raised:
+        config.parse("[events]\nquiet_ms = 3001\nmax_delay_ms = 3000\n")
+    assert "quiet_ms" in str(raised.value)
+
+
+def test_not_toml_is_one_line_without_a_key() -> None:
+    with pytest.raises(ConfigError) as raised:
+        config.parse("[events\n")
+    assert raised.value.key == "" and str(raised.value).startswith("not valid TOML: ")
