@@ -22,6 +22,11 @@ Debian's ppc64el 6.12.107, docs/ppc64le.md).
   (``offline`` on removal). A panic on a CPU that a kexec_load image without
   ``--hotplug`` does not know never reaches the crash kernel (the console stops at "I'm
   in purgatory"): the whole dump is lost, not a part of it.
+  kexec-tools (crashdump-ppc64.c, exclude_crash_region()) leaves all memory at or above
+  ``/chosen/linux,memory-limit`` out of a kexec_load header, and the kernel exported it
+  at boot as the boot RAM's end (0x80000000 in the 2 GiB guest, no ``mem=``): a DIMM
+  hot-added before a load is missing from that load's header until the kernel's own
+  update rebuilds it at the next memory event (seen: a dump without the DIMM).
 - s390: the dump kernel builds the ELF core header itself (elfcorehdr_alloc()); no
   event ever needs a reload.
 """
@@ -52,7 +57,7 @@ class Arch:
     # A panic on a CPU that a kexec_load image without --hotplug does not know loses the
     # whole dump (powerpc), not only that CPU's registers.
     unknown_cpu_loses_dump: bool = False
-    # `kdumpd verify` can read the loaded header back (loaded_header.py: x86_64 only).
+    # `kdumpd verify` can read the loaded header back (loaded_header.py: x86_64, ppc64le).
     header_readback: bool = False
 
     def lines(self) -> tuple[str, ...]:
@@ -74,11 +79,15 @@ class Arch:
             said.append("the dump kernel builds its ELF core header itself: no reload is "
                         "ever needed")
         if self.family == "powerpc":
+            said.append("kexec-tools leaves RAM above the device tree's linux,memory-limit "
+                        "(the boot RAM's end) out of a kexec_load header: memory hot-added "
+                        "since boot is in the header only once the kernel has updated it "
+                        "(crash_hotplug=1) at a memory event after the load")
             said.append("fadump (firmware-assisted dump) is left to the distribution's "
                         "kdump and rules")
         if not self.header_readback:
             said.append(f"the loaded header is not read back on {self.machine} (kdumpd "
-                        "verify: x86_64 only)")
+                        "verify: x86_64 and ppc64le only)")
         return tuple(said)
 
 
@@ -96,7 +105,8 @@ def facts(machine: str) -> Arch:
                     header_readback=machine == "x86_64")
     if machine in POWERPC:
         return Arch(machine, "powerpc", kexec_load_reads=(), reservation_in=DEVICE_TREE,
-                    cpu_actions=("online", "offline"), unknown_cpu_loses_dump=True)
+                    cpu_actions=("online", "offline"), unknown_cpu_loses_dump=True,
+                    header_readback=machine == "ppc64le")
     if machine in S390:
         return Arch(machine, "s390", header_built_by_dump_kernel=True)
     return Arch(machine, machine)

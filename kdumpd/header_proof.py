@@ -8,7 +8,11 @@ reload whatever the proxies say, a **stale** one a reload whatever crash_hotplug
 said loaded (a load ran in between: the next decision sees it).
 
 After every load of kdumpd's the header is read once more: a load that leaves a stale
-header is a failed load. Should that happen :data:`DISAGREEMENTS` times in a row, the
+header is a failed load, unless no load could mend it (``HeaderCheck.unfixable``: on
+powerpc kexec-tools leaves RAM above the device tree's linux,memory-limit out): that is
+said as an error and neither retried nor forced at the next decision, where a reload would
+only open a window; the kernel's own update mends it at the next memory event.
+Should a mendable one happen :data:`DISAGREEMENTS` times in a row, the
 reader and the kernel disagree about what a dump needs (a kernel whose header this
 module does not understand): verification is turned off until the next start, loudly,
 and the inference decides, so a misreading can never cause a reload loop.
@@ -26,6 +30,7 @@ import logging
 from dataclasses import replace
 from typing import Callable
 
+from kdumpd import journal_ids
 from kdumpd.decision_log import REASON_UNPROTECTED
 from kdumpd.loaded_header import CURRENT, STALE, UNKNOWN, HeaderCheck, without_elfcorehdr
 from kdumpd.policy import Decision
@@ -96,6 +101,10 @@ class HeaderProof:
             return replace(decision, reload=False, reason=(
                 f"the loaded header, read back, is current: {check.why} (without it: "
                 f"{decision.reason})"))
+        if check.verdict == STALE and check.unfixable:
+            return replace(decision, reason=f"{decision.reason}; read back, the loaded "
+                           f"header is STALE: {check.why}, which no load can mend: "
+                           f"{check.unfixable}")
         if check.verdict == STALE and not decision.reload:
             return replace(decision, reload=True, reason=(
                 f"the loaded header, read back, is STALE: {check.why} (without it: "
@@ -131,6 +140,12 @@ class HeaderProof:
         """The post-condition of a load of ours: the stale verdict when it failed, else
         None. Turns verification off after :data:`DISAGREEMENTS` failures in a row."""
         check = self.read()
+        if check is not None and check.verdict == STALE and check.unfixable:
+            # The load did what a load can: loading again would only open a window.
+            log.error("the crash kernel loaded now lacks %s: a dump would miss it; %s",
+                      check.why, check.unfixable,
+                      extra={"MESSAGE_ID": journal_ids.HEADER_UNFIXABLE})
+            return None
         if check is None or check.verdict != STALE:
             if check is not None and check.verdict == CURRENT:
                 self._stale_after_load = 0

@@ -1,6 +1,7 @@
 """What the loaded crash image really holds, read back and compared with the host now.
 
-The image lies in the crash reservation (/proc/iomem's ``Crash kernel`` ranges), which
+The image lies in the crash reservation (/proc/iomem's ``Crash kernel`` ranges; on
+powerpc the device tree's ``/chosen/linux,crashkernel-base`` and ``-size``), which
 /proc/kcore maps (its PT_LOADs carry ``p_paddr``: the direct map). In the reservation is
 the command line the dump kernel will boot with; it says where the ELF core header is:
 ``elfcorehdr=0x6f000000`` (kexec_file_load, ``-s``: the kernel puts it first) or
@@ -19,7 +20,16 @@ all give the same verdict, the answer is "unknown", never a guess. Reads are bou
 chunk at a time, a header of at most :data:`MAX_PHNUM` entries); nothing is held beyond a
 chunk, and no content raises past :func:`verify`. No kexec lock is taken: neither
 ``kexec_crash_loaded`` nor /proc/kcore takes it (``kexec_crash_size`` and ``crash_hotplug``
-do, so neither is read here). x86_64 only: elsewhere the verdict is "unknown" and says why.
+do, so neither is read here). x86_64 and ppc64le (little-endian headers); elsewhere the
+verdict is "unknown" and says why.
+
+On powerpc kexec-tools builds a kexec_load header from the device tree and leaves out all
+memory at or above ``/chosen/linux,memory-limit`` (crashdump-ppc64.c,
+exclude_crash_region()), which the kernel exports once at boot: in the pseries guest (6.12,
+no ``mem=``) it read 0x80000000, the boot RAM's end, so RAM hot-added later is missing
+from every header kexec-tools builds (plain ``-c`` or ``--hotplug``), while the kernel's
+own update at a memory event rebuilds the header with it. A stale verdict whose missing RAM
+all lies above that limit says so in ``unfixable``: loading again cannot mend it.
 """
 
 from __future__ import annotations
@@ -33,10 +43,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from kdumpd.hardware import iomem_resources, is_ram, read_text
+from kdumpd import arch as archmod
+from kdumpd.hardware import DT_CRASHKERNEL, iomem_resources, is_ram, read_text
+from kdumpd.smallfile import read_regular
 
 CURRENT, STALE, UNLOADED, UNKNOWN = "current", "stale", "unloaded", "unknown"
-VERIFIED_ARCHES = ("x86_64",)
+VERIFIED_ARCHES = ("x86_64", "ppc64le")
+DT_MEMORY_LIMIT = "proc/device-tree/chosen/linux,memory-limit"
 LOW_MEMORY = 1 << 20  # below 1 MiB loaders differ and hotplug moves nothing
 CHUNK = 1 << 20  # the scan reads the reservation this much at a time
 MAX_CMDLINE = 4096  # x86's COMMAND_LINE_SIZE is 2048; a bound on what is read around a match
@@ -64,6 +77,7 @@ class HeaderCheck:
     read_s: float = 0.0
     candidates: int = field(default=0, compare=False)  # command lines found in the scan
     header_loads: tuple[Span, ...] = ()  # the header's PT_LOADs, as a dump will have them
+    unfixable: str = ""  # why loading again cannot make a stale header current ("": it can)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +90,7 @@ class HeaderCheck:
             "loaded_cmdline": self.loaded_cmdline,
             "read_s": round(self.read_s, 3),
             "header_loads": [[a, b - 1] for a, b in self.header_loads],
+            "unfixable": self.unfixable or None,
         }
 
     def line(self) -> str:
@@ -99,6 +114,7 @@ class Host:
     ram: tuple[Span, ...]  # every System RAM range, any depth
     reserved: tuple[Span, ...]  # the Crash kernel ranges
     cpu_notes: dict[int, int]  # present CPU -> physical address of its crash_notes
+    memory_limit: int | None = None  # powerpc: kexec-tools' linux,memory-limit (0: none)
 
 
 def parse_iomem(text: str) -> tuple[tuple[Span, ...], tuple[Span, ...]]:
@@ -131,9 +147,34 @@ def parse_cpu_list(text: str) -> list[int]:
     return cpus
 
 
-def read_host(root: Path) -> Host:
-    """Read the host's RAM, reservation and CPUs' notes; raises :class:`Unreadable`."""
+def device_tree_span(base: bytes | None, size: bytes | None) -> tuple[Span, ...]:
+    """The reservation from the device tree's big-endian base and size (8 bytes each)."""
+    if base is None or size is None or len(base) != 8 or len(size) != 8:
+        return ()
+    start, length = int.from_bytes(base, "big"), int.from_bytes(size, "big")
+    return ((start, start + length),) if length else ()
+
+
+def _dt_bytes(path: Path) -> bytes | None:
+    try:
+        return read_regular(path, 64)
+    except OSError:
+        return None
+
+
+def read_host(root: Path, reservation_in: str = archmod.IOMEM) -> Host:
+    """Read the host's RAM, reservation (from where the architecture publishes it) and
+    CPUs' notes; raises :class:`Unreadable`."""
     ram, reserved = parse_iomem(read_text(root / "proc/iomem"))
+    limit = None
+    if reservation_in == archmod.DEVICE_TREE:
+        reserved = device_tree_span(_dt_bytes(root / (DT_CRASHKERNEL + "base")),
+                                    _dt_bytes(root / (DT_CRASHKERNEL + "size")))
+        raw = _dt_bytes(root / DT_MEMORY_LIMIT)
+        limit = int.from_bytes(raw, "big") if raw is not None and len(raw) == 8 else None
+        if not reserved:
+            raise Unreadable("no crash kernel reservation in the device tree (/chosen/"
+                             "linux,crashkernel-base and -size; boot with crashkernel=)")
     if not reserved:
         raise Unreadable("no crash kernel reservation in /proc/iomem (boot with crashkernel=)")
     if not ram or all(a == 0 for a, _ in (*ram, *reserved)):
@@ -150,7 +191,7 @@ def read_host(root: Path) -> Host:
             notes[cpu] = int(read_text(path).strip(), 16)
         except ValueError:
             raise Unreadable(f"{path}: not an address") from None
-    return Host(ram, reserved, notes)
+    return Host(ram, reserved, notes, limit)
 
 
 # -- /proc/kcore ---------------------------------------------------------------------------
@@ -304,9 +345,9 @@ def verify(root: Path, *, arch: str | None = None,
         return HeaderCheck(UNKNOWN, "kexec_crash_loaded cannot be read")
     if machine not in VERIFIED_ARCHES:
         return HeaderCheck(UNKNOWN, f"reading the loaded header back is implemented for "
-                           f"x86_64 only, not {machine}")
+                           f"x86_64 and ppc64le only, not {machine}")
     try:
-        check = _judge(root)
+        check = _judge(root, archmod.facts(machine).reservation_in)
     except Unreadable as error:
         check = HeaderCheck(UNKNOWN, str(error))
     except OSError as error:
@@ -316,8 +357,8 @@ def verify(root: Path, *, arch: str | None = None,
     return _with_time(check, clock() - started)
 
 
-def _judge(root: Path) -> HeaderCheck:
-    host = read_host(root)
+def _judge(root: Path, reservation_in: str = archmod.IOMEM) -> HeaderCheck:
+    host = read_host(root, reservation_in)
     fd = os.open(root / "proc/kcore", os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -329,7 +370,7 @@ def _judge(root: Path) -> HeaderCheck:
         checks = [_check_one(kcore, host, line) for line in lines]
     finally:
         os.close(fd)
-    if read_host(root) != host:  # a hotplug while the header was read: judged nothing
+    if read_host(root, reservation_in) != host:  # a hotplug while it was read: judged nothing
         raise Unreadable("the hardware changed while the header was read")
     # A command line whose elfcorehdr= points into the reservation may be the live one:
     # if its header cannot be read, no other one may decide for it.
@@ -393,7 +434,19 @@ def _check_one(kcore: Kcore, host: Host, cmdline: str) -> HeaderCheck:
     if cpus:
         parts.append(f"CPUs without a note {','.join(map(str, cpus))}")
     return HeaderCheck(STALE, "; ".join(parts), address, missing, extra, cpus, cmdline,
-                       header_loads=loads)
+                       header_loads=loads, unfixable=_unfixable(host, missing, extra, cpus))
+
+
+def _unfixable(host: Host, missing: tuple[Span, ...], extra: tuple[Span, ...],
+               cpus: tuple[int, ...]) -> str:
+    """Why no load can mend these differences, or "": only RAM is missing, and all of it
+    lies at or above the device tree's linux,memory-limit, which kexec-tools obeys."""
+    limit = host.memory_limit
+    if not limit or not missing or extra or cpus or any(a < limit for a, _ in missing):
+        return ""
+    return (f"kexec-tools leaves all RAM at or above the device tree's linux,memory-limit "
+            f"({limit:#x}, set at boot) out of a kexec_load header; the kernel's own update "
+            f"puts it back at the next memory hotplug event")
 
 
 def _with_time(check: HeaderCheck, seconds: float) -> HeaderCheck:

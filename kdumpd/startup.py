@@ -47,7 +47,11 @@ def take_up(now: float, saved: State | None, hardware: Hardware, *, owing: Owing
     kdumpd). An owed crash kernel is restored; a fingerprint that differs from the
     hardware now asks for a decision over both subsystems.
     """
-    if check is not None and check.verdict == STALE:
+    if check is not None and check.verdict == STALE and check.unfixable:
+        log.error("the loaded crash kernel lacks %s: a dump would miss it; %s",
+                  check.why, check.unfixable,
+                  extra={"MESSAGE_ID": journal_ids.HEADER_UNFIXABLE})
+    elif check is not None and check.verdict == STALE:
         log.warning("%s: %s", REASON_HEADER_STALE, check.why)
         request(now, SUBSYSTEMS, REASON_HEADER_STALE, missed=True)
     elif saved is None and kernel_skips:

@@ -366,3 +366,63 @@ def test_an_unprotected_command_line_is_judged_without_its_elfcorehdr_and_once(
     assert proof.unprotected() == "lacks acpi_no_memhotplug" and seen[-1] == "ro quiet"
     proof.read()  # the same command line, loaded again by a -c load: once is enough
     assert proof.unprotected() is None
+
+
+UNFIXABLE = ("kexec-tools leaves all RAM at or above the device tree's linux,memory-limit "
+             "(0x80000000, set at boot) out of a kexec_load header")
+
+
+def test_a_stale_header_no_load_can_mend_is_said_once_per_load_not_retried_nor_counted(
+    root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """powerpc after a DIMM: kexec-tools' header lacks the RAM above linux,memory-limit;
+    loading again cannot add it, so the load is not failed, retried or held against the
+    reader, and the next decision is not turned into a reload."""
+    rig = Proven(root, clock)
+    verdicts = iter([CURRENT, STALE, STALE, STALE, STALE])
+
+    def limited() -> HeaderCheck:
+        verdict = next(verdicts)
+        rig.reads.append(verdict)
+        if verdict == CURRENT:
+            return HeaderCheck(CURRENT, "ok")
+        return HeaderCheck(STALE, "RAM missing 0x80000000-0x9fffffff", unfixable=UNFIXABLE)
+
+    rig.controller.header = HeaderProof(limited, clock)
+    rig.controller.start(clock())
+    rig.controller.request(clock(), ["memory"], "kdumpd reload", due_now=True)
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.settle()
+    # At start, the decision, the post-condition: one load, not failed, no retry.
+    assert rig.loads() == 1 and rig.controller.stats.failed == 0
+    assert rig.reads == [CURRENT, STALE, STALE]
+    assert rig.controller.header.enabled and rig.controller.deadline() is None
+    said = [r for r in caplog.records if getattr(r, "MESSAGE_ID", "") ==
+            "b7c2e49a1f0d4e6c9a35d8f1e2c7b604"]
+    assert [r.levelno for r in said] == [logging.ERROR]
+    assert said[0].getMessage() == ("the crash kernel loaded now lacks RAM missing "
+                                    "0x80000000-0x9fffffff: a dump would miss it; "
+                                    + UNFIXABLE)
+    # The next burst is decided by the inference (this plain image: crash_hotplug=0),
+    # told what the header read back says; its load is not failed either.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        rig.hotplug("cpu", "cpu1", "offline", "online")
+        rig.settle()
+    assert rig.loads() == 2 and rig.controller.stats.failed == 0
+    assert rig.reads == [CURRENT, STALE, STALE, STALE, STALE]
+    assert any(m.endswith("which no load can mend: " + UNFIXABLE) for m in caplog.messages), \
+        caplog.messages
+    assert rig.controller.header.enabled and rig.controller.deadline() is None
+
+
+@pytest.mark.parametrize("reload", [True, False])
+def test_judge_keeps_the_inference_for_a_stale_header_no_load_can_mend(
+    clock: MockTime, reload: bool
+) -> None:
+    proof = HeaderProof(lambda: HeaderCheck(STALE, "RAM missing x", unfixable="why not"),
+                        clock)
+    judged = proof.judge(Decision(reload, "inferred"))
+    assert judged.reload is reload
+    assert judged.reason == ("inferred; read back, the loaded header is STALE: RAM missing "
+                             "x, which no load can mend: why not")

@@ -74,6 +74,7 @@ def test_the_header_read_back_is_answered_with_when_it_was_read() -> None:
         "verdict": CURRENT, "why": "the header matches", "header_address": 0x1000,
         "ranges_missing": [], "ranges_extra": [], "cpus_missing": [3],
         "loaded_cmdline": None, "read_s": 0.25, "header_loads": [], "read_at": 42.0,
+        "unfixable": None,
     }
 
 

@@ -160,8 +160,92 @@ def test_what_cannot_be_read_is_unknown_with_the_reason(root: Path, setup: objec
 def test_other_architectures_say_they_are_not_verified(root: Path) -> None:
     tree(root, ram=BASE_RAM)
     load(root, "file", BASE_RAM, fresh=True)
+    check = verify(root, arch="s390x")
+    assert check.verdict == UNKNOWN
+    assert "x86_64 and ppc64le only, not s390x" in check.why
+
+
+def pseries(root: Path, ram: list[tuple[int, int]], *, limit: int | None = 0x80000000
+            ) -> Path:
+    """A pseries host as the guest showed it: one System RAM line per range, no "Crash
+    kernel" line in /proc/iomem, the reservation and linux,memory-limit in the device tree."""
+    fakesysfs.build(root, crash_hotplug="1")
+    (root / "proc/iomem").write_text("".join(f"{a:08x}-{b - 1:08x} : System RAM\n"
+                                             for a, b in ram))
+    (root / "sys/devices/system/cpu/present").write_text("0-1\n")
+    fakekcore.write_cpu_notes(root, range(2))
+    chosen = root / "proc/device-tree/chosen"
+    chosen.mkdir(parents=True)
+    (chosen / "linux,crashkernel-base").write_bytes(RESERVED[0].to_bytes(8, "big"))
+    (chosen / "linux,crashkernel-size").write_bytes(
+        (RESERVED[1] - RESERVED[0]).to_bytes(8, "big"))
+    if limit is not None:
+        (chosen / "linux,memory-limit").write_bytes(limit.to_bytes(8, "big"))
+    return root
+
+
+PSERIES_RAM = [(0, 0x80000000)]
+PSERIES_DIMM = [(0x80000000, 0x90000000), (0x90000000, 0xA0000000)]
+
+
+def pseries_header(ram: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [span for a, b in ram for span in ((max(a, 1 << 20), min(b, RESERVED[0])),
+                                              (max(a, RESERVED[1]), b)) if span[1] > span[0]]
+
+
+def test_ppc64le_reads_the_reservation_from_the_device_tree_and_a_full_header_is_current(
+    root: Path,
+) -> None:
+    pseries(root, PSERIES_RAM + PSERIES_DIMM)
+    fakekcore.load_image(root, RESERVED, "plain", CMDLINE,
+                         ram=pseries_header(PSERIES_RAM + PSERIES_DIMM), cpus=range(2))
     check = verify(root, arch="ppc64le")
-    assert check.verdict == UNKNOWN and "x86_64 only, not ppc64le" in check.why
+    assert check.verdict == CURRENT, check.why
+    assert check.unfixable == ""
+
+
+def test_ppc64le_ram_above_the_memory_limit_missing_is_stale_and_no_load_can_mend_it(
+    root: Path,
+) -> None:
+    """What kexec-tools built in the pseries guest after a DIMM: everything up to
+    linux,memory-limit, nothing above it."""
+    pseries(root, PSERIES_RAM + PSERIES_DIMM)
+    fakekcore.load_image(root, RESERVED, "plain", CMDLINE, ram=pseries_header(PSERIES_RAM),
+                         cpus=range(2))
+    check = verify(root, arch="ppc64le")
+    assert check.verdict == STALE
+    assert check.ranges_missing == ((0x80000000, 0xA0000000),)
+    assert check.unfixable.startswith("kexec-tools leaves all RAM at or above the device "
+                                      "tree's linux,memory-limit (0x80000000, set at boot)")
+    assert check.as_dict()["unfixable"] == check.unfixable
+
+
+@pytest.mark.parametrize("limit", [None, 0, 0x90000000])
+def test_ppc64le_ram_missing_below_the_limit_or_without_one_can_be_mended_by_a_load(
+    root: Path, limit: int | None,
+) -> None:
+    pseries(root, PSERIES_RAM + PSERIES_DIMM, limit=limit)
+    fakekcore.load_image(root, RESERVED, "plain", CMDLINE, ram=pseries_header(PSERIES_RAM),
+                         cpus=range(2))
+    check = verify(root, arch="ppc64le")
+    assert check.verdict == STALE and check.unfixable == ""
+    assert check.as_dict()["unfixable"] is None
+
+
+def test_ppc64le_a_missing_cpu_note_is_never_put_on_the_memory_limit(root: Path) -> None:
+    pseries(root, PSERIES_RAM + PSERIES_DIMM)
+    fakekcore.load_image(root, RESERVED, "plain", CMDLINE, ram=pseries_header(PSERIES_RAM),
+                         cpus=range(1))
+    check = verify(root, arch="ppc64le")
+    assert check.verdict == STALE and check.cpus_missing == (1,) and check.unfixable == ""
+
+
+def test_ppc64le_without_a_device_tree_reservation_is_unknown(root: Path) -> None:
+    pseries(root, PSERIES_RAM)
+    (root / "proc/device-tree/chosen/linux,crashkernel-size").unlink()
+    check = verify(root, arch="ppc64le")
+    assert check.verdict == UNKNOWN
+    assert "no crash kernel reservation in the device tree" in check.why
 
 
 def test_a_header_address_outside_the_reservation_or_not_a_header_is_unknown(
@@ -266,7 +350,7 @@ def test_kdumpd_verify_exits_by_the_verdict_and_prints_the_keys(
     doc = json.loads(done.stdout)
     assert doc["verdict"] == verdict and set(doc) == {
         "verdict", "why", "header_address", "ranges_missing", "ranges_extra",
-        "cpus_missing", "loaded_cmdline", "read_s", "header_loads"}
+        "cpus_missing", "loaded_cmdline", "read_s", "header_loads", "unfixable"}
     assert sorted(tuple(x) for x in doc["header_loads"]) == sorted(
         (a, b - 1) for a, b in header_ram(BASE_RAM))
     text = kdumpd("verify", "--config", str(path)).stdout

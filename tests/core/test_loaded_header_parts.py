@@ -61,12 +61,13 @@ def elf(*, magic: bytes = b"\x7fELF", klass: int = 2, e_type: int = ET_CORE,
 
 def test_the_json_document_has_every_key_and_inclusive_ends() -> None:
     check = HeaderCheck(STALE, "why", 0x6F000000, ((0x100, 0x200),), ((0x300, 0x400),), (2,),
-                        "elfcorehdr=0x6f000000 x", 0.12345, 3, ((0x500, 0x600),))
+                        "elfcorehdr=0x6f000000 x", 0.12345, 3, ((0x500, 0x600),),
+                        "no load can")
     assert check.as_dict() == {
         "verdict": "stale", "why": "why", "header_address": 0x6F000000,
         "ranges_missing": [[0x100, 0x1FF]], "ranges_extra": [[0x300, 0x3FF]],
         "cpus_missing": [2], "loaded_cmdline": "elfcorehdr=0x6f000000 x", "read_s": 0.123,
-        "header_loads": [[0x500, 0x5FF]]}
+        "header_loads": [[0x500, 0x5FF]], "unfixable": "no load can"}
     assert check.line() == "STALE: why"
     assert HeaderCheck(CURRENT, "fine").line() == "current (fine)"
 

@@ -68,6 +68,22 @@ def test_a_stale_header_at_start_is_reloaded_whatever_crash_hotplug_says(
     assert burst.subsystems == frozenset(SUBSYSTEMS)
 
 
+def test_a_stale_header_no_load_can_mend_is_said_as_an_error_and_asks_for_nothing(
+    caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = Rig()
+    check = HeaderCheck(STALE, "RAM missing 0x80000000-0xbfffffff", unfixable="the limit")
+    with caplog.at_level(logging.INFO, logger="kdumpd"):
+        take_up(10.0, None, NOW, owing=rig.owing, request=rig.scheduler.request,
+                check=check)
+    assert rig.burst() is None
+    said = [r for r in caplog.records if r.name == "kdumpd"][0]
+    assert said.levelno == logging.ERROR
+    assert said.getMessage() == ("the loaded crash kernel lacks RAM missing "
+                                 "0x80000000-0xbfffffff: a dump would miss it; the limit")
+    assert said.MESSAGE_ID == "b7c2e49a1f0d4e6c9a35d8f1e2c7b604"
+
+
 def test_a_current_header_at_start_asks_for_nothing() -> None:
     rig = Rig()
     take_up(10.0, None, NOW, owing=rig.owing, request=rig.scheduler.request,
