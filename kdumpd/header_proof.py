@@ -97,6 +97,10 @@ class HeaderProof:
         check = self.read()
         if check is None:
             return decision
+        if check.verdict == CURRENT and decision.reload and decision.beyond_header:
+            return replace(decision, reason=f"{decision.reason}; read back, the loaded "
+                           f"header is current ({check.why}), but the dump kernel's device "
+                           "tree, loaded with it, is not read back")
         if check.verdict == CURRENT and decision.reload:
             return replace(decision, reload=False, reason=(
                 f"the loaded header, read back, is current: {check.why} (without it: "

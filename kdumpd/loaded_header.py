@@ -50,6 +50,8 @@ from kdumpd.smallfile import read_regular
 CURRENT, STALE, UNLOADED, UNKNOWN = "current", "stale", "unloaded", "unknown"
 VERIFIED_ARCHES = ("x86_64", "ppc64le")
 DT_MEMORY_LIMIT = "proc/device-tree/chosen/linux,memory-limit"
+DEVICE_TREE_UNREAD = ("the dump kernel's device tree is not read back: a plain -c image's "
+                      "lacks the CPUs hot-added since its load (crash_hotplug cpu=0)")
 LOW_MEMORY = 1 << 20  # below 1 MiB loaders differ and hotplug moves nothing
 CHUNK = 1 << 20  # the scan reads the reservation this much at a time
 MAX_CMDLINE = 4096  # x86's COMMAND_LINE_SIZE is 2048; a bound on what is read around a match
@@ -354,6 +356,8 @@ def verify(root: Path, *, arch: str | None = None,
         check = HeaderCheck(UNKNOWN, _os_reason(error))
     if read_text(root / "sys/kernel/kexec_crash_loaded").strip() != "1":
         check = HeaderCheck(UNKNOWN, "a load ran while the header was read")
+    elif check.verdict == CURRENT and archmod.facts(machine).unknown_cpu_loses_dump:
+        check = replace(check, why=f"{check.why}; {DEVICE_TREE_UNREAD}")
     return _with_time(check, clock() - started)
 
 

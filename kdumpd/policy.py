@@ -35,6 +35,10 @@ class Decision:
     warnings: tuple[str, ...] = ()
     confirm: bool = False  # read crash_hotplug once more before acting (a 0 may be transient)
     wait_for_load: bool = False  # decide again once a load under way has ended (load_wait.py)
+    # The reload is for what the ELF core header cannot show, so a header read back as
+    # current does not cancel it: powerpc's plain image after a CPU event, whose dump
+    # kernel's device tree (loaded with it) lacks the CPU a panic may run on.
+    beyond_header: bool = False
 
 
 def kernel_updates(value: Value) -> bool:
@@ -131,7 +135,8 @@ def decide(
     if zeros == len(stale) and not zero_seen:
         return Decision(False, "; ".join(stale) + ": confirming (a 0 can be transient)",
                         tuple(warnings), confirm=True)
-    return Decision(True, reason, tuple(warnings))
+    return Decision(True, reason, tuple(warnings),
+                    beyond_header=any(WHOLE_DUMP_LOST in part for part in stale))
 
 
 def _show(value: Value) -> str:

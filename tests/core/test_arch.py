@@ -103,11 +103,16 @@ def test_ppc64le_plain_image_reloads_after_a_cpu_online_and_says_the_dump_is_los
     assert not first.reload and first.confirm  # a single 0 is confirmed first, as on x86
     again = decide({"cpu"}, plain, actions={("cpu", "online")}, arch="ppc64le",
                    zero_seen=True)
-    assert again.reload and "whole dump" in again.reason
+    assert again.reload and "whole dump" in again.reason and again.beyond_header
     absent = Snapshot(Value("1"), {"cpu": Value("", "absent")})
-    assert "whole dump" in decide({"cpu"}, absent, arch="ppc64le").reason
+    lost = decide({"cpu"}, absent, arch="ppc64le")
+    assert "whole dump" in lost.reason and lost.beyond_header
+    memory = decide({"memory"}, plain, actions={("memory", "online")}, arch="ppc64le",
+                    zero_seen=True)
+    assert memory.reload and not memory.beyond_header  # the header shows memory
     x86 = decide({"cpu"}, plain, actions={("cpu", "online")}, arch="x86_64", zero_seen=True)
     assert x86.reload and "whole dump" not in x86.reason  # x86's reason is unchanged
+    assert not x86.beyond_header
 
 
 def test_ppc64le_hotplug_image_needs_nothing_for_add_or_remove() -> None:

@@ -426,3 +426,16 @@ def test_judge_keeps_the_inference_for_a_stale_header_no_load_can_mend(
     assert judged.reload is reload
     assert judged.reason == ("inferred; read back, the loaded header is STALE: RAM missing "
                              "x, which no load can mend: why not")
+
+
+def test_a_current_header_does_not_cancel_a_reload_for_what_it_cannot_show(
+    clock: MockTime,
+) -> None:
+    """powerpc: a plain image after a CPU event; its header (notes for every possible
+    CPU) reads current, but its dump kernel's device tree lacks the new CPU."""
+    proof = HeaderProof(lambda: HeaderCheck(CURRENT, "2 memory ranges"), clock)
+    judged = proof.judge(Decision(True, "cpu: crash_hotplug=0", beyond_header=True))
+    assert judged.reload and judged.beyond_header
+    assert judged.reason == ("cpu: crash_hotplug=0; read back, the loaded header is current "
+                             "(2 memory ranges), but the dump kernel's device tree, loaded "
+                             "with it, is not read back")
