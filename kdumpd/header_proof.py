@@ -99,8 +99,8 @@ class HeaderProof:
             return decision
         if check.verdict == CURRENT and decision.reload and decision.beyond_header:
             return replace(decision, reason=f"{decision.reason}; read back, the loaded "
-                           f"header is current ({check.why}), but the dump kernel's device "
-                           "tree, loaded with it, is not read back")
+                           f"header is current ({check.why}), which does not cancel this "
+                           "reload")
         if check.verdict == CURRENT and decision.reload:
             return replace(decision, reload=False, reason=(
                 f"the loaded header, read back, is current: {check.why} (without it: "

@@ -50,8 +50,8 @@ from kdumpd.smallfile import read_regular
 CURRENT, STALE, UNLOADED, UNKNOWN = "current", "stale", "unloaded", "unknown"
 VERIFIED_ARCHES = ("x86_64", "ppc64le")
 DT_MEMORY_LIMIT = "proc/device-tree/chosen/linux,memory-limit"
-DEVICE_TREE_UNREAD = ("the dump kernel's device tree is not read back: a plain -c image's "
-                      "lacks the CPUs hot-added since its load (crash_hotplug cpu=0)")
+DEVICE_TREE_UNREAD = ("the dump kernel's device tree is not read back (a plain -c image's "
+                      "lacks CPUs hot-added since its load)")
 LOW_MEMORY = 1 << 20  # below 1 MiB loaders differ and hotplug moves nothing
 CHUNK = 1 << 20  # the scan reads the reservation this much at a time
 MAX_CMDLINE = 4096  # x86's COMMAND_LINE_SIZE is 2048; a bound on what is read around a match

@@ -203,8 +203,8 @@ def test_ppc64le_reads_the_reservation_from_the_device_tree_and_a_full_header_is
     assert check.verdict == CURRENT, check.why
     assert check.unfixable == ""
     assert check.why == ("4 memory ranges and 2 present CPU(s) as the host has them; the dump "
-                         "kernel's device tree is not read back: a plain -c image's lacks "
-                         "the CPUs hot-added since its load (crash_hotplug cpu=0)")
+                         "kernel's device tree is not read back (a plain -c image's lacks "
+                         "CPUs hot-added since its load)")
 
 
 def test_ppc64le_ram_above_the_memory_limit_missing_is_stale_and_no_load_can_mend_it(
