@@ -316,9 +316,27 @@ def _cmdline_around(kcore: Kcore, address: int, low: int, high: int) -> str:
     last = data.find(b"\0", at)
     if last == -1 and after < high:
         return ""  # no end within a command line's length
+    first = _fdt_value_start(data, first, at, last)
     if at > first and data[at - 1] not in b" \t\n":
         return ""  # "xelfcorehdr=": not the parameter
     return data[first:last if last != -1 else len(data)].decode("utf-8", "replace")
+
+
+FDT_PROP = b"\0\0\0\x03"
+
+
+def _fdt_value_start(data: bytes, first: int, at: int, last: int) -> int:
+    """Where the string starts when it is a flattened device tree's property value
+    (powerpc: kexec-tools puts the command line in the dump kernel's ``bootargs``): the
+    value follows FDT_PROP, its length (the string's, NUL included) and its name's offset,
+    big-endian, and that offset's nonzero bytes are no part of the command line."""
+    if last == -1:
+        return first
+    for start in range(first, min(first + 4, at + 1)):
+        if start >= 12 and data[start - 12:start - 8] == FDT_PROP and \
+                int.from_bytes(data[start - 8:start - 4], "big") == last - start + 1:
+            return start
+    return first
 
 
 # -- the verdict ---------------------------------------------------------------------------

@@ -144,6 +144,35 @@ def test_a_live_command_line_that_cannot_be_followed_blocks_a_lingering_verdict(
                          "image is loaded cannot be told)")
 
 
+def fdt_prop(value: bytes, nameoff: int) -> bytes:
+    """A flattened device tree property: FDT_PROP, length, name offset, value."""
+    return (b"\0\0\0\x03" + len(value).to_bytes(4, "big") + nameoff.to_bytes(4, "big")
+            + value)
+
+
+@pytest.mark.parametrize("nameoff", [0x1B4, 0x62, 0x10203, 0x0])
+def test_a_command_line_in_a_device_tree_property_starts_after_its_header(
+    tmp_path: Path, nameoff: int,
+) -> None:
+    """powerpc: the dump kernel's bootargs in the FDT kexec-tools loaded; the name offset's
+    bytes (0x62 is "b") are not part of the command line."""
+    line = b"console=hvc0 nr_cpus=1 elfcorehdr=565820K\0"
+    core = kcore(tmp_path, {RES[0] + 0x40: fdt_prop(line, nameoff)})
+    assert find_cmdlines(core, (RES,)) == ["console=hvc0 nr_cpus=1 elfcorehdr=565820K"]
+
+
+def test_bytes_before_a_command_line_that_are_no_property_header_are_kept(
+    tmp_path: Path,
+) -> None:
+    line = b"console=hvc0 elfcorehdr=565820K\0"
+    wrong_length = b"\0\0\0\x03" + (len(line) + 1).to_bytes(4, "big") + b"\0\0\x01b"
+    not_a_prop = b"\0\0\0\x02" + len(line).to_bytes(4, "big") + b"\0\0\x01c"
+    core = kcore(tmp_path, {RES[0] + 0x40: wrong_length + line,
+                            RES[0] + 0x400: not_a_prop + line})
+    assert find_cmdlines(core, (RES,)) == ["\x01bconsole=hvc0 elfcorehdr=565820K",
+                                           "\x01cconsole=hvc0 elfcorehdr=565820K"]
+
+
 def test_every_match_in_a_chunk_is_found_in_order(tmp_path: Path) -> None:
     core = kcore(tmp_path, {RES[0] + 0x10: b"elfcorehdr=0x1\0",
                             RES[0] + 0x20: b"elfcorehdr=0x2\0"})
