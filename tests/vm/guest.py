@@ -249,6 +249,10 @@ def connect_unix(path: Path, timeout: float) -> socket.socket:
 class Vm:
     """One QEMU guest. Use as a context manager; it is killed on exit whatever happens."""
 
+    # What the console prints once the firmware is done, before which a key press would
+    # stop its boot (pseries' SLOF: "Type 'boot' and press return"); None: poke at once.
+    BANNER: bytes | None = None
+
     def __init__(self, config: VmConfig) -> None:
         self.config = config
         self.dir = config.workdir
@@ -312,6 +316,8 @@ class Vm:
             sock = connect_unix(self.dir / "console.sock", 30)
             sock.settimeout(30)
             self.console = Console(sock, self.console_log)
+            if self.BANNER is not None:
+                self.console.wait_banner(self.BANNER, timeout)
             self.console.wait_ready(timeout)
         except Exception as exc:
             raise GuestError(f"boot failed: {exc}\n{self.serial_tail()}") from exc

@@ -37,16 +37,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .guest import (
-    QMP_TIMEOUT_S,
-    Console,
-    GuestError,
-    Qmp,
     Vm,
     VmConfig,
-    connect_unix,
-    die_with_parent,
 )
-from .image import Kernel, cache_root, run
+from .image import SHELL_UNIT, Kernel, cache_root, run
 
 MIRROR = os.environ.get("KDUMPD_VM_MIRROR", "http://deb.debian.org/debian")
 RELEASE = "6.12.107+deb13-powerpc64le"
@@ -55,7 +49,7 @@ TRIXIE_DEBS = (f"linux-image-{RELEASE}", "kexec-tools", "busybox-static",
 ROOT_SUITE = "bookworm"
 ROOT_PACKAGES = ("systemd", "systemd-sysv", "udev", "python3", "python3-pyudev",
                  "python3-systemd", "kmod", "procps", "kexec-tools")
-SCRIPT_VERSION = "1"
+SCRIPT_VERSION = "2"  # 2: image.py's console shell unit
 CRASHKERNEL = "512M"
 CRASH_APPEND = "console=hvc0 nr_cpus=1 reset_devices"
 BUSYBOX_APPLETS = (
@@ -186,27 +180,6 @@ def crash_initrd(debs: Path, out: Path, work: Path) -> None:
     cpio_gz(tree, out)
 
 
-SHELL_UNIT = """\
-[Unit]
-Description=Root shell on the console for the kdumpd VM tests
-After=systemd-user-sessions.service
-
-[Service]
-ExecStart=/bin/bash --noprofile --norc -i
-StandardInput=tty-force
-StandardOutput=tty
-StandardError=tty
-TTYPath=/dev/hvc0
-TTYReset=yes
-Environment=TERM=dumb PS1= HOME=/root
-WorkingDirectory=/root
-Restart=always
-RestartSec=1
-
-[Install]
-WantedBy=multi-user.target
-"""
-
 STAGE2 = """#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 [ -L /proc ] && rm -f /proc && mkdir /proc
@@ -257,7 +230,7 @@ def add_files(root: Path, debs: Path, kernel_tree: Path, crash: Path, work: Path
     (root / "etc" / "hostname").write_text("kdumpd-ppc64le\n")
     units = root / "etc" / "systemd" / "system"
     units.mkdir(parents=True, exist_ok=True)
-    (units / "vmshell.service").write_text(SHELL_UNIT)
+    (units / "vmshell.service").write_text(SHELL_UNIT)  # image.py's: hvc0 is the console
     wants = units / "multi-user.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "vmshell.service").unlink(missing_ok=True)
@@ -371,7 +344,10 @@ def payload(files: dict[str, Path | bytes], out: Path, work: Path) -> Path:
 
 class PseriesVm(Vm):
     """A :class:`~tests.vm.guest.Vm` whose QEMU is the pseries one: the same console,
-    QMP and lifecycle; the kernel messages are in the console log."""
+    QMP and lifecycle; the kernel messages are in the console log. The console is poked
+    only after the kernel's banner: SLOF stops its boot at a key press."""
+
+    BANNER = b"Linux version"
 
     def __init__(self, image: PseriesImage, initrd: Path, workdir: Path) -> None:
         # The x86 fields are not used: argv() below builds the pseries command line.
@@ -382,35 +358,10 @@ class PseriesVm(Vm):
         self.serial_log = self.console_log
 
     def argv(self) -> list[str]:
-        # The kernel's banner is the sign that SLOF is done: a key pressed before it stops
-        # the firmware's boot ("Type 'boot' and press return"). The scenario sets the
-        # console's log level down once the shell answers.
+        # The scenario sets the console's log level down once the shell answers.
         append = (f"console=hvc0 crashkernel={CRASHKERNEL} rdinit=/lib/systemd/systemd "
                   "loglevel=5 systemd.show_status=0")
         return qemu_argv(self.image, self.initrd, append, self.dir)
-
-    def start(self, timeout: float = 600.0) -> None:
-        """Boot; wait for the kernel's banner before poking the shell (see argv)."""
-        for name in ("console.sock", "qmp.sock"):
-            (self.dir / name).unlink(missing_ok=True)
-        started = time.monotonic()
-        with (self.dir / "qemu.log").open("wb") as qemu_log:
-            self.process = subprocess.Popen(  # noqa: S603 - argv list; killed in stop()
-                self.argv(), stdin=subprocess.DEVNULL, stdout=qemu_log, stderr=qemu_log,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only a prctl, before exec
-            )
-        try:
-            qmp_sock = connect_unix(self.dir / "qmp.sock", 30)
-            qmp_sock.settimeout(QMP_TIMEOUT_S)
-            self.qmp = Qmp(qmp_sock)
-            sock = connect_unix(self.dir / "console.sock", 30)
-            sock.settimeout(30)
-            self.console = Console(sock, self.console_log)
-            self.console.wait_banner(b"Linux version", timeout)
-            self.console.wait_ready(timeout)
-        except Exception as exc:
-            raise GuestError(f"boot failed: {exc}\n{self.serial_tail()}") from exc
-        self.boot_s = time.monotonic() - started
 
 
 def boot_initrd(image: PseriesImage, files: dict[str, Path | bytes], work: Path) -> Path:
