@@ -36,10 +36,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .guest import (
-    Vm,
-    VmConfig,
-)
+from .guest import Vm, VmConfig
 from .image import SHELL_UNIT, Kernel, cache_root, run
 
 MIRROR = os.environ.get("KDUMPD_VM_MIRROR", "http://deb.debian.org/debian")
