@@ -92,7 +92,7 @@ class ReloadConfig:
     # On x86 with ACPI memory slots, kdumpd's own load adds acpi_no_memhotplug and drops
     # the first kernel's memory-hotplug options (backends/distro/hazard.py).
     growth_safe: bool = True
-    # Read the loaded crash image's header back through /proc/kcore (x86_64) and decide
+    # Read the loaded crash image's header back through /proc/kcore (x86_64, ppc64le) and decide
     # from it where it can be read (loaded_header.py); false: crash_hotplug and the
     # hardware fingerprint alone, as before.
     verify_header: bool = True
