@@ -98,7 +98,8 @@ class HeaderCheck:
     def line(self) -> str:
         """One line for `kdumpd status` and the journal."""
         if self.verdict == STALE:
-            return f"STALE: {self.why}"
+            mend = f" (no load can mend it: {self.unfixable})" if self.unfixable else ""
+            return f"STALE: {self.why}{mend}"
         return f"{self.verdict} ({self.why})"
 
 
