@@ -81,6 +81,10 @@ class RunResults:
             "event to kdumpd's last decision message. kdumpd ran with quiet_ms=250,",
             "max_delay_ms=3000.",
             "",
+            "The second architecture, IBM POWER (ppc64le, pseries: scenarios P1 and P2, `make",
+            "vm-ppc64le`, the last step of `.ci/run`), has its evidence beside this file in",
+            "[RESULTS-ppc64le.md](RESULTS-ppc64le.md).",
+            "",
             f"- run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(self.started))}, "
             f"host {platform.node() or '?'}, {qemu_version()}",
             f"- package under test: {self.package}",
