@@ -2,8 +2,11 @@
 cached between runs outside the repository, and throwaway copies of it to install into.
 
 The cache is ``$KDUMPD_TEST_CACHE`` or ``/var/cache/kdumpd-test``; each base chroot lives
-in ``chroot-<suite>-<key>`` where the key hashes every input (suite, packages, mirror,
-:data:`SCRIPT_VERSION`), so changing any of them builds a new one. A finished chroot has a
+in ``chroot-<name>-<key>`` where the key hashes every input (suite, packages, mirror,
+:data:`SCRIPT_VERSION`), so changing any of them builds a new one. The name is the suite
+(``bookworm``, the default, with :data:`PACKAGES`: the .deb's runtime dependencies), or
+the suite and a flavour for another package list (``trixie-minimal``: debootstrap's
+minbase and ``make`` only, to build in, :data:`MINIMAL`). A finished chroot has a
 ``.kdumpd-complete`` marker; a half-built one is never used (it is built under a temporary
 name and renamed). Commands run in a private mount namespace (``unshare --mount``) with
 ``/proc`` and the host's ``/sys`` mounted, so nothing leaks when they end. Needs root.
@@ -16,6 +19,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -23,7 +27,7 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-SUITE = "bookworm"
+SUITE = "bookworm"  # the default; Debian 13 is "trixie"
 MIRROR = os.environ.get("KDUMPD_TEST_MIRROR", "http://deb.debian.org/debian")
 # Runtime dependencies of the .deb (so dpkg -i needs no network: anything the package
 # needs beyond these makes dpkg -i fail), systemd for systemd-analyze, and man-db, with
@@ -31,6 +35,9 @@ MIRROR = os.environ.get("KDUMPD_TEST_MIRROR", "http://deb.debian.org/debian")
 # and hypothesis, which debian/tests/control names for the autopkgtest.
 PACKAGES = ("python3", "python3-pyudev", "python3-systemd", "kexec-tools", "procps",
             "systemd", "man-db", "python3-pytest", "python3-hypothesis")
+# A fresh machine with nothing but what `make deb` is run with: make (build-deb installs
+# its own tools and packaging/build-deps the build dependencies, from the network).
+MINIMAL = ("make",)
 # Bump when the steps below change in a way that changes the result.
 SCRIPT_VERSION = "1"
 MARKER = ".kdumpd-complete"
@@ -42,8 +49,8 @@ def cache_dir() -> Path:
     return Path(os.environ.get("KDUMPD_TEST_CACHE", "/var/cache/kdumpd-test"))
 
 
-def cache_key() -> str:
-    inputs = json.dumps([SCRIPT_VERSION, SUITE, MIRROR, sorted(PACKAGES)])
+def cache_key(suite: str = SUITE, packages: Sequence[str] = PACKAGES) -> str:
+    inputs = json.dumps([SCRIPT_VERSION, suite, MIRROR, sorted(packages)])
     return hashlib.sha256(inputs.encode()).hexdigest()[:12]
 
 
@@ -58,10 +65,15 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def base_chroot(debootstrap: str = "debootstrap") -> Path:
-    """The cached base chroot, built with debootstrap on first use (1-2 minutes)."""
+def base_chroot(debootstrap: str = "debootstrap", *, suite: str = SUITE,
+                packages: Sequence[str] = PACKAGES, flavour: str = "") -> Path:
+    """The cached base chroot of ``suite`` with ``packages`` (and what debootstrap's
+    minbase holds), built with debootstrap on first use (1-2 minutes). ``flavour`` names
+    a package list other than a suite's usual one, so that the two are cached side by
+    side (each replaces only older chroots of its own name)."""
     cache = cache_dir()
-    target = cache / f"chroot-{SUITE}-{cache_key()}"
+    name = f"{suite}-{flavour}" if flavour else suite
+    target = cache / f"chroot-{name}-{cache_key(suite, packages)}"
     if (target / MARKER).exists():
         return target
     with _locked(cache / ".lock"):
@@ -72,8 +84,8 @@ def base_chroot(debootstrap: str = "debootstrap") -> Path:
             shutil.rmtree(building)
         started = time.monotonic()
         result = subprocess.run(
-            [debootstrap, "--variant=minbase", f"--include={','.join(PACKAGES)}",
-             SUITE, str(building), MIRROR],
+            [debootstrap, "--variant=minbase", f"--include={','.join(packages)}",
+             suite, str(building), MIRROR],
             capture_output=True, text=True, timeout=1200, env=ENV, check=False,
         )
         if result.returncode != 0:
@@ -83,14 +95,17 @@ def base_chroot(debootstrap: str = "debootstrap") -> Path:
         for leftover in (building / "var/cache/apt/archives").glob("*.deb"):
             leftover.unlink()
         (building / MARKER).write_text(json.dumps({
-            "suite": SUITE, "mirror": MIRROR, "packages": sorted(PACKAGES),
+            "suite": suite, "mirror": MIRROR, "packages": sorted(packages),
             "script_version": SCRIPT_VERSION,
             "debootstrap_s": round(time.monotonic() - started, 1),
         }) + "\n")
         building.rename(target)
-        # Older chroots of this suite (other package lists or script versions) are stale.
-        for stale in cache.glob(f"chroot-{SUITE}-*"):
-            if stale != target and (stale / MARKER).exists():
+        # Older chroots of this name (other package lists or script versions) are stale;
+        # those of another flavour ("trixie-minimal" beside "trixie") are not.
+        stale_name = re.compile(rf"chroot-{re.escape(name)}-[0-9a-f]{{12}}")
+        for stale in cache.iterdir():
+            if (stale != target and stale_name.fullmatch(stale.name)
+                    and (stale / MARKER).exists()):
                 shutil.rmtree(stale, ignore_errors=True)
     return target
 

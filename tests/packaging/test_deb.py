@@ -22,7 +22,7 @@ from .helpers import REPO, build, need_root, need_tool
 pytestmark = pytest.mark.packaging
 
 OUT = REPO / "out" / "deb"
-UNIT = "/lib/systemd/system/kdumpd.service"
+UNIT = "/usr/lib/systemd/system/kdumpd.service"  # not /lib: see debian/rules
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +81,17 @@ def test_fields(deb: Path) -> None:
         assert package in depends
     # tomli only where Python is older than 3.11 (bookworm has 3.11: not needed there).
     assert "python3-tomli | python3 (>> 3.11)" in depends
+
+
+def test_nothing_under_an_aliased_directory(deb: Path) -> None:
+    """Debian 12's debhelper installs units under /lib; trixie's lintian rejects every path
+    under /lib, /bin or /sbin (aliased-location), so debian/rules moves them to /usr."""
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+    paths = [line.split()[5] for line in listing.splitlines()]
+    assert f".{UNIT}" in paths
+    aliased = ("bin", "sbin", "lib", "lib32", "lib64", "libx32", "libo32")
+    assert [p for p in paths if p.split("/")[1] in aliased] == []
 
 
 def test_installs_with_debian_packages_only(installed: Path) -> None:
