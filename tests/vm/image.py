@@ -165,8 +165,11 @@ def prune(keep: str, max_age_days: float = 14) -> None:
     for entry in cache_root().iterdir():
         if entry.name == keep or entry.name.startswith(".") or not entry.is_dir():
             continue
+        # An entry without a manifest is being built (the ppc64le image's ``.work``, in
+        # .ci/run beside this build) or was left half-built: aged by its own change time.
         stamp = entry / "manifest.json"
-        age_s = time.time() - (stamp.stat().st_atime if stamp.exists() else 0)
+        age_s = time.time() - (stamp.stat().st_atime if stamp.exists() else
+                               entry.stat().st_mtime)
         if age_s > max_age_days * 86400:
             shutil.rmtree(entry, ignore_errors=True)
 
