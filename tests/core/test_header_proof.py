@@ -11,6 +11,7 @@ import pytest
 from kdumpd.backends.distro import loaded_lacks_growth_safety
 from kdumpd.backends.fake import FakeBackend
 from kdumpd.controller import Controller
+from kdumpd.decision_log import REASON_UNPROTECTED
 from kdumpd.events import Event
 from kdumpd.fakes import fakesysfs
 from kdumpd.fakes.clock import MockTime
@@ -438,3 +439,35 @@ def test_a_current_header_does_not_cancel_a_reload_for_what_it_cannot_show(
     assert judged.reload and judged.beyond_header
     assert judged.reason == ("cpu: crash_hotplug=0; read back, the loaded header is current "
                              "(2 memory ranges), which does not cancel this reload")
+
+
+def test_proven_says_current_only_for_a_current_header_read_for_this_decision(
+    clock: MockTime,
+) -> None:
+    verdicts = iter([CURRENT, STALE, UNKNOWN])
+    proof = HeaderProof(lambda: HeaderCheck(next(verdicts), "why"), clock)
+    assert proof.proven(Decision(False, "kept")) == (Decision(False, "kept; read back, the "
+                                                              "loaded header agrees: current "
+                                                              "(why)"), True)
+    stale, current = proof.proven(Decision(False, "kept"))
+    assert stale.reload and not current
+    assert proof.proven(Decision(False, "kept")) == (Decision(False, "kept"), False)
+    # A step is not read back: nothing new was proven, even after a current read.
+    off = HeaderProof(None, clock)
+    assert off.proven(Decision(True, "inferred")) == (Decision(True, "inferred"), False)
+
+
+def test_a_kept_image_whose_command_line_would_not_survive_growth_is_replaced_once(
+    clock: MockTime,
+) -> None:
+    check = HeaderCheck(CURRENT, "why", loaded_cmdline="root=/dev/vda elfcorehdr=16K")
+    proof = HeaderProof(lambda: check, clock, protection=lambda line: f"{line}: no option")
+    replaced, current = proof.proven(Decision(False, "kept", ("w",)))
+    assert current
+    assert replaced == Decision(True, f"root=/dev/vda: no option: {REASON_UNPROTECTED}",
+                                ("w",))
+    assert proof.proven(Decision(False, "kept"))[0].reload is False  # once per line
+    for step in (Decision(False, "c", confirm=True), Decision(False, "w", wait_for_load=True)):
+        fresh = HeaderProof(lambda: check, clock, protection=lambda line: "no option")
+        fresh.read()
+        assert fresh._keep_alive(step) is step
