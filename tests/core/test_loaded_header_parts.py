@@ -25,7 +25,9 @@ from kdumpd.loaded_header import (
     _merge,
     _os_reason,
     _subtract,
+    _unfixable,
     compare,
+    device_tree_span,
     find_cmdlines,
     header_address,
     memparse,
@@ -390,3 +392,42 @@ def test_kcore_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: 
     (tmp_path / "sys/devices/system/cpu/present").write_text("\n")
     os.mkfifo(tmp_path / "proc/kcore")
     assert verify(tmp_path, arch="x86_64").why == "/proc/kcore is not a regular file"
+
+
+def test_a_device_tree_property_at_the_reservations_start_or_starting_with_the_parameter(
+    tmp_path: Path,
+) -> None:
+    """The property's header as the first bytes read (its value at offset 12), and a
+    value that begins with elfcorehdr= (as kexec_file_load's command lines do)."""
+    first = b"elfcorehdr=0x7e000000 console=hvc0\0"
+    second = b"console=hvc0 elfcorehdr=16K\0"
+    core = kcore(tmp_path, {RES[0]: fdt_prop(second, 0x1B4),
+                            RES[0] + 0x400: fdt_prop(first, 0x1B4)})
+    assert find_cmdlines(core, (RES,)) == ["console=hvc0 elfcorehdr=16K",
+                                           "elfcorehdr=0x7e000000 console=hvc0"]
+
+
+@pytest.mark.parametrize(("base", "size", "span"), [
+    ((0x20000000).to_bytes(8, "big"), (0x20000000).to_bytes(8, "big"),
+     ((0x20000000, 0x40000000),)),
+    ((0x20000000).to_bytes(8, "big"), (0x20000000).to_bytes(4, "big"), ()),
+    ((0x20000000).to_bytes(4, "big"), (0x20000000).to_bytes(8, "big"), ()),
+    ((0x20000000).to_bytes(8, "big"), bytes(8), ()),  # nothing reserved
+    (None, (0x20000000).to_bytes(8, "big"), ()),
+    ((0x20000000).to_bytes(8, "big"), None, ()),
+])
+def test_the_device_tree_reservation_is_two_big_endian_cells_of_8_bytes(
+    base: bytes | None, size: bytes | None, span: tuple[tuple[int, int], ...],
+) -> None:
+    assert device_tree_span(base, size) == span
+
+
+def test_ram_above_the_limit_is_not_unfixable_beside_a_range_that_is_not_ram() -> None:
+    host = Host(((0, 0x80000000), (0x80000000, 0x90000000)), (RES,), {}, 0x80000000)
+    assert _unfixable(host, ((0x80000000, 0x90000000),), (), ()).startswith("kexec-tools")
+    assert _unfixable(host, ((0x80000000, 0x90000000),), ((0xA0000000, 0xB0000000),),
+                      ()) == ""
+    assert _unfixable(host, ((0x80000000, 0x90000000),), (), (1,)) == ""
+    assert _unfixable(host, ((0x7F000000, 0x90000000),), (), ()) == ""
+    assert _unfixable(replace(host, memory_limit=None), ((0x80000000, 0x90000000),), (),
+                      ()) == ""
