@@ -9,6 +9,9 @@ import pytest
 from kdumpd.capacity import (
     GIB,
     MIB,
+    TABLES_ONLY,
+    TAKEN_BASE,
+    TAKEN_MEASURED,
     Machine,
     add_to_sizes,
     boot_crashkernel,
@@ -20,6 +23,7 @@ from kdumpd.capacity import (
     ranges,
     size_for,
     system_ram_bytes,
+    taken_size,
 )
 
 RHEL8 = "1G-4G:192M,4G-64G:256M,64G-:512M"  # RHEL 8's kexec-tools default
@@ -163,8 +167,8 @@ def test_the_warning_and_the_result_say_exactly_what_was_compared() -> None:
     assert short.source == source
     assert short.warning == (
         f"256 MiB reserved for the crash kernel, but for the 70.0 GiB of System RAM now "
-        f"{source} asks for 512 MiB: a dump may fail; set crashkernel={FEDORA} (it applies "
-        "at the next boot)")
+        f"{source} asks for 512 MiB ({TABLES_ONLY}): a dump may fail; set "
+        f"crashkernel={FEDORA} (it applies at the next boot)")
     fits = check(512 * MIB, 70 * GIB, "crashkernel=512M", "x86_64")
     assert (fits.reserved_bytes, fits.source) == (512 * MIB, source)
     own = check(1 << 30, 3 * GIB, f"crashkernel={RHEL8}", "riscv64")
@@ -234,3 +238,54 @@ def test_kdump_utils_rounds_up_to_128_mib_too_then_counts_whole_gib() -> None:
     machine = Machine("x86_64")
     assert check(1 << 30, 64 * GIB - 200 * MIB, "", machine).recommended_bytes == 256 * MIB
     assert check(1 << 30, 64 * GIB - 100 * MIB, "", machine).recommended_bytes == 512 * MIB
+
+
+# The measured rule: a dump kernel that takes hot-added memory as its own.
+
+def test_the_taken_rule_is_the_measured_dump_kernel_plus_its_struct_pages() -> None:
+    assert TAKEN_BASE == 208 * MIB  # 256 MiB less the struct pages of 3 GiB, which worked
+    assert taken_size(0) == 0 and taken_size(-1) == 0
+    assert taken_size(3 * GIB) == 256 * MIB  # the largest measured size that worked fits
+    assert taken_size(5 * GIB + 512 * MIB) == 296 * MIB  # the size that failed does not
+    assert taken_size(1) == 209 * MIB  # rounded up to whole MiB
+    assert taken_size(64 * GIB) == (208 + 1024) * MIB
+
+
+def test_256m_warns_above_3_gib_taken_and_names_the_measurement() -> None:
+    # The issue's case: 2 GiB at boot + 5.5 GiB of DIMMs = 7.5 GiB, crashkernel=256M, a
+    # dump kernel without acpi_no_memhotplug: the tables said enough; it died.
+    ram = 7 * GIB + 512 * MIB
+    assert check(256 * MIB, ram, "crashkernel=256M", "x86_64").warning == ""
+    dead = check(256 * MIB, ram, "crashkernel=256M", "x86_64", 5 * GIB + 512 * MIB)
+    assert dead.recommended_bytes == 296 * MIB
+    source = ("a dump kernel that takes the 5.5 GiB in ACPI memory slots as its own (its "
+              "command line lacks acpi_no_memhotplug): 208 MiB + 1/64 of that memory for its "
+              f"struct pages; {TAKEN_MEASURED}")
+    assert dead.source == source
+    assert dead.warning == (
+        "256 MiB reserved for the crash kernel, but for the 7.5 GiB of System RAM now "
+        f"{source} asks for 296 MiB: a dump may fail; add acpi_no_memhotplug to the dump "
+        "kernel's command line, or set crashkernel=320M (it applies at the next boot)")
+    worked = check(256 * MIB, 5 * GIB, "crashkernel=256M", "x86_64", 3 * GIB)
+    assert (worked.recommended_bytes, worked.warning) == (256 * MIB, "")
+    assert check(256 * MIB, 5 * GIB, "", "x86_64", 3 * GIB + 64 * MIB).warning != ""
+
+
+def test_the_larger_rule_wins_between_the_tables_and_the_measurement() -> None:
+    # 70 GiB with 1 GiB taken: kdump-utils' 512M beats 208M + 16M, and says it is a table.
+    table = check(256 * MIB, 70 * GIB, "crashkernel=256M", "x86_64", 1 * GIB)
+    assert table.recommended_bytes == 512 * MIB
+    assert table.source.startswith("kdump-utils' default for x86_64")
+    assert "acpi_no_memhotplug" not in table.warning and TABLES_ONLY in table.warning
+    # 32 GiB taken: 208M + 512M = 720M beats the table's 256M on 34 GiB.
+    taken = check(512 * MIB, 34 * GIB, "crashkernel=512M", "x86_64", 32 * GIB)
+    assert taken.recommended_bytes == 720 * MIB
+    assert taken.warning.endswith("or set crashkernel=768M (it applies at the next boot)")
+    assert TABLES_ONLY not in taken.warning
+    enough = check(768 * MIB, 34 * GIB, "crashkernel=768M", "x86_64", 32 * GIB)
+    assert (enough.warning, enough.recommended_bytes) == ("", 720 * MIB)
+
+
+def test_a_table_warning_elsewhere_names_only_the_table() -> None:
+    short = check(256 * MIB, 70 * GIB, "crashkernel=256M", "s390x")
+    assert "(a table): a dump may fail" in short.warning and TABLES_ONLY not in short.warning
