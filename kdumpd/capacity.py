@@ -254,8 +254,8 @@ def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
         candidates.append((taken, f"a dump kernel that takes the {taken_bytes / GIB:.1f} GiB "
                                   "in ACPI memory slots as its own (its command line lacks "
                                   f"acpi_no_memhotplug): {TAKEN_BASE // MIB} MiB + 1/"
-                                  f"{STRUCT_PAGE_SHARE} of that memory for its struct pages; "
-                                  f"{TAKEN_MEASURED}", _memsize(-(-taken // (64 * MIB))
+                                  f"{STRUCT_PAGE_SHARE} of that memory for its struct pages "
+                                  f"({TAKEN_MEASURED})", _memsize(-(-taken // (64 * MIB))
                                                                 * 64 * MIB)))
     boot = boot_crashkernel(cmdline)
     own = size_for(boot, ram_bytes) if boot else None

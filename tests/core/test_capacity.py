@@ -260,7 +260,7 @@ def test_256m_warns_above_3_gib_taken_and_names_the_measurement() -> None:
     assert dead.recommended_bytes == 296 * MIB
     source = ("a dump kernel that takes the 5.5 GiB in ACPI memory slots as its own (its "
               "command line lacks acpi_no_memhotplug): 208 MiB + 1/64 of that memory for its "
-              f"struct pages; {TAKEN_MEASURED}")
+              f"struct pages ({TAKEN_MEASURED})")
     assert dead.source == source
     assert dead.warning == (
         "256 MiB reserved for the crash kernel, but for the 7.5 GiB of System RAM now "
