@@ -5,8 +5,11 @@ guest with ``crashkernel=256M``, kdumpd's own growth-safe load (its default comm
 for a machine without a distribution kdump, the harness's small initrd), 0 to 64 GiB
 hot-added in 8 GiB DIMMs, a real panic, and in the crash kernel makedumpfile
 (``-c -d 31``, Debian kdump-tools' default) writing the dump to a file, awaited to its
-end; the saved dump checked for missing and extra ranges (dumpcheck.py). Its figures go
-into tests/vm/RESULTS.md by hand (the section "vm-long").
+end; the saved dump checked for missing and extra ranges (dumpcheck.py). With
+``KDUMPD_VM_LONG_TAKES=1`` the control: kdumpd's command line without
+``acpi_no_memhotplug`` (``growth_safe = false``), so the dump kernel takes the DIMMs as its
+own, in 1 GiB DIMMs around the measured rule's threshold. Its figures go into
+tests/vm/RESULTS.md by hand (the section "vm-long").
 """
 
 from __future__ import annotations
@@ -39,6 +42,14 @@ LONG = os.environ.get("KDUMPD_VM_LONG") == "1"
 LONG_SIZES_GIB = [int(s) for s in os.environ.get("KDUMPD_VM_LONG_SIZES", "0,16,64").split(",")
                   if s.strip()]
 DIMM_GIB = 8  # each DIMM one QEMU memory backend, allocated lazily by the host
+# KDUMPD_VM_LONG_TAKES=1: the control, a dump kernel that takes the hot-added memory as its
+# own (kdumpd's default command line without acpi_no_memhotplug, growth_safe = false); its
+# sizes in 1 GiB DIMMs, where capacity.py's measured rule has its threshold (3 GiB at 256M).
+TAKES = os.environ.get("KDUMPD_VM_LONG_TAKES") == "1"
+TAKES_APPEND = ("root=/dev/vda rw console=ttyS0 irqpoll nr_cpus=1 reset_devices "
+                "cgroup_disable=memory mce=off numa=off udev.children-max=2 panic=10 "
+                "transparent_hugepage=never cma=0 hugetlb_cma=0 novmcoredd "
+                "kfence.sample_interval=0")
 LONG_MEMORY = "2G,slots=16,maxmem=72G"
 # A dump kernel command line kdumpd replaces at its start (it lacks acpi_no_memhotplug), so
 # that the image loaded at the panic is kdumpd's own, whatever the size.
@@ -87,8 +98,9 @@ def test_long_where_the_dump_stops_working_as_memory_grows(
     guest = growing_trixie
     vm = guest.vm
     result = scenario(
-        f"vm-long: {gib} GiB hot-added, crashkernel=256M, kdumpd's own load, makedumpfile "
-        "awaited", guest.release,
+        f"vm-long: {gib} GiB hot-added, crashkernel=256M, kdumpd's own load"
+        + (" WITHOUT acpi_no_memhotplug (the control)" if TAKES else "")
+        + ", makedumpfile awaited", guest.release,
         f"A fresh guest (-m {LONG_MEMORY}); a `kexec -p -c` image without "
         "acpi_no_memhotplug, replaced by kdumpd at its start with its own growth-safe image "
         "(kexec backend, default command line, the small initrd); "
@@ -97,26 +109,20 @@ def test_long_where_the_dump_stops_working_as_memory_grows(
         "and extra ranges.",
     )
     record: dict[str, object] = {"hot_added_gib": gib, "at": time.strftime("%F %T")}
-    out = WORKDIR / f"capacity-{gib}"
+    out = WORKDIR / f"capacity-{gib}{'-takes' if TAKES else ''}"
     try:
-        d.stop_kdumpd(vm)
-        small = f"/boot/initrd-small-{guest.release}.img"
-        vm.sh.run(f"kexec -p -u; kexec -p -c /boot/vmlinuz-{guest.release} --initrd={small} "
-                  f"'--append={UNSAFE_APPEND}'", timeout=120)
-        vm.sh.write_file("/etc/kdumpd/kdumpd.toml",
-                         f'[reload]\ninitrd = "{small}"\n\n[rule]\nstate = "ignore"\n')
-        fresh_state(vm)
-        d.restart_kdumpd(vm)
-        settle_kdumpd(vm, timeout=180)
-        loaded = str(verify_loaded(vm).get("loaded_cmdline") or "")
-        record["loaded_cmdline"] = loaded
-        assert "acpi_no_memhotplug" in loaded, loaded
+        start_kdumpd_over_a_hand_loaded_image(guest)
         started = time.monotonic()
-        for _ in range(gib // DIMM_GIB):
-            guest.hotplug.add_dimm(DIMM_GIB * 1024)
+        dimm = DIMM_GIB if gib % DIMM_GIB == 0 else 1
+        for _ in range(gib // dimm):
+            guest.hotplug.add_dimm(dimm * 1024)
         vm.sh.run("udevadm settle -t 1200", timeout=1300)
         settle_kdumpd(vm, timeout=900)
         record["hot_add_s"] = round(time.monotonic() - started, 1)
+        loaded = str(verify_loaded(vm).get("loaded_cmdline") or "")
+        record["loaded_cmdline"] = loaded
+        record["takes"] = TAKES
+        assert ("acpi_no_memhotplug" in loaded) != TAKES, loaded
         first = vm.sh.run("grep -E '^(MemTotal|MemFree):' /proc/meminfo").output
         record["first_kernel_memtotal_kib"] = kib(first, "MemTotal")
         record["first_kernel_memfree_kib"] = kib(first, "MemFree")
@@ -143,6 +149,26 @@ def test_long_where_the_dump_stops_working_as_memory_grows(
         for name in ("serial.log", "console.log"):
             if (vm.dir / name).exists():
                 shutil.copy2(vm.dir / name, out / name)
+
+
+def start_kdumpd_over_a_hand_loaded_image(guest: Guest) -> None:
+    """A `-c` image without acpi_no_memhotplug, then kdumpd with the small initrd: it
+    replaces the image at its start with its growth-safe one, or (TAKES) keeps it until
+    the first DIMM and then loads its own command line without the option."""
+    vm = guest.vm
+    d.stop_kdumpd(vm)
+    small = f"/boot/initrd-small-{guest.release}.img"
+    vm.sh.run(f"kexec -p -u; kexec -p -c /boot/vmlinuz-{guest.release} --initrd={small} "
+              f"'--append={UNSAFE_APPEND}'", timeout=120)
+    takes = (f'append = "{TAKES_APPEND}"\ngrowth_safe = false\n' if TAKES else "")
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml",
+                     f'[reload]\ninitrd = "{small}"\n{takes}\n[rule]\nstate = "ignore"\n')
+    fresh_state(vm)
+    d.restart_kdumpd(vm)
+    settle_kdumpd(vm, timeout=180)
+    if not TAKES:  # kdumpd replaced the image at its start
+        loaded = str(verify_loaded(vm).get("loaded_cmdline") or "")
+        assert "acpi_no_memhotplug" in loaded, loaded
 
 
 def dump_in_the_crash_kernel(vm: Vm, before: dc.Before, record: dict[str, object]
