@@ -214,12 +214,14 @@ def growth_safety(cfg: Config) -> Callable[[str], str | None] | None:
 
 def capacity_reader(root: Path, arch: str | None = None, release: str | None = None,
                     encryption: Callable[[Path], bool] | None = None,
-                    ) -> Callable[[Hardware], capacity.Capacity]:
+                    ) -> Callable[[Hardware, str | None], capacity.Capacity]:
     """The reservation under ``root`` (where the architecture publishes it, arch.py)
     against its System RAM now (capacity.py counts it from /proc/iomem as kdump-utils
     does: driver-managed RAM left out, so the hardware reading's ranges are not used),
     with the machine's facts kdump-utils' rule adds to (capacity_facts.py; the kernel's
-    memory-encryption line, which cannot change during a boot, is looked up once)."""
+    memory-encryption line, which cannot change during a boot, is looked up once), and
+    the loaded dump kernel's command line (read back; None: not known), which says
+    whether it would take the memory in ACPI memory slots as its own (the measured rule)."""
     machine = arch or this_machine()
     version = release or os.uname().release
     where = archmod.facts(machine).reservation_in
@@ -230,7 +232,8 @@ def capacity_reader(root: Path, arch: str | None = None, release: str | None = N
             found.append((encryption or capacity_facts.memory_encryption_active)(at))
         return found[0]
 
-    def capacity_now(hardware: Hardware) -> capacity.Capacity:
+    def capacity_now(hardware: Hardware, loaded_cmdline: str | None = None
+                     ) -> capacity.Capacity:
         iomem = read_text(root / "proc/iomem")
         reservation = read_crash_reservation(root, where)
         if not reservation.listed or reservation.size is None:
@@ -238,7 +241,8 @@ def capacity_reader(root: Path, arch: str | None = None, release: str | None = N
             return capacity.Capacity(0, 0, "no reservation to compare")
         return capacity.check(reservation.size, capacity.system_ram_bytes(iomem),
                               read_cmdline(root),
-                              capacity_facts.read_machine(root, machine, version, encrypted))
+                              capacity_facts.read_machine(root, machine, version, encrypted),
+                              capacity_facts.taken_bytes(root, machine, loaded_cmdline))
 
     return capacity_now
 

@@ -23,6 +23,29 @@ evaluates it, and takes the larger:
   :func:`kdump_utils_rule`, evaluated by ``get_recommend_size()`` on the RAM as
   ``get_system_size()`` counts it, see :func:`kdump_utils_ram`.
 
+A third rule is a measurement, not a table: a dump kernel that takes hot-added memory as
+its own (x86 with ACPI memory slots, its command line without ``acpi_no_memhotplug``)
+builds a ``struct page`` of 64 bytes for every 4 KiB page of it, 1/64 of that memory, out
+of its reservation. Measured in the Debian 13 guest with ``crashkernel=256M`` and Debian
+kdump-tools' default dump kernel: 3 GiB of DIMMs taken (48 MiB of struct pages) still gave
+a complete dump, 5.5 GiB (88 MiB) killed the dump kernel 2.8 s into its boot ("System is
+deadlocked on memory"). So :func:`taken_size` asks for what that dump kernel had besides
+the struct pages of the largest size that worked (256 MiB - 48 MiB = 208 MiB,
+:data:`TAKEN_BASE`) plus 1/64 of the memory it would take. That only keeps it alive: in
+``make vm-long``'s control (kdumpd's command line without the option, the small initrd,
+256 MiB) the dump kernel booted with 3 and with 6 GiB taken, and makedumpfile wrote far
+more than for the whole guest without them until the disk was full, and failed (most
+likely the dump kernel's own pages in those ranges, no longer free or zero). So any
+memory taken is warned about, whatever the reservation, naming ``acpi_no_memhotplug``
+(:data:`TAKEN_DUMPS`); the reservation the rule asks for is said beside it.
+
+With ``acpi_no_memhotplug`` (kdumpd's own image on such machines) the dump kernel takes
+nothing and this rule asks for nothing; there, neither RAM nor makedumpfile's cyclic
+buffers (at most 4 MiB each, makedumpfile.c ``calculate_cyclic_buffer_size()``) made the
+dump fail in the guest up to the 64 GiB hot-added that fit it (tests/vm/RESULTS.md,
+"vm-long"): the two tables above stay the only rules, and the warning says that they are
+tables.
+
 The RAM both count (:func:`system_ram_bytes`): /proc/iomem's ``System RAM`` lines, at any
 depth, named exactly that, as ``get_system_size()``'s sed reads them
 (``^\\s*<start>-<end> : System RAM$``). Driver-managed RAM (``System RAM (virtio_mem)``,
@@ -52,6 +75,20 @@ KDUMP_UTILS = {
 }
 KDUMP_UTILS_FADUMP = ("4G-16G:768M,16G-64G:1G,64G-128G:2G,128G-1T:4G,1T-2T:6G,2T-4T:12G,"
                       "4T-8T:20G,8T-16T:36G,16T-32T:64G,32T-64T:128G,64T-:180G")
+# A dump kernel that takes hot-added memory (module docstring): struct page is 64 bytes per
+# 4 KiB page on x86_64, and the measured dump kernel had 256 MiB - 3 GiB / 64 = 208 MiB
+# besides the struct pages of the most memory it took and survived.
+STRUCT_PAGE_SHARE = 64
+TAKEN_BASE = 256 * MIB - 3 * GIB // STRUCT_PAGE_SHARE
+TAKEN_MEASURED = ("measured: in the Debian 13 test guest, crashkernel=256M, Debian's dump "
+                  "kernel without acpi_no_memhotplug booted with 3 GiB hot-added and died of "
+                  "out-of-memory with 5.5 GiB")
+TAKEN_DUMPS = ("measured in the test guest, crashkernel=256M: with 3 GiB and with 6 GiB "
+               "taken the dump kernel booted, and makedumpfile wrote far more than a whole "
+               "guest's dump without them until the disk was full, and failed")
+TABLES_ONLY = ("a table, not a measurement: a growth-safe dump kernel with 256 MiB saved "
+               "complete dumps with up to 64 GiB hot-added in the test guest "
+               "(tests/vm/RESULTS.md, vm-long)")
 _UNITS = {"": 1, "K": 1 << 10, "M": MIB, "G": GIB, "T": 1 << 40, "P": 1 << 50, "E": 1 << 60}
 _RANGE = re.compile(r"(\d+)([KMGTPE]?)-(?:(\d+)([KMGTPE]?))?:(\d+)([KMGTPE]?)$")
 _SUFFIXES = (",high", ",low", ",cma")
@@ -196,6 +233,15 @@ def _memsize(size: int) -> str:
     return str(size)
 
 
+def taken_size(taken_bytes: int) -> int:
+    """What a dump kernel that takes ``taken_bytes`` of hot-added memory as its own needs
+    (module docstring): :data:`TAKEN_BASE` plus 1/64 of that memory, rounded up to 1 MiB;
+    0 when it takes none."""
+    if taken_bytes <= 0:
+        return 0
+    return -(-(TAKEN_BASE - (-taken_bytes // STRUCT_PAGE_SHARE)) // MIB) * MIB
+
+
 def boot_crashkernel(cmdline: str) -> str:
     """The last ``crashkernel=`` without a ``,high``/``,low``/``,cma`` suffix
     (``get_last_crashkernel()``), "" if none."""
@@ -205,12 +251,22 @@ def boot_crashkernel(cmdline: str) -> str:
 
 
 def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
-          machine: Machine | str) -> Capacity:
-    """The reservation against the larger of the two rules for ``ram_bytes`` of System
-    RAM (``machine``: an architecture name alone means no additions apply)."""
+          machine: Machine | str, taken_bytes: int = 0) -> Capacity:
+    """The reservation against the largest of the rules for ``ram_bytes`` of System RAM
+    (``machine``: an architecture name alone means no additions apply) and, when the dump
+    kernel would take ``taken_bytes`` of hot-added memory as its own, the measured rule
+    (:func:`taken_size`)."""
     if isinstance(machine, str):
         machine = Machine(machine)
     candidates: list[tuple[int, str, str]] = []
+    taken = taken_size(taken_bytes)
+    if taken:
+        candidates.append((taken, f"a dump kernel that takes the {taken_bytes / GIB:.1f} GiB "
+                                  "in ACPI memory slots as its own (its command line lacks "
+                                  f"acpi_no_memhotplug): {TAKEN_BASE // MIB} MiB + 1/"
+                                  f"{STRUCT_PAGE_SHARE} of that memory for its struct pages "
+                                  f"({TAKEN_MEASURED})", _memsize(-(-taken // (64 * MIB))
+                                                                * 64 * MIB)))
     boot = boot_crashkernel(cmdline)
     own = size_for(boot, ram_bytes) if boot else None
     if own:
@@ -229,15 +285,25 @@ def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
                                        "GiB as its get_system_size counts it", spec))
     if not candidates:
         return Capacity(reserved_bytes, 0, "no rule for this machine", ram_bytes=ram_bytes)
-    recommended, source, _ = max(candidates)
+    recommended, source, suggestion = max(candidates)
+    takes = (f"the dump kernel takes the {taken_bytes / GIB:.1f} GiB in ACPI memory slots as "
+             "its own: add acpi_no_memhotplug to its command line; without it no reservation "
+             f"is enough ({TAKEN_DUMPS})") if taken else ""
     if reserved_bytes >= recommended:
-        return Capacity(reserved_bytes, recommended, source, ram_bytes=ram_bytes)
-    suggestion = next(spec for size, _, spec in sorted(candidates, reverse=True)
-                      if size >= recommended)
+        if not taken:
+            return Capacity(reserved_bytes, recommended, source, ram_bytes=ram_bytes)
+        warning = (f"{reserved_bytes // MIB} MiB reserved for the crash kernel is what "
+                   f"{source} asks for ({recommended // MIB} MiB), but {takes}")
+        return Capacity(reserved_bytes, recommended, source, warning, ram_bytes)
+    if taken and recommended == taken:
+        fix, basis = takes, ""
+    else:
+        fix = f"set crashkernel={suggestion} (it applies at the next boot)" + (
+            f"; and {takes}" if taken else "")
+        basis = f" ({TABLES_ONLY})" if machine.arch == "x86_64" else " (a table)"
     warning = (f"{reserved_bytes // MIB} MiB reserved for the crash kernel, but for the "
                f"{ram_bytes / GIB:.1f} GiB of System RAM now {source} asks for "
-               f"{recommended // MIB} MiB: a dump may fail; set crashkernel={suggestion} "
-               "(it applies at the next boot)")
+               f"{recommended // MIB} MiB{basis}: a dump may fail; {fix}")
     return Capacity(reserved_bytes, recommended, source, warning, ram_bytes)
 
 

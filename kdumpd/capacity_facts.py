@@ -15,6 +15,12 @@ where kdump-lib.sh reads them, under an injected root (rhkdump/kdump-utils at 63
 
 Each is read only for the architecture whose rule uses it; a fact that cannot be read is
 the default kdump-utils would take (absent, 1 CPU).
+
+For the measured rule (capacity.py, :func:`taken_bytes`): the memory a dump kernel without
+``acpi_no_memhotplug`` would take as its own on x86, the memory blocks bound to the ACPI
+memory devices (``/sys/bus/acpi/devices/PNP0C80:*/physical_node*``, one link per block,
+drivers/acpi/glue.c ``acpi_bind_one()``) times ``/sys/devices/system/memory/
+block_size_bytes``.
 """
 
 from __future__ import annotations
@@ -100,3 +106,27 @@ def read_machine(root: Path, arch: str, release: str,
                               else "KDUMP_COMMANDLINE_APPEND", "")
         return Machine(arch, release, fadump=fadump, dump_nr_cpus=dump_nr_cpus(append))
     return Machine(arch, release)
+
+
+def acpi_memory_bytes(root: Path) -> int:
+    """Bytes of the memory blocks bound to ACPI memory devices (PNP0C80): what a dump
+    kernel without ``acpi_no_memhotplug`` finds in the ACPI tables and adds as its own;
+    0 when there are none or the block size cannot be read."""
+    try:
+        block = int(read_regular(root / "sys/devices/system/memory/block_size_bytes",
+                                 64).strip(), 16)
+    except (OSError, ValueError):
+        return 0
+    devices = (root / "sys/bus/acpi/devices").glob("PNP0C80:*")
+    return block * sum(1 for device in devices for _ in device.glob("physical_node*"))
+
+
+def taken_bytes(root: Path, arch: str, loaded_cmdline: str | None) -> int:
+    """The hot-added memory the loaded dump kernel would take as its own: on x86, when its
+    command line (read back from the loaded image; None: not known) lacks
+    ``acpi_no_memhotplug``, :func:`acpi_memory_bytes`; else 0."""
+    if loaded_cmdline is None or not re.fullmatch(r"i.86|x86_64", arch):
+        return 0
+    if "acpi_no_memhotplug" in loaded_cmdline.split():
+        return 0
+    return acpi_memory_bytes(root)

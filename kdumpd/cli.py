@@ -250,13 +250,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = FileStore(cfg.state.dir, read_boot_id(cfg.sysfs.root), writable=False).load()
     hardware = read_hardware(cfg.sysfs.root)
     directory = textfile_dir(cfg.metrics.textfile_dir)
+    header = verify(cfg.sysfs.root, arch=app.this_machine()) if cfg.reload.verify_header else None
     status = gather(sysfs, app.make_backend(cfg, sysfs), state, hardware,
                     app.describe_image(cfg),
                     kernel_log=open_kernel_log(cfg.events.kernel_log, cfg.sysfs.root),
-                    capacity=app.capacity_reader(cfg.sysfs.root)(hardware),
+                    capacity=app.capacity_reader(cfg.sysfs.root)(
+                        hardware, header.loaded_cmdline if header else None),
                     daemon=_daemon_knows(cfg.state.control),
-                    header=verify(cfg.sysfs.root, arch=app.this_machine())
-                    if cfg.reload.verify_header else None,
+                    header=header,
                     protection=app.growth_safety(cfg),
                     arch=app.this_arch(), reservation=app.reservation(cfg.sysfs.root),
                     metrics=None if directory is None else locate(directory))

@@ -83,7 +83,7 @@ class Controller:
         confirm_s: float = CONFIRM_S,
         take_back_s: float = TAKE_BACK_S,
         arch: str = "x86_64",
-        capacity: Callable[[Hardware], Capacity] | None = None,
+        capacity: Callable[[Hardware, str | None], Capacity] | None = None,
         verify: Callable[[], HeaderCheck] | None = None,
         protection: Callable[[str], str | None] | None = None,
     ) -> None:
@@ -232,7 +232,8 @@ class Controller:
             decision, proven = self.header.proven(acted_on)
             self.last_decision = decision
         if "memory" in burst.subsystems:
-            self.capacity.check(self.hardware())
+            last = self.header.last
+            self.capacity.check(self.hardware(), last.loaded_cmdline if last else None)
         for warning in decision.warnings:
             log.warning(warning, extra=fields)
         if not decision.reload:

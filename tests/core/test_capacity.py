@@ -9,6 +9,10 @@ import pytest
 from kdumpd.capacity import (
     GIB,
     MIB,
+    TABLES_ONLY,
+    TAKEN_BASE,
+    TAKEN_DUMPS,
+    TAKEN_MEASURED,
     Machine,
     add_to_sizes,
     boot_crashkernel,
@@ -20,6 +24,7 @@ from kdumpd.capacity import (
     ranges,
     size_for,
     system_ram_bytes,
+    taken_size,
 )
 
 RHEL8 = "1G-4G:192M,4G-64G:256M,64G-:512M"  # RHEL 8's kexec-tools default
@@ -163,8 +168,8 @@ def test_the_warning_and_the_result_say_exactly_what_was_compared() -> None:
     assert short.source == source
     assert short.warning == (
         f"256 MiB reserved for the crash kernel, but for the 70.0 GiB of System RAM now "
-        f"{source} asks for 512 MiB: a dump may fail; set crashkernel={FEDORA} (it applies "
-        "at the next boot)")
+        f"{source} asks for 512 MiB ({TABLES_ONLY}): a dump may fail; set "
+        f"crashkernel={FEDORA} (it applies at the next boot)")
     fits = check(512 * MIB, 70 * GIB, "crashkernel=512M", "x86_64")
     assert (fits.reserved_bytes, fits.source) == (512 * MIB, source)
     own = check(1 << 30, 3 * GIB, f"crashkernel={RHEL8}", "riscv64")
@@ -234,3 +239,68 @@ def test_kdump_utils_rounds_up_to_128_mib_too_then_counts_whole_gib() -> None:
     machine = Machine("x86_64")
     assert check(1 << 30, 64 * GIB - 200 * MIB, "", machine).recommended_bytes == 256 * MIB
     assert check(1 << 30, 64 * GIB - 100 * MIB, "", machine).recommended_bytes == 512 * MIB
+
+
+# The measured rule: a dump kernel that takes hot-added memory as its own.
+
+def test_the_taken_rule_is_the_measured_dump_kernel_plus_its_struct_pages() -> None:
+    assert TAKEN_BASE == 208 * MIB  # 256 MiB less the struct pages of 3 GiB, which worked
+    assert taken_size(0) == 0 and taken_size(-1) == 0
+    assert taken_size(3 * GIB) == 256 * MIB  # the largest measured size that worked fits
+    assert taken_size(5 * GIB + 512 * MIB) == 296 * MIB  # the size that failed does not
+    assert taken_size(1) == 209 * MIB  # rounded up to whole MiB
+    assert taken_size(64 * GIB) == (208 + 1024) * MIB
+
+
+def test_any_memory_taken_warns_and_names_the_measurements() -> None:
+    # The issue's case: 2 GiB at boot + 5.5 GiB of DIMMs = 7.5 GiB, crashkernel=256M, a
+    # dump kernel without acpi_no_memhotplug: the tables said enough; it died.
+    ram = 7 * GIB + 512 * MIB
+    assert check(256 * MIB, ram, "crashkernel=256M", "x86_64").warning == ""
+    dead = check(256 * MIB, ram, "crashkernel=256M", "x86_64", 5 * GIB + 512 * MIB)
+    assert dead.recommended_bytes == 296 * MIB
+    source = ("a dump kernel that takes the 5.5 GiB in ACPI memory slots as its own (its "
+              "command line lacks acpi_no_memhotplug): 208 MiB + 1/64 of that memory for its "
+              f"struct pages ({TAKEN_MEASURED})")
+    takes = ("the dump kernel takes the 5.5 GiB in ACPI memory slots as its own: add "
+             "acpi_no_memhotplug to its command line; without it no reservation is enough "
+             f"({TAKEN_DUMPS})")
+    assert dead.source == source
+    assert dead.warning == (
+        "256 MiB reserved for the crash kernel, but for the 7.5 GiB of System RAM now "
+        f"{source} asks for 296 MiB: a dump may fail; {takes}")
+    # 3 GiB taken: the reservation is what the rule asks, the dump failed all the same.
+    enough = check(256 * MIB, 5 * GIB, "crashkernel=256M", "x86_64", 3 * GIB)
+    assert enough.recommended_bytes == 256 * MIB
+    assert enough.warning == (
+        "256 MiB reserved for the crash kernel is what " + enough.source + " asks for "
+        "(256 MiB), but " + takes.replace("5.5 GiB", "3.0 GiB"))
+    assert enough.source.startswith("kdump-utils' default")  # the larger source's name
+    tiny = check(1 << 30, 5 * GIB, "", "riscv64", 128 * MIB)  # no table: the rule alone
+    assert tiny.recommended_bytes == 210 * MIB
+    assert tiny.warning.startswith("1024 MiB reserved for the crash kernel is what a dump "
+                                   "kernel that takes the 0.1 GiB")
+    assert "(210 MiB), but the dump kernel takes the 0.1 GiB" in tiny.warning
+    assert check(1 << 30, 5 * GIB, "", "riscv64", 0).warning == ""
+
+
+def test_the_larger_rule_wins_between_the_tables_and_the_measurement() -> None:
+    # 70 GiB with 1 GiB taken: kdump-utils' 512M beats 208M + 16M; it says it is a table,
+    # and the memory taken is named too.
+    table = check(256 * MIB, 70 * GIB, "crashkernel=256M", "x86_64", 1 * GIB)
+    assert table.recommended_bytes == 512 * MIB
+    assert table.source.startswith("kdump-utils' default for x86_64")
+    assert TABLES_ONLY in table.warning
+    assert f"set crashkernel={FEDORA} (it applies at the next boot); and the dump kernel " \
+           "takes the 1.0 GiB" in table.warning
+    # 32 GiB taken: 208M + 512M = 720M beats the table's 256M on 34 GiB.
+    taken = check(512 * MIB, 34 * GIB, "crashkernel=512M", "x86_64", 32 * GIB)
+    assert taken.recommended_bytes == 720 * MIB
+    assert "asks for 720 MiB: a dump may fail; the dump kernel takes the 32.0 GiB" in \
+           taken.warning
+    assert TABLES_ONLY not in taken.warning and "set crashkernel" not in taken.warning
+
+
+def test_a_table_warning_elsewhere_names_only_the_table() -> None:
+    short = check(256 * MIB, 70 * GIB, "crashkernel=256M", "s390x")
+    assert "(a table): a dump may fail" in short.warning and TABLES_ONLY not in short.warning

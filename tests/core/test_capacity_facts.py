@@ -10,9 +10,11 @@ from kdumpd import app
 from kdumpd.capacity import GIB, MIB, Machine
 from kdumpd.capacity_facts import (
     MEMORY_ENCRYPTION_LINES,
+    acpi_memory_bytes,
     dump_nr_cpus,
     memory_encryption_active,
     read_machine,
+    taken_bytes,
 )
 from kdumpd.fakes import fakesysfs
 
@@ -167,3 +169,51 @@ def fakesysfs_hardware(root: Path) -> Any:
     from kdumpd.hardware import read_hardware
 
     return read_hardware(root)
+
+
+def acpi_tree(tmp_path: Path, blocks: dict[str, int], size: str = "8000000\n") -> Path:
+    """ACPI memory devices with ``blocks`` memory blocks bound each (physical_node,
+    physical_node1, ... as drivers/acpi/glue.c names the links)."""
+    root = tree(tmp_path, {"sys/devices/system/memory/block_size_bytes": size})
+    for device, count in blocks.items():
+        where = root / "sys/bus/acpi/devices" / device
+        where.mkdir(parents=True)
+        for n in range(count):
+            (where / ("physical_node" + (str(n) if n else ""))).mkdir()
+    (root / "sys/bus/acpi/devices/PNP0A03:00/physical_node").mkdir(parents=True)  # a bus
+    return root
+
+
+def test_the_memory_in_acpi_slots_is_their_blocks(tmp_path: Path) -> None:
+    root = acpi_tree(tmp_path / "a", {"PNP0C80:00": 4, "PNP0C80:01": 24, "PNP0C80:02": 0})
+    assert acpi_memory_bytes(root) == 28 * 128 * MIB
+    assert acpi_memory_bytes(acpi_tree(tmp_path / "g", {"PNP0C80:00": 2}, "40000000\n")) == 2 * GIB
+    assert acpi_memory_bytes(acpi_tree(tmp_path / "n", {})) == 0
+    assert acpi_memory_bytes(acpi_tree(tmp_path / "x", {"PNP0C80:00": 2}, "x\n")) == 0
+    assert acpi_memory_bytes(tmp_path / "none") == 0
+
+
+def test_only_a_dump_kernel_without_acpi_no_memhotplug_on_x86_takes_it(tmp_path: Path) -> None:
+    root = acpi_tree(tmp_path, {"PNP0C80:00": 24})
+    assert taken_bytes(root, "x86_64", "root=/dev/vda irqpoll nr_cpus=1") == 3 * GIB
+    assert taken_bytes(root, "i686", "root=/dev/vda") == 3 * GIB
+    assert taken_bytes(root, "x86_64", "root=/dev/vda acpi_no_memhotplug irqpoll") == 0
+    assert taken_bytes(root, "x86_64", "acpi_no_memhotplug=1") == 3 * GIB  # not the option
+    assert taken_bytes(root, "x86_64", None) == 0  # not known: not guessed
+    assert taken_bytes(root, "ppc64le", "root=/dev/sda") == 0
+    assert taken_bytes(root, "aarch64", "root=/dev/sda") == 0
+
+
+def test_the_reader_applies_the_measured_rule_to_the_loaded_command_line(
+        tmp_path: Path) -> None:
+    root = fakesysfs.build(tmp_path / "root", cmdline="ro crashkernel=256M")
+    iomem = (root / "proc/iomem").read_text()
+    (root / "proc/iomem").write_text(iomem.rstrip("\n") + "\n100000000-25fffffff : System RAM\n")
+    acpi_tree(root, {"PNP0C80:00": 44})  # 5.5 GiB: the size that killed the dump kernel
+    reader = app.capacity_reader(root, "x86_64", "6.12.0", lambda at: False)
+    hardware = fakesysfs_hardware(root)
+    assert reader(hardware, "root=/dev/vda acpi_no_memhotplug").warning == ""
+    assert reader(hardware, None).warning == ""
+    taking = reader(hardware, "root=/dev/vda")
+    assert taking.recommended_bytes == 296 * MIB
+    assert "add acpi_no_memhotplug" in taking.warning and "5.5 GiB" in taking.warning

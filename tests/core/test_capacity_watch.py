@@ -14,9 +14,10 @@ from kdumpd.hardware import Hardware
 RESERVED = 256 << 20
 
 
-def capacity(hardware: Hardware) -> Capacity:
-    """A reservation of 256 MiB that fits up to 4 GiB of RAM online."""
-    ram = hardware.present_pages * 4096
+def capacity(hardware: Hardware, loaded_cmdline: str | None = None) -> Capacity:
+    """A reservation of 256 MiB that fits up to 4 GiB of RAM online (2 GiB with a dump
+    kernel command line that takes hot-added memory)."""
+    ram = hardware.present_pages * 4096 * (2 if loaded_cmdline == "takes" else 1)
     short = "the crash reservation is short" if ram > 4 << 30 else ""
     return Capacity(RESERVED, RESERVED if ram <= 4 << 30 else 512 << 20, "test rule",
                     short, ram)
@@ -47,3 +48,11 @@ def test_no_capacity_check_keeps_nothing() -> None:
     watch = CapacityWatch(None)
     watch.check(hardware(8))
     assert watch.last is None
+
+
+def test_the_loaded_command_line_is_handed_to_the_rule() -> None:
+    watch = CapacityWatch(capacity)
+    watch.check(hardware(3))
+    assert watch.last is not None and not watch.last.warning
+    watch.check(hardware(3), "takes")
+    assert watch.last.warning == "the crash reservation is short"

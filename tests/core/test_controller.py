@@ -1198,9 +1198,11 @@ def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
 
     rig = Rig(root, clock)
     asked: list[int] = []
+    lines: list[str | None] = []
 
-    def capacity(hardware: object) -> Capacity:
+    def capacity(hardware: object, loaded_cmdline: str | None) -> Capacity:
         asked.append(1)
+        lines.append(loaded_cmdline)
         return Capacity(256 << 20, 512 << 20, "rule", warning=f"short #{len(asked)}")
 
     from kdumpd.capacity_watch import CapacityWatch
@@ -1214,6 +1216,7 @@ def test_a_reservation_short_for_the_ram_after_growth_is_said_once(
         rig.feed(memory_events(2))
         rig.settle()
     assert len(asked) == 2  # after each memory burst, not after the CPU's
+    assert lines == [None, None]  # no header read back here: the command line is not known
     shorts = [r for r in caplog.records if r.getMessage().startswith("short #")]
     assert [r.getMessage() for r in shorts] == ["short #1"]  # said once while it stays short
     assert getattr(shorts[0], "MESSAGE_ID", None) == journal_ids.CAPACITY_SHORT
@@ -1271,7 +1274,8 @@ def test_what_the_daemon_knows_is_what_it_last_read(root: Path, clock: MockTime)
     rig = Rig(root, clock)
     rig.controller.header = __import__("kdumpd.header_proof", fromlist=["x"]).HeaderProof(
         verify, clock)  # type: ignore[arg-type]
-    rig.controller.capacity = CapacityWatch(lambda hw: Capacity(1 << 28, 1 << 29, "rule"))
+    rig.controller.capacity = CapacityWatch(lambda hw, line: Capacity(1 << 28, 1 << 29,
+                                                                       "rule"))
     off = rig.controller.knowledge()
     assert (off.kexec_crash_loaded, off.crash_hotplug_read_at, off.header) == ("", None, None)
     clock.advance(2.0)

@@ -117,3 +117,18 @@ def test_nested_driver_managed_ram_counts_as_ram() -> None:
     ram, _ = dc.parse_iomem(IOMEM + "180000000-1ffffffff : dax0.0\n"
                                     "  180000000-1ffffffff : System RAM (kmem)\n")
     assert (0x180000000, 0x200000000) in ram
+
+
+def test_the_kdump_reader_finds_single_pages_and_a_range_up_to_the_bitmaps_end(
+        tmp_path: Path) -> None:
+    """The reader takes the bitmap's edges as a big integer's (a 66 GiB guest has 17
+    million page frames): a one-page range, adjacent ranges and the last bit still count."""
+    core = tmp_path / "dump"
+    # One bitmap block is 32768 page frames: 0x7000-0x8000 ends on the bitmap's last bit.
+    core.write_bytes(dc.kdump_compressed([(0x1, 0x2), (0x8, 0x10), (0x10, 0x11),
+                                          (0x7000, 0x8000)], 1, max_pfn=0x8000))
+    done = subprocess.run([sys.executable, "-c", dc.KDUMP_READER, str(core)],
+                          capture_output=True, text=True, timeout=60, check=True)
+    assert dc.parse_reader_output(done.stdout) == {
+        "loads": [[0x1000, 0x2000], [0x8000, 0x11000], [0x7000000, 0x8000000]],
+        "prstatus": 1}

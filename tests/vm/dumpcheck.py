@@ -82,16 +82,16 @@ with open(sys.argv[1], "rb") as dump:
     bitmap = dump.read(bitmap_blocks * block_size // 2)
     dump.seek(offset_note)
     notes = dump.read(size_note)
-loads, start = [], None
-for pfn in range(len(bitmap) * 8):
-    present = bitmap[pfn >> 3] >> (pfn & 7) & 1
-    if present and start is None:
-        start = pfn
-    elif not present and start is not None:
-        loads.append([start * 4096, pfn * 4096])
-        start = None
-if start is not None:
-    loads.append([start * 4096, len(bitmap) * 8 * 4096])
+# Bit k of the little-endian integer is page frame k; its edges (a bit unlike the one
+# below it) start and end the ranges, in pairs. One big-integer operation per edge, not a
+# Python step per page frame: a 66 GiB guest's bitmap has 17 million bits (minutes under TCG).
+bits = int.from_bytes(bitmap, "little")
+edges, found = bits ^ (bits << 1), []
+while edges:
+    low = edges & -edges
+    found.append(low.bit_length() - 1)
+    edges ^= low
+loads = [[found[i] * 4096, found[i + 1] * 4096] for i in range(0, len(found), 2)]
 print("VMCORE " + json.dumps({"loads": loads, "prstatus": count_prstatus(notes)}))
 '''
 

@@ -31,7 +31,7 @@ DECISIONS = {journal_ids.RELOAD_DONE, journal_ids.RELOAD_FAILED, journal_ids.SKI
              journal_ids.WOULD_RELOAD}
 
 
-SCENARIOS = 20  # scenario() calls in a full run: 1-19, scenario 10 twice
+SCENARIOS = 21  # scenario() calls in a full run: 1-20, scenario 10 twice
 
 
 QUIET_S = 0.25  # [events] quiet_ms of the guest's config
@@ -104,7 +104,7 @@ class Guest:
 
 def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: RunResults,
          prepare: Callable[[Guest], None], *, devices: tuple[str, ...] = (),
-         machine: str = VmConfig.machine) -> Iterator[Guest]:
+         machine: str = VmConfig.machine, memory: str = VmConfig.memory) -> Iterator[Guest]:
     """Boot ``kernel`` with ``files`` on the payload disk (mounted at /mnt/payload) and
     the QEMU ``devices``, run ``prepare`` in it, yield it; stop it afterwards.
 
@@ -118,7 +118,7 @@ def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: Run
     payload = make_payload(files, workdir / "payload.ext4")
     k = image.kernels[kernel]
     vm = Vm(VmConfig(kernel=k, root_image=image.root, payload=payload, workdir=workdir,
-                     devices=devices, machine=machine))
+                     devices=devices, machine=machine, memory=memory))
     RUNNING.append(vm)
     try:
         start_with_one_retry(vm, results)
@@ -140,10 +140,10 @@ def boot(image: Image, kernel: str, files: dict[str, Path | bytes], results: Run
 def boot_with_kdumpd(
     image: Image, kernel: str, package: Package, results: RunResults,
     extra: dict[str, Path | bytes] | None = None, *, devices: tuple[str, ...] = (),
-    machine: str = VmConfig.machine,
+    machine: str = VmConfig.machine, memory: str = VmConfig.memory,
 ) -> Iterator[Guest]:
-    """Boot ``kernel`` (on QEMU's ``machine``, with its ``devices``), install ``package``
-    in the guest, enable and start kdumpd."""
+    """Boot ``kernel`` (on QEMU's ``machine``, with its ``devices`` and ``memory``),
+    install ``package`` in the guest, enable and start kdumpd."""
     def install_and_start(guest: Guest) -> None:
         vm = guest.vm
         # Install first: the package's own conffile must not meet ours (dpkg would ask).
@@ -154,7 +154,7 @@ def boot_with_kdumpd(
 
     files = {**package.payload, "kdump-config": KDUMP_CONFIG_STUB.encode(), **(extra or {})}
     yield from boot(image, kernel, files, results, install_and_start, devices=devices,
-                    machine=machine)
+                    machine=machine, memory=memory)
 
 
 def start_with_one_retry(vm: Vm, results: RunResults) -> None:

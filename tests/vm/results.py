@@ -11,6 +11,9 @@ from pathlib import Path
 from .driver import CrashState
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+# From this line to its end RESULTS.md is written by hand (`make vm-long`'s figures): a
+# full vm-test run rewrites what comes before it and keeps it.
+HAND_WRITTEN = "<!-- vm-long: written by hand from make vm-long; make vm-test keeps it -->"
 
 
 @dataclass
@@ -133,7 +136,10 @@ class RunResults:
         return "\n".join(lines)
 
     def write(self, path: Path = RESULTS) -> None:
-        path.write_text(self.markdown())
+        """Write the run's Markdown, keeping the hand-written part (:data:`HAND_WRITTEN`)."""
+        old = path.read_text() if path.exists() else ""
+        at = old.find(HAND_WRITTEN)
+        path.write_text(self.markdown() + ("\n" + old[at:] if at >= 0 else ""))
 
 
 def qemu_version() -> str:

@@ -8,7 +8,10 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from kdumpd import journal_ids
+
 from . import driver as d
+from .guest import Vm
 from .harness import (
     DISTRO_RULES,
     DROPIN_DIR,
@@ -228,3 +231,69 @@ def test_5_status_and_distribution_rule(trixie: Guest, scenario: Callable) -> No
                         "kdump-config call(s) (kdumpd's hand-over file)")
     assert with_hotplug == 0, "with crash_hotplug=1 the distro rule must not reload"
     assert without_hotplug >= 1, "with crash_hotplug=0 and no kdumpd the distro rule must run"
+
+
+# Scenario 20: the capacity warning of the measured rules (kdumpd/capacity.py), with the
+# figures they predict. The dump kernel must not have acpi_no_memhotplug here: kdumpd's own image
+# gets it (growth_safe), so this runs with growth_safe = false and an append without it.
+TAKES_APPEND = d.CRASH_APPEND.replace(" acpi_no_memhotplug", "")
+ACPI_MEMORY = ("python3 -c 'from pathlib import Path; from kdumpd.capacity_facts import "
+               "acpi_memory_bytes; print(acpi_memory_bytes(Path(\"/\")))'")
+MIB = 1 << 20
+
+
+def capacity_now(vm: Vm) -> dict[str, object]:
+    out = vm.sh.run("kdumpd status --json", timeout=120).output
+    found: dict[str, object] = json.loads(out[out.index("{"):])["capacity"]
+    return found
+
+
+def test_20_the_capacity_warning_comes_where_the_measured_rule_puts_it(
+    trixie: Guest, scenario: Callable
+) -> None:
+    result = scenario(
+        "20. capacity: the warning for a dump kernel that takes hot-added memory",
+        trixie.release,
+        "crashkernel=256M; a `-s` image whose command line lacks acpi_no_memhotplug, kdumpd "
+        "with growth_safe = false (so it keeps that image). kdumpd's measured rules: such a "
+        "dump kernel fails with any memory taken (vm-long: 3 and 6 GiB, makedumpfile filled "
+        "the disk), and needs 208 MiB + 1/64 of the memory in ACPI memory slots not to "
+        "die (Debian's died at 5.5 GiB). One DIMM up to exactly 3 GiB: kdumpd's journal warns "
+        "once (MESSAGE_ID CAPACITY_SHORT), naming acpi_no_memhotplug, with 256 MiB asked "
+        "(enough); 512 MiB more: `kdumpd status` asks 264 MiB (short), no second journal "
+        "warning.",
+    )
+    vm = trixie.vm
+    d.stop_kdumpd(vm)
+    vm.sh.run(f"kexec -p -u; kexec -p -s /boot/vmlinuz-{trixie.release} "
+              f"--initrd=/boot/initrd-small-{trixie.release}.img '--append={TAKES_APPEND}'",
+              timeout=120)
+    toml = trixie.config(load="auto", append=TAKES_APPEND).toml().replace(
+        "verify_header = true", "verify_header = true\ngrowth_safe = false")
+    vm.sh.write_file("/etc/kdumpd/kdumpd.toml", toml)
+    d.restart_kdumpd(vm)
+    taken = int(vm.sh.run(ACPI_MEMORY).output.strip())
+    assert 0 <= taken < 3 << 30, f"{taken / MIB:.0f} MiB in ACPI slots already: no room"
+    cursor = d.journal_cursor(vm)
+    first = run_burst(trixie, f"DIMM of {((3 << 30) - taken) // MIB} MiB: 3 GiB in ACPI slots",
+                      lambda: trixie.hotplug.add_dimm(((3 << 30) - taken) // MIB))
+    at_3 = capacity_now(vm)
+    short = run_burst(trixie, "DIMM hot-add 512 MiB: 3.5 GiB in ACPI slots", dimm_burst(trixie))
+    at_3_5 = capacity_now(vm)
+    warned = [e.get("MESSAGE") for e in d.journal_since(vm, cursor)
+              if e.message_id == journal_ids.CAPACITY_SHORT]
+    result.bursts += [first, short]
+    result.notes += [f"before: {taken / MIB:.0f} MiB in ACPI memory slots",
+                     f"at 3 GiB in ACPI slots: status capacity {at_3}",
+                     f"at 3.5 GiB: status capacity {at_3_5}",
+                     f"kdumpd's journal (CAPACITY_SHORT): {warned}"]
+    assert at_3["recommended_bytes"] == 256 * MIB, at_3  # 208 + 3 GiB / 64: enough
+    assert "takes the 3.0 GiB in ACPI memory slots" in str(at_3["warning"]), at_3
+    assert at_3_5["recommended_bytes"] == 264 * MIB, at_3_5  # 208 + 3.5 GiB / 64: short
+    assert "asks for 264 MiB: a dump may fail" in str(at_3_5["warning"]), at_3_5
+    assert len(warned) == 1 and warned[0] == at_3["warning"], (warned, at_3)
+    assert "add acpi_no_memhotplug to its command line" in warned[0], warned
+    assert "until the disk was full, and failed" in warned[0], warned
+    assert first.failed == short.failed == 0, (said(first), said(short))
+    # The later modules' guests are fresh; this one's kdumpd goes back to its defaults.
+    restart_with(trixie, trixie.config(load="auto"))
