@@ -265,10 +265,9 @@ def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
                                   "in ACPI memory slots as its own (its command line lacks "
                                   f"acpi_no_memhotplug): {TAKEN_BASE // MIB} MiB + 1/"
                                   f"{STRUCT_PAGE_SHARE} of that memory for its struct pages "
-                                  f"({TAKEN_MEASURED})", _memsize(-(-taken // (64 * MIB))
-                                                                * 64 * MIB)))
+                                  f"({TAKEN_MEASURED})", ""))  # its fix is not a size
     boot = boot_crashkernel(cmdline)
-    own = size_for(boot, ram_bytes) if boot else None
+    own = size_for(boot, ram_bytes)  # None for "" (no crashkernel=) as for a plain size
     if own:
         candidates.append((own, f"the boot's crashkernel={boot} (as the kernel applies it "
                                 f"to {kernel_ram(ram_bytes) / GIB:.1f} GiB: RAM rounded up "
@@ -288,7 +287,7 @@ def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
     recommended, source, suggestion = max(candidates)
     takes = (f"the dump kernel takes the {taken_bytes / GIB:.1f} GiB in ACPI memory slots as "
              "its own: add acpi_no_memhotplug to its command line; without it no reservation "
-             f"is enough ({TAKEN_DUMPS})") if taken else ""
+             f"is enough ({TAKEN_DUMPS})")  # said only when it does (taken)
     if reserved_bytes >= recommended:
         if not taken:
             return Capacity(reserved_bytes, recommended, source, ram_bytes=ram_bytes)

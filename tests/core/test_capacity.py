@@ -304,3 +304,41 @@ def test_the_larger_rule_wins_between_the_tables_and_the_measurement() -> None:
 def test_a_table_warning_elsewhere_names_only_the_table() -> None:
     short = check(256 * MIB, 70 * GIB, "crashkernel=256M", "s390x")
     assert "(a table): a dump may fail" in short.warning and TABLES_ONLY not in short.warning
+
+
+def test_aarch64_64k_kernels_name_each_addition_in_the_source() -> None:
+    machine = Machine("aarch64", kernel_release="6.12.0-64k", arm_smmu=True, mlx5=True)
+    rule = kdump_utils_rule(machine)
+    assert rule is not None
+    table, extra, reasons = rule
+    assert (extra, reasons) == (684, ("+100M: a 64k-page kernel",
+                                      "+384M: an ARM SMMU with 64k pages",
+                                      "+200M: mlx5 with 64k pages"))
+    capacity = check(4 * GIB, 8 * GIB, "", machine)
+    assert capacity.source.startswith(f"kdump-utils' default for aarch64 ({table}; ")
+    assert "; " + ", ".join(reasons) + ")" in capacity.source
+
+
+def test_sizes_are_written_in_the_largest_unit_that_divides_them() -> None:
+    assert add_to_sizes("1G-4G:1G,4G-:2047M", 1) == "1G-4G:1025M,4G-:2G"
+    assert add_to_sizes("1G-4G:1023M", 1) == "1G-4G:1G"
+    assert add_to_sizes("256M", 64) == "256M"  # a plain size is no table: as it is
+    assert add_to_sizes("1G-4G:192M", 0) == "1G-4G:192M"
+
+
+def test_no_rule_keeps_the_ram_counted() -> None:
+    capacity = check(256 * MIB, 8 * GIB, "", "riscv64")
+    assert (capacity.recommended_bytes, capacity.source, capacity.ram_bytes) == (
+        0, "no rule for this machine", 8 * GIB)
+
+
+def test_a_taking_dump_kernel_with_enough_reserved_keeps_what_was_counted() -> None:
+    capacity = check(4 * GIB, 8 * GIB, "", "x86_64", taken_bytes=GIB)
+    assert capacity.warning and capacity.reserved_bytes == 4 * GIB
+    assert capacity.ram_bytes == 8 * GIB
+
+
+def test_an_unreadable_line_does_not_end_the_count() -> None:
+    iomem = "zz-yy : System RAM\n00100000-001fffff : System RAM\n"
+    assert system_ram_bytes(iomem) == MIB
+    assert ram_bytes(("zz-yy", "100000-1fffff")) == MIB
