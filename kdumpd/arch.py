@@ -57,6 +57,9 @@ class Arch:
     # A panic on a CPU that a kexec_load image without --hotplug does not know loses the
     # whole dump (powerpc), not only that CPU's registers.
     unknown_cpu_loses_dump: bool = False
+    # kexec-tools' kexec_load header leaves RAM hot-added since boot out (powerpc:
+    # linux,memory-limit), so auto prefers kexec_file_load where the kernel has it.
+    kexec_load_omits_hot_added_ram: bool = False
     # `kdumpd verify` can read the loaded header back (loaded_header.py: x86_64, ppc64le).
     header_readback: bool = False
 
@@ -106,7 +109,7 @@ def facts(machine: str) -> Arch:
     if machine in POWERPC:
         return Arch(machine, "powerpc", kexec_load_reads=(), reservation_in=DEVICE_TREE,
                     cpu_actions=("online", "offline"), unknown_cpu_loses_dump=True,
-                    header_readback=machine == "ppc64le")
+                    kexec_load_omits_hot_added_ram=True, header_readback=machine == "ppc64le")
     if machine in S390:
         return Arch(machine, "s390", header_built_by_dump_kernel=True)
     return Arch(machine, machine)

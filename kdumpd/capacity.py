@@ -284,17 +284,18 @@ def check(reserved_bytes: int, ram_bytes: int, cmdline: str,
                                        "GiB as its get_system_size counts it", spec))
     if not candidates:
         return Capacity(reserved_bytes, 0, "no rule for this machine", ram_bytes=ram_bytes)
-    recommended, source, suggestion = max(candidates)
+    # The largest ask wins; between equal asks the measured rule, whose fix is the option.
+    recommended, source, suggestion = max(candidates, key=lambda c: (c[0], c[2] == ""))
     takes = (f"the dump kernel takes the {taken_bytes / GIB:.1f} GiB in ACPI memory slots as "
              "its own: add acpi_no_memhotplug to its command line; without it no reservation "
              f"is enough ({TAKEN_DUMPS})")  # said only when it does (taken)
     if reserved_bytes >= recommended:
         if not taken:
             return Capacity(reserved_bytes, recommended, source, ram_bytes=ram_bytes)
-        warning = (f"{reserved_bytes // MIB} MiB reserved for the crash kernel is what "
-                   f"{source} asks for ({recommended // MIB} MiB), but {takes}")
+        warning = (f"{reserved_bytes // MIB} MiB reserved for the crash kernel is at least "
+                   f"what {source} asks for ({recommended // MIB} MiB), but {takes}")
         return Capacity(reserved_bytes, recommended, source, warning, ram_bytes)
-    if taken and recommended == taken:
+    if suggestion == "":  # the measured rule: the fix is the option, not a size
         fix, basis = takes, ""
     else:
         fix = f"set crashkernel={suggestion} (it applies at the next boot)" + (

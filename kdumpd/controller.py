@@ -231,9 +231,8 @@ class Controller:
         if is_loaded(snapshot.crash_loaded):  # read back, the header overrules
             decision, proven = self.header.proven(acted_on)
             self.last_decision = decision
-        if "memory" in burst.subsystems:
-            last = self.header.last
-            self.capacity.check(self.hardware(), last.loaded_cmdline if last else None)
+        if "memory" in burst.subsystems and not decision.reload:
+            self._check_capacity()  # a reload is checked once its image is loaded
         for warning in decision.warnings:
             log.warning(warning, extra=fields)
         if not decision.reload:
@@ -296,6 +295,8 @@ class Controller:
             # The post-condition, unless the hardware moved during the load (its own
             # decision follows): the image loaded now describes the host.
             stale = None if changed else self.header.after_load()
+        if "memory" in burst.subsystems:
+            self._check_capacity()  # for the image loaded now (or kept, if the load failed)
         if stale is not None or not outcome.ok:
             self.stats.failed += 1
             load_failed(outcome, stale, fields)
@@ -305,6 +306,12 @@ class Controller:
             return
         reload_failed_later(self.owing.failed(now), stale=stale is not None,
                             missing=state.owed, fields=fields)
+
+    def _check_capacity(self) -> None:
+        """The reservation against the RAM now, for the dump kernel's command line as
+        last read back (None: not read)."""
+        last = self.header.last
+        self.capacity.check(self.hardware(), last.loaded_cmdline if last else None)
 
     # -- what the daemon knows -------------------------------------------------------------
 

@@ -27,6 +27,8 @@ REASON_INTERRUPTED = "a reload of kdumpd's was interrupted"
 REASON_DURING_LOAD = ("the hardware changed while our load ran: the new image, or the "
                       "kernel's update of it, may lack the change")
 REASON_LOST = "events were lost"
+REASON_HEADER_UNFIXABLE = ("the loaded header lacks RAM that no kexec_load can add: an image "
+                           "loaded with --hotplug gets it from the kernel's own update")
 REASON_HEADER_STALE = "the loaded header, read back at start, is stale"
 REASON_UNPROTECTED = ("replacing the loaded image once with kdumpd's, whose dump kernel "
                       "survives memory growth ([reload] growth_safe = false turns this off)")

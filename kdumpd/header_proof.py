@@ -107,8 +107,8 @@ class HeaderProof:
                 f"{decision.reason})"))
         if check.verdict == STALE and check.unfixable:
             return replace(decision, reason=f"{decision.reason}; read back, the loaded "
-                           f"header is STALE: {check.why}, which no load can mend: "
-                           f"{check.unfixable}")
+                           f"header is STALE: {check.why}, which no kexec_load can "
+                           f"mend: {check.unfixable}")
         if check.verdict == STALE and not decision.reload:
             return replace(decision, reload=True, reason=(
                 f"the loaded header, read back, is STALE: {check.why} (without it: "
@@ -146,6 +146,7 @@ class HeaderProof:
         check = self.read()
         if check is not None and check.verdict == STALE and check.unfixable:
             # The load did what a load can: loading again would only open a window.
+            self._stale_after_load = 0  # and it is no disagreement with the reader
             log.error("the crash kernel loaded now lacks %s: a dump would miss it; %s",
                       check.why, check.unfixable,
                       extra={"MESSAGE_ID": journal_ids.HEADER_UNFIXABLE})

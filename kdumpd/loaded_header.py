@@ -98,7 +98,7 @@ class HeaderCheck:
     def line(self) -> str:
         """One line for `kdumpd status` and the journal."""
         if self.verdict == STALE:
-            mend = f" (no load can mend it: {self.unfixable})" if self.unfixable else ""
+            mend = f" (no kexec_load can mend it: {self.unfixable})" if self.unfixable else ""
             return f"STALE: {self.why}{mend}"
         return f"{self.verdict} ({self.why})"
 
@@ -462,14 +462,15 @@ def _check_one(kcore: Kcore, host: Host, cmdline: str) -> HeaderCheck:
 
 def _unfixable(host: Host, missing: tuple[Span, ...], extra: tuple[Span, ...],
                cpus: tuple[int, ...]) -> str:
-    """Why no load can mend these differences, or "": only RAM is missing, and all of it
+    """Why no kexec_load can mend these differences, or "": only RAM is missing, and all of it
     lies at or above the device tree's linux,memory-limit, which kexec-tools obeys."""
     limit = host.memory_limit
     if not limit or not missing or extra or cpus or any(a < limit for a, _ in missing):
         return ""
     return (f"kexec-tools leaves all RAM at or above the device tree's linux,memory-limit "
-            f"({limit:#x}, set at boot) out of a kexec_load header; the kernel's own update "
-            f"puts it back at the next memory hotplug event")
+            f"({limit:#x}, set at boot) out of every kexec_load header; in an image loaded "
+            f"with --hotplug (crash_hotplug=1) the kernel's own update puts it in at the "
+            f"next memory hotplug event")
 
 
 def _with_time(check: HeaderCheck, seconds: float) -> HeaderCheck:

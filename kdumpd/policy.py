@@ -103,8 +103,12 @@ def decide(
         )
     if facts.header_built_by_dump_kernel:
         return Decision(False, REASON_S390, tuple(warnings))
+    # powerpc: what the header cannot show (a CPU missing from the dump kernel's device
+    # tree) is why any reload over CPUs must run whatever the header read back says.
+    fdt_matters = facts.unknown_cpu_loses_dump
     if missed:
-        return Decision(True, missed, tuple(warnings))
+        return Decision(True, missed, tuple(warnings),
+                        beyond_header=fdt_matters and "cpu" in subsystems)
     if not subsystems:
         return Decision(False, "a crash kernel is loaded", tuple(warnings))
 
@@ -136,7 +140,7 @@ def decide(
         return Decision(False, "; ".join(stale) + ": confirming (a 0 can be transient)",
                         tuple(warnings), confirm=True)
     return Decision(True, reason, tuple(warnings),
-                    beyond_header=any(WHOLE_DUMP_LOST in part for part in stale))
+                    beyond_header=fdt_matters and any(p.startswith("cpu:") for p in stale))
 
 
 def _show(value: Value) -> str:

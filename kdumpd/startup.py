@@ -15,6 +15,7 @@ from kdumpd import journal_ids
 from kdumpd.decision_log import (
     REASON_HARDWARE,
     REASON_HEADER_STALE,
+    REASON_HEADER_UNFIXABLE,
     REASON_INTERRUPTED,
     REASON_RESTORE,
     REASON_UNPROTECTED,
@@ -51,6 +52,9 @@ def take_up(now: float, saved: State | None, hardware: Hardware, *, owing: Owing
         log.error("the loaded crash kernel lacks %s: a dump would miss it; %s",
                   check.why, check.unfixable,
                   extra={"MESSAGE_ID": journal_ids.HEADER_UNFIXABLE})
+        # Decided by crash_hotplug, as for events: a plain image (0) is replaced by one
+        # the kernel can mend; a --hotplug one (1) is kept, and mended at the next event.
+        request(now, SUBSYSTEMS, REASON_HEADER_UNFIXABLE)
     elif check is not None and check.verdict == STALE:
         log.warning("%s: %s", REASON_HEADER_STALE, check.why)
         request(now, SUBSYSTEMS, REASON_HEADER_STALE, missed=True)

@@ -106,7 +106,8 @@ class KexecBackend:
         host = load_mode.Host(
             hotplug=self._sysfs.read("kernel/crash_elfcorehdr_size").kind == OK,
             file_load=self._file_load.available, file_load_line=self._file_load.line(),
-            blocker=userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads))
+            blocker=userspace_load_blocker(self._sysfs.root, self._arch.kexec_load_reads),
+            userspace_omits_ram=self._arch.kexec_load_omits_hot_added_ram)
         return load_mode.choose(asked, host, asked_from, self._worked)
 
     @property

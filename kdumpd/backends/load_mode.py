@@ -6,7 +6,8 @@ followed: ``-s`` is file; ``-c`` is kexec_load, loaded as ``-c --hotplug`` where
 kernel can update it (crash_elfcorehdr_size) and as ``-s`` only where kexec_load cannot
 work at all. A kernel without kexec_file_load gets kexec_load whatever was asked: it is
 the only syscall there. Otherwise ``hotplug`` first (the shortest window), then ``file``,
-then ``plain``; what worked last is tried first (kexec.py remembers it).
+then ``plain``, except on powerpc, where a kexec_load header lacks hot-added RAM and
+``file`` comes first; what worked last is tried first (kexec.py remembers it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ class Host:
     file_load: bool | None  # the kernel has kexec_file_load (None: cannot tell)
     file_load_line: str = ""  # where that was read, for the note
     blocker: str | None = None  # why kexec_load cannot work here (None: it can)
+    # kexec-tools' kexec_load header leaves hot-added RAM out (powerpc: RAM above the
+    # device tree's linux,memory-limit; arch.py): kexec_file_load, whose header the kernel
+    # builds from memblock, comes first where the kernel has it.
+    userspace_omits_ram: bool = False
 
 
 def choose(asked: str, host: Host, asked_from: str, worked: str | None = None
@@ -51,6 +56,8 @@ def choose(asked: str, host: Host, asked_from: str, worked: str | None = None
         return ["plain"], said("-c (kexec_load): loading with -c")
     if host.blocker is not None:
         candidates = ["file"]  # kexec_load cannot work here (now)
+    elif host.userspace_omits_ram and host.file_load:
+        candidates = ["file", "hotplug", "plain"] if host.hotplug else ["file", "plain"]
     elif host.hotplug:
         candidates = ["hotplug", "file", "plain"]
     else:

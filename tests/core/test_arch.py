@@ -83,7 +83,9 @@ def test_facts_per_architecture() -> None:
     assert ppc.cpu_actions == ("online", "offline") and ppc.unknown_cpu_loses_dump
     assert ppc.header_readback and arch.facts("ppc64") == arch.Arch(
         "ppc64", "powerpc", kexec_load_reads=(), reservation_in=arch.DEVICE_TREE,
-        cpu_actions=("online", "offline"), unknown_cpu_loses_dump=True)
+        cpu_actions=("online", "offline"), unknown_cpu_loses_dump=True,
+        kexec_load_omits_hot_added_ram=True)
+    assert ppc.kexec_load_omits_hot_added_ram and not x86.kexec_load_omits_hot_added_ram
     assert s390.header_built_by_dump_kernel
     # One kdumpd has not met keeps x86's kexec_load checks and /proc/iomem.
     assert arm.kexec_load_reads == x86.kexec_load_reads and arm.reservation_in == arch.IOMEM
@@ -207,13 +209,14 @@ def test_auto_loads_with_hotplug_where_the_kernel_has_no_kexec_file_load(
     assert ppc64le_backend(ppc, image)[0].modes() == ["plain"]
 
 
-def test_auto_on_powerpc_with_kexec_file_load_tries_kexec_load_first(
+def test_auto_on_powerpc_with_kexec_file_load_tries_kexec_file_load_first(
     ppc: Path, image: KexecImage,
 ) -> None:
-    # A kernel built with CONFIG_KEXEC_FILE (Fedora's, say): hotplug first, as on an x86
-    # host with the kexec-load drop-in, because nothing blocks kexec_load here.
+    # A kernel built with CONFIG_KEXEC_FILE (Fedora's, say): kexec_file_load first, whose
+    # header the kernel builds from memblock; kexec-tools' kexec_load header would lack
+    # the RAM hot-added since boot (above linux,memory-limit).
     backend, _ = ppc64le_backend(ppc, image, file_load=FileLoad(True, "/boot/config-x"))
-    assert backend.modes() == ["hotplug", "file", "plain"]
+    assert backend.modes() == ["file", "hotplug", "plain"]
     x86 = KexecBackend(image, "auto", Sysfs(ppc), FakeKexec(Sysfs(ppc)), 5)
     assert x86.modes() == ["file"]  # x86's facts on this tree: kcore missing
 
@@ -320,3 +323,18 @@ def test_each_architecture_is_named_and_says_exactly_what_differs() -> None:
     assert arch.facts("i686").lines() == (
         "the loaded header is not read back on i686 (kdumpd verify: x86_64 and ppc64le "
         "only)",)
+
+
+def test_ppc64le_every_reload_over_cpus_is_beyond_what_the_header_shows() -> None:
+    """A CPU hot-added during a load (missed) or a crash_hotplug that cannot be read: the
+    dump kernel's device tree may lack the CPU, which a current header cannot show."""
+    kept = Snapshot(Value("1"), {"cpu": Value("1"), "memory": Value("1")})
+    missed = decide({"cpu", "memory"}, kept, missed="a load held the lock", arch="ppc64le")
+    assert missed.reload and missed.beyond_header
+    memory_only = decide({"memory"}, kept, missed="a load held the lock", arch="ppc64le")
+    assert memory_only.reload and not memory_only.beyond_header
+    odd = Snapshot(Value("1"), {"cpu": Value("", "error"), "memory": Value("1")})
+    unread = decide({"cpu"}, odd, arch="ppc64le")
+    assert unread.reload and unread.beyond_header
+    on_x86 = decide({"cpu", "memory"}, kept, missed="a load held the lock", arch="x86_64")
+    assert on_x86.reload and not on_x86.beyond_header

@@ -412,7 +412,7 @@ def test_a_stale_header_no_load_can_mend_is_said_once_per_load_not_retried_nor_c
         rig.settle()
     assert rig.loads() == 2 and rig.controller.stats.failed == 0
     assert rig.reads == [CURRENT, STALE, STALE, STALE, STALE]
-    assert any(m.endswith("which no load can mend: " + UNFIXABLE) for m in caplog.messages), \
+    assert any(m.endswith("which no kexec_load can mend: " + UNFIXABLE) for m in caplog.messages), \
         caplog.messages
     assert rig.controller.header.enabled and rig.controller.deadline() is None
 
@@ -426,7 +426,7 @@ def test_judge_keeps_the_inference_for_a_stale_header_no_load_can_mend(
     judged = proof.judge(Decision(reload, "inferred"))
     assert judged.reload is reload
     assert judged.reason == ("inferred; read back, the loaded header is STALE: RAM missing "
-                             "x, which no load can mend: why not")
+                             "x, which no kexec_load can mend: why not")
 
 
 def test_a_current_header_does_not_cancel_a_reload_for_what_it_cannot_show(
@@ -471,3 +471,25 @@ def test_a_kept_image_whose_command_line_would_not_survive_growth_is_replaced_on
         fresh = HeaderProof(lambda: check, clock, protection=lambda line: "no option")
         fresh.read()
         assert fresh._keep_alive(step) is step
+
+
+def test_capacity_is_checked_once_for_the_image_a_memory_reload_leaves(
+    root: Path, clock: MockTime,
+) -> None:
+    from kdumpd.capacity import Capacity
+    from kdumpd.capacity_watch import CapacityWatch
+
+    rig = Proven(root, clock)
+    seen: list[tuple[int, str | None]] = []
+
+    def capacity(hardware: object, cmdline: str | None) -> Capacity:
+        seen.append((rig.loads(), cmdline))
+        return Capacity(0, 0, "none")
+
+    rig.controller.capacity = CapacityWatch(capacity)
+    rig.controller.start(clock())
+    rig.hotplug("memory", "memory9", "add", "online")
+    rig.settle()
+    assert rig.loads() == 1
+    assert [loads for loads, _ in seen] == [1]  # after the load, not before it
+    assert seen[0][1] == rig.controller.header.last.loaded_cmdline  # type: ignore[union-attr]

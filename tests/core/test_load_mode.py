@@ -33,6 +33,17 @@ SANDBOXED = Host(hotplug=True, file_load=True, blocker="/proc/kcore cannot be re
      f"{FROM} asks for -c (kexec_load), which cannot work here (/proc/kcore cannot be "
      "read): loading with -s, which the kernel keeps current"),
     ("", Host(hotplug=True, file_load=None), ["hotplug", "file", "plain"], ""),
+    # powerpc: kexec_load's header lacks hot-added RAM; kexec_file_load first where it is
+    ("", Host(hotplug=True, file_load=True, userspace_omits_ram=True),
+     ["file", "hotplug", "plain"], ""),
+    ("", Host(hotplug=False, file_load=True, userspace_omits_ram=True), ["file", "plain"], ""),
+    ("", Host(hotplug=True, file_load=False, userspace_omits_ram=True),
+     ["hotplug", "plain"], ""),
+    ("", Host(hotplug=True, file_load=None, userspace_omits_ram=True),
+     ["hotplug", "file", "plain"], ""),
+    ("plain", Host(hotplug=True, file_load=True, userspace_omits_ram=True),
+     ["hotplug", "plain"], f"{FROM} asks for -c (kexec_load): loading with -c --hotplug, "
+     "so the kernel keeps it current"),
 ])
 def test_the_modes_auto_tries(asked: str, host: Host, modes: list[str], note: str) -> None:
     assert choose(asked, host, FROM) == (modes, note)

@@ -71,7 +71,7 @@ def test_the_json_document_has_every_key_and_inclusive_ends() -> None:
         "ranges_missing": [[0x100, 0x1FF]], "ranges_extra": [[0x300, 0x3FF]],
         "cpus_missing": [2], "loaded_cmdline": "elfcorehdr=0x6f000000 x", "read_s": 0.123,
         "header_loads": [[0x500, 0x5FF]], "unfixable": "no load can"}
-    assert check.line() == "STALE: why (no load can mend it: no load can)"
+    assert check.line() == "STALE: why (no kexec_load can mend it: no load can)"
     assert replace(check, unfixable="").line() == "STALE: why"
     assert HeaderCheck(CURRENT, "fine").line() == "current (fine)"
 

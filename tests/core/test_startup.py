@@ -9,6 +9,7 @@ import pytest
 from kdumpd.decision_log import (
     REASON_HARDWARE,
     REASON_HEADER_STALE,
+    REASON_HEADER_UNFIXABLE,
     REASON_INTERRUPTED,
     REASON_UNPROTECTED,
     Stats,
@@ -68,15 +69,20 @@ def test_a_stale_header_at_start_is_reloaded_whatever_crash_hotplug_says(
     assert burst.subsystems == frozenset(SUBSYSTEMS)
 
 
-def test_a_stale_header_no_load_can_mend_is_said_as_an_error_and_asks_for_nothing(
+def test_a_stale_header_no_load_can_mend_is_said_and_left_to_crash_hotplug(
     caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Not a reload whatever crash_hotplug says (missed): a decision over both subsystems,
+    which replaces a plain image and keeps a --hotplug one."""
     rig = Rig()
     check = HeaderCheck(STALE, "RAM missing 0x80000000-0xbfffffff", unfixable="the limit")
     with caplog.at_level(logging.INFO, logger="kdumpd"):
         take_up(10.0, None, NOW, owing=rig.owing, request=rig.scheduler.request,
                 check=check)
-    assert rig.burst() is None
+    burst = rig.burst()
+    assert burst is not None
+    assert burst.reasons == (REASON_HEADER_UNFIXABLE,) and not burst.missed
+    assert burst.subsystems == frozenset(SUBSYSTEMS)
     said = [r for r in caplog.records if r.name == "kdumpd"][0]
     assert said.levelno == logging.ERROR
     assert said.getMessage() == ("the loaded crash kernel lacks RAM missing "
