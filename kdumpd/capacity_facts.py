@@ -30,6 +30,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from kdumpd.arch import X86
 from kdumpd.backends.distro import DistroError, read_shell_vars
 from kdumpd.backends.distro.files import SYSCONFIG
 from kdumpd.capacity import Machine
@@ -125,7 +126,7 @@ def taken_bytes(root: Path, arch: str, loaded_cmdline: str | None) -> int:
     """The hot-added memory the loaded dump kernel would take as its own: on x86, when its
     command line (read back from the loaded image; None: not known) lacks
     ``acpi_no_memhotplug``, :func:`acpi_memory_bytes`; else 0."""
-    if loaded_cmdline is None or not re.fullmatch(r"i.86|x86_64", arch):
+    if loaded_cmdline is None or arch not in X86:
         return 0
     if "acpi_no_memhotplug" in loaded_cmdline.split():
         return 0

@@ -133,12 +133,13 @@ def read_crash_reservation(root: Path, where: str = "iomem") -> Reservation:
     """The reservation from where the architecture publishes it (arch.py:
     ``reservation_in``): /proc/iomem, or the device tree."""
     if where == "device-tree":
-        return device_tree_reservation(_read_bytes(root / (DT_CRASHKERNEL + "base")),
-                                       _read_bytes(root / (DT_CRASHKERNEL + "size")))
+        return device_tree_reservation(read_property(root / (DT_CRASHKERNEL + "base")),
+                                       read_property(root / (DT_CRASHKERNEL + "size")))
     return crash_reservation(read_text(root / "proc/iomem"))
 
 
-def _read_bytes(path: Path) -> bytes | None:
+def read_property(path: Path) -> bytes | None:
+    """A device tree property's raw bytes (at most 64); None when it cannot be read."""
     try:
         return read_regular(path, 64)
     except OSError:

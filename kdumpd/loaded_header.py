@@ -44,8 +44,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from kdumpd import arch as archmod
-from kdumpd.hardware import DT_CRASHKERNEL, iomem_resources, is_ram, read_text
-from kdumpd.smallfile import read_regular
+from kdumpd.hardware import (
+    DT_CRASHKERNEL,
+    iomem_resources,
+    is_ram,
+    read_property,
+    read_text,
+)
 
 CURRENT, STALE, UNLOADED, UNKNOWN = "current", "stale", "unloaded", "unknown"
 VERIFIED_ARCHES = ("x86_64", "ppc64le")
@@ -158,22 +163,15 @@ def device_tree_span(base: bytes | None, size: bytes | None) -> tuple[Span, ...]
     return ((start, start + length),) if length else ()
 
 
-def _dt_bytes(path: Path) -> bytes | None:
-    try:
-        return read_regular(path, 64)
-    except OSError:
-        return None
-
-
 def read_host(root: Path, reservation_in: str = archmod.IOMEM) -> Host:
     """Read the host's RAM, reservation (from where the architecture publishes it) and
     CPUs' notes; raises :class:`Unreadable`."""
     ram, reserved = parse_iomem(read_text(root / "proc/iomem"))
     limit = None
     if reservation_in == archmod.DEVICE_TREE:
-        reserved = device_tree_span(_dt_bytes(root / (DT_CRASHKERNEL + "base")),
-                                    _dt_bytes(root / (DT_CRASHKERNEL + "size")))
-        raw = _dt_bytes(root / DT_MEMORY_LIMIT)
+        reserved = device_tree_span(read_property(root / (DT_CRASHKERNEL + "base")),
+                                    read_property(root / (DT_CRASHKERNEL + "size")))
+        raw = read_property(root / DT_MEMORY_LIMIT)
         limit = int.from_bytes(raw, "big") if raw is not None and len(raw) == 8 else None
         if not reserved:
             raise Unreadable("no crash kernel reservation in the device tree (/chosen/"
@@ -367,15 +365,16 @@ def verify(root: Path, *, arch: str | None = None,
     if machine not in VERIFIED_ARCHES:
         return HeaderCheck(UNKNOWN, f"reading the loaded header back is implemented for "
                            f"x86_64 and ppc64le only, not {machine}")
+    facts = archmod.facts(machine)
     try:
-        check = _judge(root, archmod.facts(machine).reservation_in)
+        check = _judge(root, facts.reservation_in)
     except Unreadable as error:
         check = HeaderCheck(UNKNOWN, str(error))
     except OSError as error:
         check = HeaderCheck(UNKNOWN, _os_reason(error))
     if read_text(root / "sys/kernel/kexec_crash_loaded").strip() != "1":
         check = HeaderCheck(UNKNOWN, "a load ran while the header was read")
-    elif check.verdict == CURRENT and archmod.facts(machine).unknown_cpu_loses_dump:
+    elif check.verdict == CURRENT and facts.unknown_cpu_loses_dump:
         check = replace(check, why=f"{check.why}; {DEVICE_TREE_UNREAD}")
     return _with_time(check, clock() - started)
 
