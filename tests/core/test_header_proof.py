@@ -56,6 +56,18 @@ class Proven:
         self.reads.append(check.verdict)
         return check
 
+    def script(self, verdicts: list[str], stale: HeaderCheck) -> None:
+        """Read the header from a script instead: the next verdict at each read, as
+        ``stale`` or a current "ok"."""
+        left = iter(verdicts)
+
+        def scripted() -> HeaderCheck:
+            verdict = next(left)
+            self.reads.append(verdict)
+            return stale if verdict == STALE else HeaderCheck(CURRENT, "ok")
+
+        self.controller.header = HeaderProof(scripted, self.clock)
+
     def hotplug(self, subsystem: str, name: str, *actions: str) -> None:
         for action in actions:
             self.kernel.hotplug(subsystem, action, name)
@@ -189,14 +201,8 @@ def test_a_load_that_leaves_a_stale_header_fails_and_twice_turns_verification_of
     root: Path, clock: MockTime, caplog: pytest.LogCaptureFixture
 ) -> None:
     rig = Proven(root, clock)
-    verdicts = iter([CURRENT, STALE, STALE, STALE, STALE])
-
-    def lying() -> HeaderCheck:  # a kernel whose header the reader misreads
-        verdict = next(verdicts)
-        rig.reads.append(verdict)
-        return HeaderCheck(verdict, "RAM missing 0x1-0x2" if verdict == STALE else "ok")
-
-    rig.controller.header = HeaderProof(lying, clock)
+    # A kernel whose header the reader misreads.
+    rig.script([CURRENT, STALE, STALE, STALE, STALE], HeaderCheck(STALE, "RAM missing 0x1-0x2"))
     rig.controller.start(clock())
     rig.controller.request(clock(), ["memory"], "kdumpd reload", due_now=True)
     with caplog.at_level(logging.ERROR, logger="kdumpd"):
@@ -380,16 +386,8 @@ def test_a_stale_header_no_load_can_mend_is_said_once_per_load_not_retried_nor_c
     loading again cannot add it, so the load is not failed, retried or held against the
     reader, and the next decision is not turned into a reload."""
     rig = Proven(root, clock)
-    verdicts = iter([CURRENT, STALE, STALE, STALE, STALE])
-
-    def limited() -> HeaderCheck:
-        verdict = next(verdicts)
-        rig.reads.append(verdict)
-        if verdict == CURRENT:
-            return HeaderCheck(CURRENT, "ok")
-        return HeaderCheck(STALE, "RAM missing 0x80000000-0x9fffffff", unfixable=UNFIXABLE)
-
-    rig.controller.header = HeaderProof(limited, clock)
+    rig.script([CURRENT, STALE, STALE, STALE, STALE],
+               HeaderCheck(STALE, "RAM missing 0x80000000-0x9fffffff", unfixable=UNFIXABLE))
     rig.controller.start(clock())
     rig.controller.request(clock(), ["memory"], "kdumpd reload", due_now=True)
     with caplog.at_level(logging.INFO, logger="kdumpd"):

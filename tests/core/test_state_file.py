@@ -175,18 +175,15 @@ def test_an_unreadable_or_unusable_state_file_is_named_with_why(
     assert said(caplog) == [f"cannot read state file {store.path}: not a regular file; "
                             "starting without it"]
     store.path.rmdir()
-    store.path.write_text('{"version": 1, "boot_id": "boot-1", "exposure": NaN}')
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="kdumpd"):
-        assert store.load() is None
-    assert said(caplog) == [f"state file {store.path} is unusable (NaN is not JSON); "
-                            "starting without it"]
-    store.path.write_text('{"version": 2}')
-    caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="kdumpd"):
-        assert store.load() is None
-    assert said(caplog) == [f"state file {store.path} is unusable (not a kdumpd state file "
-                            "of version 1); starting without it"]
+    for text, why in (('{"version": 1, "boot_id": "boot-1", "exposure": NaN}',
+                       "NaN is not JSON"),
+                      ('{"version": 2}', "not a kdumpd state file of version 1")):
+        store.path.write_text(text)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kdumpd"):
+            assert store.load() is None
+        assert said(caplog) == [f"state file {store.path} is unusable ({why}); "
+                                "starting without it"]
 
 
 def test_a_state_file_just_under_the_size_limit_is_read(tmp_path: Path) -> None:
